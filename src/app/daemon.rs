@@ -1,0 +1,134 @@
+//! `regsync run`: polls on the cron schedule, reconciles due retries as they
+//! come due, serves health and metrics, and stops gracefully on SIGTERM or
+//! SIGINT (a second signal, or `shutdown.grace_secs` passing, stops at once).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{connect_and_migrate, context};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::server::{self, Readiness};
+use crate::sync::{self, Ctx};
+
+/// Runs the daemon until a signal stops it.
+///
+/// # Errors
+/// Start-up failed (database, address in use, bad schedule), or the grace
+/// period passed with work still in flight.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let pool = connect_and_migrate(&settings).await?;
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::new(std::time::Duration::from_secs(settings.server.ready_max_poll_age_secs)));
+    let ctx = context(settings.clone(), pool.clone(), metrics.clone(), shutdown.clone())?;
+
+    let listener = tokio::net::TcpListener::bind(&settings.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on server.listen = {}", settings.server.listen))?;
+    tracing::info!(addr = %settings.server.listen, "serving /healthz, /readyz and /metrics");
+    let router = server::router(pool, readiness.clone(), metrics);
+    let server_stop = shutdown.clone();
+    tracker.spawn(async move {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "health server failed");
+        }
+    });
+
+    // The scheduler only rings a bell; the engine loop polls, so polls never
+    // overlap and shutdown is ours, not the scheduler's.
+    let poll_due = Arc::new(Notify::new());
+    let scheduler = JobScheduler::new().await.context("cannot start the scheduler")?;
+    let bell = poll_due.clone();
+    let job = Job::new_async(settings.sync.poll_schedule.as_str(), move |_, _| {
+        let bell = bell.clone();
+        Box::pin(async move { bell.notify_one() })
+    })
+    .context("sync.poll_schedule")?;
+    scheduler.add(job).await.context("cannot schedule polls")?;
+    scheduler.start().await.context("cannot start the scheduler")?;
+
+    tracker.spawn(engine(ctx, poll_due, readiness.clone()));
+    tracker.close();
+
+    wait_for_signal().await;
+    tracing::info!("stopping: no new claims; calls in flight finish and are recorded");
+    readiness.stopping();
+    shutdown.cancel();
+    let mut scheduler = scheduler;
+    let _ = scheduler.shutdown().await;
+    tokio::select! {
+        _ = tracker.wait() => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        _ = tokio::time::sleep(settings.shutdown.grace()) => {
+            anyhow::bail!("shutdown.grace_secs passed with work in flight; its leases expire and the next owner looks the outcomes up")
+        }
+        _ = wait_for_signal() => anyhow::bail!("second signal: stopped at once"),
+    }
+}
+
+/// Polls when the bell rings (and once at start), reconciles due retries
+/// every `sync.reconcile_interval_ms` in between.
+async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>, readiness: Arc<Readiness>) {
+    poll_due.notify_one();
+    let mut interval = tokio::time::interval(ctx.settings.sync.reconcile_interval());
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return,
+            _ = poll_due.notified() => {
+                let started = Instant::now();
+                match sync::tick(&ctx).await {
+                    Ok(report) => {
+                        let result = if report.poll.partial.is_some() { "partial" } else { "complete" };
+                        ctx.metrics.poll(result, started.elapsed());
+                        readiness.polled();
+                        tracing::info!("{}", super::describe(&report).replace('\n', "; "));
+                    }
+                    Err(e) => {
+                        ctx.metrics.poll("failed", started.elapsed());
+                        tracing::error!(error = %e, error.chain = ?e, "poll cycle failed; retrying at the next scheduled poll");
+                    }
+                }
+            }
+            _ = interval.tick() => {
+                if let Err(e) = sync::reconcile_due(&ctx).await {
+                    tracing::error!(error = %e, "reconcile failed; retrying shortly");
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

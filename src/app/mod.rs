@@ -1,0 +1,124 @@
+//! Wiring: builds the pool, the clients and the engine context from
+//! `Settings`, and implements each command. The one place that sees every
+//! module.
+
+mod daemon;
+pub mod demo;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::sync::{self, Ctx, TickReport};
+use crate::{graph, source, store};
+
+pub use daemon::run;
+
+/// Opens the pool and applies pending migrations (safe from several replicas
+/// at once: sqlx serialises them with an advisory lock).
+///
+/// # Errors
+/// The database is unreachable or a migration failed.
+pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = store::connect(&settings.database)?;
+    store::migrate(&pool).await.context("cannot prepare the database (is it running and is database.url right?)")?;
+    Ok(pool)
+}
+
+/// Builds the engine context.
+///
+/// # Errors
+/// A client cannot be built from the settings.
+pub fn context(settings: Arc<Settings>, pool: PgPool, metrics: Arc<Metrics>, shutdown: CancellationToken) -> anyhow::Result<Arc<Ctx>> {
+    let source = source::Client::new(&settings.source, settings.default_allowed_registrant())?;
+    let graph = graph::Client::new(&settings.graph)?;
+    Ok(Arc::new(Ctx::new(pool, source, graph, settings, metrics, shutdown)))
+}
+
+/// `regsync migrate`.
+///
+/// # Errors
+/// As [`connect_and_migrate`].
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    connect_and_migrate(settings).await?;
+    Ok(())
+}
+
+/// `regsync once`: one poll, then reconcile until nothing is due now.
+///
+/// # Errors
+/// The cycle could not run: database unreachable, or Graph credentials
+/// refused (the report is still recorded in `ops.sync_runs`).
+pub async fn once(settings: Settings) -> anyhow::Result<TickReport> {
+    let pool = connect_and_migrate(&settings).await?;
+    let ctx = context(Arc::new(settings), pool, Arc::default(), CancellationToken::new())?;
+    let report = sync::tick(&ctx).await?;
+    if let Some(error) = &report.error {
+        anyhow::bail!("the cycle could not call Graph: {error}");
+    }
+    Ok(report)
+}
+
+/// `regsync status`: meetings per state and the latest failures.
+///
+/// # Errors
+/// The database is unreachable.
+pub async fn status(settings: &Settings) -> anyhow::Result<String> {
+    let pool = connect_and_migrate(settings).await?;
+    let mut out = String::from("meetings by state:\n");
+    for s in store::meetings::count_by_state(&pool).await? {
+        let _ = writeln!(out, "  {:<10} {}", s.state, s.count);
+    }
+    match store::runs::last_poll_at(&pool).await? {
+        Some(at) => {
+            let _ = writeln!(out, "last poll finished: {at}");
+        }
+        None => out.push_str("no poll has finished yet\n"),
+    }
+    let failures = store::runs::recent_failures(&pool, 20).await?;
+    if !failures.is_empty() {
+        out.push_str("recent failures:\n");
+        for f in failures {
+            let _ = writeln!(out, "  {} ({}): {}", f.external_id, f.updated_at, f.last_error.unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// `regsync retry`: makes one meeting (or every failed one) due now with its
+/// attempts reset. Returns how many meetings were reset.
+///
+/// # Errors
+/// The database is unreachable.
+pub async fn retry(settings: &Settings, external_id: Option<&str>) -> anyhow::Result<u64> {
+    let pool = connect_and_migrate(settings).await?;
+    Ok(store::meetings::retry(&pool, external_id).await?)
+}
+
+/// A one-paragraph summary of a tick for people.
+pub fn describe(report: &TickReport) -> String {
+    let p = &report.poll;
+    let r = &report.reconcile;
+    let mut text = format!(
+        "poll: {} items on {} pages, {} new or changed, {} rejected{}\nsync: {} created, {} deleted, {} synced, {} retrying, {} failed",
+        p.seen,
+        p.pages,
+        p.changed,
+        p.rejected,
+        p.partial.as_ref().map(|e| format!(" (partial listing: {e})")).unwrap_or_default(),
+        r.created,
+        r.deleted,
+        r.synced,
+        r.retrying,
+        r.failed,
+    );
+    if let Some(e) = &report.error {
+        let _ = write!(text, "\nerror: {e}");
+    }
+    text
+}

@@ -1,0 +1,63 @@
+//! `regsync-sim`: the simulated platform, identity platform and Graph as a
+//! standalone server, for `docker compose up`, manual runs and the chaos tests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use regsync::sim::{FaultRates, Sim};
+
+/// Serves a simulated event platform, token endpoint and Microsoft Graph.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "REGSYNC_SIM_LISTEN")]
+    listen: SocketAddr,
+    /// Meetings to seed (every 7th for organization, every 10th cancelled).
+    #[arg(long, default_value_t = 100, env = "REGSYNC_SIM_MEETINGS")]
+    meetings: usize,
+    /// Latency added to every Graph request, in milliseconds.
+    #[arg(long, default_value_t = 0, env = "REGSYNC_SIM_LATENCY_MS")]
+    latency_ms: u64,
+    /// Share of Graph requests answered 429.
+    #[arg(long, default_value_t = 0.0, env = "REGSYNC_SIM_THROTTLE_RATE")]
+    throttle_rate: f64,
+    /// Retry-After of those 429s, in seconds.
+    #[arg(long, default_value_t = 1.0, env = "REGSYNC_SIM_RETRY_AFTER_SECS")]
+    retry_after_secs: f64,
+    /// Share of Graph requests answered 500/503.
+    #[arg(long, default_value_t = 0.0, env = "REGSYNC_SIM_ERROR_RATE")]
+    error_rate: f64,
+    /// Share of Graph requests acted on whose response is lost.
+    #[arg(long, default_value_t = 0.0, env = "REGSYNC_SIM_LOST_RESPONSE_RATE")]
+    lost_response_rate: f64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    regsync::telemetry::init(regsync::telemetry::LogFormat::Pretty, "info");
+    let sim = match Sim::start(args.listen).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("regsync-sim: cannot listen on {}: {e}", args.listen);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    sim.seed(args.meetings);
+    sim.set_rates(FaultRates {
+        throttle: args.throttle_rate,
+        retry_after_secs: args.retry_after_secs,
+        error: args.error_rate,
+        lost_response: args.lost_response_rate,
+        latency: Duration::from_millis(args.latency_ms),
+    });
+    println!("regsync-sim listening on http://{}", sim.addr());
+    println!("  source.base_url     = {}", sim.platform_url());
+    println!("  graph.base_url      = {}", sim.graph_url());
+    println!("  graph.authority_url = {}", sim.authority_url());
+    println!("  stats               = http://{}/_sim/stats", sim.addr());
+    let _ = tokio::signal::ctrl_c().await;
+    std::process::ExitCode::SUCCESS
+}

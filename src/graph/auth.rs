@@ -1,0 +1,143 @@
+//! Client-credentials tokens from the identity platform, cached until shortly
+//! before they expire and fetched by one caller at a time (single flight), so
+//! a burst of Graph calls costs one token request.
+//! <https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use super::wire::{TokenError, TokenResponse};
+use super::{describe, Error};
+
+/// Refresh this long before expiry (or at 80 % of the lifetime if shorter).
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// What the token request needs.
+#[derive(Clone)]
+pub struct Credentials {
+    /// `{authority_url}/{tenant}/oauth2/v2.0/token`.
+    pub token_url: String,
+    /// The app's client id.
+    pub client_id: String,
+    /// The app's secret.
+    pub client_secret: SecretString,
+    /// `https://graph.microsoft.com/.default`.
+    pub scope: String,
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: Arc<SecretString>,
+    refresh_at: Instant,
+}
+
+/// A shared, single-flight token cache.
+pub struct TokenCache {
+    http: reqwest::Client,
+    credentials: Credentials,
+    cached: Mutex<Option<Cached>>,
+}
+
+impl TokenCache {
+    /// A cache that fetches with `http`.
+    pub fn new(http: reqwest::Client, credentials: Credentials) -> Self {
+        Self { http, credentials, cached: Mutex::new(None) }
+    }
+
+    /// A valid token, fetched if the cached one is missing or near expiry.
+    ///
+    /// # Errors
+    /// [`Error::Token`] when the identity platform refuses or cannot be reached.
+    pub async fn token(&self) -> Result<Arc<SecretString>, Error> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
+            return Ok(c.token.clone());
+        }
+        let fresh = self.fetch().await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    /// Drops `token` from the cache after Graph answered 401 to it, unless a
+    /// newer token already replaced it.
+    pub async fn invalidate(&self, token: &Arc<SecretString>) {
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|c| Arc::ptr_eq(&c.token, token)) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<Cached, Error> {
+        let c = &self.credentials;
+        let form = [
+            ("client_id", c.client_id.as_str()),
+            ("scope", c.scope.as_str()),
+            ("client_secret", c.client_secret.expose_secret()),
+            ("grant_type", "client_credentials"),
+        ];
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(&c.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| Error::Token { status: None, error: "unreachable".into(), detail: describe(&e), hint: TOKEN_UNREACHABLE_HINT })?;
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Token {
+                status: Some(status.as_u16()),
+                error: "bad_response".into(),
+                detail: format!("token response is not the expected JSON: {e}"),
+                hint: "check graph.authority_url: it must point at the identity platform",
+            })?;
+            let lifetime = Duration::from_secs(parsed.expires_in);
+            let margin = REFRESH_MARGIN.min(lifetime / 5);
+            tracing::debug!(lifetime_secs = parsed.expires_in, took_ms = started.elapsed().as_millis() as u64, "fetched Graph token");
+            return Ok(Cached {
+                token: Arc::new(SecretString::from(parsed.access_token)),
+                refresh_at: started + lifetime - margin,
+            });
+        }
+        let parsed: Option<TokenError> = serde_json::from_slice(&body).ok();
+        let error = parsed.as_ref().and_then(|p| p.error.clone()).unwrap_or_else(|| format!("http_{}", status.as_u16()));
+        // The first line names the AADSTS code; the rest is trace ids.
+        let detail = parsed
+            .and_then(|p| p.error_description)
+            .map(|d| d.lines().next().unwrap_or_default().to_owned())
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        Err(Error::Token { status: Some(status.as_u16()), hint: token_hint(&error, &detail), error, detail })
+    }
+}
+
+const TOKEN_UNREACHABLE_HINT: &str = "check network access to graph.authority_url";
+
+/// What an operator should do about a token error. Branches on `error`, and
+/// on AADSTS codes only to sharpen the hint (they are not a contract).
+fn token_hint(error: &str, detail: &str) -> &'static str {
+    if detail.contains("AADSTS7000222") {
+        return "the client secret has expired: create a new one in the app registration and update graph.client_secret";
+    }
+    if detail.contains("AADSTS7000215") {
+        return "the client secret is wrong (often the secret's id was used instead of its value): update graph.client_secret";
+    }
+    if detail.contains("AADSTS700016") {
+        return "the app is not found in the tenant: check graph.client_id and graph.tenant_id, and that an admin consented";
+    }
+    if detail.contains("AADSTS90002") {
+        return "the tenant is not found: check graph.tenant_id";
+    }
+    match error {
+        "invalid_client" => "client authentication failed: check graph.client_id and graph.client_secret",
+        "unauthorized_client" => "the app may not use the client-credentials grant: check the app registration",
+        "invalid_scope" | "invalid_resource" => "check graph.scope: it must be https://graph.microsoft.com/.default",
+        "invalid_request" => "the token request was refused: check graph.tenant_id and graph.client_id",
+        "temporarily_unavailable" => "the identity platform is temporarily unavailable; regsync retries",
+        _ => "check graph.authority_url, graph.tenant_id, graph.client_id and graph.client_secret",
+    }
+}

@@ -1,0 +1,310 @@
+//! The registration calls:
+//! <https://learn.microsoft.com/graph/api/externalmeetingregistration-post?view=graph-rest-beta>
+//! (and `-get`, `-delete`). Each request carries a fresh `client-request-id`
+//! and is returned as a [`CallRecord`] for the audit table.
+
+use std::time::{Instant, SystemTime};
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use super::auth::{Credentials, TokenCache};
+use super::wire::{CreateRegistration, ErrorBody, Registration, EXTERNAL_REGISTRATION_TYPE};
+use super::{describe, parse_retry_after, CallRecord, Deleted, Error, RemoteRegistration};
+use crate::config::GraphSettings;
+use crate::domain::{AllowedRegistrant, OnlineMeetingId, OrganizerId, RegistrationId};
+
+/// Everything but RFC 3986 unreserved characters is encoded, so an id can
+/// never add a segment, a query or a fragment to the path.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// The meeting whose registration a call acts on.
+#[derive(Debug, Clone, Copy)]
+pub struct MeetingRef<'a> {
+    /// The organizer (`/users/{userId}`).
+    pub organizer: &'a OrganizerId,
+    /// The online meeting.
+    pub meeting: &'a OnlineMeetingId,
+}
+
+/// A Graph client with one connection pool and one token cache.
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    tokens: TokenCache,
+}
+
+impl Client {
+    /// Builds the client from settings (validated before).
+    ///
+    /// # Errors
+    /// Missing credentials or an HTTP client that cannot be built.
+    pub fn new(settings: &GraphSettings) -> Result<Self, Error> {
+        let setup = |what: &str| Error::InvalidId(format!("graph settings: {what}"));
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout())
+            .user_agent(concat!("regsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(&e.to_string()))?;
+        let tenant = settings.tenant_id.as_deref().ok_or_else(|| setup("graph.tenant_id is not set"))?;
+        let credentials = Credentials {
+            token_url: format!(
+                "{}/{}/oauth2/v2.0/token",
+                settings.authority_url.trim_end_matches('/'),
+                utf8_percent_encode(tenant, SEGMENT)
+            ),
+            client_id: settings.client_id.clone().ok_or_else(|| setup("graph.client_id is not set"))?,
+            client_secret: settings.client_secret.clone().ok_or_else(|| setup("graph.client_secret is not set"))?,
+            scope: settings.scope.clone(),
+        };
+        Ok(Self {
+            tokens: TokenCache::new(http.clone(), credentials),
+            http,
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Enables external registration (`POST`, 201 with the registration).
+    ///
+    /// # Errors
+    /// Classified failures; `Conflict` when one may already exist.
+    pub async fn create(
+        &self,
+        at: MeetingRef<'_>,
+        allowed: AllowedRegistrant,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<RemoteRegistration, Error> {
+        let body = CreateRegistration { odata_type: EXTERNAL_REGISTRATION_TYPE, allowed_registrant: allowed.as_str() };
+        let (status, bytes) = self.send(Method::POST, at, Some(&body), calls).await?;
+        match status {
+            StatusCode::OK | StatusCode::CREATED => decode(status, &bytes),
+            other => Err(unexpected(other, "create answered a success status other than 201")),
+        }
+    }
+
+    /// Reads the registration; `None` when Graph has none (404).
+    ///
+    /// # Errors
+    /// Classified failures.
+    pub async fn get(&self, at: MeetingRef<'_>, calls: &mut Vec<CallRecord>) -> Result<Option<RemoteRegistration>, Error> {
+        match self.send(Method::GET, at, None, calls).await {
+            Ok((status, bytes)) => decode(status, &bytes).map(Some),
+            Err(Error::Rejected { status: 404, .. }) => {
+                mark_last(calls, "absent");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Disables external registration (204); a 404 means it is already gone.
+    ///
+    /// # Errors
+    /// Classified failures.
+    pub async fn delete(&self, at: MeetingRef<'_>, calls: &mut Vec<CallRecord>) -> Result<Deleted, Error> {
+        match self.send(Method::DELETE, at, None, calls).await {
+            Ok(_) => Ok(Deleted::Removed),
+            Err(Error::Rejected { status: 404, .. }) => {
+                mark_last(calls, "absent");
+                Ok(Deleted::AlreadyGone)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn path(at: MeetingRef<'_>) -> Result<String, Error> {
+        for id in [at.organizer.as_str(), at.meeting.as_str()] {
+            // Percent-encoding leaves dots alone and URL parsing resolves dot
+            // segments, so these two would change the path.
+            if id.is_empty() || id == "." || id == ".." {
+                return Err(Error::InvalidId(format!("{id:?} cannot be used as a Graph path segment")));
+            }
+        }
+        Ok(format!(
+            "/users/{}/onlineMeetings/{}/registration",
+            utf8_percent_encode(at.organizer.as_str(), SEGMENT),
+            utf8_percent_encode(at.meeting.as_str(), SEGMENT)
+        ))
+    }
+
+    /// Sends one request, refreshing the token and retrying once on 401.
+    /// Returns the status and body of a 2xx; everything else as an [`Error`].
+    async fn send(
+        &self,
+        method: Method,
+        at: MeetingRef<'_>,
+        body: Option<&CreateRegistration<'_>>,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<(StatusCode, bytes::Bytes), Error> {
+        let path = Self::path(at)?;
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.token().await?;
+            let client_request_id = Uuid::new_v4();
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{}", self.base_url, path))
+                .bearer_auth(token.expose_secret())
+                .header("client-request-id", client_request_id.to_string());
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let started = Instant::now();
+            let mut record = CallRecord {
+                method: method_name(&method),
+                path: path.clone(),
+                http_status: None,
+                duration: Default::default(),
+                graph_request_id: None,
+                client_request_id,
+                error_code: None,
+                outcome: "transient",
+            };
+            let result = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    record.http_status = Some(status.as_u16());
+                    record.graph_request_id = header(&headers, "request-id");
+                    match response.bytes().await {
+                        Ok(bytes) => Ok((status, headers, bytes)),
+                        Err(e) => Err(Error::Transient { status: Some(status.as_u16()), sent: true, detail: describe(&e) }),
+                    }
+                }
+                // A failed connect never reached Graph; anything later may have.
+                Err(e) => Err(Error::Transient { status: None, sent: !e.is_connect(), detail: describe(&e) }),
+            };
+            record.duration = started.elapsed();
+            let outcome = result.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));
+            record.outcome = match &outcome {
+                Ok(_) if method == Method::POST => "created",
+                Ok(_) if method == Method::DELETE => "deleted",
+                Ok(_) => "found",
+                Err(e) => e.kind(),
+            };
+            if let Err(Error::Rejected { code, .. } | Error::Conflict { code }) = &outcome {
+                record.error_code = Some(code.clone());
+            }
+            tracing::info!(
+                method = record.method,
+                status = record.http_status,
+                client_request_id = %record.client_request_id,
+                request_id = record.graph_request_id.as_deref().unwrap_or(""),
+                took_ms = record.duration.as_millis() as u64,
+                outcome = record.outcome,
+                "graph call"
+            );
+            calls.push(record);
+            match outcome {
+                Err(Error::Unauthorized) if !refreshed => {
+                    // A revoked or rotated token: one fresh token, one retry.
+                    self.tokens.invalidate(&token).await;
+                    refreshed = true;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn classify(
+    method: &Method,
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<(StatusCode, bytes::Bytes), Error> {
+    if status.is_success() {
+        return Ok((status, body));
+    }
+    let retry_after = header(headers, "retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+    let detail: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+    let code = detail.as_ref().and_then(|d| d.error.code.clone()).unwrap_or_else(|| status.as_u16().to_string());
+    let message = detail.and_then(|d| d.error.message).unwrap_or_default().trim_end_matches('.').to_owned();
+    let s = status.as_u16();
+    Err(match s {
+        401 => Error::Unauthorized,
+        429 => Error::Throttled { status: s, retry_after },
+        503 if retry_after.is_some() => Error::Throttled { status: s, retry_after },
+        409 => Error::Conflict { code },
+        400..=499 => Error::Rejected { status: s, hint: rejection_hint(method, s, &code), code, message },
+        _ => Error::Transient { status: Some(s), sent: true, detail: format!("HTTP {s} {code} {message}").trim().into() },
+    })
+}
+
+/// The action an operator takes for a permanent Graph error.
+fn rejection_hint(method: &Method, status: u16, code: &str) -> String {
+    let verb = if *method == Method::DELETE { "remove" } else { "enable" };
+    match status {
+        403 => format!(
+            "The app may not {verb} registration for this organizer: grant the application access policy to the organizer \
+             (Grant-CsApplicationAccessPolicy -PolicyName <policy> -Identity <organizer id>) and check the \
+             OnlineMeetings.ReadWrite.All permission has admin consent; policy changes take up to 30 minutes"
+        ),
+        404 => "Graph has no such online meeting for this organizer: check the platform's organizer_id and online_meeting_id".into(),
+        400 => format!("Graph refused the request ({code}): check the meeting's ids; the meeting may not allow external registration"),
+        410 => "Graph says the API is gone: the beta externalMeetingRegistration API is deprecated".into(),
+        _ => format!("Graph refused the request ({code}); fix the cause, then run `regsync retry`"),
+    }
+}
+
+fn decode(status: StatusCode, bytes: &[u8]) -> Result<RemoteRegistration, Error> {
+    let registration: Registration = serde_json::from_slice(bytes).map_err(|e| unexpected(status, &e.to_string()))?;
+    let odata_type = registration.odata_type.unwrap_or_else(|| EXTERNAL_REGISTRATION_TYPE.to_owned());
+    if !odata_type.eq_ignore_ascii_case(EXTERNAL_REGISTRATION_TYPE) {
+        return Ok(RemoteRegistration::Foreign { odata_type });
+    }
+    if registration.id.is_empty() {
+        return Err(unexpected(status, "the registration has an empty id"));
+    }
+    Ok(RemoteRegistration::External {
+        id: RegistrationId(registration.id),
+        allowed_registrant: registration.allowed_registrant.as_deref().and_then(AllowedRegistrant::parse),
+    })
+}
+
+fn unexpected(status: StatusCode, detail: &str) -> Error {
+    Error::UnexpectedBody { status: status.as_u16(), detail: detail.to_owned() }
+}
+
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn mark_last(calls: &mut [CallRecord], outcome: &'static str) {
+    if let Some(last) = calls.last_mut() {
+        last.outcome = outcome;
+    }
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        _ => "GET",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_single_percent_encoded_path_segments() {
+        let organizer = OrganizerId("a/b?c#d%e f".into());
+        let meeting = OnlineMeetingId("1*x*0**19:meeting_é@thread.v2".into());
+        let path = Client::path(MeetingRef { organizer: &organizer, meeting: &meeting }).unwrap();
+        assert_eq!(
+            path,
+            "/users/a%2Fb%3Fc%23d%25e%20f/onlineMeetings/1%2Ax%2A0%2A%2A19%3Ameeting_%C3%A9%40thread.v2/registration"
+        );
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        let organizer = OrganizerId("..".into());
+        let meeting = OnlineMeetingId("m".into());
+        assert!(Client::path(MeetingRef { organizer: &organizer, meeting: &meeting }).is_err());
+    }
+}

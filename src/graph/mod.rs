@@ -1,0 +1,259 @@
+//! Microsoft Graph: the three calls on one meeting's external registration
+//! (create, get, delete), a cached app token, and the classification of every
+//! failure. Calls no other regsync module but `config` and `domain`; the
+//! engine sees only domain types, [`Error`]'s classification and
+//! [`CallRecord`]s for the audit table.
+
+mod auth;
+mod client;
+mod wire;
+
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use crate::domain::{AllowedRegistrant, RegistrationId};
+
+pub use client::{Client, MeetingRef};
+
+/// The registration Graph holds for a meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteRegistration {
+    /// An `externalMeetingRegistration`: regsync's kind.
+    External {
+        /// Its id.
+        id: RegistrationId,
+        /// Its audience, when Graph said.
+        allowed_registrant: Option<AllowedRegistrant>,
+    },
+    /// Another kind (Teams' own `meetingRegistration`): never touched.
+    Foreign {
+        /// Its `@odata.type`.
+        odata_type: String,
+    },
+}
+
+/// What a delete found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// Graph removed it (204).
+    Removed,
+    /// Graph had none (404).
+    AlreadyGone,
+}
+
+/// A Graph call that did not succeed, classified for the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 429, or 503 with Retry-After: wait, and do not count an attempt.
+    #[error("Graph throttled the request (HTTP {status}{}); regsync waits and retries", retry_after_text(*.retry_after))]
+    Throttled {
+        /// 429 or 503.
+        status: u16,
+        /// The wait Graph asked for, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx, timeout or a dropped connection: the request may or may not have
+    /// acted unless `sent` is false.
+    #[error("Graph request failed ({detail}); regsync retries with backoff")]
+    Transient {
+        /// The HTTP status, when one arrived.
+        status: Option<u16>,
+        /// False only when no byte can have reached Graph (connect failed).
+        sent: bool,
+        /// What happened.
+        detail: String,
+    },
+    /// 409: a registration may already exist.
+    #[error("Graph answered 409 Conflict ({code})")]
+    Conflict {
+        /// Graph's error code.
+        code: String,
+    },
+    /// A 4xx that will not change by retrying.
+    #[error("Graph answered HTTP {status} {code}: {message}. {hint}")]
+    Rejected {
+        /// The status.
+        status: u16,
+        /// Graph's error code.
+        code: String,
+        /// Graph's message.
+        message: String,
+        /// What the operator should do.
+        hint: String,
+    },
+    /// 401 even with a freshly fetched token.
+    #[error("Graph answered 401 Unauthorized with a fresh token: check the app's permission OnlineMeetings.ReadWrite.All and admin consent")]
+    Unauthorized,
+    /// The identity platform refused or could not be reached: nothing was
+    /// sent to Graph.
+    #[error("cannot get a Graph token ({error}): {detail}. {hint}")]
+    Token {
+        /// HTTP status of the token endpoint, if it answered.
+        status: Option<u16>,
+        /// The `error` field (`invalid_client`, ...).
+        error: String,
+        /// The first line of `error_description`.
+        detail: String,
+        /// What the operator should do.
+        hint: &'static str,
+    },
+    /// An id that cannot be put in a URL path safely (never sent).
+    #[error("{0}")]
+    InvalidId(String),
+    /// A success response that is not the documented JSON.
+    #[error("Graph answered HTTP {status} with an unexpected body: {detail}")]
+    UnexpectedBody {
+        /// The status.
+        status: u16,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+fn retry_after_text(d: Option<Duration>) -> String {
+    d.map(|d| format!(", Retry-After {:.1} s", d.as_secs_f64())).unwrap_or_default()
+}
+
+impl Error {
+    /// Worth retrying later (throttling, 5xx, timeouts, token outages).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Throttled { .. } | Self::Transient { .. } | Self::UnexpectedBody { .. } => true,
+            Self::Token { error, status, .. } => {
+                error == "temporarily_unavailable" || error == "unreachable" || status.is_some_and(|s| s >= 500 || s == 429)
+            }
+            Self::Conflict { .. } | Self::Rejected { .. } | Self::Unauthorized | Self::InvalidId(_) => false,
+        }
+    }
+
+    /// The wait Graph asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether Graph may have acted on a write that ended this way, so the
+    /// outcome must be looked up before anything else is sent.
+    pub fn maybe_acted(&self) -> bool {
+        match self {
+            Self::Throttled { status, .. } => *status != 429,
+            Self::Transient { sent, .. } => *sent,
+            Self::UnexpectedBody { .. } | Self::Conflict { .. } => true,
+            Self::Rejected { .. } | Self::Unauthorized | Self::Token { .. } | Self::InvalidId(_) => false,
+        }
+    }
+
+    /// A problem with the app's credentials or permissions rather than with
+    /// one meeting: it must not burn meetings' attempts.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Self::Token { .. } | Self::Unauthorized)
+    }
+
+    /// The HTTP status Graph answered with, if any.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Throttled { status, .. } | Self::Rejected { status, .. } | Self::UnexpectedBody { status, .. } => {
+                Some(*status)
+            }
+            Self::Transient { status, .. } => *status,
+            Self::Conflict { .. } => Some(409),
+            Self::Unauthorized => Some(401),
+            Self::Token { .. } | Self::InvalidId(_) => None,
+        }
+    }
+
+    /// A short label for logs, metrics and the audit table.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "throttled",
+            Self::Transient { .. } => "transient",
+            Self::Conflict { .. } => "conflict",
+            Self::Rejected { .. } => "rejected",
+            Self::Unauthorized => "unauthorized",
+            Self::Token { .. } => "token",
+            Self::InvalidId(_) => "invalid_id",
+            Self::UnexpectedBody { .. } => "unexpected_body",
+        }
+    }
+}
+
+/// One HTTP request to Graph, for the audit table (`ops.graph_calls`).
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// GET, POST or DELETE.
+    pub method: &'static str,
+    /// Path below `graph.base_url`, percent-encoded.
+    pub path: String,
+    /// The status, when one arrived.
+    pub http_status: Option<u16>,
+    /// Round-trip time.
+    pub duration: Duration,
+    /// Graph's `request-id` response header.
+    pub graph_request_id: Option<String>,
+    /// The fresh GUID sent as `client-request-id`.
+    pub client_request_id: Uuid,
+    /// Graph's `error.code`, when it failed.
+    pub error_code: Option<String>,
+    /// created, found, absent, deleted, conflict, throttled, transient,
+    /// rejected, unauthorized.
+    pub outcome: &'static str,
+}
+
+/// Parses `Retry-After`: seconds (possibly fractional, as Graph sends) or an
+/// HTTP-date. Garbage, negative and non-finite values give `None`, so the
+/// caller falls back to its own backoff; values are capped at one hour.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    const CAP: Duration = Duration::from_secs(3_600);
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(CAP.as_secs_f64())));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(CAP))
+}
+
+/// reqwest's Display hides the cause; operators need "timed out" or
+/// "connection refused".
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_fractional_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("10", now), Some(Duration::from_secs(10)));
+        assert_eq!(parse_retry_after("2.128", now), Some(Duration::from_secs_f64(2.128)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("NaN", now), None);
+        assert_eq!(parse_retry_after("1e12", now), Some(Duration::from_secs(3_600)));
+    }
+
+    #[test]
+    fn only_a_429_is_known_not_to_have_acted() {
+        let throttled = |status| Error::Throttled { status, retry_after: None };
+        assert!(!throttled(429).maybe_acted());
+        assert!(throttled(503).maybe_acted());
+        assert!(Error::Transient { status: None, sent: true, detail: String::new() }.maybe_acted());
+        assert!(!Error::Transient { status: None, sent: false, detail: String::new() }.maybe_acted());
+    }
+}

@@ -1,0 +1,108 @@
+//! Graph's and the identity platform's JSON, as documented in
+//! shared/reference/graph-api.md. Nothing here leaves the `graph` module.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The `@odata.type` of the registration regsync creates and owns.
+pub const EXTERNAL_REGISTRATION_TYPE: &str = "#microsoft.graph.externalMeetingRegistration";
+
+/// Body of `POST .../registration`.
+#[derive(Debug, Serialize)]
+pub struct CreateRegistration<'a> {
+    /// Required: without it Graph answers 400 BadRequest.
+    #[serde(rename = "@odata.type")]
+    pub odata_type: &'a str,
+    /// `everyone` or `organization`.
+    #[serde(rename = "allowedRegistrant")]
+    pub allowed_registrant: &'a str,
+}
+
+/// A registration as Graph returns it from create and get.
+#[derive(Debug, Deserialize)]
+pub struct Registration {
+    /// `#microsoft.graph.externalMeetingRegistration` or Teams' own
+    /// `#microsoft.graph.meetingRegistration`.
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
+    /// The registration id.
+    pub id: String,
+    /// The audience.
+    #[serde(rename = "allowedRegistrant", default)]
+    pub allowed_registrant: Option<String>,
+}
+
+/// Graph's OData error body: `{"error":{"code":...,"message":...}}`.
+#[derive(Debug, Deserialize)]
+pub struct ErrorBody {
+    /// The error object.
+    pub error: ErrorDetail,
+}
+
+/// The error object; only `code` is for branching.
+#[derive(Debug, Deserialize)]
+pub struct ErrorDetail {
+    /// Machine-readable code (case varies: `Forbidden`, `itemNotFound`).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Developer text, logged and shown, never branched on.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A successful client-credentials token response.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    /// The bearer token.
+    pub access_token: String,
+    /// Lifetime in seconds; some token sources send it as a string.
+    #[serde(deserialize_with = "lenient_u64")]
+    pub expires_in: u64,
+}
+
+/// The identity platform's error body.
+#[derive(Debug, Deserialize)]
+pub struct TokenError {
+    /// `invalid_client`, `invalid_request`, ... (branch on this).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `AADSTS...: text\r\nTrace ID: ...`.
+    #[serde(default)]
+    pub error_description: Option<String>,
+}
+
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Number(u64),
+        Text(String),
+    }
+    match Lenient::deserialize(d)? {
+        Lenient::Number(n) => Ok(n),
+        Lenient::Text(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_may_be_a_number_or_a_string() {
+        let a: TokenResponse = serde_json::from_str(r#"{"access_token":"t","expires_in":3599}"#).unwrap();
+        let b: TokenResponse = serde_json::from_str(r#"{"access_token":"t","expires_in":"3599","ext_expires_in":"3599"}"#).unwrap();
+        assert_eq!(a.expires_in, 3599);
+        assert_eq!(b.expires_in, 3599);
+    }
+
+    #[test]
+    fn the_create_body_carries_the_odata_type() {
+        let body = serde_json::to_value(CreateRegistration {
+            odata_type: EXTERNAL_REGISTRATION_TYPE,
+            allowed_registrant: "everyone",
+        })
+        .unwrap();
+        assert_eq!(body["@odata.type"], "#microsoft.graph.externalMeetingRegistration");
+        assert_eq!(body["allowedRegistrant"], "everyone");
+    }
+}

@@ -1,0 +1,30 @@
+//! regsync: keeps Microsoft Teams external meeting registration in step with
+//! an event-registration platform, exactly once per meeting.
+//!
+//! Data flows `source` → `store` → `sync` → `graph`; `app` wires them.
+#![warn(missing_docs)]
+
+/// Wiring: pool, clients, tasks, commands.
+pub mod app;
+/// Typed settings and their validation.
+pub mod config;
+/// Throw-away PostgreSQL clusters for the demo and the tests.
+pub mod devdb;
+/// Ids and the meeting as the platform describes it.
+pub mod domain;
+/// Microsoft Graph: token cache, registration calls, error classification.
+pub mod graph;
+/// Prometheus metrics.
+pub mod metrics;
+/// `/healthz`, `/readyz`, `/metrics`.
+pub mod server;
+/// Simulated platform, identity platform and Graph, for tests and the demo.
+pub mod sim;
+/// The platform's meeting list.
+pub mod source;
+/// PostgreSQL: all SQL.
+pub mod store;
+/// The engine: poll, claim, reconcile.
+pub mod sync;
+/// Tracing setup.
+pub mod telemetry;

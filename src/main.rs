@@ -1,0 +1,105 @@
+//! The `regsync` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use regsync::app::{self, demo::DemoOptions};
+use regsync::config::Settings;
+use regsync::telemetry::{self, LogFormat};
+
+/// Keeps Teams external meeting registration in step with an event platform.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (default: config/default.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply database migrations.
+    Migrate,
+    /// Run the daemon until SIGTERM/SIGINT.
+    Run,
+    /// One poll, then reconcile until nothing is due now.
+    Once,
+    /// Meetings per state and recent failures.
+    Status,
+    /// Make a meeting (or every failed one) due again.
+    Retry {
+        /// The platform's meeting id.
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        external_id: Option<String>,
+        /// Every failed meeting.
+        #[arg(long)]
+        failed: bool,
+    },
+    /// A full sync against the built-in simulator, with a throw-away database.
+    Demo {
+        /// Meetings the simulated platform lists.
+        #[arg(long, default_value_t = 500)]
+        meetings: usize,
+        /// Keep the daemon and simulator running afterwards.
+        #[arg(long)]
+        keep_running: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo and status print tables: only errors should interrupt them.
+    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Status);
+    telemetry::init(cli.log_format, if quiet { "error" } else { "info" });
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regsync: {}", chain_text(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// message before it already includes.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&line);
+        }
+    }
+    text
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Demo { meetings, keep_running } = cli.command {
+        let database_url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
+        app::demo::demo(DemoOptions { meetings, keep_running, database_url, progress: true }).await?;
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Migrate => app::migrate(&settings).await?,
+        Command::Run => app::run(settings).await?,
+        Command::Once => println!("{}", app::describe(&app::once(settings).await?)),
+        Command::Status => print!("{}", app::status(&settings).await?),
+        Command::Retry { external_id, .. } => {
+            let n = app::retry(&settings, external_id.as_deref()).await?;
+            println!("{n} meeting(s) due again");
+        }
+        Command::Demo { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}

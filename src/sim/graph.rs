@@ -1,0 +1,294 @@
+//! The simulated identity platform (`POST /login/{tenant}/oauth2/v2.0/token`)
+//! and Graph registration endpoints
+//! (`/graph/beta/users/{userId}/onlineMeetings/{meetingId}/registration`),
+//! with the rules regsync relies on: bearer tokens checked, `@odata.type`
+//! required, 201 with an id, 404 for unknown meetings or no registration,
+//! 409 for a second registration, 403 without an access policy, `request-id`
+//! on every answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Form, Path, State as AxumState};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{DropConnection, Fault, State, Stats, CLIENT_ID, CLIENT_SECRET, TENANT};
+
+const EXTERNAL: &str = "#microsoft.graph.externalMeetingRegistration";
+
+/// A registration the simulated Graph holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Registration {
+    /// Its id.
+    pub id: String,
+    /// Its `@odata.type`.
+    pub odata_type: String,
+    /// Its audience.
+    pub allowed_registrant: String,
+}
+
+impl Registration {
+    pub(crate) fn is_external(&self) -> bool {
+        self.odata_type == EXTERNAL
+    }
+}
+
+/// One Graph registration request, as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphRequest {
+    /// GET, POST or DELETE.
+    pub method: String,
+    /// Decoded `userId` path segment.
+    pub organizer: String,
+    /// Decoded `meetingId` path segment.
+    pub meeting: String,
+    /// The status answered (0: the connection was dropped).
+    pub status: u16,
+    /// Whether the request changed Graph's state.
+    pub acted: bool,
+    /// Whether a registration existed when it arrived.
+    pub registration_existed: bool,
+    /// Whether it arrived inside an announced Retry-After window.
+    pub inside_retry_after: bool,
+    /// The `client-request-id` header.
+    pub client_request_id: Option<String>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/login/{tenant}/oauth2/v2.0/token", post(token))
+        .route(
+            "/graph/beta/users/{organizer}/onlineMeetings/{meeting}/registration",
+            get(registration).post(registration).delete(registration),
+        )
+        .route("/_sim/stats", get(stats))
+}
+
+fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn stats(AxumState(state): AxumState<Shared>) -> Json<Stats> {
+    Json(lock(&state).stats())
+}
+
+fn token_error(status: u16, error: &str, description: &str) -> Response {
+    let code: u64 = description.trim_start_matches("AADSTS").split(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let body = json!({
+        "error": error,
+        "error_description": format!("{description}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: 2026-11-29 10:00:00Z", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
+        "error_codes": [code],
+        "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+    });
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)).into_response()
+}
+
+async fn token(AxumState(state): AxumState<Shared>, Path(tenant): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
+    let mut s = lock(&state);
+    if let Some(fault) = s.token_faults.pop_front() {
+        return token_error(fault.status, &fault.error, &fault.description);
+    }
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    if tenant != TENANT {
+        return token_error(400, "invalid_request", &format!("AADSTS90002: Tenant '{tenant}' not found."));
+    }
+    if field("grant_type") != "client_credentials" {
+        return token_error(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.");
+    }
+    if field("client_id") != CLIENT_ID {
+        return token_error(400, "unauthorized_client", "AADSTS700016: Application was not found in the directory.");
+    }
+    if field("client_secret") != CLIENT_SECRET {
+        return token_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.");
+    }
+    if field("scope") != "https://graph.microsoft.com/.default" {
+        return token_error(400, "invalid_scope", "AADSTS70011: The provided value for the input parameter 'scope' is not valid.");
+    }
+    let access_token = format!("simtok-{}", uuid::Uuid::new_v4().simple());
+    s.tokens.insert(access_token.clone());
+    s.tokens_issued += 1;
+    Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": access_token})).into_response()
+}
+
+fn graph_error(status: u16, code: &str, message: &str) -> (StatusCode, Value) {
+    let body = json!({"error": {"code": code, "message": message, "innerError": {
+        "date": "2026-11-29T10:00:00", "request-id": uuid::Uuid::new_v4().to_string()}}});
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
+}
+
+/// What happens after the state change: answer, drop or answer late.
+enum After {
+    Answer,
+    Drop,
+    Late(std::time::Duration),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn registration(
+    AxumState(state): AxumState<Shared>,
+    Extension(drop_connection): Extension<DropConnection>,
+    method: Method,
+    Path((organizer, meeting)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let arrived = Instant::now();
+    let latency = lock(&state).rates.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let client_request_id = headers.get("client-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (status, body, after, retry_after) = {
+        let mut s = lock(&state);
+        let key = (organizer.clone(), meeting.clone());
+        let existed = s.registrations.contains_key(&key);
+        let inside_retry_after = s.throttled_until.is_some_and(|until| arrived < until);
+        let mut acted = false;
+        let (status, body, after, retry_after) = handle(&mut s, &method, &key, &headers, &body, inside_retry_after, &mut acted);
+        if let Some(secs) = retry_after.as_deref().and_then(|r| r.parse::<f64>().ok()) {
+            s.throttled_until = Some(Instant::now() + std::time::Duration::from_secs_f64(secs));
+        }
+        s.log.push(GraphRequest {
+            method: method.to_string(),
+            organizer,
+            meeting,
+            status: if matches!(after, After::Drop) { 0 } else { status.as_u16() },
+            acted,
+            registration_existed: existed,
+            inside_retry_after,
+            client_request_id: client_request_id.clone(),
+            at: arrived,
+        });
+        (status, body, after, retry_after)
+    };
+    match after {
+        After::Answer => {}
+        After::Late(delay) => tokio::time::sleep(delay).await,
+        After::Drop => {
+            drop_connection.0.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+    let mut response = if status == StatusCode::NO_CONTENT { status.into_response() } else { (status, Json(body)).into_response() };
+    let h = response.headers_mut();
+    h.insert("request-id", uuid::Uuid::new_v4().to_string().parse().expect("a uuid is a valid header value"));
+    if let Some(id) = client_request_id.and_then(|id| id.parse().ok()) {
+        h.insert("client-request-id", id);
+    }
+    if let Some(retry_after) = retry_after.and_then(|r| r.parse().ok()) {
+        h.insert("retry-after", retry_after);
+    }
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    s: &mut State,
+    method: &Method,
+    key: &(String, String),
+    headers: &HeaderMap,
+    body: &[u8],
+    inside_retry_after: bool,
+    acted: &mut bool,
+) -> (StatusCode, Value, After, Option<String>) {
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if !bearer.is_some_and(|t| s.tokens.contains(t)) {
+        let (st, b) = graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.");
+        return (st, b, After::Answer, None);
+    }
+    if let Some(until) = s.throttled_until.filter(|_| inside_retry_after) {
+        let left = until.saturating_duration_since(Instant::now()).as_secs_f64().max(0.1);
+        let (st, b) = graph_error(429, "TooManyRequests", "Please retry again later.");
+        return (st, b, After::Answer, Some(format!("{left:.1}")));
+    }
+    let name = method.as_str();
+    let queued = s.faults.iter().position(|(m, _)| m.is_none_or(|m| m == name)).and_then(|i| s.faults.remove(i)).map(|(_, f)| f);
+    let rates = s.rates;
+    let fault = queued.or_else(|| {
+        let roll: f64 = rand::random();
+        if roll < rates.throttle {
+            Some(Fault::Status { status: 429, retry_after: Some(format!("{}", rates.retry_after_secs)) })
+        } else if roll < rates.throttle + rates.error {
+            Some(Fault::Status { status: if rand::random::<bool>() { 500 } else { 503 }, retry_after: None })
+        } else if roll < rates.throttle + rates.error + rates.lost_response {
+            Some(Fault::LostResponse)
+        } else {
+            None
+        }
+    });
+    let after = match fault {
+        Some(Fault::Status { status, retry_after }) => {
+            let (st, b) = match status {
+                429 => graph_error(429, "TooManyRequests", "Please retry again later."),
+                503 => graph_error(503, "serviceNotAvailable", "The service is temporarily unavailable."),
+                other => graph_error(other, "generalException", "An internal error occurred."),
+            };
+            return (st, b, After::Answer, retry_after);
+        }
+        Some(Fault::ActThenStatus(status)) => {
+            let _ = act(s, method, key, body, acted);
+            let (st, b) = graph_error(status, "UnknownError", "Gateway timeout.");
+            return (st, b, After::Answer, None);
+        }
+        Some(Fault::LostResponse) => After::Drop,
+        Some(Fault::SlowResponse(d)) => After::Late(d),
+        None => After::Answer,
+    };
+    let (st, b) = act(s, method, key, body, acted);
+    (st, b, after, None)
+}
+
+/// The documented behaviour of create, get and delete.
+fn act(s: &mut State, method: &Method, key: &(String, String), body: &[u8], acted: &mut bool) -> (StatusCode, Value) {
+    if s.forbidden_organizers.contains(&key.0) {
+        return graph_error(403, "Forbidden", "No application access policy found for this app.");
+    }
+    if !s.online_meetings.contains(key) {
+        return graph_error(404, "itemNotFound", "The online meeting was not found.");
+    }
+    let view = |r: &Registration| json!({"@odata.type": r.odata_type, "id": r.id, "allowedRegistrant": r.allowed_registrant});
+    match *method {
+        Method::GET => match s.registrations.get(key) {
+            Some(r) => (StatusCode::OK, view(r)),
+            None => graph_error(404, "itemNotFound", "The registration was not found."),
+        },
+        Method::DELETE => match s.registrations.remove(key) {
+            Some(_) => {
+                *acted = true;
+                (StatusCode::NO_CONTENT, Value::Null)
+            }
+            None => graph_error(404, "itemNotFound", "The registration was not found."),
+        },
+        _ => {
+            let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            if parsed["@odata.type"] != EXTERNAL {
+                return graph_error(400, "BadRequest", "Invalid request. Provide microsoft.graph.meetingRegistration or microsoft.graph.externalMeetingRegistration in request body.");
+            }
+            let allowed = parsed["allowedRegistrant"].as_str().unwrap_or_default().to_owned();
+            if allowed != "everyone" && allowed != "organization" {
+                return graph_error(400, "BadRequest", "Invalid value for allowedRegistrant.");
+            }
+            if s.registrations.contains_key(key) && !s.allow_duplicates {
+                return graph_error(409, "Conflict", "Conflict");
+            }
+            let id = s.new_id();
+            let registration = Registration { id, odata_type: EXTERNAL.into(), allowed_registrant: allowed };
+            let mut answer = view(&registration);
+            answer["@odata.context"] = json!("https://graph.microsoft.com/beta/$metadata#users('x')/onlineMeetings('y')/registration/$entity");
+            s.registrations.insert(key.clone(), registration);
+            *acted = true;
+            (StatusCode::CREATED, answer)
+        }
+    }
+}

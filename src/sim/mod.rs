@@ -1,0 +1,326 @@
+//! A stateful simulator of the three remote services regsync talks to, over
+//! real HTTP on loopback: the platform's meeting list (`/platform`), the
+//! identity platform's token endpoint (`/login`) and the Graph registration
+//! endpoints (`/graph/beta`), faithful to shared/reference/graph-api.md.
+//! The integration tests, `regsync-sim` and `regsync demo` all use it. It
+//! keeps a log of every Graph request so tests can assert exactly-once from
+//! the server's side, and takes injected faults.
+
+mod graph;
+mod platform;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use graph::{GraphRequest, Registration};
+pub use platform::{PageFault, SimMeeting};
+
+/// The app credentials the simulator accepts.
+pub const TENANT: &str = "sim-tenant";
+/// See [`TENANT`].
+pub const CLIENT_ID: &str = "sim-client";
+/// See [`TENANT`].
+pub const CLIENT_SECRET: &str = "sim-client-secret-value";
+
+/// A fault for the next matching Graph registration request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer with this status without acting (`retry_after` as sent).
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Retry-After header value.
+        retry_after: Option<String>,
+    },
+    /// Act, then answer with this status (e.g. 504 after creating).
+    ActThenStatus(u16),
+    /// Act, then close the connection without answering.
+    LostResponse,
+    /// Act, then answer only after this delay (past the client's timeout).
+    SlowResponse(Duration),
+}
+
+/// Random faults applied to Graph registration requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FaultRates {
+    /// Share of requests answered 429 with `retry_after_secs`.
+    pub throttle: f64,
+    /// Retry-After of random throttling, in seconds.
+    pub retry_after_secs: f64,
+    /// Share answered 500 or 503 without acting.
+    pub error: f64,
+    /// Share acted on and then left without an answer.
+    pub lost_response: f64,
+    /// Latency added to every Graph request.
+    pub latency: Duration,
+}
+
+/// A fault for the next token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFault {
+    /// HTTP status.
+    pub status: u16,
+    /// The `error` field.
+    pub error: String,
+    /// The `error_description` field.
+    pub description: String,
+}
+
+/// Everything the simulator holds.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) platform: platform::Listing,
+    pub(crate) tokens: HashSet<String>,
+    pub(crate) tokens_issued: u64,
+    pub(crate) token_faults: VecDeque<TokenFault>,
+    pub(crate) online_meetings: HashSet<(String, String)>,
+    pub(crate) forbidden_organizers: HashSet<String>,
+    pub(crate) registrations: HashMap<(String, String), Registration>,
+    pub(crate) allow_duplicates: bool,
+    pub(crate) faults: VecDeque<(Option<&'static str>, Fault)>,
+    pub(crate) rates: FaultRates,
+    pub(crate) log: Vec<GraphRequest>,
+    pub(crate) throttled_until: Option<tokio::time::Instant>,
+    pub(crate) next_id: u64,
+}
+
+/// What the simulator was asked, for `GET /_sim/stats` and assertions.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Graph requests by `METHOD STATUS` (status 0: no answer).
+    pub requests: std::collections::BTreeMap<String, u64>,
+    /// External registrations held now.
+    pub registrations: usize,
+    /// POSTs that arrived while a registration existed for the meeting.
+    pub posts_while_registered: u64,
+    /// Graph requests that arrived inside a Retry-After window it announced.
+    pub requests_inside_retry_after: u64,
+    /// Tokens issued.
+    pub tokens_issued: u64,
+    /// Meetings in the platform's list.
+    pub platform_meetings: usize,
+}
+
+/// A running simulator. Dropping it stops the server.
+#[derive(Clone)]
+pub struct Sim {
+    state: Arc<Mutex<State>>,
+    addr: SocketAddr,
+    /// Stops the server when the last handle is dropped.
+    _stop: Arc<tokio_util::sync::DropGuard>,
+}
+
+impl Sim {
+    /// Starts on `addr` (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = CancellationToken::new();
+        let router = Router::new()
+            .merge(platform::routes())
+            .merge(graph::routes())
+            .with_state(state.clone());
+        tokio::spawn(serve(listener, router, stop.clone()));
+        Ok(Self { state, addr, _stop: Arc::new(stop.drop_guard()) })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `source.base_url` for regsync.
+    pub fn platform_url(&self) -> String {
+        format!("http://{}/platform", self.addr)
+    }
+
+    /// `graph.base_url` for regsync.
+    pub fn graph_url(&self) -> String {
+        format!("http://{}/graph/beta", self.addr)
+    }
+
+    /// `graph.authority_url` for regsync.
+    pub fn authority_url(&self) -> String {
+        format!("http://{}/login", self.addr)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds or replaces a meeting in the platform's list; Graph learns of its
+    /// online meeting.
+    pub fn upsert_meeting(&self, meeting: SimMeeting) {
+        let mut s = self.lock();
+        s.online_meetings.insert((meeting.organizer_id.clone(), meeting.online_meeting_id.clone()));
+        s.platform.upsert(meeting);
+    }
+
+    /// Adds `n` generated meetings: every 7th for `organization`, every 10th
+    /// cancelled.
+    pub fn seed(&self, n: usize) {
+        for i in 1..=n {
+            self.upsert_meeting(SimMeeting::generated(i));
+        }
+    }
+
+    /// Changes a meeting in the list; false if it is not there.
+    pub fn update_meeting(&self, id: &str, change: impl FnOnce(&mut SimMeeting)) -> bool {
+        let mut s = self.lock();
+        let Some(meeting) = s.platform.get_mut(id) else { return false };
+        change(meeting);
+        let key = (meeting.organizer_id.clone(), meeting.online_meeting_id.clone());
+        s.online_meetings.insert(key);
+        true
+    }
+
+    /// Drops a meeting from the list (it "vanishes").
+    pub fn remove_meeting(&self, id: &str) {
+        self.lock().platform.remove(id);
+    }
+
+    /// Appends a raw JSON item (for bad-input tests).
+    pub fn push_raw_item(&self, item: Value) {
+        self.lock().platform.push_raw(item);
+    }
+
+    /// Fails the platform's page `index` (0-based) on every request.
+    pub fn fail_page(&self, index: usize, fault: PageFault) {
+        self.lock().platform.page_faults.insert(index, fault);
+    }
+
+    /// Clears page faults.
+    pub fn heal_pages(&self) {
+        self.lock().platform.page_faults.clear();
+    }
+
+    /// Queues a fault for the next Graph request (of `method`, if given).
+    pub fn fail_next(&self, method: Option<&'static str>, fault: Fault) {
+        self.lock().faults.push_back((method, fault));
+    }
+
+    /// Queues a fault for the next token request.
+    pub fn fail_next_token(&self, fault: TokenFault) {
+        self.lock().token_faults.push_back(fault);
+    }
+
+    /// Sets random fault rates.
+    pub fn set_rates(&self, rates: FaultRates) {
+        self.lock().rates = rates;
+    }
+
+    /// Makes Graph answer 403 (no application access policy) for an organizer.
+    pub fn forbid_organizer(&self, organizer: &str) {
+        self.lock().forbidden_organizers.insert(organizer.to_owned());
+    }
+
+    /// Forgets an online meeting: Graph answers 404 for it.
+    pub fn forget_online_meeting(&self, organizer: &str, meeting: &str) {
+        self.lock().online_meetings.remove(&(organizer.to_owned(), meeting.to_owned()));
+    }
+
+    /// When true, a POST over an existing registration replaces it (a
+    /// duplicate) instead of answering 409: the strict oracle.
+    pub fn allow_duplicates(&self, allow: bool) {
+        self.lock().allow_duplicates = allow;
+    }
+
+    /// Puts a registration at Graph directly (Teams' own kind if `foreign`).
+    pub fn put_registration(&self, organizer: &str, meeting: &str, allowed: &str, foreign: bool) -> String {
+        let mut s = self.lock();
+        let id = s.new_id();
+        let odata_type = if foreign { "#microsoft.graph.meetingRegistration" } else { "#microsoft.graph.externalMeetingRegistration" };
+        s.registrations.insert(
+            (organizer.to_owned(), meeting.to_owned()),
+            Registration { id: id.clone(), odata_type: odata_type.into(), allowed_registrant: allowed.into() },
+        );
+        id
+    }
+
+    /// Revokes every issued token (Graph then answers 401 to them).
+    pub fn revoke_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    /// The registration Graph holds for a meeting.
+    pub fn registration(&self, organizer: &str, meeting: &str) -> Option<Registration> {
+        self.lock().registrations.get(&(organizer.to_owned(), meeting.to_owned())).cloned()
+    }
+
+    /// Every Graph registration request so far.
+    pub fn log(&self) -> Vec<GraphRequest> {
+        self.lock().log.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.lock().stats()
+    }
+}
+
+impl State {
+    pub(crate) fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        uuid::Uuid::from_u128(0x5157_0000_0000_4000_8000_0000_0000_0000 | u128::from(self.next_id)).to_string()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            registrations: self.registrations.values().filter(|r| r.is_external()).count(),
+            tokens_issued: self.tokens_issued,
+            platform_meetings: self.platform.len(),
+            ..Stats::default()
+        };
+        for r in &self.log {
+            *stats.requests.entry(format!("{} {}", r.method, r.status)).or_default() += 1;
+            stats.posts_while_registered += u64::from(r.method == "POST" && r.registration_existed);
+            stats.requests_inside_retry_after += u64::from(r.inside_retry_after);
+        }
+        stats
+    }
+}
+
+/// A connection's handle to close itself without answering.
+#[derive(Clone)]
+pub(crate) struct DropConnection(pub(crate) Arc<Notify>);
+
+/// Serves each connection itself (not `axum::serve`) so a handler can close
+/// its connection mid-request: "Graph acted, the response was lost".
+async fn serve(listener: TcpListener, router: Router, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+        };
+        let kill = Arc::new(Notify::new());
+        let service = router.clone().layer(axum::Extension(DropConnection(kill.clone())));
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            tokio::select! {
+                _ = connection => {}
+                _ = kill.notified() => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}

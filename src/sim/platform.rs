@@ -1,0 +1,155 @@
+//! The simulated platform: `GET /platform/meetings?limit=&cursor=` in the
+//! default JSON shape of ARCHITECTURE.md, with page faults.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::State;
+
+/// A meeting as the platform lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SimMeeting {
+    /// Platform id.
+    pub id: String,
+    /// Organizer's object id.
+    pub organizer_id: String,
+    /// Graph's online meeting id.
+    pub online_meeting_id: String,
+    /// `everyone` or `organization`.
+    pub allowed_registrant: String,
+    /// `active` or `cancelled`.
+    pub status: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl SimMeeting {
+    /// An active meeting open to everyone.
+    pub fn new(id: &str, organizer_id: &str, online_meeting_id: &str) -> Self {
+        Self {
+            id: id.into(),
+            organizer_id: organizer_id.into(),
+            online_meeting_id: online_meeting_id.into(),
+            allowed_registrant: "everyone".into(),
+            status: "active".into(),
+            updated_at: "2026-11-28T10:00:00Z".into(),
+        }
+    }
+
+    /// The `i`-th generated meeting: five organizers, meeting ids shaped like
+    /// Graph's base64 ids; every 7th for `organization`, every 10th cancelled.
+    pub fn generated(i: usize) -> Self {
+        let organizer = format!("16664f75-11dc-4870-bec6-38c1aaa8{:04x}", i % 5);
+        let mut m = Self::new(&format!("evt-{i:05}"), &organizer, &format!("MSpkYzE3Njc0Yy04MWQ5LTRhZGItYmZ{i:06}"));
+        if i % 7 == 0 {
+            m.allowed_registrant = "organization".into();
+        }
+        if i % 10 == 0 {
+            m.status = "cancelled".into();
+        }
+        m
+    }
+}
+
+/// How a page fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFault {
+    /// Answer 500.
+    ServerError,
+    /// Answer 200 with a body cut off mid-JSON.
+    BrokenJson,
+}
+
+/// One entry of the list.
+enum Item {
+    Meeting(SimMeeting),
+    Raw(Value),
+}
+
+/// The list in platform order: typed meetings, or raw items for bad input.
+#[derive(Default)]
+pub(crate) struct Listing {
+    items: Vec<Item>,
+    pub(crate) page_faults: HashMap<usize, PageFault>,
+}
+
+impl Listing {
+    pub(crate) fn upsert(&mut self, meeting: SimMeeting) {
+        match self.get_mut(&meeting.id) {
+            Some(existing) => *existing = meeting,
+            None => self.items.push(Item::Meeting(meeting)),
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut SimMeeting> {
+        self.items.iter_mut().find_map(|item| match item {
+            Item::Meeting(m) if m.id == id => Some(m),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn remove(&mut self, id: &str) {
+        self.items.retain(|item| !matches!(item, Item::Meeting(m) if m.id == id));
+    }
+
+    pub(crate) fn push_raw(&mut self, item: Value) {
+        self.items.push(Item::Raw(item));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn page(&self, offset: usize, limit: usize) -> (Vec<Value>, Option<String>) {
+        let end = (offset + limit).min(self.items.len());
+        let page = self.items.get(offset..end).unwrap_or_default();
+        let values = page
+            .iter()
+            .map(|item| match item {
+                Item::Meeting(m) => json!(m),
+                Item::Raw(v) => v.clone(),
+            })
+            .collect();
+        (values, (end < self.items.len()).then(|| format!("o:{end}")))
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
+    Router::new().route("/platform/meetings", get(list))
+}
+
+async fn list(AxumState(state): AxumState<Arc<Mutex<State>>>, Query(q): Query<PageQuery>) -> Response {
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let limit = q.limit.unwrap_or(200).clamp(1, 1_000);
+    let offset = match q.cursor.as_deref().map(|c| c.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok())) {
+        None => 0,
+        Some(Some(n)) => n,
+        Some(None) => return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid cursor"}))).into_response(),
+    };
+    let page_index = offset / limit;
+    match s.platform.page_faults.get(&page_index) {
+        Some(PageFault::ServerError) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"}))).into_response()
+        }
+        Some(PageFault::BrokenJson) => {
+            return (StatusCode::OK, [("content-type", "application/json")], r#"{"meetings": [{"id": "evt-"#).into_response()
+        }
+        None => {}
+    }
+    let (page, next) = s.platform.page(offset, limit);
+    Json(json!({ "meetings": page, "next_cursor": next })).into_response()
+}

@@ -1,0 +1,186 @@
+//! The event platform's meeting list (the generic JSON connector): fetches
+//! one page at a time and validates each item. Owns no state and calls no
+//! other regsync module but `config` and `domain`.
+
+mod wire;
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use secrecy::ExposeSecret;
+
+use crate::config::{SourceAuth, SourceSettings};
+use crate::domain::AllowedRegistrant;
+
+pub use wire::{Page, PageShape};
+
+/// A page that could not be fetched or read. Any of these makes the listing
+/// partial.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request failed before an HTTP status arrived.
+    #[error("meeting list request to {url} failed: {reason}")]
+    FetchPage {
+        /// The page URL (no credentials).
+        url: String,
+        /// Timeout, connection refused, ...
+        reason: String,
+    },
+    /// The platform answered with an error status.
+    #[error("meeting list {url} answered HTTP {status}: {body}")]
+    PageStatus {
+        /// The page URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// The page exceeds `source.max_page_bytes`.
+    #[error("meeting list page is larger than source.max_page_bytes ({limit} bytes)")]
+    PageTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is not JSON.
+    #[error("meeting list page is not valid JSON: {0}")]
+    DecodePage(#[source] serde_json::Error),
+    /// The JSON is not shaped as configured.
+    #[error("meeting list page has an unexpected shape: {0}")]
+    PageShape(String),
+    /// The HTTP client could not be built (bad TLS setup, bad header value).
+    #[error("cannot set up the meeting list client: {0}")]
+    Setup(String),
+}
+
+impl Error {
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::FetchPage { .. } => "fetch_page",
+            Self::PageStatus { .. } => "page_status",
+            Self::PageTooLarge { .. } => "page_too_large",
+            Self::DecodePage(_) => "decode_page",
+            Self::PageShape(_) => "page_shape",
+            Self::Setup(_) => "setup",
+        }
+    }
+}
+
+/// Fetches pages of the platform's meeting list.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    settings: SourceSettings,
+    shape: PageShape,
+}
+
+impl Client {
+    /// Builds the client; the auth header is set once here and marked
+    /// sensitive so it never shows in debug output.
+    ///
+    /// # Errors
+    /// `source.base_url` is missing or the token is not a valid header value.
+    pub fn new(settings: &SourceSettings, default_allowed_registrant: AllowedRegistrant) -> Result<Self, Error> {
+        let base = settings.base_url.as_deref().ok_or_else(|| Error::Setup("source.base_url is not set".into()))?;
+        let url = reqwest::Url::parse(&format!("{}{}", base.trim_end_matches('/'), settings.meetings_path))
+            .map_err(|e| Error::Setup(format!("source.base_url + source.meetings_path is not a URL: {e}")))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let (Some(token), auth) = (&settings.token, settings.auth) {
+            let (name, value) = match auth {
+                SourceAuth::None => (None, String::new()),
+                SourceAuth::Bearer => (Some(AUTHORIZATION), format!("Bearer {}", token.expose_secret())),
+                SourceAuth::ApiKey => (
+                    Some(
+                        HeaderName::try_from(settings.api_key_header.as_str())
+                            .map_err(|_| Error::Setup("source.api_key_header is not a valid header name".into()))?,
+                    ),
+                    token.expose_secret().to_owned(),
+                ),
+            };
+            if let Some(name) = name {
+                let mut value = HeaderValue::try_from(value)
+                    .map_err(|_| Error::Setup("source.token is not a valid header value".into()))?;
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(settings.timeout())
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("regsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let shape = PageShape {
+            items_pointer: settings.items_pointer.clone(),
+            cursor_pointer: settings.cursor_pointer.clone(),
+            fields: settings.fields.clone(),
+            default_allowed_registrant,
+            max_item_bytes: settings.max_item_bytes,
+        };
+        Ok(Self { http, url, settings: settings.clone(), shape })
+    }
+
+    /// The most pages one listing may have.
+    pub fn max_pages(&self) -> u32 {
+        self.settings.max_pages
+    }
+
+    /// Fetches and validates the page at `cursor` (the first page for `None`).
+    ///
+    /// # Errors
+    /// Any failure to get a well-formed page; item-level problems are not
+    /// errors but rejections inside the page.
+    #[tracing::instrument(skip_all, fields(cursor = cursor.unwrap_or("")))]
+    pub async fn fetch_page(&self, cursor: Option<&str>) -> Result<Page, Error> {
+        let mut url = self.url.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair(&self.settings.limit_param, &self.settings.page_size.to_string());
+            if let Some(cursor) = cursor {
+                query.append_pair(&self.settings.cursor_param, cursor);
+            }
+        }
+        let shown = url.to_string();
+        let fetch_error = |e: reqwest::Error| Error::FetchPage { url: shown.clone(), reason: describe(&e) };
+        let mut response = self.http.get(url.clone()).send().await.map_err(fetch_error)?;
+        let status = response.status();
+        let limit = self.settings.max_page_bytes;
+        if response.content_length().is_some_and(|len| len as usize > limit) {
+            return Err(Error::PageTooLarge { limit });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
+            if body.len() + chunk.len() > limit {
+                return Err(Error::PageTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(Error::PageStatus { url: shown, status: status.as_u16(), body: text });
+        }
+        wire::parse_page(&body, &self.shape)
+    }
+}
+
+/// reqwest's Display omits the cause; operators need "timed out" or
+/// "connection refused".
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out (source.timeout_ms)".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+}

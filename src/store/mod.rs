@@ -1,0 +1,118 @@
+//! PostgreSQL: the only place SQL lives. Meetings (ingest, claims, outcomes)
+//! in `meetings`, cycles, audit rows, rejections and the shared throttle in
+//! `runs`. Calls no other regsync module but `config`, `domain` and the
+//! plain records of `graph` it stores.
+
+pub mod meetings;
+pub mod runs;
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::config::DatabaseSettings;
+
+pub use meetings::{Actual, Claimed, FinalState, Location, Outcome, SendGate, StateCount};
+pub use runs::{DemoFigures, FailedMeeting, RunReport};
+
+/// A database operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A statement failed; `op` names what regsync was doing.
+    #[error("database: {op} failed: {source}")]
+    Query {
+        /// The operation.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrations could not be applied.
+    #[error("database: migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Connection settings are unusable.
+    #[error("database: {0}")]
+    Settings(String),
+}
+
+impl Error {
+    /// A connection loss, restart, deadlock or serialization failure that a
+    /// later try may not hit (SQLSTATE 08xxx, 57P01, 40001, 40P01, pool timeouts).
+    pub fn is_transient(&self) -> bool {
+        let Self::Query { source, .. } = self else { return false };
+        match source {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01")),
+            _ => false,
+        }
+    }
+
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Query { op, .. } => op,
+            Self::Migrate(_) => "migrate",
+            Self::Settings(_) => "settings",
+        }
+    }
+}
+
+pub(crate) fn query_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Query { op, source }
+}
+
+/// Opens a pool. Connections are tested before use, so a restarted server
+/// costs one failed check rather than one failed statement.
+///
+/// # Errors
+/// The settings are unusable. The pool connects lazily: an unreachable server
+/// is reported by the first statement, not here.
+pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, Error> {
+    let options = settings.connect_options().map_err(|e| Error::Settings(e.to_string()))?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .idle_timeout(Duration::from_secs(300))
+        .test_before_acquire(true)
+        .connect_lazy_with(options))
+}
+
+/// Applies the embedded migrations. sqlx holds a Postgres advisory lock while
+/// it migrates, so replicas starting together are safe.
+///
+/// # Errors
+/// The database is unreachable or a migration failed.
+pub async fn migrate(pool: &PgPool) -> Result<(), Error> {
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// A cheap round trip for readiness checks.
+///
+/// # Errors
+/// The database is unreachable.
+pub async fn ping(pool: &PgPool) -> Result<(), Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map_err(query_error("ping"))?;
+    Ok(())
+}
+
+/// Drops and creates a database by name (for the demo's own database and
+/// the tests' per-test databases). The name is quoted as an identifier.
+///
+/// # Errors
+/// The statements failed (for example, no CREATEDB right).
+pub async fn recreate_database(admin: &mut sqlx::PgConnection, name: &str) -> Result<(), Error> {
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .execute(&mut *admin)
+        .await
+        .map_err(query_error("drop database"))?;
+    sqlx::query(&format!("CREATE DATABASE {quoted}"))
+        .execute(&mut *admin)
+        .await
+        .map_err(query_error("create database"))?;
+    Ok(())
+}

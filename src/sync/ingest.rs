@@ -1,0 +1,105 @@
+//! One poll of the platform: page by page into the store, with rejected
+//! items recorded and the missing-meeting policy applied only to a complete
+//! listing.
+
+use std::collections::HashSet;
+
+use crate::config::OnMissing;
+use crate::domain::RejectedItem;
+use crate::store;
+
+use super::{Ctx, SyncError};
+
+/// What one poll read and changed.
+#[derive(Debug, Clone, Default)]
+pub struct PollReport {
+    /// The `sync_runs` row of this cycle.
+    pub run_id: i64,
+    /// Pages fetched.
+    pub pages: u32,
+    /// Items read, valid or not.
+    pub seen: u64,
+    /// Meetings inserted or changed (including newly cancelled or missing).
+    pub changed: u64,
+    /// Items rejected.
+    pub rejected: u64,
+    /// Why the listing is partial; `None` when it is complete.
+    pub partial: Option<String>,
+}
+
+/// Reads the whole listing into the store. A page that fails ends the
+/// listing as partial: what was read is kept, nothing is deregistered.
+///
+/// # Errors
+/// The database failed; the platform's failures are not errors here.
+#[tracing::instrument(skip_all)]
+pub async fn poll(ctx: &Ctx) -> Result<PollReport, SyncError> {
+    let run_id = store::runs::start(&ctx.pool).await?;
+    let mut report = PollReport { run_id, ..PollReport::default() };
+    let mut seen_ids: HashSet<String> = HashSet::new();
+    let mut cursors: HashSet<String> = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        if ctx.shutdown.is_cancelled() {
+            report.partial = Some("shutdown began during the listing".into());
+            break;
+        }
+        if report.pages >= ctx.source.max_pages() {
+            report.partial = Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages()));
+            break;
+        }
+        let page = match ctx.source.fetch_page(cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, pages_read = report.pages, "meeting list is partial; nothing is deregistered this cycle");
+                report.partial = Some(e.to_string());
+                break;
+            }
+        };
+        report.pages += 1;
+        let mut rejected = page.rejected;
+        let mut meetings = Vec::with_capacity(page.meetings.len());
+        for meeting in page.meetings {
+            if seen_ids.insert(meeting.external_id.0.clone()) {
+                meetings.push(meeting);
+            } else {
+                rejected.push(RejectedItem {
+                    reason: format!(
+                        "id {:?} appears more than once in the listing; the first occurrence was used",
+                        meeting.external_id.as_str()
+                    ),
+                    external_id: Some(meeting.external_id.0),
+                    raw: String::new(),
+                });
+            }
+        }
+        // An invalid item still shows its meeting exists: never "missing".
+        seen_ids.extend(rejected.iter().filter_map(|r| r.external_id.clone()));
+        report.seen += (meetings.len() + rejected.len()) as u64;
+        report.rejected += rejected.len() as u64;
+        for r in &rejected {
+            tracing::warn!(external_id = r.external_id.as_deref().unwrap_or(""), reason = %r.reason, "rejected platform item");
+        }
+        report.changed += store::meetings::upsert_page(&ctx.pool, &meetings).await?;
+        store::runs::insert_rejected(&ctx.pool, run_id, &rejected).await?;
+        match page.next_cursor {
+            None => break,
+            Some(next) if !cursors.insert(next.clone()) => {
+                report.partial = Some(format!("the platform returned cursor {next:?} twice; the listing was cut there"));
+                break;
+            }
+            Some(next) => cursor = Some(next),
+        }
+    }
+    if report.partial.is_none() && ctx.settings.sync.on_missing == OnMissing::Unregister {
+        // An empty listing is far likelier a platform fault than a mass cancellation.
+        if seen_ids.is_empty() {
+            tracing::warn!("the platform listed no meetings; on_missing = unregister is not applied to an empty listing");
+        } else {
+            let ids: Vec<String> = seen_ids.into_iter().collect();
+            report.changed += store::meetings::unregister_missing(&ctx.pool, &ids).await?;
+        }
+    }
+    tracing::info!(pages = report.pages, seen = report.seen, changed = report.changed, rejected = report.rejected, complete = report.partial.is_none(), "polled the platform");
+    Ok(report)
+}

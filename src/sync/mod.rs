@@ -1,0 +1,277 @@
+//! The engine: polls the platform into the store (`ingest`), claims due
+//! meetings and reconciles each against Graph (`reconcile`) under the error
+//! policy of `retry`. Uses `source`, `store` and `graph`; nothing but `app`
+//! and tests use it.
+
+pub mod ingest;
+pub mod reconcile;
+pub mod retry;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::store::{self, Claimed, Outcome, RunReport};
+use crate::{graph, source};
+
+pub use ingest::PollReport;
+pub use reconcile::Reconciled;
+
+/// How long Graph calls stop after the app's credentials failed.
+const AUTH_HOLD: Duration = Duration::from_secs(30);
+
+/// A cycle that could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The app's Graph credentials failed: no Graph call can succeed.
+    #[error("{0}")]
+    Auth(String),
+    /// A reconcile task panicked (a bug).
+    #[error("a reconcile task failed: {0}")]
+    Task(String),
+}
+
+impl SyncError {
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Store(e) => e.kind(),
+            Self::Auth(_) => "auth",
+            Self::Task(_) => "task",
+        }
+    }
+}
+
+/// Everything a tick needs.
+pub struct Ctx {
+    /// The database.
+    pub pool: PgPool,
+    /// The platform.
+    pub source: source::Client,
+    /// Graph.
+    pub graph: graph::Client,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// This process's id in `claimed_by`: unique per start, never reused.
+    pub replica: Uuid,
+    /// Cancelled on shutdown: no new claims, in-flight work finishes.
+    pub shutdown: CancellationToken,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    hold_until: Mutex<Option<Instant>>,
+}
+
+/// What reconciling the due meetings did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Meetings claimed.
+    pub claimed: u64,
+    /// Registrations created.
+    pub created: u64,
+    /// Registrations deleted.
+    pub deleted: u64,
+    /// Meetings synced (with or without a call).
+    pub synced: u64,
+    /// Meetings scheduled for a retry.
+    pub retrying: u64,
+    /// Meetings parked as failed.
+    pub failed: u64,
+    /// Outcomes not recorded because the lease was lost.
+    pub lease_lost: u64,
+}
+
+impl ReconcileReport {
+    fn add(&mut self, r: Reconciled) {
+        match r {
+            Reconciled::Synced { created, deleted } => {
+                self.synced += 1;
+                self.created += u64::from(created);
+                self.deleted += u64::from(deleted);
+            }
+            Reconciled::Retrying => self.retrying += 1,
+            Reconciled::Failed => self.failed += 1,
+            Reconciled::Pending => {}
+            Reconciled::LeaseLost => self.lease_lost += 1,
+        }
+    }
+}
+
+/// One poll and the reconcile of everything due now.
+#[derive(Debug, Clone)]
+pub struct TickReport {
+    /// The poll.
+    pub poll: PollReport,
+    /// The reconcile.
+    pub reconcile: ReconcileReport,
+    /// Why Graph could not be called, if so.
+    pub error: Option<String>,
+}
+
+impl Ctx {
+    /// Wires a context.
+    pub fn new(
+        pool: PgPool,
+        source: source::Client,
+        graph: graph::Client,
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self { pool, source, graph, settings, replica: Uuid::new_v4(), shutdown, metrics, hold_until: Mutex::new(None) }
+    }
+
+    /// The remaining in-process Graph hold, if any. It mirrors the shared
+    /// throttle row so workers already past their gate do not send either.
+    fn local_hold(&self) -> Option<Duration> {
+        let until = (*self.hold_until.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let now = Instant::now();
+        (until > now).then(|| until - now)
+    }
+
+    fn hold_locally(&self, wait: Duration) {
+        let mut hold = self.hold_until.lock().unwrap_or_else(|p| p.into_inner());
+        let until = Instant::now() + wait;
+        if hold.is_none_or(|h| h < until) {
+            *hold = Some(until);
+        }
+    }
+
+    /// Records an outcome, retrying while the database is briefly away: the
+    /// Graph call already happened and its result is worth keeping. Gives up
+    /// after half a lease; the committed intent makes the next owner look the
+    /// outcome up.
+    async fn record_with_retries(&self, claimed: &Claimed, outcome: &Outcome, calls: &[graph::CallRecord]) -> Result<bool, store::Error> {
+        let give_up = Instant::now() + self.settings.sync.lease_ttl() / 2;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match store::meetings::finish(&self.pool, claimed, outcome, calls).await {
+                Err(e) if e.is_transient() && Instant::now() + delay < give_up => {
+                    tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// One pass: poll the platform, then reconcile everything due now, and close
+/// the cycle's `sync_runs` row. The scheduler only triggers ticks; tests call
+/// this directly.
+///
+/// # Errors
+/// The database failed before the cycle could be recorded.
+pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
+    let poll = ingest::poll(ctx).await?;
+    let (reconcile, error) = match reconcile_due(ctx).await {
+        Ok(report) => (report, None),
+        Err(SyncError::Auth(e)) => (ReconcileReport::default(), Some(e)),
+        Err(e) => {
+            let report = RunReport { status: "failed", error: Some(e.to_string()), ..RunReport::default() };
+            // Best effort: the database may be what failed.
+            let _ = store::runs::finish(&ctx.pool, poll.run_id, &report).await;
+            return Err(e);
+        }
+    };
+    let status = match (&error, &poll.partial) {
+        (Some(_), _) => "failed",
+        (None, Some(_)) => "partial",
+        (None, None) => "complete",
+    };
+    let run = RunReport {
+        status,
+        meetings_seen: poll.seen,
+        meetings_changed: poll.changed,
+        rejected: poll.rejected,
+        created: reconcile.created,
+        deleted: reconcile.deleted,
+        failed: reconcile.failed,
+        error: error.clone().or_else(|| poll.partial.clone()),
+    };
+    store::runs::finish(&ctx.pool, poll.run_id, &run).await?;
+    Ok(TickReport { poll, reconcile, error })
+}
+
+/// Claims and reconciles meetings until none is due now, at most
+/// `graph.max_concurrency` at once. Claims only as many rows as there are
+/// free workers, so no lease ages in a queue.
+///
+/// # Errors
+/// [`SyncError::Auth`] when Graph credentials fail (claiming stops, running
+/// work finishes); [`SyncError::Store`] when claiming fails.
+pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError> {
+    let workers = Arc::new(tokio::sync::Semaphore::new(ctx.settings.graph.max_concurrency));
+    let mut running: JoinSet<Result<Reconciled, SyncError>> = JoinSet::new();
+    let mut report = ReconcileReport::default();
+    let mut stop: Option<SyncError> = None;
+    let collect = |done: Result<Result<Reconciled, SyncError>, tokio::task::JoinError>, report: &mut ReconcileReport, stop: &mut Option<SyncError>| match done {
+        Ok(Ok(r)) => report.add(r),
+        Ok(Err(SyncError::Auth(e))) => {
+            ctx.hold_locally(AUTH_HOLD);
+            stop.get_or_insert(SyncError::Auth(e));
+        }
+        Ok(Err(e)) => {
+            stop.get_or_insert(e);
+        }
+        Err(e) => {
+            stop.get_or_insert(SyncError::Task(e.to_string()));
+        }
+    };
+    // A hold (throttling, failed credentials) stops claiming: nothing could be sent.
+    while stop.is_none() && !ctx.shutdown.is_cancelled() && ctx.local_hold().is_none() {
+        let Ok(first) = workers.clone().acquire_owned().await else { break };
+        let mut permits = vec![first];
+        while permits.len() < ctx.settings.sync.claim_batch as usize {
+            match workers.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let limit = u32::try_from(permits.len()).unwrap_or(u32::MAX);
+        let claimed = match store::meetings::claim_due(&ctx.pool, limit, ctx.settings.sync.lease_ttl(), ctx.replica).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                stop = Some(e.into());
+                break;
+            }
+        };
+        if claimed.is_empty() {
+            drop(permits);
+            // Running work may make more due (a delete before a create).
+            match running.join_next().await {
+                Some(done) => collect(done, &mut report, &mut stop),
+                None => break,
+            }
+            continue;
+        }
+        report.claimed += claimed.len() as u64;
+        for (row, permit) in claimed.into_iter().zip(permits) {
+            let ctx = ctx.clone();
+            running.spawn(async move {
+                let _permit = permit;
+                reconcile::reconcile(&ctx, row).await
+            });
+        }
+        while let Some(done) = running.try_join_next() {
+            collect(done, &mut report, &mut stop);
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        collect(done, &mut report, &mut stop);
+    }
+    match stop {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}

@@ -1,0 +1,409 @@
+//! One meeting, under its lease: look up what an unknown outcome left at
+//! Graph, then make the one call that moves actual towards desired, and
+//! record the outcome with the lease release.
+//!
+//! The exactly-once rules (ARCHITECTURE.md, RELIABILITY.md):
+//! - a write is sent only after its intent (`needs_lookup`, where it goes)
+//!   is committed, and only while the lease is ours and Graph is not held;
+//! - while an outcome is unknown, the next step is a GET at the place the
+//!   write went; regsync POSTs only when it knows no registration exists;
+//! - every write after the claim is fenced by the lease token.
+
+use std::time::{Duration, Instant};
+
+use crate::domain::Desired;
+use crate::graph::{self, Deleted, MeetingRef, RemoteRegistration};
+use crate::store::{self, Actual, Claimed, FinalState, Location, Outcome, SendGate};
+
+use super::retry::{self, Decision};
+use super::{Ctx, SyncError};
+
+/// How long a meeting waits after the app's credentials failed.
+const AUTH_PAUSE: Duration = Duration::from_secs(60);
+/// Lookup, delete, create and their retries after a conflict fit in this.
+const MAX_STEPS: usize = 8;
+
+/// What reconciling one meeting did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Desired equals actual; `created`/`deleted` say which calls it took.
+    Synced {
+        /// A registration was created.
+        created: bool,
+        /// A registration was deleted.
+        deleted: bool,
+    },
+    /// Will be tried again.
+    Retrying,
+    /// Parked as failed.
+    Failed,
+    /// More to do at once (the step budget ran out).
+    Pending,
+    /// Another worker owns the meeting now; nothing was written.
+    LeaseLost,
+}
+
+/// The next thing to do for a meeting, from what is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    Done,
+    Lookup(Location),
+    Create(Location),
+    Delete(Location),
+    Fail(String),
+}
+
+/// What the engine knows while it works on one meeting.
+#[derive(Debug, Clone)]
+struct Known {
+    actual: Option<Actual>,
+    needs_lookup: bool,
+    lookup_at: Option<Location>,
+    /// A registration of another kind sits where ours should go.
+    foreign_at: Option<(Location, String)>,
+    /// Graph answered 409 to this reconcile's create.
+    conflicted: bool,
+    attempts: i32,
+    created: bool,
+    deleted: bool,
+}
+
+fn plan(c: &Claimed, k: &Known) -> Plan {
+    if k.needs_lookup {
+        let at = k.lookup_at.clone().or_else(|| k.actual.as_ref().map(|a| a.location.clone()));
+        return Plan::Lookup(at.unwrap_or_else(|| c.location.clone()));
+    }
+    match (c.desired, &k.actual) {
+        (Desired::Registered, Some(a))
+            if a.location == c.location && a.audience.is_none_or(|aud| aud == c.allowed_registrant) =>
+        {
+            Plan::Done
+        }
+        // Wrong audience (Graph cannot update it in place) or a moved meeting.
+        (_, Some(a)) => Plan::Delete(a.location.clone()),
+        (Desired::Registered, None) => match &k.foreign_at {
+            Some((at, odata_type)) if *at == c.location => Plan::Fail(format!(
+                "the meeting already has a registration of another kind ({odata_type}), which regsync never removes; \
+                 turn off the meeting's Teams registration, then run `regsync retry {}`",
+                c.external_id
+            )),
+            _ => Plan::Create(c.location.clone()),
+        },
+        (Desired::Unregistered, None) => Plan::Done,
+    }
+}
+
+/// Reconciles one claimed meeting.
+///
+/// # Errors
+/// [`SyncError::Auth`] when the app's credentials fail (the meeting is
+/// released without losing an attempt; the caller stops calling Graph), and
+/// [`SyncError::Store`] when its outcome could not be recorded (the intent
+/// is committed, so the next owner looks the outcome up).
+#[tracing::instrument(skip_all, fields(external_id = %claimed.external_id, organizer_id = %claimed.location.organizer))]
+pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncError> {
+    let mut known = Known {
+        actual: claimed.actual.clone(),
+        needs_lookup: claimed.needs_lookup,
+        lookup_at: claimed.lookup_at.clone(),
+        foreign_at: None,
+        conflicted: false,
+        attempts: claimed.attempts,
+        created: false,
+        deleted: false,
+    };
+    let mut calls = Vec::new();
+    for _ in 0..MAX_STEPS {
+        let step = plan(&claimed, &known);
+        let (at, is_write) = match &step {
+            Plan::Done => return record(ctx, &claimed, &known, FinalState::Synced, None, &calls).await,
+            Plan::Fail(reason) => {
+                let failure = Failure { message: reason.clone(), http_status: None };
+                return record(ctx, &claimed, &known, FinalState::Failed, Some(failure), &calls).await;
+            }
+            Plan::Lookup(at) => (at.clone(), false),
+            Plan::Create(at) | Plan::Delete(at) => (at.clone(), true),
+        };
+        let gate_opened = Instant::now();
+        let gate = store::meetings::prepare_send(
+            &ctx.pool,
+            &claimed,
+            is_write.then_some(&at),
+            known.actual.as_ref(),
+            ctx.settings.sync.lease_ttl(),
+        )
+        .await?;
+        let held = match gate {
+            SendGate::LeaseLost => {
+                tracing::warn!("lease lost before sending; another worker owns the meeting");
+                return Ok(Reconciled::LeaseLost);
+            }
+            SendGate::Throttled(wait) => Some(wait),
+            SendGate::Open => ctx.local_hold(),
+        };
+        if let Some(wait) = held {
+            let wait = retry::throttle_wait(wait, rand::random());
+            return record_throttled(ctx, &claimed, &known, wait, &calls).await;
+        }
+        if is_write {
+            known.needs_lookup = true;
+            known.lookup_at = Some(at.clone());
+        }
+        // The pre-send guard on the monotonic clock: a process paused after
+        // renewing its lease must not send once the lease may have passed
+        // to another worker.
+        if gate_opened.elapsed() > ctx.settings.sync.lease_ttl() / 2 {
+            tracing::warn!("paused past half the lease before sending; giving the meeting up unsent");
+            return record(ctx, &claimed, &known, FinalState::Pending, None, &calls).await;
+        }
+        let target = MeetingRef { organizer: &at.organizer, meeting: &at.meeting };
+        let result = match step {
+            Plan::Lookup(_) => ctx.graph.get(target, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found)),
+            Plan::Create(_) => ctx
+                .graph
+                .create(target, claimed.allowed_registrant, &mut calls)
+                .await
+                .map(|made| learn_create(&mut known, &at, made, &claimed)),
+            Plan::Delete(_) => ctx.graph.delete(target, &mut calls).await.map(|gone| {
+                known.actual = None;
+                known.needs_lookup = false;
+                known.deleted |= gone == Deleted::Removed;
+            }),
+            Plan::Done | Plan::Fail(_) => unreachable!("handled above"),
+        };
+        let conflict_unexplained = !is_write
+            && std::mem::take(&mut known.conflicted)
+            && known.actual.is_none()
+            && known.foreign_at.is_none();
+        match result {
+            Ok(()) if conflict_unexplained => {
+                // 409, yet nothing there: do not POST again in a loop.
+                let e = graph::Error::Transient { status: Some(409), sent: true, detail: "Graph answered 409 Conflict but holds no registration".into() };
+                return record_failure(ctx, &claimed, &mut known, &e, &calls).await;
+            }
+            Ok(()) => {}
+            Err(graph::Error::Conflict { code }) => {
+                tracing::info!(code, "create answered 409; looking up the existing registration");
+                known.conflicted = true;
+                known.needs_lookup = true;
+            }
+            Err(e) => {
+                if is_write && !e.maybe_acted() {
+                    known.needs_lookup = false;
+                }
+                return record_failure(ctx, &claimed, &mut known, &e, &calls).await;
+            }
+        }
+    }
+    record(ctx, &claimed, &known, FinalState::Pending, None, &calls).await
+}
+
+fn learn_lookup(known: &mut Known, at: &Location, found: Option<RemoteRegistration>) {
+    known.needs_lookup = false;
+    known.actual = match found {
+        Some(RemoteRegistration::External { id, allowed_registrant }) => {
+            tracing::info!(registration_id = %id, "found the registration at Graph; adopting it");
+            Some(Actual { registration_id: id, location: at.clone(), audience: allowed_registrant })
+        }
+        Some(RemoteRegistration::Foreign { odata_type }) => {
+            known.foreign_at = Some((at.clone(), odata_type));
+            None
+        }
+        None => None,
+    };
+}
+
+fn learn_create(known: &mut Known, at: &Location, made: RemoteRegistration, claimed: &Claimed) {
+    known.needs_lookup = false;
+    match made {
+        RemoteRegistration::External { id, allowed_registrant } => {
+            tracing::info!(registration_id = %id, "registration created");
+            known.created = true;
+            known.actual = Some(Actual {
+                registration_id: id,
+                location: at.clone(),
+                audience: allowed_registrant.or(Some(claimed.allowed_registrant)),
+            });
+        }
+        RemoteRegistration::Foreign { odata_type } => known.foreign_at = Some((at.clone(), odata_type)),
+    }
+}
+
+struct Failure {
+    message: String,
+    http_status: Option<u16>,
+}
+
+async fn record_failure(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    known: &mut Known,
+    e: &graph::Error,
+    calls: &[graph::CallRecord],
+) -> Result<Reconciled, SyncError> {
+    let failure = Failure { message: e.to_string(), http_status: e.http_status() };
+    if e.is_auth() {
+        tracing::error!(error = %e, "Graph credentials failed; stopping Graph calls for this cycle");
+        record_at(ctx, claimed, known, FinalState::Retrying, AUTH_PAUSE, Some(failure), calls).await?;
+        return Err(SyncError::Auth(e.to_string()));
+    }
+    if let Some(retry_after) = e.retry_after() {
+        return record_throttled(ctx, claimed, known, retry::throttle_wait(retry_after, rand::random()), calls).await;
+    }
+    if !e.is_transient() {
+        tracing::warn!(error = %e, "permanent Graph error; meeting parked as failed");
+        return record(ctx, claimed, known, FinalState::Failed, Some(failure), calls).await;
+    }
+    known.attempts += 1;
+    let s = &ctx.settings.sync;
+    let attempts = u32::try_from(known.attempts).unwrap_or(u32::MAX);
+    let base = Duration::from_millis(s.backoff_base_ms);
+    let cap = Duration::from_millis(s.backoff_max_ms);
+    match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
+        Decision::RetryAfter(delay) => {
+            tracing::warn!(error = %e, attempts, retry_in_ms = delay.as_millis() as u64, "Graph call failed; will retry");
+            record_at(ctx, claimed, known, FinalState::Retrying, delay, Some(failure), calls).await
+        }
+        Decision::Park => {
+            tracing::error!(error = %e, attempts, "attempts exhausted; meeting parked as failed");
+            let failure = Failure {
+                message: format!("gave up after {attempts} attempts (sync.max_attempts); last error: {e}. Run `regsync retry {}` once the cause is fixed", claimed.external_id),
+                ..failure
+            };
+            record(ctx, claimed, known, FinalState::Failed, Some(failure), calls).await
+        }
+    }
+}
+
+/// Holds the whole deployment for `wait` and releases the meeting until
+/// then, without counting an attempt.
+async fn record_throttled(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    known: &Known,
+    wait: Duration,
+    calls: &[graph::CallRecord],
+) -> Result<Reconciled, SyncError> {
+    let held = store::runs::hold_graph(&ctx.pool, wait).await?;
+    ctx.hold_locally(held);
+    ctx.metrics.throttled();
+    tracing::info!(hold_ms = held.as_millis() as u64, "Graph is throttling; holding all requests");
+    let failure = Failure { message: format!("throttled by Graph; retrying in {:.1} s", held.as_secs_f64()), http_status: calls.last().and_then(|c| c.http_status) };
+    record_at(ctx, claimed, known, FinalState::Retrying, held, Some(failure), calls).await
+}
+
+async fn record(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    known: &Known,
+    state: FinalState,
+    failure: Option<Failure>,
+    calls: &[graph::CallRecord],
+) -> Result<Reconciled, SyncError> {
+    record_at(ctx, claimed, known, state, Duration::ZERO, failure, calls).await
+}
+
+async fn record_at(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    known: &Known,
+    state: FinalState,
+    delay: Duration,
+    failure: Option<Failure>,
+    calls: &[graph::CallRecord],
+) -> Result<Reconciled, SyncError> {
+    let outcome = Outcome {
+        state,
+        actual: known.actual.clone(),
+        needs_lookup: known.needs_lookup,
+        lookup_at: if known.needs_lookup { known.lookup_at.clone() } else { None },
+        attempts: if state == FinalState::Synced { 0 } else { known.attempts },
+        next_attempt_in: delay,
+        last_error: failure.as_ref().map(|f| f.message.clone()),
+        last_http_status: failure.and_then(|f| f.http_status),
+    };
+    ctx.metrics.graph_calls(calls);
+    let applied = ctx.record_with_retries(claimed, &outcome, calls).await?;
+    if !applied {
+        tracing::warn!("outcome not recorded: the lease passed to another worker, which will look the outcome up");
+        return Ok(Reconciled::LeaseLost);
+    }
+    let (reconciled, kind) = match state {
+        FinalState::Synced => (Reconciled::Synced { created: known.created, deleted: known.deleted }, "synced"),
+        FinalState::Retrying => (Reconciled::Retrying, "retrying"),
+        FinalState::Failed => (Reconciled::Failed, "failed"),
+        FinalState::Pending => (Reconciled::Pending, "pending"),
+    };
+    ctx.metrics.outcome(kind);
+    Ok(reconciled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AllowedRegistrant, ExternalId, OnlineMeetingId, OrganizerId, RegistrationId};
+
+    fn loc(m: &str) -> Location {
+        Location { organizer: OrganizerId("org".into()), meeting: OnlineMeetingId(m.into()) }
+    }
+
+    fn claimed(desired: Desired, allowed: AllowedRegistrant) -> Claimed {
+        Claimed {
+            id: 1,
+            lease_token: uuid::Uuid::nil(),
+            external_id: ExternalId("evt".into()),
+            desired,
+            location: loc("m1"),
+            allowed_registrant: allowed,
+            actual: None,
+            needs_lookup: false,
+            lookup_at: None,
+            attempts: 0,
+        }
+    }
+
+    fn known(actual: Option<Actual>) -> Known {
+        Known { actual, needs_lookup: false, lookup_at: None, foreign_at: None, conflicted: false, attempts: 0, created: false, deleted: false }
+    }
+
+    fn registered_at(m: &str, audience: AllowedRegistrant) -> Option<Actual> {
+        Some(Actual { registration_id: RegistrationId("r".into()), location: loc(m), audience: Some(audience) })
+    }
+
+    use AllowedRegistrant::{Everyone, Organization};
+
+    #[test]
+    fn a_new_meeting_is_created_and_a_registered_one_left_alone() {
+        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &known(None)), Plan::Create(loc("m1")));
+        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &known(registered_at("m1", Everyone))), Plan::Done);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_looked_up_where_the_write_went_before_anything_else() {
+        let mut k = known(registered_at("m1", Everyone));
+        k.needs_lookup = true;
+        k.lookup_at = Some(loc("m0"));
+        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &k), Plan::Lookup(loc("m0")));
+    }
+
+    #[test]
+    fn an_audience_change_or_a_moved_meeting_deletes_first() {
+        let c = claimed(Desired::Registered, Organization);
+        assert_eq!(plan(&c, &known(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
+        assert_eq!(plan(&c, &known(registered_at("m0", Organization))), Plan::Delete(loc("m0")));
+    }
+
+    #[test]
+    fn a_cancelled_meeting_is_deleted_once() {
+        let c = claimed(Desired::Unregistered, Everyone);
+        assert_eq!(plan(&c, &known(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
+        assert_eq!(plan(&c, &known(None)), Plan::Done);
+    }
+
+    #[test]
+    fn a_foreign_registration_is_never_replaced() {
+        let mut k = known(None);
+        k.foreign_at = Some((loc("m1"), "#microsoft.graph.meetingRegistration".into()));
+        assert!(matches!(plan(&claimed(Desired::Registered, Everyone), &k), Plan::Fail(_)));
+    }
+}
