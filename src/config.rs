@@ -78,12 +78,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            url: None,
-            max_connections: 10,
-            acquire_timeout_ms: 10_000,
-            statement_timeout_ms: 30_000,
-        }
+        Self { url: None, max_connections: 10, acquire_timeout_ms: 10_000, statement_timeout_ms: 30_000 }
     }
 }
 
@@ -295,10 +290,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:9090".into(),
-            ready_max_poll_age_secs: 1_800,
-        }
+        Self { listen: "127.0.0.1:9090".into(), ready_max_poll_age_secs: 1_800 }
     }
 }
 
@@ -340,11 +332,8 @@ impl Settings {
             None if Path::new(DEFAULT_FILE).exists() => Some(config::File::with_name(DEFAULT_FILE)),
             None => None,
         };
-        let regsync_env: HashMap<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("REGSYNC__"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let regsync_env: HashMap<String, String> =
+            env.iter().filter(|(k, _)| k.starts_with("REGSYNC__")).map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut builder = config::Config::builder();
         if let Some(file) = file {
             builder = builder.add_source(file);
@@ -360,7 +349,8 @@ impl Settings {
             .build()?;
         let mut settings: Settings = layered.try_deserialize()?;
         if settings.database.url.is_none() {
-            settings.database.url = env.get("DATABASE_URL").map(|url| SecretString::from(url.clone()));
+            settings.database.url =
+                env.get("DATABASE_URL").filter(|url| !url.is_empty()).map(|url| SecretString::from(url.clone()));
         }
         settings.read_secret_files()?;
         settings.validate()?;
@@ -393,12 +383,14 @@ impl Settings {
                 bad.push(format!("{key} is required (set it in the config file or {env})"));
             }
         };
-        require(self.database.url.is_some(), "database.url", "REGSYNC__DATABASE__URL or DATABASE_URL");
-        require(self.source.base_url.is_some(), "source.base_url", "REGSYNC__SOURCE__BASE_URL");
-        require(self.graph.tenant_id.is_some(), "graph.tenant_id", "REGSYNC__GRAPH__TENANT_ID");
-        require(self.graph.client_id.is_some(), "graph.client_id", "REGSYNC__GRAPH__CLIENT_ID");
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        let secret_set = |v: &Option<SecretString>| v.as_ref().is_some_and(|v| !v.expose_secret().is_empty());
+        require(secret_set(&self.database.url), "database.url", "REGSYNC__DATABASE__URL or DATABASE_URL");
+        require(set(&self.source.base_url), "source.base_url", "REGSYNC__SOURCE__BASE_URL");
+        require(set(&self.graph.tenant_id), "graph.tenant_id", "REGSYNC__GRAPH__TENANT_ID");
+        require(set(&self.graph.client_id), "graph.client_id", "REGSYNC__GRAPH__CLIENT_ID");
         require(
-            self.graph.client_secret.is_some(),
+            secret_set(&self.graph.client_secret),
             "graph.client_secret",
             "REGSYNC__GRAPH__CLIENT_SECRET or REGSYNC__GRAPH__CLIENT_SECRET_FILE",
         );
@@ -407,14 +399,14 @@ impl Settings {
             ("graph.base_url", Some(self.graph.base_url.as_str())),
             ("graph.authority_url", Some(self.graph.authority_url.as_str())),
         ] {
-            if let Some(url) = url {
+            if let Some(url) = url.filter(|u| !u.is_empty()) {
                 match reqwest::Url::parse(url) {
                     Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                     _ => bad.push(format!("{key} must be an http(s) URL, got {url:?}")),
                 }
             }
         }
-        if let Some(url) = &self.database.url {
+        if let Some(url) = self.database.url.as_ref().filter(|u| !u.expose_secret().is_empty()) {
             if let Err(e) = url.expose_secret().parse::<sqlx::postgres::PgConnectOptions>() {
                 // The URL may hold a password: name the problem, not the value.
                 bad.push(format!("database.url is not a valid Postgres URL: {}", redact_sqlx_error(&e)));
@@ -473,7 +465,10 @@ impl Settings {
             ));
         }
         if let Err(e) = croner_check(&self.sync.poll_schedule) {
-            bad.push(format!("sync.poll_schedule {:?} is not a cron expression with a seconds field: {e}", self.sync.poll_schedule));
+            bad.push(format!(
+                "sync.poll_schedule {:?} is not a cron expression with a seconds field: {e}",
+                self.sync.poll_schedule
+            ));
         }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             bad.push(format!("server.listen must be an address like 127.0.0.1:9090, got {:?}", self.server.listen));
@@ -492,9 +487,7 @@ impl Settings {
 }
 
 fn croner_check(expr: &str) -> Result<(), String> {
-    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {})).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn redact_sqlx_error(e: &sqlx::Error) -> String {
@@ -510,17 +503,12 @@ impl DatabaseSettings {
     /// # Errors
     /// The URL is missing or invalid (already rejected by `validate`).
     pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, Error> {
-        let url = self
-            .url
-            .as_ref()
-            .ok_or_else(|| Error::Invalid(vec!["database.url is required".into()]))?;
+        let url = self.url.as_ref().ok_or_else(|| Error::Invalid(vec!["database.url is required".into()]))?;
         let options: sqlx::postgres::PgConnectOptions = url
             .expose_secret()
             .parse()
             .map_err(|e| Error::Invalid(vec![format!("database.url: {}", redact_sqlx_error(&e))]))?;
-        Ok(options
-            .application_name("regsync")
-            .options([("statement_timeout", self.statement_timeout_ms.to_string())]))
+        Ok(options.application_name("regsync").options([("statement_timeout", self.statement_timeout_ms.to_string())]))
     }
 
     /// How long to wait for a pooled connection.

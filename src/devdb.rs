@@ -5,8 +5,11 @@
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The cluster could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +31,16 @@ pub enum Error {
     },
 }
 
-/// A running throw-away cluster.
+/// A running throw-away cluster. The server is a child of this process and
+/// dies with it (parent-death signal), so a test run that is killed leaves no
+/// server behind.
 pub struct Cluster {
     dir: PathBuf,
-    bin: PathBuf,
-    user: Option<&'static str>,
+    server: Option<Child>,
+    /// The parent-death signal fires when the *thread* that spawned the
+    /// server ends, so a dedicated thread spawns it and lives as long as the
+    /// cluster does; dropping this sender ends it.
+    keeper: Option<mpsc::Sender<()>>,
     url: String,
 }
 
@@ -41,32 +49,54 @@ impl Cluster {
     /// on a free loopback port, tuned for speed over durability.
     ///
     /// # Errors
-    /// Binaries missing, or `initdb`/`pg_ctl` failed (their output included).
+    /// Binaries missing, or `initdb`/`postgres` failed (their output included).
     pub fn start() -> Result<Self, Error> {
+        remove_stale_clusters();
         let bin = find_bin_dir().ok_or(Error::NotInstalled)?;
         let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
-        let user = is_root.then(|| if user_exists("postgres") { "postgres" } else { "nobody" });
+        let account =
+            if is_root { Some(account(if user_exists("postgres") { "postgres" } else { "nobody" })?) } else { None };
         let dir = std::env::temp_dir().join(format!("regsync-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(|e| step("create directory", e))?;
-        let mut cluster = Self { dir, bin, user, url: String::new() };
-        if let Some(user) = user {
-            cluster.run("chown", Command::new("chown").arg("-R").arg(user).arg(&cluster.dir))?;
+        let mut cluster = Self { dir, server: None, keeper: None, url: String::new() };
+        if let Some((uid, gid)) = account {
+            std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid)).map_err(|e| step("chown directory", e))?;
         }
         let data = cluster.dir.join("data");
-        cluster.run(
-            "initdb",
-            cluster.pg("initdb").arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]),
-        )?;
+        let output = as_account(Command::new(bin.join("initdb")), account)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| step("initdb", e))?;
+        if !output.status.success() {
+            return Err(Error::Step { step: "initdb", detail: String::from_utf8_lossy(&output.stderr).into_owned() });
+        }
         let port = free_port().map_err(|e| step("pick a port", e))?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off",
-            cluster.dir.display()
-        );
-        cluster.run(
-            "pg_ctl start",
-            cluster.pg("pg_ctl").arg("-D").arg(&data).arg("-o").arg(options).arg("-l").arg(cluster.dir.join("log")).args(["-w", "start"]),
-        )?;
+        let log = std::fs::File::create(cluster.dir.join("log")).map_err(|e| step("create log", e))?;
+        let mut command = as_account(Command::new(bin.join("postgres")), account);
+        command
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&cluster.dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let (spawned_tx, spawned_rx) = mpsc::channel();
+        let (keeper, stop) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let _ = spawned_tx.send(command.spawn());
+            let _ = stop.recv();
+        });
+        cluster.keeper = Some(keeper);
+        let server =
+            spawned_rx.recv().map_err(|e| step("start postgres", e))?.map_err(|e| step("start postgres", e))?;
+        cluster.server = Some(server);
+        cluster.wait_ready(port)?;
         cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         Ok(cluster)
     }
@@ -76,36 +106,84 @@ impl Cluster {
         &self.url
     }
 
-    fn pg(&self, tool: &str) -> Command {
-        let program = self.bin.join(tool);
-        match self.user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(program);
-                c
+    fn wait_ready(&mut self, port: u16) -> Result<(), Error> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(server) = self.server.as_mut() {
+                if let Ok(Some(status)) = server.try_wait() {
+                    let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+                    return Err(Error::Step { step: "start postgres", detail: format!("exited with {status}: {log}") });
+                }
             }
-            None => Command::new(program),
+            // Ready once the startup packet is answered on TCP and the
+            // server has written its pid file's "ready" line.
+            let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
+            if pid.contains("ready") && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    fn run(&self, what: &'static str, command: &mut Command) -> Result<(), Error> {
-        let output = command.stdin(Stdio::null()).output().map_err(|e| step(what, e))?;
-        if output.status.success() {
-            return Ok(());
-        }
-        let mut detail = String::from_utf8_lossy(&output.stderr).into_owned();
-        if let Ok(log) = std::fs::read_to_string(self.dir.join("log")) {
-            detail.push_str(&log);
-        }
-        Err(Error::Step { step: what, detail })
+        Err(Error::Step { step: "start postgres", detail: "not ready within 30 s".into() })
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let data = self.dir.join("data");
-        let _ = self.pg("pg_ctl").arg("-D").arg(&data).args(["-m", "immediate", "-w", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if let Some(mut server) = self.server.take() {
+            // SIGQUIT: immediate shutdown; the data is thrown away anyway.
+            unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGQUIT) };
+            let _ = server.wait();
+        }
+        self.keeper.take();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `command` as `account` (when root) and makes it die with us.
+fn as_account(mut command: Command, account: Option<(u32, u32)>) -> Command {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if let Some((uid, gid)) = account {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // After setuid, which clears it.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
+}
+
+fn account(name: &str) -> Result<(u32, u32), Error> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| step("read /etc/passwd", e))?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name) && f.len() > 3)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .ok_or_else(|| step("find the account to run PostgreSQL as", name))
+}
+
+/// Deletes directories of clusters whose server is gone (a killed run).
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_ours = entry.file_name().to_str().is_some_and(|n| n.starts_with("regsync-pg-"));
+        let pid: Option<i32> = std::fs::read_to_string(path.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse().ok()));
+        let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(60));
+        if is_ours && !alive && !young {
+            let _ = std::fs::remove_dir_all(path);
+        }
     }
 }
 

@@ -65,13 +65,25 @@ impl Default for Metrics {
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
-            r.register("graph_requests", "Graph requests by method and HTTP status (0: no answer)", m.graph_requests.clone());
+            r.register(
+                "graph_requests",
+                "Graph requests by method and HTTP status (0: no answer)",
+                m.graph_requests.clone(),
+            );
             r.register("graph_request_duration_seconds", "Graph request latency", m.graph_latency.clone());
             r.register("reconcile_outcomes", "Meeting reconciles by outcome", m.outcomes.clone());
             r.register("polls", "Platform polls by result (complete, partial, failed)", m.polls.clone());
             r.register("poll_duration_seconds", "Duration of a platform poll", m.poll_duration.clone());
-            r.register("last_successful_poll_timestamp_seconds", "Unix time of the last complete or partial poll", m.last_poll.clone());
-            r.register("throttle_pauses", "Times Graph asked regsync to wait (429/503 with Retry-After)", m.throttle_pauses.clone());
+            r.register(
+                "last_successful_poll_timestamp_seconds",
+                "Unix time of the last complete or partial poll",
+                m.last_poll.clone(),
+            );
+            r.register(
+                "throttle_pauses",
+                "Times Graph asked regsync to wait (429/503 with Retry-After)",
+                m.throttle_pauses.clone(),
+            );
             r.register("meetings", "Meetings per sync state", m.meetings.clone());
         }
         m
@@ -84,7 +96,9 @@ impl Metrics {
         for c in calls {
             let status = c.http_status.map_or_else(|| "0".to_owned(), |s| s.to_string());
             self.graph_requests.get_or_create(&CallLabels { method: c.method.into(), status }).inc();
-            self.graph_latency.get_or_create(&MethodLabels { method: c.method.into() }).observe(c.duration.as_secs_f64());
+            self.graph_latency
+                .get_or_create(&MethodLabels { method: c.method.into() })
+                .observe(c.duration.as_secs_f64());
         }
     }
 

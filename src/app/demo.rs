@@ -64,7 +64,7 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     };
     let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.context("cannot start the simulator")?;
     seed(&sim, options.meetings);
-    let settings = settings_for(&sim, &url);
+    let settings = simulator_settings(&sim, &url);
     let pool = connect_and_migrate(&settings).await?;
     let ctx = context(Arc::new(settings.clone()), pool.clone(), Arc::default(), CancellationToken::new())?;
 
@@ -109,16 +109,27 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
 /// application access policy, and a little throttling and loss at Graph.
 fn seed(sim: &Sim, meetings: usize) {
     sim.seed(meetings.saturating_sub(1));
-    let mut locked = crate::sim::SimMeeting::new("evt-no-policy", "0f0f0f0f-0000-4000-8000-00000000dead", "MSpNoPolicy");
+    let mut locked =
+        crate::sim::SimMeeting::new("evt-no-policy", "0f0f0f0f-0000-4000-8000-00000000dead", "MSpNoPolicy");
     locked.updated_at = "2026-11-28T12:00:00Z".into();
     sim.upsert_meeting(locked);
     sim.forbid_organizer("0f0f0f0f-0000-4000-8000-00000000dead");
     sim.push_raw_item(serde_json::json!({"id": "evt-bad-1", "organizer_id": "o", "allowed_registrant": "public"}));
-    sim.push_raw_item(serde_json::json!({"id": "evt-bad-2", "organizer_id": "o", "online_meeting_id": "m", "status": "deleted"}));
-    sim.set_rates(FaultRates { throttle: 0.01, retry_after_secs: 1.0, error: 0.03, lost_response: 0.02, latency: Duration::from_millis(20) });
+    sim.push_raw_item(
+        serde_json::json!({"id": "evt-bad-2", "organizer_id": "o", "online_meeting_id": "m", "status": "deleted"}),
+    );
+    sim.set_rates(FaultRates {
+        throttle: 0.01,
+        retry_after_secs: 1.0,
+        error: 0.03,
+        lost_response: 0.02,
+        latency: Duration::from_millis(20),
+    });
 }
 
-fn settings_for(sim: &Sim, url: &str) -> Settings {
+/// Settings that point regsync at a simulator, tuned for quick retries (the
+/// demo's embedded configuration; the tests start from it too).
+pub fn simulator_settings(sim: &Sim, url: &str) -> Settings {
     let mut s = Settings::default();
     s.database.url = Some(SecretString::from(url.to_owned()));
     s.source.base_url = Some(sim.platform_url());

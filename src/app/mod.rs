@@ -34,7 +34,12 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> 
 ///
 /// # Errors
 /// A client cannot be built from the settings.
-pub fn context(settings: Arc<Settings>, pool: PgPool, metrics: Arc<Metrics>, shutdown: CancellationToken) -> anyhow::Result<Arc<Ctx>> {
+pub fn context(
+    settings: Arc<Settings>,
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<Ctx>> {
     let source = source::Client::new(&settings.source, settings.default_allowed_registrant())?;
     let graph = graph::Client::new(&settings.graph)?;
     Ok(Arc::new(Ctx::new(pool, source, graph, settings, metrics, shutdown)))

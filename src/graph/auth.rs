@@ -28,23 +28,34 @@ pub struct Credentials {
     pub scope: String,
 }
 
+/// After a refused token request, callers get the same error for this long
+/// instead of asking again: a broken secret must not turn into a storm of
+/// token requests (the identity platform throttles those).
+const FAILURE_MEMORY: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 struct Cached {
     token: Arc<SecretString>,
     refresh_at: Instant,
 }
 
+#[derive(Default)]
+struct Slot {
+    cached: Option<Cached>,
+    failed: Option<(Instant, Error)>,
+}
+
 /// A shared, single-flight token cache.
 pub struct TokenCache {
     http: reqwest::Client,
     credentials: Credentials,
-    cached: Mutex<Option<Cached>>,
+    slot: Mutex<Slot>,
 }
 
 impl TokenCache {
     /// A cache that fetches with `http`.
     pub fn new(http: reqwest::Client, credentials: Credentials) -> Self {
-        Self { http, credentials, cached: Mutex::new(None) }
+        Self { http, credentials, slot: Mutex::new(Slot::default()) }
     }
 
     /// A valid token, fetched if the cached one is missing or near expiry.
@@ -52,22 +63,33 @@ impl TokenCache {
     /// # Errors
     /// [`Error::Token`] when the identity platform refuses or cannot be reached.
     pub async fn token(&self) -> Result<Arc<SecretString>, Error> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
+        let mut slot = self.slot.lock().await;
+        if let Some(c) = slot.cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(c.token.clone());
         }
-        let fresh = self.fetch().await?;
-        let token = fresh.token.clone();
-        *cached = Some(fresh);
-        Ok(token)
+        if let Some((at, e)) = slot.failed.as_ref().filter(|(at, _)| at.elapsed() < FAILURE_MEMORY) {
+            tracing::debug!(ago_ms = at.elapsed().as_millis() as u64, "reusing the last token failure");
+            return Err(e.clone());
+        }
+        match self.fetch().await {
+            Ok(fresh) => {
+                let token = fresh.token.clone();
+                *slot = Slot { cached: Some(fresh), failed: None };
+                Ok(token)
+            }
+            Err(e) => {
+                slot.failed = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
     }
 
     /// Drops `token` from the cache after Graph answered 401 to it, unless a
     /// newer token already replaced it.
     pub async fn invalidate(&self, token: &Arc<SecretString>) {
-        let mut cached = self.cached.lock().await;
-        if cached.as_ref().is_some_and(|c| Arc::ptr_eq(&c.token, token)) {
-            *cached = None;
+        let mut slot = self.slot.lock().await;
+        if slot.cached.as_ref().is_some_and(|c| Arc::ptr_eq(&c.token, token)) {
+            slot.cached = None;
         }
     }
 
@@ -80,13 +102,12 @@ impl TokenCache {
             ("grant_type", "client_credentials"),
         ];
         let started = Instant::now();
-        let response = self
-            .http
-            .post(&c.token_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| Error::Token { status: None, error: "unreachable".into(), detail: describe(&e), hint: TOKEN_UNREACHABLE_HINT })?;
+        let response = self.http.post(&c.token_url).form(&form).send().await.map_err(|e| Error::Token {
+            status: None,
+            error: "unreachable".into(),
+            detail: describe(&e),
+            hint: TOKEN_UNREACHABLE_HINT,
+        })?;
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
         if status.is_success() {
@@ -98,14 +119,19 @@ impl TokenCache {
             })?;
             let lifetime = Duration::from_secs(parsed.expires_in);
             let margin = REFRESH_MARGIN.min(lifetime / 5);
-            tracing::debug!(lifetime_secs = parsed.expires_in, took_ms = started.elapsed().as_millis() as u64, "fetched Graph token");
+            tracing::debug!(
+                lifetime_secs = parsed.expires_in,
+                took_ms = started.elapsed().as_millis() as u64,
+                "fetched Graph token"
+            );
             return Ok(Cached {
                 token: Arc::new(SecretString::from(parsed.access_token)),
                 refresh_at: started + lifetime - margin,
             });
         }
         let parsed: Option<TokenError> = serde_json::from_slice(&body).ok();
-        let error = parsed.as_ref().and_then(|p| p.error.clone()).unwrap_or_else(|| format!("http_{}", status.as_u16()));
+        let error =
+            parsed.as_ref().and_then(|p| p.error.clone()).unwrap_or_else(|| format!("http_{}", status.as_u16()));
         // The first line names the AADSTS code; the rest is trace ids.
         let detail = parsed
             .and_then(|p| p.error_description)

@@ -88,7 +88,11 @@ impl Client {
     ///
     /// # Errors
     /// Classified failures.
-    pub async fn get(&self, at: MeetingRef<'_>, calls: &mut Vec<CallRecord>) -> Result<Option<RemoteRegistration>, Error> {
+    pub async fn get(
+        &self,
+        at: MeetingRef<'_>,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<Option<RemoteRegistration>, Error> {
         match self.send(Method::GET, at, None, calls).await {
             Ok((status, bytes)) => decode(status, &bytes).map(Some),
             Err(Error::Rejected { status: 404, .. }) => {
@@ -170,7 +174,9 @@ impl Client {
                     record.graph_request_id = header(&headers, "request-id");
                     match response.bytes().await {
                         Ok(bytes) => Ok((status, headers, bytes)),
-                        Err(e) => Err(Error::Transient { status: Some(status.as_u16()), sent: true, detail: describe(&e) }),
+                        Err(e) => {
+                            Err(Error::Transient { status: Some(status.as_u16()), sent: true, detail: describe(&e) })
+                        }
                     }
                 }
                 // A failed connect never reached Graph; anything later may have.
@@ -229,7 +235,9 @@ fn classify(
         503 if retry_after.is_some() => Error::Throttled { status: s, retry_after },
         409 => Error::Conflict { code },
         400..=499 => Error::Rejected { status: s, hint: rejection_hint(method, s, &code), code, message },
-        _ => Error::Transient { status: Some(s), sent: true, detail: format!("HTTP {s} {code} {message}").trim().into() },
+        _ => {
+            Error::Transient { status: Some(s), sent: true, detail: format!("HTTP {s} {code} {message}").trim().into() }
+        }
     })
 }
 

@@ -43,7 +43,7 @@ pub enum Deleted {
 }
 
 /// A Graph call that did not succeed, classified for the engine.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// 429, or 503 with Retry-After: wait, and do not count an attempt.
     #[error("Graph throttled the request (HTTP {status}{}); regsync waits and retries", retry_after_text(*.retry_after))]
@@ -121,7 +121,9 @@ impl Error {
         match self {
             Self::Throttled { .. } | Self::Transient { .. } | Self::UnexpectedBody { .. } => true,
             Self::Token { error, status, .. } => {
-                error == "temporarily_unavailable" || error == "unreachable" || status.is_some_and(|s| s >= 500 || s == 429)
+                error == "temporarily_unavailable"
+                    || error == "unreachable"
+                    || status.is_some_and(|s| s >= 500 || s == 429)
             }
             Self::Conflict { .. } | Self::Rejected { .. } | Self::Unauthorized | Self::InvalidId(_) => false,
         }

@@ -90,7 +90,8 @@ mod tests {
     #[test]
     fn expires_in_may_be_a_number_or_a_string() {
         let a: TokenResponse = serde_json::from_str(r#"{"access_token":"t","expires_in":3599}"#).unwrap();
-        let b: TokenResponse = serde_json::from_str(r#"{"access_token":"t","expires_in":"3599","ext_expires_in":"3599"}"#).unwrap();
+        let b: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"t","expires_in":"3599","ext_expires_in":"3599"}"#).unwrap();
         assert_eq!(a.expires_in, 3599);
         assert_eq!(b.expires_in, 3599);
     }

@@ -84,7 +84,8 @@ async fn stats(AxumState(state): AxumState<Shared>) -> Json<Stats> {
 }
 
 fn token_error(status: u16, error: &str, description: &str) -> Response {
-    let code: u64 = description.trim_start_matches("AADSTS").split(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let code: u64 =
+        description.trim_start_matches("AADSTS").split(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
     let body = json!({
         "error": error,
         "error_description": format!("{description}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: 2026-11-29 10:00:00Z", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
@@ -94,7 +95,11 @@ fn token_error(status: u16, error: &str, description: &str) -> Response {
     (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)).into_response()
 }
 
-async fn token(AxumState(state): AxumState<Shared>, Path(tenant): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    AxumState(state): AxumState<Shared>,
+    Path(tenant): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let mut s = lock(&state);
     if let Some(fault) = s.token_faults.pop_front() {
         return token_error(fault.status, &fault.error, &fault.description);
@@ -113,12 +118,17 @@ async fn token(AxumState(state): AxumState<Shared>, Path(tenant): Path<String>, 
         return token_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.");
     }
     if field("scope") != "https://graph.microsoft.com/.default" {
-        return token_error(400, "invalid_scope", "AADSTS70011: The provided value for the input parameter 'scope' is not valid.");
+        return token_error(
+            400,
+            "invalid_scope",
+            "AADSTS70011: The provided value for the input parameter 'scope' is not valid.",
+        );
     }
     let access_token = format!("simtok-{}", uuid::Uuid::new_v4().simple());
     s.tokens.insert(access_token.clone());
     s.tokens_issued += 1;
-    Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": access_token})).into_response()
+    Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": access_token}))
+        .into_response()
 }
 
 fn graph_error(status: u16, code: &str, message: &str) -> (StatusCode, Value) {
@@ -155,7 +165,8 @@ async fn registration(
         let existed = s.registrations.contains_key(&key);
         let inside_retry_after = s.throttled_until.is_some_and(|until| arrived < until);
         let mut acted = false;
-        let (status, body, after, retry_after) = handle(&mut s, &method, &key, &headers, &body, inside_retry_after, &mut acted);
+        let (status, body, after, retry_after) =
+            handle(&mut s, &method, &key, &headers, &body, inside_retry_after, &mut acted);
         if let Some(secs) = retry_after.as_deref().and_then(|r| r.parse::<f64>().ok()) {
             s.throttled_until = Some(Instant::now() + std::time::Duration::from_secs_f64(secs));
         }
@@ -180,7 +191,8 @@ async fn registration(
             std::future::pending::<()>().await;
         }
     }
-    let mut response = if status == StatusCode::NO_CONTENT { status.into_response() } else { (status, Json(body)).into_response() };
+    let mut response =
+        if status == StatusCode::NO_CONTENT { status.into_response() } else { (status, Json(body)).into_response() };
     let h = response.headers_mut();
     h.insert("request-id", uuid::Uuid::new_v4().to_string().parse().expect("a uuid is a valid header value"));
     if let Some(id) = client_request_id.and_then(|id| id.parse().ok()) {
@@ -213,7 +225,8 @@ fn handle(
         return (st, b, After::Answer, Some(format!("{left:.1}")));
     }
     let name = method.as_str();
-    let queued = s.faults.iter().position(|(m, _)| m.is_none_or(|m| m == name)).and_then(|i| s.faults.remove(i)).map(|(_, f)| f);
+    let queued =
+        s.faults.iter().position(|(m, _)| m.is_none_or(|m| m == name)).and_then(|i| s.faults.remove(i)).map(|(_, f)| f);
     let rates = s.rates;
     let fault = queued.or_else(|| {
         let roll: f64 = rand::random();
@@ -257,7 +270,8 @@ fn act(s: &mut State, method: &Method, key: &(String, String), body: &[u8], acte
     if !s.online_meetings.contains(key) {
         return graph_error(404, "itemNotFound", "The online meeting was not found.");
     }
-    let view = |r: &Registration| json!({"@odata.type": r.odata_type, "id": r.id, "allowedRegistrant": r.allowed_registrant});
+    let view =
+        |r: &Registration| json!({"@odata.type": r.odata_type, "id": r.id, "allowedRegistrant": r.allowed_registrant});
     match *method {
         Method::GET => match s.registrations.get(key) {
             Some(r) => (StatusCode::OK, view(r)),
@@ -285,7 +299,8 @@ fn act(s: &mut State, method: &Method, key: &(String, String), body: &[u8], acte
             let id = s.new_id();
             let registration = Registration { id, odata_type: EXTERNAL.into(), allowed_registrant: allowed };
             let mut answer = view(&registration);
-            answer["@odata.context"] = json!("https://graph.microsoft.com/beta/$metadata#users('x')/onlineMeetings('y')/registration/$entity");
+            answer["@odata.context"] =
+                json!("https://graph.microsoft.com/beta/$metadata#users('x')/onlineMeetings('y')/registration/$entity");
             s.registrations.insert(key.clone(), registration);
             *acted = true;
             (StatusCode::CREATED, answer)

@@ -131,10 +131,7 @@ impl Sim {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let stop = CancellationToken::new();
-        let router = Router::new()
-            .merge(platform::routes())
-            .merge(graph::routes())
-            .with_state(state.clone());
+        let router = Router::new().merge(platform::routes()).merge(graph::routes()).with_state(state.clone());
         tokio::spawn(serve(listener, router, stop.clone()));
         Ok(Self { state, addr, _stop: Arc::new(stop.drop_guard()) })
     }
@@ -244,7 +241,11 @@ impl Sim {
     pub fn put_registration(&self, organizer: &str, meeting: &str, allowed: &str, foreign: bool) -> String {
         let mut s = self.lock();
         let id = s.new_id();
-        let odata_type = if foreign { "#microsoft.graph.meetingRegistration" } else { "#microsoft.graph.externalMeetingRegistration" };
+        let odata_type = if foreign {
+            "#microsoft.graph.meetingRegistration"
+        } else {
+            "#microsoft.graph.externalMeetingRegistration"
+        };
         s.registrations.insert(
             (organizer.to_owned(), meeting.to_owned()),
             Registration { id: id.clone(), odata_type: odata_type.into(), allowed_registrant: allowed.into() },

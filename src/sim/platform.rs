@@ -146,7 +146,8 @@ async fn list(AxumState(state): AxumState<Arc<Mutex<State>>>, Query(q): Query<Pa
             return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"}))).into_response()
         }
         Some(PageFault::BrokenJson) => {
-            return (StatusCode::OK, [("content-type", "application/json")], r#"{"meetings": [{"id": "evt-"#).into_response()
+            return (StatusCode::OK, [("content-type", "application/json")], r#"{"meetings": [{"id": "evt-"#)
+                .into_response()
         }
         None => {}
     }

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::config::FieldPointers;
-use crate::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId, RejectedItem};
+use crate::domain::{
+    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId, RejectedItem,
+};
 
 use super::Error;
 
@@ -103,14 +105,13 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<ExternalMeeting, Reject
     let external_id = id.clone().map_err(&reject)?.ok_or_else(|| reject(missing("id", &shape.fields.id)))?;
     let organizer_id = graph_id(item, "organizer_id", &shape.fields.organizer_id).map_err(&reject)?;
     let online_meeting_id = graph_id(item, "online_meeting_id", &shape.fields.online_meeting_id).map_err(&reject)?;
-    let allowed_registrant = match text_field(item, "allowed_registrant", &shape.fields.allowed_registrant, false)
-        .map_err(&reject)?
-    {
-        None => shape.default_allowed_registrant,
-        Some(value) => AllowedRegistrant::parse(&value).ok_or_else(|| {
-            reject(format!("allowed_registrant is {value:?}; expected \"everyone\" or \"organization\""))
-        })?,
-    };
+    let allowed_registrant =
+        match text_field(item, "allowed_registrant", &shape.fields.allowed_registrant, false).map_err(&reject)? {
+            None => shape.default_allowed_registrant,
+            Some(value) => AllowedRegistrant::parse(&value).ok_or_else(|| {
+                reject(format!("allowed_registrant is {value:?}; expected \"everyone\" or \"organization\""))
+            })?,
+        };
     let desired = match text_field(item, "status", &shape.fields.status, false).map_err(&reject)? {
         None => Desired::Registered,
         Some(value) => match value.trim().to_ascii_lowercase().as_str() {
@@ -252,13 +253,25 @@ mod tests {
             (json!({"id": " ", "organizer_id": "o", "online_meeting_id": "m"}), "id (at /id) is empty"),
             (json!({"id": true, "organizer_id": "o", "online_meeting_id": "m"}), "id (at /id) is a boolean"),
             (json!({"id": "e", "online_meeting_id": "m"}), "organizer_id (at /organizer_id) is missing"),
-            (json!({"id": "e", "organizer_id": 5, "online_meeting_id": "m"}), "organizer_id (at /organizer_id) is a number"),
+            (
+                json!({"id": "e", "organizer_id": 5, "online_meeting_id": "m"}),
+                "organizer_id (at /organizer_id) is a number",
+            ),
             (json!({"id": "e", "organizer_id": "o"}), "online_meeting_id (at /online_meeting_id) is missing"),
             (json!({"id": "e", "organizer_id": "..", "online_meeting_id": "m"}), "would change the Graph URL path"),
             (json!({"id": "e", "organizer_id": "o", "online_meeting_id": "a b"}), "contains whitespace"),
-            (json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "allowed_registrant": "public"}), "allowed_registrant is \"public\""),
-            (json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "status": "deleted"}), "status is \"deleted\""),
-            (json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "updated_at": "yesterday"}), "updated_at is \"yesterday\""),
+            (
+                json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "allowed_registrant": "public"}),
+                "allowed_registrant is \"public\"",
+            ),
+            (
+                json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "status": "deleted"}),
+                "status is \"deleted\"",
+            ),
+            (
+                json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "updated_at": "yesterday"}),
+                "updated_at is \"yesterday\"",
+            ),
             (json!("just a string"), "item is a string, expected an object"),
         ];
         for (item, expected) in cases {

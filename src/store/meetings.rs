@@ -7,7 +7,9 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::{query_error, Error};
-use crate::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId, RegistrationId};
+use crate::domain::{
+    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId, RegistrationId,
+};
 use crate::graph::CallRecord;
 
 /// Where a registration lives at Graph: organizer and online meeting.
@@ -493,4 +495,3 @@ pub async fn any_due_now(pool: &PgPool) -> Result<bool, Error> {
     .await
     .map_err(query_error("look for due meetings"))
 }
-

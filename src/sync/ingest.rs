@@ -45,7 +45,8 @@ pub async fn poll(ctx: &Ctx) -> Result<PollReport, SyncError> {
             break;
         }
         if report.pages >= ctx.source.max_pages() {
-            report.partial = Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages()));
+            report.partial =
+                Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages()));
             break;
         }
         let page = match ctx.source.fetch_page(cursor.as_deref()).await {
@@ -85,7 +86,8 @@ pub async fn poll(ctx: &Ctx) -> Result<PollReport, SyncError> {
         match page.next_cursor {
             None => break,
             Some(next) if !cursors.insert(next.clone()) => {
-                report.partial = Some(format!("the platform returned cursor {next:?} twice; the listing was cut there"));
+                report.partial =
+                    Some(format!("the platform returned cursor {next:?} twice; the listing was cut there"));
                 break;
             }
             Some(next) => cursor = Some(next),
@@ -94,12 +96,21 @@ pub async fn poll(ctx: &Ctx) -> Result<PollReport, SyncError> {
     if report.partial.is_none() && ctx.settings.sync.on_missing == OnMissing::Unregister {
         // An empty listing is far likelier a platform fault than a mass cancellation.
         if seen_ids.is_empty() {
-            tracing::warn!("the platform listed no meetings; on_missing = unregister is not applied to an empty listing");
+            tracing::warn!(
+                "the platform listed no meetings; on_missing = unregister is not applied to an empty listing"
+            );
         } else {
             let ids: Vec<String> = seen_ids.into_iter().collect();
             report.changed += store::meetings::unregister_missing(&ctx.pool, &ids).await?;
         }
     }
-    tracing::info!(pages = report.pages, seen = report.seen, changed = report.changed, rejected = report.rejected, complete = report.partial.is_none(), "polled the platform");
+    tracing::info!(
+        pages = report.pages,
+        seen = report.seen,
+        changed = report.changed,
+        rejected = report.rejected,
+        complete = report.partial.is_none(),
+        "polled the platform"
+    );
     Ok(report)
 }

@@ -150,7 +150,12 @@ impl Ctx {
     /// Graph call already happened and its result is worth keeping. Gives up
     /// after half a lease; the committed intent makes the next owner look the
     /// outcome up.
-    async fn record_with_retries(&self, claimed: &Claimed, outcome: &Outcome, calls: &[graph::CallRecord]) -> Result<bool, store::Error> {
+    async fn record_with_retries(
+        &self,
+        claimed: &Claimed,
+        outcome: &Outcome,
+        calls: &[graph::CallRecord],
+    ) -> Result<bool, store::Error> {
         let give_up = Instant::now() + self.settings.sync.lease_ttl() / 2;
         let mut delay = Duration::from_millis(100);
         loop {
@@ -215,7 +220,9 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
     let mut running: JoinSet<Result<Reconciled, SyncError>> = JoinSet::new();
     let mut report = ReconcileReport::default();
     let mut stop: Option<SyncError> = None;
-    let collect = |done: Result<Result<Reconciled, SyncError>, tokio::task::JoinError>, report: &mut ReconcileReport, stop: &mut Option<SyncError>| match done {
+    let collect = |done: Result<Result<Reconciled, SyncError>, tokio::task::JoinError>,
+                   report: &mut ReconcileReport,
+                   stop: &mut Option<SyncError>| match done {
         Ok(Ok(r)) => report.add(r),
         Ok(Err(SyncError::Auth(e))) => {
             ctx.hold_locally(AUTH_HOLD);
@@ -239,13 +246,14 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
             }
         }
         let limit = u32::try_from(permits.len()).unwrap_or(u32::MAX);
-        let claimed = match store::meetings::claim_due(&ctx.pool, limit, ctx.settings.sync.lease_ttl(), ctx.replica).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                stop = Some(e.into());
-                break;
-            }
-        };
+        let claimed =
+            match store::meetings::claim_due(&ctx.pool, limit, ctx.settings.sync.lease_ttl(), ctx.replica).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    stop = Some(e.into());
+                    break;
+                }
+            };
         if claimed.is_empty() {
             drop(permits);
             // Running work may make more due (a delete before a create).

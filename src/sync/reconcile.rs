@@ -158,7 +158,9 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         }
         let target = MeetingRef { organizer: &at.organizer, meeting: &at.meeting };
         let result = match step {
-            Plan::Lookup(_) => ctx.graph.get(target, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found)),
+            Plan::Lookup(_) => {
+                ctx.graph.get(target, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found))
+            }
             Plan::Create(_) => ctx
                 .graph
                 .create(target, claimed.allowed_registrant, &mut calls)
@@ -171,14 +173,16 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             }),
             Plan::Done | Plan::Fail(_) => unreachable!("handled above"),
         };
-        let conflict_unexplained = !is_write
-            && std::mem::take(&mut known.conflicted)
-            && known.actual.is_none()
-            && known.foreign_at.is_none();
+        let conflict_unexplained =
+            !is_write && std::mem::take(&mut known.conflicted) && known.actual.is_none() && known.foreign_at.is_none();
         match result {
             Ok(()) if conflict_unexplained => {
                 // 409, yet nothing there: do not POST again in a loop.
-                let e = graph::Error::Transient { status: Some(409), sent: true, detail: "Graph answered 409 Conflict but holds no registration".into() };
+                let e = graph::Error::Transient {
+                    status: Some(409),
+                    sent: true,
+                    detail: "Graph answered 409 Conflict but holds no registration".into(),
+                };
                 return record_failure(ctx, &claimed, &mut known, &e, &calls).await;
             }
             Ok(()) => {}
@@ -288,7 +292,10 @@ async fn record_throttled(
     ctx.hold_locally(held);
     ctx.metrics.throttled();
     tracing::info!(hold_ms = held.as_millis() as u64, "Graph is throttling; holding all requests");
-    let failure = Failure { message: format!("throttled by Graph; retrying in {:.1} s", held.as_secs_f64()), http_status: calls.last().and_then(|c| c.http_status) };
+    let failure = Failure {
+        message: format!("throttled by Graph; retrying in {:.1} s", held.as_secs_f64()),
+        http_status: calls.last().and_then(|c| c.http_status),
+    };
     record_at(ctx, claimed, known, FinalState::Retrying, held, Some(failure), calls).await
 }
 
@@ -363,7 +370,16 @@ mod tests {
     }
 
     fn known(actual: Option<Actual>) -> Known {
-        Known { actual, needs_lookup: false, lookup_at: None, foreign_at: None, conflicted: false, attempts: 0, created: false, deleted: false }
+        Known {
+            actual,
+            needs_lookup: false,
+            lookup_at: None,
+            foreign_at: None,
+            conflicted: false,
+            attempts: 0,
+            created: false,
+            deleted: false,
+        }
     }
 
     fn registered_at(m: &str, audience: AllowedRegistrant) -> Option<Actual> {

@@ -1,0 +1,109 @@
+//! The `regsync` binary as operators run it: `migrate`, then `once`,
+//! configured only through the environment.
+
+use std::process::Command;
+
+use regsync::sim::{SimMeeting, CLIENT_ID, CLIENT_SECRET, TENANT};
+
+use crate::helpers::fresh_database;
+
+fn regsync(args: &[&str], db: &str, sim: &regsync::sim::Sim, extra: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_regsync"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db)
+        .env("REGSYNC__SOURCE__BASE_URL", sim.platform_url())
+        .env("REGSYNC__GRAPH__BASE_URL", sim.graph_url())
+        .env("REGSYNC__GRAPH__AUTHORITY_URL", sim.authority_url())
+        .env("REGSYNC__GRAPH__TENANT_ID", TENANT)
+        .env("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID)
+        .env("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET)
+        .current_dir(std::env::temp_dir());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    command.output().expect("regsync runs")
+}
+
+#[tokio::test]
+async fn migrate_then_once_registers_every_valid_meeting_and_records_graphs_ids() {
+    let db = fresh_database().await;
+    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    sim.seed(30);
+
+    let migrate = tokio::task::spawn_blocking({
+        let (db, sim) = (db.clone(), sim.clone());
+        move || regsync(&["migrate"], &db, &sim, &[])
+    })
+    .await
+    .expect("joined");
+    let once = tokio::task::spawn_blocking({
+        let (db, sim) = (db.clone(), sim.clone());
+        move || regsync(&["once"], &db, &sim, &[])
+    })
+    .await
+    .expect("joined");
+
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
+    assert!(String::from_utf8_lossy(&once.stdout).contains("27 created"));
+    let pool = sqlx::PgPool::connect(&db).await.expect("db");
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT external_id, registration_id FROM ops.meeting_status")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(rows.len(), 30);
+    for (id, registration_id) in rows {
+        let n: usize = id.trim_start_matches("evt-").parse().expect("generated id");
+        let m = SimMeeting::generated(n);
+        let held = sim.registration(&m.organizer_id, &m.online_meeting_id).map(|r| r.id);
+        assert_eq!(registration_id, held, "{id}");
+    }
+    assert_eq!(sim.stats().posts_while_registered, 0);
+}
+
+#[tokio::test]
+async fn a_full_sync_at_trace_level_logs_neither_the_secret_nor_any_token() {
+    let db = fresh_database().await;
+    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    sim.seed(5);
+    sim.fail_next(None, regsync::sim::Fault::Status { status: 401, retry_after: None });
+
+    let once = tokio::task::spawn_blocking({
+        let (db, sim) = (db.clone(), sim.clone());
+        move || regsync(&["once"], &db, &sim, &[("RUST_LOG", "trace")])
+    })
+    .await
+    .expect("joined");
+
+    assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
+    let output = format!("{}{}", String::from_utf8_lossy(&once.stdout), String::from_utf8_lossy(&once.stderr));
+    assert!(output.len() > 10_000, "trace logging produced output");
+    assert!(!output.contains(CLIENT_SECRET), "the client secret leaked");
+    assert!(!output.contains("simtok-"), "a token leaked");
+    let pool = sqlx::PgPool::connect(&db).await.expect("db");
+    let dump: String = sqlx::query_scalar(
+        "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM ops.graph_calls UNION ALL SELECT * FROM ops.graph_calls) t",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("audit");
+    assert!(!dump.contains("simtok-") && !dump.contains(CLIENT_SECRET));
+}
+
+#[tokio::test]
+async fn a_missing_setting_is_a_one_line_error_naming_the_key() {
+    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+
+    let out = tokio::task::spawn_blocking(move || regsync(&["once"], "", &sim, &[("REGSYNC__GRAPH__CLIENT_ID", "")]))
+        .await
+        .expect("joined");
+
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("database.url") || err.contains("DATABASE_URL"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

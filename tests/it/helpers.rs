@@ -1,0 +1,167 @@
+//! The test harness: a real PostgreSQL (DATABASE_URL, or a throw-away
+//! cluster started once per test binary), a fresh database per test, the
+//! simulator on a loopback port, and the real engine wired as `app` wires it.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use regsync::app::demo::simulator_settings;
+use regsync::config::Settings;
+use regsync::sim::{GraphRequest, Sim, SimMeeting};
+use regsync::sync::{self, Ctx, ReconcileReport, TickReport};
+use regsync::{devdb, store};
+use sqlx::{ConnectOptions, PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    url: String,
+    _cluster: Option<devdb::Cluster>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => Server { url, _cluster: None },
+        None => {
+            let cluster = devdb::Cluster::start().expect("a throw-away PostgreSQL (or set DATABASE_URL)");
+            Server { url: cluster.url().to_owned(), _cluster: Some(cluster) }
+        }
+    })
+}
+
+/// A fresh, empty database on the test server; returns its URL.
+pub async fn fresh_database() -> String {
+    let url = tokio::task::spawn_blocking(|| server().url.clone()).await.expect("test server");
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a Postgres URL");
+    let name = format!("regsync_t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = options.clone().connect().await.expect("connect to the test server");
+    store::recreate_database(&mut admin, &name).await.expect("create the test database");
+    options.database(&name).to_url_lossy().to_string()
+}
+
+/// One test's world.
+pub struct TestApp {
+    pub sim: Sim,
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub ctx: Arc<Ctx>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the world, letting the test change the settings first.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
+    let db_url = fresh_database().await;
+    let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("simulator");
+    let mut settings = simulator_settings(&sim, &db_url);
+    settings.sync.backoff_base_ms = 1;
+    settings.sync.backoff_max_ms = 1;
+    change(&mut settings);
+    settings.validate().expect("test settings are valid");
+    let pool = regsync::app::connect_and_migrate(&settings).await.expect("migrated");
+    let ctx = regsync::app::context(Arc::new(settings.clone()), pool.clone(), Arc::default(), CancellationToken::new())
+        .expect("context");
+    TestApp { sim, pool, settings, ctx }
+}
+
+impl TestApp {
+    /// A second replica on the same database and simulator.
+    pub fn replica(&self) -> Arc<Ctx> {
+        regsync::app::context(
+            Arc::new(self.settings.clone()),
+            self.pool.clone(),
+            Arc::default(),
+            CancellationToken::new(),
+        )
+        .expect("context")
+    }
+
+    pub async fn tick(&self) -> TickReport {
+        tokio::time::timeout(Duration::from_secs(60), sync::tick(&self.ctx))
+            .await
+            .expect("tick finished")
+            .expect("tick ran")
+    }
+
+    pub async fn reconcile(&self) -> ReconcileReport {
+        tokio::time::timeout(Duration::from_secs(60), sync::reconcile_due(&self.ctx))
+            .await
+            .expect("reconcile finished")
+            .expect("reconcile ran")
+    }
+
+    /// Reconciles until nothing is due now, waiting out short retry delays.
+    pub async fn settle(&self) {
+        for _ in 0..200 {
+            self.reconcile().await;
+            let open: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')")
+                    .fetch_one(&self.pool)
+                    .await
+                    .expect("count");
+            if open == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("meetings did not settle");
+    }
+
+    /// A row of `ops.meeting_status`.
+    pub async fn status(&self, external_id: &str) -> MeetingStatus {
+        let row = sqlx::query(
+            "SELECT state, registration_id, attempts, last_error, last_http_status, needs_lookup, desired
+             FROM ops.meeting_status WHERE external_id = $1",
+        )
+        .bind(external_id)
+        .fetch_one(&self.pool)
+        .await
+        .expect("meeting row");
+        MeetingStatus {
+            state: row.get("state"),
+            registration_id: row.get("registration_id"),
+            attempts: row.get("attempts"),
+            last_error: row.get("last_error"),
+            last_http_status: row.get("last_http_status"),
+            needs_lookup: row.get("needs_lookup"),
+            desired: row.get("desired"),
+        }
+    }
+
+    /// The simulator's requests for one platform meeting.
+    pub fn requests_for(&self, meeting: &SimMeeting) -> Vec<GraphRequest> {
+        self.sim
+            .log()
+            .into_iter()
+            .filter(|r| r.meeting == meeting.online_meeting_id && r.organizer == meeting.organizer_id)
+            .collect()
+    }
+
+    /// `METHOD STATUS` of each request for a meeting, in order.
+    pub fn calls_for(&self, meeting: &SimMeeting) -> Vec<String> {
+        self.requests_for(meeting).iter().map(|r| format!("{} {}", r.method, r.status)).collect()
+    }
+
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("scalar query")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MeetingStatus {
+    pub state: String,
+    pub registration_id: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub last_http_status: Option<i32>,
+    pub needs_lookup: bool,
+    pub desired: String,
+}
+
+/// A meeting open to everyone with ids derived from `n`.
+pub fn meeting(n: usize) -> SimMeeting {
+    SimMeeting::new(&format!("evt-{n}"), &format!("org-{}", n % 3), &format!("MSp{n:04}"))
+}

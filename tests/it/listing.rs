@@ -1,0 +1,121 @@
+//! The platform's listing: bad items, partial listings, duplicates, ids that
+//! must not bend Graph paths.
+
+use regsync::config::OnMissing;
+use regsync::sim::{PageFault, SimMeeting};
+use serde_json::json;
+
+use crate::helpers::{meeting, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn bad_items_are_rejected_with_reasons_while_the_good_ones_sync() {
+    let app = spawn_app().await;
+    app.sim.upsert_meeting(meeting(1));
+    app.sim.push_raw_item(json!({"id": "evt-x1", "organizer_id": "o"}));
+    app.sim.push_raw_item(
+        json!({"id": "evt-x2", "organizer_id": "o", "online_meeting_id": "m", "allowed_registrant": "public"}),
+    );
+    app.sim
+        .push_raw_item(json!({"id": "evt-x3", "organizer_id": "o", "online_meeting_id": "m", "status": "postponed"}));
+    app.sim.push_raw_item(json!({"id": "", "organizer_id": "o", "online_meeting_id": "m"}));
+    app.sim.push_raw_item(json!({"id": "evt-x5", "organizer_id": ["o"], "online_meeting_id": "m"}));
+    app.sim.push_raw_item(json!({"id": "evt-x6", "organizer_id": "..", "online_meeting_id": "m"}));
+    app.sim.push_raw_item(json!(42));
+    app.sim.upsert_meeting(meeting(2));
+
+    let report = app.tick().await;
+
+    assert_eq!(report.poll.rejected, 7);
+    let reasons: Vec<(Option<String>, String)> =
+        sqlx::query_as("SELECT external_id, reason FROM ops.rejected_items ORDER BY seen_at, external_id NULLS LAST")
+            .fetch_all(&app.pool)
+            .await
+            .expect("rejections");
+    let text = format!("{reasons:?}");
+    for expected in [
+        "online_meeting_id (at /online_meeting_id) is missing",
+        "allowed_registrant is \\\"public\\\"",
+        "status is \\\"postponed\\\"",
+        "id (at /id) is empty",
+        "organizer_id (at /organizer_id) is an array",
+        "would change the Graph URL path",
+        "item is a number",
+    ] {
+        assert!(text.contains(expected), "{expected} not in {text}");
+    }
+    assert_eq!(app.status("evt-1").await.state, "synced");
+    assert_eq!(app.status("evt-2").await.state, "synced");
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 2);
+}
+
+#[tokio::test]
+async fn a_partial_listing_deregisters_nothing_and_a_complete_one_does() {
+    let app = spawn_app_with(|s| {
+        s.sync.on_missing = OnMissing::Unregister;
+        s.source.page_size = 2;
+    })
+    .await;
+    for i in 1..=5 {
+        app.sim.upsert_meeting(meeting(i));
+    }
+    app.tick().await;
+    app.sim.remove_meeting("evt-1");
+    app.sim.fail_page(1, PageFault::ServerError);
+
+    let partial = app.tick().await;
+
+    assert!(partial.poll.partial.as_deref().unwrap_or_default().contains("HTTP 500"), "{:?}", partial.poll.partial);
+    assert_eq!(app.sim.log().iter().filter(|r| r.method == "DELETE").count(), 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM ops.sync_runs WHERE status = 'partial'").await, 1);
+
+    app.sim.heal_pages();
+    app.tick().await;
+    let gone = meeting(1);
+    assert_eq!(app.calls_for(&gone), ["POST 201", "DELETE 204"]);
+}
+
+#[tokio::test]
+async fn broken_json_mid_listing_keeps_what_was_read() {
+    let app = spawn_app_with(|s| s.source.page_size = 3).await;
+    for i in 1..=9 {
+        app.sim.upsert_meeting(meeting(i));
+    }
+    app.sim.fail_page(2, PageFault::BrokenJson);
+
+    let report = app.tick().await;
+
+    assert!(report.poll.partial.as_deref().unwrap_or_default().contains("not valid JSON"));
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await, 6);
+}
+
+#[tokio::test]
+async fn a_duplicated_id_in_one_listing_is_rejected_after_its_first_occurrence() {
+    let app = spawn_app().await;
+    app.sim.upsert_meeting(meeting(1));
+    app.sim.push_raw_item(json!(SimMeeting { allowed_registrant: "organization".into(), ..meeting(1) }));
+
+    let report = app.tick().await;
+
+    assert_eq!(report.poll.rejected, 1);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM ops.rejected_items WHERE reason LIKE '%appears more than once%'").await,
+        1
+    );
+    let held = app.sim.registration("org-1", "MSp0001").expect("registered");
+    assert_eq!(held.allowed_registrant, "everyone", "the first occurrence wins");
+}
+
+#[tokio::test]
+async fn ids_with_path_characters_are_percent_encoded_into_one_segment() {
+    let app = spawn_app().await;
+    let odd = SimMeeting::new("evt/../?#% ü", "org/../admin?x=1#f", "1*dc17674c*0**19:meeting_é@thread.v2%2F..");
+    app.sim.upsert_meeting(odd.clone());
+
+    app.tick().await;
+
+    let held = app.sim.registration(&odd.organizer_id, &odd.online_meeting_id).expect("registered under the exact ids");
+    assert_eq!(app.status(&odd.id).await.registration_id.as_deref(), Some(held.id.as_str()));
+    let path: String =
+        sqlx::query_scalar("SELECT path FROM ops.graph_calls").fetch_one(&app.pool).await.expect("audit");
+    assert_eq!(path.matches('/').count(), 5, "{path}");
+}

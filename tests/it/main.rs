@@ -1,0 +1,8 @@
+//! Integration tests: real PostgreSQL, real HTTP on loopback, the simulator
+//! as Graph, identity platform and event platform.
+
+mod cli;
+mod faults;
+mod helpers;
+mod lifecycle;
+mod listing;
