@@ -58,6 +58,20 @@ async fn main() -> std::process::ExitCode {
     println!("  graph.base_url      = {}", sim.graph_url());
     println!("  graph.authority_url = {}", sim.authority_url());
     println!("  stats               = http://{}/_sim/stats", sim.addr());
-    let _ = tokio::signal::ctrl_c().await;
+    println!(
+        "  add or change        POST http://{0}/_sim/meetings (JSON), cancel: POST /_sim/meetings/ID/cancel",
+        sim.addr()
+    );
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            eprintln!("regsync-sim: cannot watch SIGTERM: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
     std::process::ExitCode::SUCCESS
 }

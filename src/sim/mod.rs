@@ -163,9 +163,7 @@ impl Sim {
     /// Adds or replaces a meeting in the platform's list; Graph learns of its
     /// online meeting.
     pub fn upsert_meeting(&self, meeting: SimMeeting) {
-        let mut s = self.lock();
-        s.online_meetings.insert((meeting.organizer_id.clone(), meeting.online_meeting_id.clone()));
-        s.platform.upsert(meeting);
+        self.lock().upsert_meeting(meeting);
     }
 
     /// Adds `n` generated meetings: every 7th for `organization`, every 10th
@@ -275,6 +273,11 @@ impl Sim {
 }
 
 impl State {
+    pub(crate) fn upsert_meeting(&mut self, meeting: SimMeeting) {
+        self.online_meetings.insert((meeting.organizer_id.clone(), meeting.online_meeting_id.clone()));
+        self.platform.upsert(meeting);
+    }
+
     pub(crate) fn new_id(&mut self) -> String {
         self.next_id += 1;
         uuid::Uuid::from_u128(0x5157_0000_0000_4000_8000_0000_0000_0000 | u128::from(self.next_id)).to_string()

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Query, State as AxumState};
+use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -129,7 +129,35 @@ struct PageQuery {
 }
 
 pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
-    Router::new().route("/platform/meetings", get(list))
+    Router::new()
+        .route("/platform/meetings", get(list))
+        .route("/_sim/meetings", post(upsert))
+        .route("/_sim/meetings/{id}", delete(remove))
+        .route("/_sim/meetings/{id}/cancel", post(cancel))
+}
+
+/// `POST /_sim/meetings` with a meeting's JSON: adds or changes it.
+async fn upsert(AxumState(state): AxumState<Arc<Mutex<State>>>, Json(meeting): Json<SimMeeting>) -> StatusCode {
+    state.lock().unwrap_or_else(|p| p.into_inner()).upsert_meeting(meeting);
+    StatusCode::NO_CONTENT
+}
+
+/// `POST /_sim/meetings/{id}/cancel`.
+async fn cancel(AxumState(state): AxumState<Arc<Mutex<State>>>, Path(id): Path<String>) -> StatusCode {
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    match s.platform.get_mut(&id) {
+        Some(m) => {
+            m.status = "cancelled".into();
+            StatusCode::NO_CONTENT
+        }
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+/// `DELETE /_sim/meetings/{id}`: the meeting vanishes from the list.
+async fn remove(AxumState(state): AxumState<Arc<Mutex<State>>>, Path(id): Path<String>) -> StatusCode {
+    state.lock().unwrap_or_else(|p| p.into_inner()).platform.remove(&id);
+    StatusCode::NO_CONTENT
 }
 
 async fn list(AxumState(state): AxumState<Arc<Mutex<State>>>, Query(q): Query<PageQuery>) -> Response {

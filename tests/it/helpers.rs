@@ -30,9 +30,14 @@ fn server() -> &'static Server {
     })
 }
 
+/// The test server's URL (its `postgres` database).
+pub async fn server_url() -> String {
+    tokio::task::spawn_blocking(|| server().url.clone()).await.expect("test server")
+}
+
 /// A fresh, empty database on the test server; returns its URL.
 pub async fn fresh_database() -> String {
-    let url = tokio::task::spawn_blocking(|| server().url.clone()).await.expect("test server");
+    let url = server_url().await;
     let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a Postgres URL");
     let name = format!("regsync_t_{}", uuid::Uuid::new_v4().simple());
     let mut admin = options.clone().connect().await.expect("connect to the test server");

@@ -2,6 +2,8 @@
 //! as Graph, identity platform and event platform.
 
 mod cli;
+mod daemon;
+mod demo;
 mod faults;
 mod helpers;
 mod lifecycle;

@@ -1,0 +1,129 @@
+//! `regsync-sim` and `regsync run` as real processes: a full sync, health,
+//! readiness, metrics, and a graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use regsync::sim::{CLIENT_ID, CLIENT_SECRET, TENANT};
+
+use crate::helpers::fresh_database;
+
+/// Kills the child if the test fails before stopping it.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_simulator(meetings: usize) -> (Process, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_regsync-sim"))
+        .args(["--listen", "127.0.0.1:0", "--meetings", &meetings.to_string(), "--latency-ms", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("regsync-sim starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let first = BufReader::new(stdout).lines().next().expect("a line").expect("text");
+    let base = first.rsplit(' ').next().expect("the address").to_owned();
+    (Process(child), base)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+async fn get(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    Some((response.status().as_u16(), response.text().await.ok()?))
+}
+
+async fn wait_for(what: &str, deadline: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
+    // Arrange: the simulator and the daemon as real processes.
+    let db = fresh_database().await;
+    let (_sim, sim_url) = start_simulator(50);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let daemon = Command::new(env!("CARGO_BIN_EXE_regsync"))
+        .args(["run", "--log-format", "json"])
+        .env("DATABASE_URL", &db)
+        .env("REGSYNC__SOURCE__BASE_URL", format!("{sim_url}/platform"))
+        .env("REGSYNC__GRAPH__BASE_URL", format!("{sim_url}/graph/beta"))
+        .env("REGSYNC__GRAPH__AUTHORITY_URL", format!("{sim_url}/login"))
+        .env("REGSYNC__GRAPH__TENANT_ID", TENANT)
+        .env("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID)
+        .env("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET)
+        .env("REGSYNC__SYNC__POLL_SCHEDULE", "*/2 * * * * *")
+        .env("REGSYNC__SERVER__LISTEN", &listen)
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("regsync run starts");
+    let mut daemon = Process(daemon);
+
+    // Act: wait until the simulator holds every active meeting's registration.
+    wait_for("45 registrations", Duration::from_secs(60), async || {
+        let stats = get(&format!("{sim_url}/_sim/stats")).await;
+        stats.is_some_and(|(_, body)| body.contains("\"registrations\":45"))
+    })
+    .await;
+    wait_for("readiness", Duration::from_secs(20), async || {
+        get(&format!("http://{listen}/readyz")).await.is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    let health = get(&format!("http://{listen}/healthz")).await.expect("healthz");
+    let (metrics_status, metrics) = get(&format!("http://{listen}/metrics")).await.expect("metrics");
+    unsafe { libc::kill(daemon.0.id() as libc::pid_t, libc::SIGTERM) };
+    let stopped_at = Instant::now();
+    let exit = loop {
+        if let Some(status) = daemon.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(stopped_at.elapsed() < Duration::from_secs(30), "the daemon did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Assert
+    assert_eq!(health.0, 200);
+    assert_eq!(metrics_status, 200);
+    let lines: Vec<std::io::Result<String>> = metrics.lines().map(|l| Ok(l.to_owned())).collect();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("Prometheus text");
+    let names: Vec<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for expected in [
+        "regsync_meetings",
+        "regsync_graph_requests_total",
+        "regsync_graph_request_duration_seconds_count",
+        "regsync_polls_total",
+        "regsync_last_successful_poll_timestamp_seconds",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    let synced = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "regsync_meetings" && s.labels.get("state") == Some("synced"))
+        .map(|s| format!("{:?}", s.value));
+    assert_eq!(synced.as_deref(), Some("Gauge(50.0)"));
+    assert!(exit.success(), "exit status {exit}");
+    let pool = sqlx::PgPool::connect(&db).await.expect("db");
+    let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM meetings WHERE lease_token IS NOT NULL")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(leased, 0);
+}

@@ -1,0 +1,25 @@
+//! `regsync demo` end to end: a throw-away or given server, the simulator
+//! with faults, a full sync and its summary.
+
+use regsync::app::demo::{demo, DemoOptions};
+
+use crate::helpers::server_url;
+
+#[tokio::test]
+async fn the_demo_syncs_every_valid_meeting_and_reports_the_one_it_cannot() {
+    let options =
+        DemoOptions { meetings: 200, keep_running: false, database_url: Some(server_url().await), progress: false };
+
+    let summary = demo(options).await.expect("the demo ran");
+
+    // 199 generated meetings (19 cancelled) plus one without an access policy.
+    assert_eq!(summary.registered, 180);
+    assert_eq!(summary.deregistered, 19);
+    assert_eq!(summary.rejected, 2);
+    assert_eq!(summary.duplicate_posts, 0);
+    assert_eq!(summary.failed.len(), 1);
+    assert_eq!(summary.failed[0].0, "evt-no-policy");
+    assert!(summary.failed[0].1.contains("application access policy"));
+    let posts_201: i64 = summary.graph_calls.iter().filter(|(c, _)| c == "POST 201").map(|(_, n)| n).sum();
+    assert!(posts_201 <= 180, "never more creates than meetings: {:?}", summary.graph_calls);
+}
