@@ -464,7 +464,7 @@ impl Settings {
                 self.graph.timeout_ms, self.sync.lease_ttl_ms
             ));
         }
-        if let Err(e) = croner_check(&self.sync.poll_schedule) {
+        if let Err(e) = parse_schedule(&self.sync.poll_schedule) {
             bad.push(format!(
                 "sync.poll_schedule {:?} is not a cron expression with a seconds field: {e}",
                 self.sync.poll_schedule
@@ -486,8 +486,14 @@ impl Settings {
     }
 }
 
-fn croner_check(expr: &str) -> Result<(), String> {
-    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {})).map(|_| ()).map_err(|e| e.to_string())
+/// Parses a schedule the way the scheduler does (seconds field required).
+fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| e.to_string())
 }
 
 fn redact_sqlx_error(e: &sqlx::Error) -> String {
@@ -540,6 +546,16 @@ impl SyncSettings {
     /// Interval between looks for due retries in `regsync run`.
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_millis(self.reconcile_interval_ms)
+    }
+}
+
+impl SyncSettings {
+    /// The shortest gap between two upcoming polls of `poll_schedule`
+    /// (checked over the next ten); one minute if it cannot be computed.
+    pub fn poll_period(&self) -> Duration {
+        let Ok(cron) = parse_schedule(&self.poll_schedule) else { return Duration::from_secs(60) };
+        let times: Vec<_> = cron.iter_after(chrono::Utc::now()).take(11).collect();
+        times.windows(2).filter_map(|w| (w[1] - w[0]).to_std().ok()).min().unwrap_or(Duration::from_secs(60))
     }
 }
 
@@ -637,5 +653,6 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
         let settings = Settings::load_from(Some(&path), &complete_env()).expect("default.toml is valid");
         assert_eq!(settings.sync.poll_schedule, "0 */5 * * * *");
+        assert_eq!(settings.sync.poll_period(), Duration::from_secs(300));
     }
 }

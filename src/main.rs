@@ -55,6 +55,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "failpoints")]
+    let _crash_points = fail::FailScenario::setup();
     // The demo and status print tables: only errors should interrupt them.
     let quiet = matches!(cli.command, Command::Demo { .. } | Command::Status);
     telemetry::init(cli.log_format, if quiet { "error" } else { "info" });

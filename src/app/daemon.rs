@@ -15,6 +15,7 @@ use super::{connect_and_migrate, context};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::server::{self, Readiness};
+use crate::store;
 use crate::sync::{self, Ctx};
 
 /// Runs the daemon until a signal stops it.
@@ -26,7 +27,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let pool = connect_and_migrate(&settings).await?;
+    let first_signal = shutdown.clone();
+    tracker.spawn(async move {
+        wait_for_signal().await;
+        first_signal.cancel();
+    });
+    let Some(pool) = wait_for_database(&settings, &shutdown).await else { return Ok(()) };
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::new(std::time::Duration::from_secs(settings.server.ready_max_poll_age_secs)));
     let ctx = context(settings.clone(), pool.clone(), metrics.clone(), shutdown.clone())?;
@@ -59,10 +65,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracker.spawn(engine(ctx, poll_due, readiness.clone()));
     tracker.close();
 
-    wait_for_signal().await;
+    shutdown.cancelled().await;
     tracing::info!("stopping: no new claims; calls in flight finish and are recorded");
     readiness.stopping();
-    shutdown.cancel();
     let mut scheduler = scheduler;
     let _ = scheduler.shutdown().await;
     tokio::select! {
@@ -77,10 +82,33 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-/// Polls when the bell rings (and once at start), reconciles due retries
-/// every `sync.reconcile_interval_ms` in between.
+/// Connects and migrates, retrying while the database is away: a replica
+/// started during a database outage waits for it instead of exiting.
+/// `None` when shutdown came first.
+async fn wait_for_database(settings: &Settings, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            connected = connect_and_migrate(settings) => match connected {
+                Ok(pool) => return Some(pool),
+                Err(e) => tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not available; waiting"),
+            },
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
+}
+
+/// Polls when the bell rings (and once at start) if no other replica has
+/// polled for this tick, and reconciles due retries every
+/// `sync.reconcile_interval_ms` in between.
 async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>, readiness: Arc<Readiness>) {
     poll_due.notify_one();
+    let poll_window = ctx.settings.sync.poll_period() / 2;
     let mut interval = tokio::time::interval(ctx.settings.sync.reconcile_interval());
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -88,6 +116,18 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>, readiness: Arc<Readiness>)
             biased;
             _ = ctx.shutdown.cancelled() => return,
             _ = poll_due.notified() => {
+                match store::runs::claim_poll(&ctx.pool, ctx.replica, poll_window).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!("another replica polled for this tick");
+                        readiness.polled();
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim the poll; retrying at the next tick");
+                        continue;
+                    }
+                }
                 let started = Instant::now();
                 match sync::tick(&ctx).await {
                     Ok(report) => {

@@ -168,6 +168,8 @@ impl Client {
             };
             let result = match request.send().await {
                 Ok(response) => {
+                    // Crash-matrix hook: Graph has answered, nothing is read or recorded.
+                    fail::fail_point!("after-send", |_| std::process::abort());
                     let status = response.status();
                     let headers = response.headers().clone();
                     record.http_status = Some(status.as_u16());

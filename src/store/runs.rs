@@ -216,3 +216,20 @@ pub async fn demo_figures(pool: &PgPool) -> Result<DemoFigures, Error> {
         graph_calls,
     })
 }
+
+/// Takes the deployment's poll lease for `window` if no replica holds it.
+/// Returns whether this replica should poll now.
+///
+/// # Errors
+/// The statement failed.
+pub async fn claim_poll(pool: &PgPool, replica: uuid::Uuid, window: Duration) -> Result<bool, Error> {
+    let taken = sqlx::query(
+        "UPDATE poll_lease SET holder = $1, until = now() + make_interval(secs => $2) WHERE until <= now()",
+    )
+    .bind(replica)
+    .bind(window.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(query_error("claim the poll"))?;
+    Ok(taken.rows_affected() == 1)
+}

@@ -102,6 +102,7 @@ fn plan(c: &Claimed, k: &Known) -> Plan {
 /// is committed, so the next owner looks the outcome up).
 #[tracing::instrument(skip_all, fields(external_id = %claimed.external_id, organizer_id = %claimed.location.organizer))]
 pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncError> {
+    crash_point("after-claim");
     let mut known = Known {
         actual: claimed.actual.clone(),
         needs_lookup: claimed.needs_lookup,
@@ -156,6 +157,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             tracing::warn!("paused past half the lease before sending; giving the meeting up unsent");
             return record(ctx, &claimed, &known, FinalState::Pending, None, &calls).await;
         }
+        crash_point("after-intent");
         let target = MeetingRef { organizer: &at.organizer, meeting: &at.meeting };
         let result = match step {
             Plan::Lookup(_) => {
@@ -173,6 +175,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             }),
             Plan::Done | Plan::Fail(_) => unreachable!("handled above"),
         };
+        crash_point("after-response");
         let conflict_unexplained =
             !is_write && std::mem::take(&mut known.conflicted) && known.actual.is_none() && known.foreign_at.is_none();
         match result {
@@ -200,6 +203,12 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         }
     }
     record(ctx, &claimed, &known, FinalState::Pending, None, &calls).await
+}
+
+/// Aborts the process here when the crash-matrix tests ask for it (the
+/// `failpoints` feature and `FAILPOINTS=<name>=return`); nothing otherwise.
+fn crash_point(name: &str) {
+    fail::fail_point!(name, |_| std::process::abort());
 }
 
 fn learn_lookup(known: &mut Known, at: &Location, found: Option<RemoteRegistration>) {
@@ -331,6 +340,7 @@ async fn record_at(
     };
     ctx.metrics.graph_calls(calls);
     let applied = ctx.record_with_retries(claimed, &outcome, calls).await?;
+    crash_point("after-record");
     if !applied {
         tracing::warn!("outcome not recorded: the lease passed to another worker, which will look the outcome up");
         return Ok(Reconciled::LeaseLost);

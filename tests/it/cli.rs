@@ -1,31 +1,9 @@
 //! The `regsync` binary as operators run it: `migrate`, then `once`,
 //! configured only through the environment.
 
-use std::process::Command;
+use regsync::sim::{SimMeeting, CLIENT_SECRET};
 
-use regsync::sim::{SimMeeting, CLIENT_ID, CLIENT_SECRET, TENANT};
-
-use crate::helpers::fresh_database;
-
-fn regsync(args: &[&str], db: &str, sim: &regsync::sim::Sim, extra: &[(&str, &str)]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regsync"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db)
-        .env("REGSYNC__SOURCE__BASE_URL", sim.platform_url())
-        .env("REGSYNC__GRAPH__BASE_URL", sim.graph_url())
-        .env("REGSYNC__GRAPH__AUTHORITY_URL", sim.authority_url())
-        .env("REGSYNC__GRAPH__TENANT_ID", TENANT)
-        .env("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID)
-        .env("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET)
-        .current_dir(std::env::temp_dir());
-    for (k, v) in extra {
-        command.env(k, v);
-    }
-    command.output().expect("regsync runs")
-}
+use crate::helpers::{fresh_database, regsync_cli as regsync};
 
 #[tokio::test]
 async fn migrate_then_once_registers_every_valid_meeting_and_records_graphs_ids() {

@@ -2,6 +2,8 @@
 //! as Graph, identity platform and event platform.
 
 mod cli;
+#[cfg(feature = "failpoints")]
+mod crash;
 mod daemon;
 mod demo;
 mod faults;

@@ -1,0 +1,72 @@
+//! T1, the crash-point matrix: `regsync once` aborts at each crash point,
+//! crossed with each remote outcome; a second run must finish the job with
+//! exactly one registration at Graph. Needs `--features failpoints`.
+
+use regsync::sim::{Fault, Sim};
+
+use crate::helpers::{fresh_database, meeting, regsync_cli};
+
+const POINTS: [&str; 5] = ["after-claim", "after-intent", "after-send", "after-response", "after-record"];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Remote {
+    Acted,
+    DidNotAct,
+    ActedResponseLost,
+}
+
+async fn crash_then_recover(point: &str, remote: Remote) {
+    let db = fresh_database().await;
+    let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let m = meeting(1);
+    sim.upsert_meeting(m.clone());
+    match remote {
+        Remote::Acted => {}
+        Remote::DidNotAct => sim.fail_next(Some("POST"), Fault::Status { status: 500, retry_after: None }),
+        Remote::ActedResponseLost => sim.fail_next(Some("POST"), Fault::LostResponse),
+    }
+    let failpoints = format!("{point}=return");
+
+    let crashed = {
+        let (db, sim) = (db.clone(), sim.clone());
+        tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &[("FAILPOINTS", failpoints.as_str())]))
+            .await
+            .expect("joined")
+    };
+    // The dead worker's lease runs out.
+    let pool = sqlx::PgPool::connect(&db).await.expect("db");
+    sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second' WHERE state = 'in_flight'")
+        .execute(&pool)
+        .await
+        .expect("expire");
+    let recovered = {
+        let (db, sim) = (db.clone(), sim.clone());
+        tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &[])).await.expect("joined")
+    };
+
+    let case = format!("{point} × {remote:?}");
+    assert!(!crashed.status.success(), "{case}: the first run crashed");
+    assert!(recovered.status.success(), "{case}: {}", String::from_utf8_lossy(&recovered.stderr));
+    let log = sim.log();
+    let acted_posts = log.iter().filter(|r| r.method == "POST" && r.acted).count();
+    assert_eq!(acted_posts, 1, "{case}: exactly one registration created; log {log:?}");
+    assert_eq!(sim.stats().posts_while_registered, 0, "{case}: no POST while registered");
+    let held = sim.registration(&m.organizer_id, &m.online_meeting_id).expect("registered");
+    let (state, recorded): (String, Option<String>) =
+        sqlx::query_as("SELECT state, registration_id FROM ops.meeting_status").fetch_one(&pool).await.expect("row");
+    assert_eq!((state.as_str(), recorded.as_deref()), ("synced", Some(held.id.as_str())), "{case}");
+    let posted_before_crash = matches!(point, "after-send" | "after-response" | "after-record")
+        || (point == "after-intent" && remote != Remote::Acted);
+    if remote == Remote::ActedResponseLost && posted_before_crash && point != "after-record" {
+        assert!(log.iter().any(|r| r.method == "GET"), "{case}: the unknown outcome was looked up");
+    }
+}
+
+#[tokio::test]
+async fn every_crash_point_crossed_with_every_remote_outcome_ends_with_exactly_one_registration() {
+    for point in POINTS {
+        for remote in [Remote::Acted, Remote::DidNotAct, Remote::ActedResponseLost] {
+            crash_then_recover(point, remote).await;
+        }
+    }
+}
