@@ -207,6 +207,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
 
 /// Aborts the process here when the crash-matrix tests ask for it (the
 /// `failpoints` feature and `FAILPOINTS=<name>=return`); nothing otherwise.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
 fn crash_point(name: &str) {
     fail::fail_point!(name, |_| std::process::abort());
 }
