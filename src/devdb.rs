@@ -36,6 +36,9 @@ pub enum Error {
 /// server behind.
 pub struct Cluster {
     dir: PathBuf,
+    bin: PathBuf,
+    account: Option<(u32, u32)>,
+    port: u16,
     server: Option<Child>,
     /// The parent-death signal fires when the *thread* that spawned the
     /// server ends, so a dedicated thread spawns it and lives as long as the
@@ -58,12 +61,12 @@ impl Cluster {
             if is_root { Some(account(if user_exists("postgres") { "postgres" } else { "nobody" })?) } else { None };
         let dir = std::env::temp_dir().join(format!("regsync-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(|e| step("create directory", e))?;
-        let mut cluster = Self { dir, server: None, keeper: None, url: String::new() };
+        let mut cluster = Self { dir, bin, account, port: 0, server: None, keeper: None, url: String::new() };
         if let Some((uid, gid)) = account {
             std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid)).map_err(|e| step("chown directory", e))?;
         }
         let data = cluster.dir.join("data");
-        let output = as_account(Command::new(bin.join("initdb")), account)
+        let output = as_account(Command::new(cluster.bin.join("initdb")), account)
             .arg("-D")
             .arg(&data)
             .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
@@ -73,14 +76,38 @@ impl Cluster {
         if !output.status.success() {
             return Err(Error::Step { step: "initdb", detail: String::from_utf8_lossy(&output.stderr).into_owned() });
         }
-        let port = free_port().map_err(|e| step("pick a port", e))?;
-        let log = std::fs::File::create(cluster.dir.join("log")).map_err(|e| step("create log", e))?;
-        let mut command = as_account(Command::new(bin.join("postgres")), account);
+        cluster.port = free_port().map_err(|e| step("pick a port", e))?;
+        cluster.spawn_server()?;
+        cluster.url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+        Ok(cluster)
+    }
+
+    /// Crashes the server (SIGQUIT, no clean shutdown) and leaves it down
+    /// until [`Cluster::start_again`]: for tests of database outages.
+    pub fn crash(&mut self) {
+        self.stop_server();
+    }
+
+    /// Starts the server again on the same port and data after [`Cluster::crash`].
+    ///
+    /// # Errors
+    /// It did not come up.
+    pub fn start_again(&mut self) -> Result<(), Error> {
+        self.spawn_server()
+    }
+
+    fn spawn_server(&mut self) -> Result<(), Error> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .map_err(|e| step("open the log", e))?;
+        let mut command = as_account(Command::new(self.bin.join("postgres")), self.account);
         command
             .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&cluster.dir)
+            .arg(self.dir.join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .stdin(Stdio::null())
@@ -92,13 +119,21 @@ impl Cluster {
             let _ = spawned_tx.send(command.spawn());
             let _ = stop.recv();
         });
-        cluster.keeper = Some(keeper);
+        self.keeper = Some(keeper);
         let server =
             spawned_rx.recv().map_err(|e| step("start postgres", e))?.map_err(|e| step("start postgres", e))?;
-        cluster.server = Some(server);
-        cluster.wait_ready(port)?;
-        cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        Ok(cluster)
+        self.server = Some(server);
+        self.wait_ready(self.port)
+    }
+
+    fn stop_server(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            // SIGQUIT: immediate shutdown, as a crash would.
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGQUIT) };
+            let _ = server.wait();
+        }
+        self.keeper.take();
     }
 
     /// URL of the `postgres` database as superuser `postgres`.
@@ -115,10 +150,13 @@ impl Cluster {
                     return Err(Error::Step { step: "start postgres", detail: format!("exited with {status}: {log}") });
                 }
             }
-            // Ready once the startup packet is answered on TCP and the
-            // server has written its pid file's "ready" line.
+            // Ready once the server has written its pid file's "ready" line
+            // and accepts TCP connections.
+            // Connect first: a listening server has already replaced the pid
+            // file a crashed one left behind.
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
             let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
-            if pid.contains("ready") && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if listening && pid.lines().any(|l| l.trim() == "ready") {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -129,12 +167,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            // SIGQUIT: immediate shutdown; the data is thrown away anyway.
-            unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGQUIT) };
-            let _ = server.wait();
-        }
-        self.keeper.take();
+        self.stop_server();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -124,6 +124,7 @@ fn seed(sim: &Sim, meetings: usize) {
         error: 0.03,
         lost_response: 0.02,
         latency: Duration::from_millis(20),
+        ..FaultRates::default()
     });
 }
 

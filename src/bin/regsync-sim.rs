@@ -32,6 +32,12 @@ struct Args {
     /// Share of Graph requests acted on whose response is lost.
     #[arg(long, default_value_t = 0.0, env = "REGSYNC_SIM_LOST_RESPONSE_RATE")]
     lost_response_rate: f64,
+    /// Share of Graph requests acted on and answered only after --timeout-delay-ms.
+    #[arg(long, default_value_t = 0.0, env = "REGSYNC_SIM_TIMEOUT_RATE")]
+    timeout_rate: f64,
+    /// How late those answers come, in milliseconds.
+    #[arg(long, default_value_t = 35_000, env = "REGSYNC_SIM_TIMEOUT_DELAY_MS")]
+    timeout_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -52,6 +58,8 @@ async fn main() -> std::process::ExitCode {
         error: args.error_rate,
         lost_response: args.lost_response_rate,
         latency: Duration::from_millis(args.latency_ms),
+        timeout: args.timeout_rate,
+        timeout_delay: Duration::from_millis(args.timeout_delay_ms),
     });
     println!("regsync-sim listening on http://{}", sim.addr());
     println!("  source.base_url     = {}", sim.platform_url());

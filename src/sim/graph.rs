@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{DropConnection, Fault, State, Stats, CLIENT_ID, CLIENT_SECRET, TENANT};
+use super::{DropConnection, Fault, State, Stats, CLIENT_ID, CLIENT_SECRET, RETRY_AFTER_TOLERANCE, TENANT};
 
 const EXTERNAL: &str = "#microsoft.graph.externalMeetingRegistration";
 
@@ -163,12 +163,15 @@ async fn registration(
         let mut s = lock(&state);
         let key = (organizer.clone(), meeting.clone());
         let existed = s.registrations.contains_key(&key);
-        let inside_retry_after = s.throttled_until.is_some_and(|until| arrived < until);
+        let window = s.throttle_window.filter(|(_, until)| arrived < *until);
+        let inside_retry_after = window.is_some_and(|(from, _)| arrived > from + RETRY_AFTER_TOLERANCE);
         let mut acted = false;
-        let (status, body, after, retry_after) =
-            handle(&mut s, &method, &key, &headers, &body, inside_retry_after, &mut acted);
-        if let Some(secs) = retry_after.as_deref().and_then(|r| r.parse::<f64>().ok()) {
-            s.throttled_until = Some(Instant::now() + std::time::Duration::from_secs_f64(secs));
+        let (status, body, after, retry_after) = handle(&mut s, &method, &key, &headers, &body, window, &mut acted);
+        if window.is_none() {
+            if let Some(secs) = retry_after.as_deref().and_then(|r| r.parse::<f64>().ok()) {
+                let now = Instant::now();
+                s.throttle_window = Some((now, now + std::time::Duration::from_secs_f64(secs)));
+            }
         }
         s.log.push(GraphRequest {
             method: method.to_string(),
@@ -211,7 +214,7 @@ fn handle(
     key: &(String, String),
     headers: &HeaderMap,
     body: &[u8],
-    inside_retry_after: bool,
+    window: Option<(Instant, Instant)>,
     acted: &mut bool,
 ) -> (StatusCode, Value, After, Option<String>) {
     let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -219,7 +222,7 @@ fn handle(
         let (st, b) = graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.");
         return (st, b, After::Answer, None);
     }
-    if let Some(until) = s.throttled_until.filter(|_| inside_retry_after) {
+    if let Some((_, until)) = window {
         let left = until.saturating_duration_since(Instant::now()).as_secs_f64().max(0.1);
         let (st, b) = graph_error(429, "TooManyRequests", "Please retry again later.");
         return (st, b, After::Answer, Some(format!("{left:.1}")));
@@ -236,6 +239,8 @@ fn handle(
             Some(Fault::Status { status: if rand::random::<bool>() { 500 } else { 503 }, retry_after: None })
         } else if roll < rates.throttle + rates.error + rates.lost_response {
             Some(Fault::LostResponse)
+        } else if roll < rates.throttle + rates.error + rates.lost_response + rates.timeout {
+            Some(Fault::SlowResponse(rates.timeout_delay))
         } else {
             None
         }

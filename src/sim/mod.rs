@@ -33,6 +33,9 @@ pub const CLIENT_ID: &str = "sim-client";
 /// See [`TENANT`].
 pub const CLIENT_SECRET: &str = "sim-client-secret-value";
 
+/// Requests arriving this soon after a 429 were already under way.
+pub const RETRY_AFTER_TOLERANCE: Duration = Duration::from_millis(100);
+
 /// A fault for the next matching Graph registration request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
@@ -62,6 +65,11 @@ pub struct FaultRates {
     pub error: f64,
     /// Share acted on and then left without an answer.
     pub lost_response: f64,
+    /// Share acted on and answered only after `timeout_delay` (past the
+    /// client's timeout).
+    pub timeout: f64,
+    /// How late those answers come.
+    pub timeout_delay: Duration,
     /// Latency added to every Graph request.
     pub latency: Duration,
 }
@@ -91,7 +99,8 @@ pub(crate) struct State {
     pub(crate) faults: VecDeque<(Option<&'static str>, Fault)>,
     pub(crate) rates: FaultRates,
     pub(crate) log: Vec<GraphRequest>,
-    pub(crate) throttled_until: Option<tokio::time::Instant>,
+    /// The Retry-After window announced last: (announced at, until).
+    pub(crate) throttle_window: Option<(tokio::time::Instant, tokio::time::Instant)>,
     pub(crate) next_id: u64,
 }
 
@@ -104,7 +113,9 @@ pub struct Stats {
     pub registrations: usize,
     /// POSTs that arrived while a registration existed for the meeting.
     pub posts_while_registered: u64,
-    /// Graph requests that arrived inside a Retry-After window it announced.
+    /// Graph requests that arrived inside a Retry-After window it announced,
+    /// more than [`RETRY_AFTER_TOLERANCE`] after announcing it (requests
+    /// already under way when it answered 429 are not the client's fault).
     pub requests_inside_retry_after: u64,
     /// Tokens issued.
     pub tokens_issued: u64,

@@ -105,8 +105,13 @@ pub struct Outcome {
 /// The answer of [`prepare_send`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SendGate {
-    /// The lease is ours and renewed; the intent is committed: send.
-    Open,
+    /// The lease is ours and renewed; the intent is committed: send. `probe`:
+    /// this is the one request after a throttle hold; report its answer with
+    /// [`crate::store::runs::end_recovery`] unless it is throttled again.
+    Open {
+        /// Whether this request is the probe.
+        probe: bool,
+    },
     /// The deployment is throttled for this long: do not send.
     Throttled(Duration),
     /// Another worker owns the row now: do not send, write nothing.
@@ -203,7 +208,8 @@ pub async fn unregister_missing(pool: &PgPool, seen: &[String]) -> Result<u64, E
 /// Claims up to `limit` due meetings in one statement: pending or retrying
 /// rows whose time has come, and in-flight rows whose lease expired (their
 /// worker died or stalled; that counts as an attempt). Each gets a fresh
-/// lease token. Nothing is claimed while the deployment is throttled.
+/// lease token. Nothing is claimed while the deployment is throttled or its
+/// probe is out.
 ///
 /// # Guarantees
 /// `FOR UPDATE SKIP LOCKED` plus the re-checked predicate means two claimers
@@ -218,7 +224,8 @@ pub async fn claim_due(pool: &PgPool, limit: u32, ttl: Duration, replica: Uuid) 
             SELECT id FROM meetings
             WHERE ((state IN ('pending', 'retrying') AND next_attempt_at <= now())
                    OR (state = 'in_flight' AND lease_expires_at < now()))
-              AND NOT EXISTS (SELECT 1 FROM graph_throttle WHERE throttled_until > now())
+              AND NOT EXISTS (SELECT 1 FROM graph_throttle
+                              WHERE throttled_until > now() OR (recovering AND probe_until > now()))
             ORDER BY next_attempt_at
             LIMIT $1
             FOR UPDATE SKIP LOCKED
@@ -280,7 +287,8 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
     })
 }
 
-/// The pre-send step, one round trip: checks the deployment-wide throttle,
+/// The pre-send step, one round trip: checks the deployment-wide throttle
+/// (and takes the probe after a hold, for `probe_ttl`),
 /// checks the lease is still ours and renews it, and — for a write —
 /// commits the intent (`needs_lookup` and where the write goes) together with
 /// what regsync knows Graph holds. Nothing is written when throttled.
@@ -293,10 +301,25 @@ pub async fn prepare_send(
     write_to: Option<&Location>,
     actual: Option<&Actual>,
     ttl: Duration,
+    probe_ttl: Duration,
 ) -> Result<SendGate, Error> {
     let row = sqlx::query(
         r#"
-        WITH t AS (SELECT GREATEST(throttled_until - now(), interval '0') AS wait FROM graph_throttle),
+        WITH probe AS (
+            -- The first sender after a hold becomes the probe.
+            UPDATE graph_throttle SET probe_until = now() + make_interval(secs => $11)
+            WHERE recovering AND throttled_until <= now() AND (probe_until IS NULL OR probe_until <= now())
+            RETURNING 1
+        ),
+        t AS (
+            SELECT CASE
+                WHEN throttled_until > now() THEN throttled_until - now()
+                WHEN recovering AND NOT EXISTS (SELECT 1 FROM probe)
+                    THEN GREATEST(coalesce(probe_until, now()) - now(), interval '100 milliseconds')
+                ELSE interval '0'
+            END AS wait
+            FROM graph_throttle
+        ),
         u AS (
             UPDATE meetings SET
                 needs_lookup            = needs_lookup OR $3,
@@ -310,7 +333,9 @@ pub async fn prepare_send(
             WHERE id = $1 AND lease_token = $2 AND (SELECT wait FROM t) = interval '0'
             RETURNING 1
         )
-        SELECT EXTRACT(EPOCH FROM (SELECT wait FROM t))::float8 AS wait_secs, EXISTS (SELECT 1 FROM u) AS owned
+        SELECT EXTRACT(EPOCH FROM (SELECT wait FROM t))::float8 AS wait_secs,
+               EXISTS (SELECT 1 FROM u) AS owned,
+               EXISTS (SELECT 1 FROM probe) AS probe
         "#,
     )
     .bind(claimed.id)
@@ -323,15 +348,18 @@ pub async fn prepare_send(
     .bind(actual.map(|a| a.location.meeting.as_str()))
     .bind(actual.and_then(|a| a.audience).map(AllowedRegistrant::as_str))
     .bind(ttl.as_secs_f64())
+    .bind(probe_ttl.as_secs_f64())
     .fetch_one(pool)
     .await
     .map_err(query_error("commit intent"))?;
-    let wait: f64 = row.try_get("wait_secs").map_err(query_error("commit intent"))?;
-    let owned: bool = row.try_get("owned").map_err(query_error("commit intent"))?;
+    let read = |e| query_error("commit intent")(e);
+    let wait: f64 = row.try_get("wait_secs").map_err(read)?;
+    let owned: bool = row.try_get("owned").map_err(read)?;
+    let probe: bool = row.try_get("probe").map_err(read)?;
     Ok(if wait > 0.0 {
         SendGate::Throttled(Duration::from_secs_f64(wait))
     } else if owned {
-        SendGate::Open
+        SendGate::Open { probe }
     } else {
         SendGate::LeaseLost
     })
@@ -488,7 +516,8 @@ pub async fn any_due_now(pool: &PgPool) -> Result<bool, Error> {
             SELECT 1 FROM meetings
             WHERE (state IN ('pending', 'retrying') AND next_attempt_at <= now())
                OR (state = 'in_flight' AND lease_expires_at < now()))
-          AND NOT EXISTS (SELECT 1 FROM graph_throttle WHERE throttled_until > now())
+          AND NOT EXISTS (SELECT 1 FROM graph_throttle
+                          WHERE throttled_until > now() OR (recovering AND probe_until > now()))
         "#,
     )
     .fetch_one(pool)

@@ -30,6 +30,19 @@ pub struct RunReport {
     pub error: Option<String>,
 }
 
+/// Ends the recovery after a throttle hold: the probe got an answer that was
+/// not a throttle, so every replica may send at full speed again.
+///
+/// # Errors
+/// The statement failed.
+pub async fn end_recovery(pool: &PgPool) -> Result<(), Error> {
+    sqlx::query("UPDATE graph_throttle SET recovering = FALSE, probe_until = NULL WHERE recovering")
+        .execute(pool)
+        .await
+        .map_err(query_error("end throttle recovery"))?;
+    Ok(())
+}
+
 /// A failed meeting for `regsync status`.
 #[derive(Debug, Clone)]
 pub struct FailedMeeting {
@@ -115,7 +128,8 @@ pub async fn insert_rejected(pool: &PgPool, run_id: i64, items: &[RejectedItem])
 pub async fn hold_graph(pool: &PgPool, wait: Duration) -> Result<Duration, Error> {
     let secs: f64 = sqlx::query_scalar(
         r#"
-        UPDATE graph_throttle SET throttled_until = GREATEST(throttled_until, now() + make_interval(secs => $1))
+        UPDATE graph_throttle SET throttled_until = GREATEST(throttled_until, now() + make_interval(secs => $1)),
+                                  recovering = TRUE, probe_until = NULL
         RETURNING EXTRACT(EPOCH FROM (throttled_until - now()))::float8
         "#,
     )

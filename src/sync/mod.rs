@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod reconcile;
 pub mod retry;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,7 +69,41 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Graph calls this process may have in flight now.
+    pub concurrency: Concurrency,
     hold_until: Mutex<Option<Instant>>,
+}
+
+/// How many Graph calls may be in flight, adapted to throttling: a throttle
+/// drops it to one (requests already under way when Graph throttles are
+/// wasted, so fewer of them are better), each answer that is not a throttle
+/// raises it by one, up to `graph.max_concurrency`.
+#[derive(Debug)]
+pub struct Concurrency {
+    current: AtomicUsize,
+    max: usize,
+}
+
+impl Concurrency {
+    /// Starts at `max`.
+    pub fn new(max: usize) -> Self {
+        Self { current: AtomicUsize::new(max.max(1)), max: max.max(1) }
+    }
+
+    /// The limit now.
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// Graph throttled: one at a time.
+    pub fn throttled(&self) {
+        self.current.store(1, Ordering::Relaxed);
+    }
+
+    /// Graph answered without throttling: one more.
+    pub fn answered(&self) {
+        let _ = self.current.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some((c + 1).min(self.max)));
+    }
 }
 
 /// What reconciling the due meetings did.
@@ -127,7 +162,18 @@ impl Ctx {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { pool, source, graph, settings, replica: Uuid::new_v4(), shutdown, metrics, hold_until: Mutex::new(None) }
+        let concurrency = Concurrency::new(settings.graph.max_concurrency);
+        Self {
+            pool,
+            source,
+            graph,
+            settings,
+            replica: Uuid::new_v4(),
+            shutdown,
+            metrics,
+            concurrency,
+            hold_until: Mutex::new(None),
+        }
     }
 
     /// The remaining in-process Graph hold, if any. It mirrors the shared
@@ -209,14 +255,13 @@ pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
 }
 
 /// Claims and reconciles meetings until none is due now, at most
-/// `graph.max_concurrency` at once. Claims only as many rows as there are
-/// free workers, so no lease ages in a queue.
+/// [`Concurrency::current`] at once (up to `graph.max_concurrency`). Claims
+/// only as many rows as there are free workers, so no lease ages in a queue.
 ///
 /// # Errors
 /// [`SyncError::Auth`] when Graph credentials fail (claiming stops, running
 /// work finishes); [`SyncError::Store`] when claiming fails.
 pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError> {
-    let workers = Arc::new(tokio::sync::Semaphore::new(ctx.settings.graph.max_concurrency));
     let mut running: JoinSet<Result<Reconciled, SyncError>> = JoinSet::new();
     let mut report = ReconcileReport::default();
     let mut stop: Option<SyncError> = None;
@@ -237,26 +282,22 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
     };
     // A hold (throttling, failed credentials) stops claiming: nothing could be sent.
     while stop.is_none() && !ctx.shutdown.is_cancelled() && ctx.local_hold().is_none() {
-        let Ok(first) = workers.clone().acquire_owned().await else { break };
-        let mut permits = vec![first];
-        while permits.len() < ctx.settings.sync.claim_batch as usize {
-            match workers.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
-        let limit = u32::try_from(permits.len()).unwrap_or(u32::MAX);
-        let claimed =
+        let free = ctx.concurrency.current().saturating_sub(running.len()).min(ctx.settings.sync.claim_batch as usize);
+        let claimed = if free == 0 {
+            Vec::new()
+        } else {
+            let limit = u32::try_from(free).unwrap_or(u32::MAX);
             match store::meetings::claim_due(&ctx.pool, limit, ctx.settings.sync.lease_ttl(), ctx.replica).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     stop = Some(e.into());
                     break;
                 }
-            };
+            }
+        };
         if claimed.is_empty() {
-            drop(permits);
-            // Running work may make more due (a delete before a create).
+            // Wait for a worker: it frees a slot, and may make more due (a
+            // delete before a create).
             match running.join_next().await {
                 Some(done) => collect(done, &mut report, &mut stop),
                 None => break,
@@ -264,12 +305,9 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
             continue;
         }
         report.claimed += claimed.len() as u64;
-        for (row, permit) in claimed.into_iter().zip(permits) {
+        for row in claimed {
             let ctx = ctx.clone();
-            running.spawn(async move {
-                let _permit = permit;
-                reconcile::reconcile(&ctx, row).await
-            });
+            running.spawn(async move { reconcile::reconcile(&ctx, row).await });
         }
         while let Some(done) = running.try_join_next() {
             collect(done, &mut report, &mut stop);
@@ -281,5 +319,25 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
     match stop {
         Some(e) => Err(e),
         None => Ok(report),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Concurrency;
+
+    #[test]
+    fn concurrency_drops_to_one_on_throttling_and_climbs_back_one_answer_at_a_time() {
+        let c = Concurrency::new(4);
+        assert_eq!(c.current(), 4);
+        c.throttled();
+        assert_eq!(c.current(), 1);
+        c.answered();
+        c.answered();
+        assert_eq!(c.current(), 3);
+        for _ in 0..10 {
+            c.answered();
+        }
+        assert_eq!(c.current(), 4);
     }
 }

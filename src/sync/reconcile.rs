@@ -20,6 +20,8 @@ use super::{Ctx, SyncError};
 
 /// How long a meeting waits after the app's credentials failed.
 const AUTH_PAUSE: Duration = Duration::from_secs(60);
+/// How long the probe after a throttle hold keeps others waiting.
+const PROBE_TTL: Duration = Duration::from_secs(1);
 /// Lookup, delete, create and their retries after a conflict fit in this.
 const MAX_STEPS: usize = 8;
 
@@ -126,12 +128,14 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             Plan::Create(at) | Plan::Delete(at) => (at.clone(), true),
         };
         let gate_opened = Instant::now();
+        let mut is_probe = false;
         let gate = store::meetings::prepare_send(
             &ctx.pool,
             &claimed,
             is_write.then_some(&at),
             known.actual.as_ref(),
             ctx.settings.sync.lease_ttl(),
+            PROBE_TTL.min(ctx.settings.graph.timeout()),
         )
         .await?;
         let held = match gate {
@@ -140,7 +144,10 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 return Ok(Reconciled::LeaseLost);
             }
             SendGate::Throttled(wait) => Some(wait),
-            SendGate::Open => ctx.local_hold(),
+            SendGate::Open { probe } => {
+                is_probe = probe;
+                ctx.local_hold()
+            }
         };
         if let Some(wait) = held {
             let wait = retry::throttle_wait(wait, rand::random());
@@ -176,6 +183,16 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             Plan::Done | Plan::Fail(_) => unreachable!("handled above"),
         };
         crash_point("after-response");
+        if matches!(result, Err(graph::Error::Throttled { .. }) | Err(graph::Error::Token { .. })) {
+            // Throttled again (or no token: nothing reached Graph).
+        } else {
+            ctx.concurrency.answered();
+            if is_probe {
+                if let Err(e) = store::runs::end_recovery(&ctx.pool).await {
+                    tracing::warn!(error = %e, "cannot end the throttle recovery; the probe lease will lapse");
+                }
+            }
+        }
         let conflict_unexplained =
             !is_write && std::mem::take(&mut known.conflicted) && known.actual.is_none() && known.foreign_at.is_none();
         match result {
@@ -300,6 +317,7 @@ async fn record_throttled(
 ) -> Result<Reconciled, SyncError> {
     let held = store::runs::hold_graph(&ctx.pool, wait).await?;
     ctx.hold_locally(held);
+    ctx.concurrency.throttled();
     ctx.metrics.throttled();
     tracing::info!(hold_ms = held.as_millis() as u64, "Graph is throttling; holding all requests");
     let failure = Failure {

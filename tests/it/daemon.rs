@@ -41,7 +41,7 @@ async fn get(url: &str) -> Option<(u16, String)> {
     Some((response.status().as_u16(), response.text().await.ok()?))
 }
 
-async fn wait_for(what: &str, deadline: Duration, mut check: impl AsyncFnMut() -> bool) {
+async fn wait_for(what: &str, deadline: Duration, log: &dyn Fn() -> String, mut check: impl AsyncFnMut() -> bool) {
     let until = Instant::now() + deadline;
     while Instant::now() < until {
         if check().await {
@@ -49,7 +49,7 @@ async fn wait_for(what: &str, deadline: Duration, mut check: impl AsyncFnMut() -
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}");
+    panic!("timed out waiting for {what}; the daemon logged:\n{}", log());
 }
 
 #[tokio::test]
@@ -58,6 +58,8 @@ async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm
     let db = fresh_database().await;
     let (_sim, sim_url) = start_simulator(50);
     let listen = format!("127.0.0.1:{}", free_port());
+    let log_path = std::env::temp_dir().join(format!("regsync-daemon-{}.log", uuid::Uuid::new_v4().simple()));
+    let log = std::fs::File::create(&log_path).expect("log file");
     let daemon = Command::new(env!("CARGO_BIN_EXE_regsync"))
         .args(["run", "--log-format", "json"])
         .env("DATABASE_URL", &db)
@@ -71,18 +73,19 @@ async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm
         .env("REGSYNC__SERVER__LISTEN", &listen)
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("regsync run starts");
     let mut daemon = Process(daemon);
 
     // Act: wait until the simulator holds every active meeting's registration.
-    wait_for("45 registrations", Duration::from_secs(60), async || {
+    let daemon_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for("45 registrations", Duration::from_secs(60), &daemon_log, async || {
         let stats = get(&format!("{sim_url}/_sim/stats")).await;
         stats.is_some_and(|(_, body)| body.contains("\"registrations\":45"))
     })
     .await;
-    wait_for("readiness", Duration::from_secs(20), async || {
+    wait_for("readiness", Duration::from_secs(20), &daemon_log, async || {
         get(&format!("http://{listen}/readyz")).await.is_some_and(|(status, _)| status == 200)
     })
     .await;
@@ -126,4 +129,5 @@ async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm
         .await
         .expect("count");
     assert_eq!(leased, 0);
+    let _ = std::fs::remove_file(&log_path);
 }

@@ -214,9 +214,10 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
     let claimed = store::meetings::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    let gate =
-        store::meetings::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl).await.expect("intent");
-    assert_eq!(gate, store::SendGate::Open);
+    let gate = store::meetings::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl)
+        .await
+        .expect("intent");
+    assert_eq!(gate, store::SendGate::Open { probe: false });
     let at = MeetingRef { organizer: &claimed.location.organizer, meeting: &claimed.location.meeting };
     app.ctx.graph.create(at, claimed.allowed_registrant, &mut Vec::new()).await.expect("created");
     // The process dies here. Its lease runs out.
@@ -244,7 +245,7 @@ async fn a_crash_before_the_send_is_recovered_with_exactly_one_post() {
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
     let claimed = store::meetings::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    store::meetings::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl).await.expect("intent");
+    store::meetings::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl).await.expect("intent");
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
         .execute(&app.pool)
         .await
@@ -282,7 +283,7 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
         last_http_status: None,
     };
     let applied = store::meetings::finish(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
-    let gate = store::meetings::prepare_send(&app.pool, &stale, Some(&stale.location), None, ttl)
+    let gate = store::meetings::prepare_send(&app.pool, &stale, Some(&stale.location), None, ttl, ttl)
         .await
         .expect("statement ran");
 

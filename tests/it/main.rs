@@ -1,6 +1,7 @@
 //! Integration tests: real PostgreSQL, real HTTP on loopback, the simulator
 //! as Graph, identity platform and event platform.
 
+mod chaos;
 mod cli;
 #[cfg(feature = "failpoints")]
 mod crash;

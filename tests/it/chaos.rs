@@ -1,0 +1,216 @@
+//! T2 + T3 (CI size): three `regsync run` replicas against their own
+//! PostgreSQL, Graph injecting throttling, 5xx, timeouts and lost
+//! responses, replicas killed with SIGKILL at random and restarted, and
+//! PostgreSQL crashed and restarted mid-run. Every valid meeting must end
+//! registered exactly once by the simulator's own log.
+//!
+//! Size: `REGSYNC_CHAOS_MEETINGS` (default 300) and `REGSYNC_CHAOS_SECS`
+//! (the kill phase, default 30).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use regsync::devdb::Cluster;
+use regsync::sim::{FaultRates, Sim, SimMeeting, CLIENT_ID, CLIENT_SECRET, TENANT};
+use sqlx::ConnectOptions;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Replica {
+    child: Option<Child>,
+    listen: String,
+    log: PathBuf,
+    starts: u32,
+}
+
+impl Replica {
+    fn start(&mut self, db: &str, sim: &Sim) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_regsync"))
+            .args(["run", "--log-format", "json"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("DATABASE_URL", db)
+            .env("REGSYNC__SOURCE__BASE_URL", sim.platform_url())
+            .env("REGSYNC__GRAPH__BASE_URL", sim.graph_url())
+            .env("REGSYNC__GRAPH__AUTHORITY_URL", sim.authority_url())
+            .env("REGSYNC__GRAPH__TENANT_ID", TENANT)
+            .env("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID)
+            .env("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET)
+            .env("REGSYNC__GRAPH__TIMEOUT_MS", "500")
+            .env("REGSYNC__SYNC__LEASE_TTL_MS", "2000")
+            .env("REGSYNC__SYNC__POLL_SCHEDULE", "*/2 * * * * *")
+            .env("REGSYNC__SYNC__RECONCILE_INTERVAL_MS", "100")
+            .env("REGSYNC__SYNC__BACKOFF_BASE_MS", "100")
+            .env("REGSYNC__SYNC__BACKOFF_MAX_MS", "2000")
+            .env("REGSYNC__SYNC__MAX_ATTEMPTS", "40")
+            .env("REGSYNC__DATABASE__ACQUIRE_TIMEOUT_MS", "2000")
+            .env("REGSYNC__SERVER__LISTEN", &self.listen)
+            .env("REGSYNC__SERVER__READY_MAX_POLL_AGE_SECS", "60")
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("regsync run starts");
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+async fn open_meetings(pool: &sqlx::PgPool) -> Option<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')")
+        .fetch_one(pool)
+        .await
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_killed_at_random_with_a_database_crash_register_every_meeting_exactly_once() {
+    // Arrange: a database of our own (this test crashes it), the simulator
+    // with the fault mix, and three replicas.
+    let meetings = env_number("REGSYNC_CHAOS_MEETINGS", 300) as usize;
+    let kill_phase = Duration::from_secs(env_number("REGSYNC_CHAOS_SECS", 30));
+    let mut cluster = tokio::task::spawn_blocking(Cluster::start).await.expect("joined").expect("own PostgreSQL");
+    let admin_options: sqlx::postgres::PgConnectOptions = cluster.url().parse().expect("url");
+    let mut admin = admin_options.connect().await.expect("admin connection");
+    regsync::store::recreate_database(&mut admin, "regsync_chaos").await.expect("database");
+    drop(admin);
+    let db = admin_options.database("regsync_chaos").to_url_lossy().to_string();
+    let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    sim.seed(meetings);
+    sim.set_rates(FaultRates {
+        throttle: 0.2,
+        retry_after_secs: 0.5,
+        error: 0.1,
+        lost_response: 0.05,
+        timeout: 0.05,
+        timeout_delay: Duration::from_millis(1_500),
+        latency: Duration::from_millis(5),
+    });
+    let logs = std::env::temp_dir().join(format!("regsync-chaos-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica {
+            child: None,
+            listen: format!("127.0.0.1:{}", free_port()),
+            log: logs.join(format!("replica-{i}.log")),
+            starts: 0,
+        })
+        .collect();
+    for r in &mut replicas {
+        r.start(&db, &sim);
+    }
+
+    // Act: kill replicas at random; crash the database once, a third in.
+    let started = Instant::now();
+    let mut kills = 0;
+    let mut db_crashed = false;
+    let mut not_ready_during_outage = None;
+    while started.elapsed() < kill_phase || kills < 10 {
+        let pause = rand::rng().random_range(1_000..2_500);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let victim = rand::rng().random_range(0..replicas.len());
+        replicas[victim].kill();
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(100..1_000))).await;
+        replicas[victim].start(&db, &sim);
+        if !db_crashed && started.elapsed() > kill_phase / 3 {
+            db_crashed = true;
+            cluster.crash();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let alive = replicas.iter().find(|r| r.child.is_some()).expect("a replica").listen.clone();
+            not_ready_during_outage =
+                reqwest::get(format!("http://{alive}/readyz")).await.ok().map(|r| r.status().as_u16());
+            cluster = tokio::task::spawn_blocking(move || {
+                cluster.start_again().expect("PostgreSQL back");
+                cluster
+            })
+            .await
+            .expect("joined");
+        }
+    }
+    let pool = sqlx::PgPool::connect(&db).await.expect("db");
+    let valid: Vec<SimMeeting> = (1..=meetings).map(SimMeeting::generated).filter(|m| m.status == "active").collect();
+    let quiet_by = Instant::now() + Duration::from_secs(240);
+    loop {
+        let registered = sim.stats().registrations;
+        if registered == valid.len() && open_meetings(&pool).await == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < quiet_by, "not quiescent: {registered}/{} registered", valid.len());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let exits: Vec<_> = replicas.iter_mut().map(|r| r.terminate()).collect();
+
+    // Assert
+    let log = sim.log();
+    for m in &valid {
+        let acted_posts = log
+            .iter()
+            .filter(|r| {
+                r.method == "POST" && r.acted && r.organizer == m.organizer_id && r.meeting == m.online_meeting_id
+            })
+            .count();
+        assert_eq!(acted_posts, 1, "{}: exactly one registration created", m.id);
+        let held = sim.registration(&m.organizer_id, &m.online_meeting_id).expect("registered").id;
+        let recorded: Option<String> =
+            sqlx::query_scalar("SELECT registration_id FROM ops.meeting_status WHERE external_id = $1")
+                .bind(&m.id)
+                .fetch_one(&pool)
+                .await
+                .expect("row");
+        assert_eq!(recorded.as_deref(), Some(held.as_str()), "{}: the recorded id is Graph's", m.id);
+    }
+    let stats = sim.stats();
+    println!("chaos: {meetings} meetings, {kills} kills, {} Graph requests, {:?} by status", log.len(), stats.requests);
+    assert_eq!(stats.posts_while_registered, 0, "no POST while a registration existed");
+    assert_eq!(stats.requests_inside_retry_after, 0, "no request inside a Retry-After window");
+    assert!(log.len() <= 3 * meetings, "{} Graph requests for {meetings} meetings", log.len());
+    assert!(kills >= 10 && db_crashed);
+    assert_eq!(not_ready_during_outage, Some(503), "/readyz reports the database outage");
+    for (i, exit) in exits.iter().enumerate() {
+        assert!(exit.is_some_and(|e| e.success()), "replica {i} stopped cleanly on SIGTERM: {exit:?}");
+    }
+    for r in &replicas {
+        let text = std::fs::read_to_string(&r.log).unwrap_or_default();
+        assert!(!text.contains("panicked"), "a replica panicked: {}", r.log.display());
+    }
+    let _ = std::fs::remove_dir_all(logs);
+}
