@@ -11,7 +11,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{connect_and_migrate, context};
+use super::context;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::server::{self, Readiness};
@@ -32,7 +32,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wait_for_signal().await;
         first_signal.cancel();
     });
-    let Some(pool) = wait_for_database(&settings, &shutdown).await else { return Ok(()) };
+    // The pool connects lazily: health answers (and readiness says why not)
+    // while the database is still away.
+    let pool = store::connect(&settings.database)?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::new(std::time::Duration::from_secs(settings.server.ready_max_poll_age_secs)));
     let ctx = context(settings.clone(), pool.clone(), metrics.clone(), shutdown.clone())?;
@@ -41,13 +43,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on server.listen = {}", settings.server.listen))?;
     tracing::info!(addr = %settings.server.listen, "serving /healthz, /readyz and /metrics");
-    let router = server::router(pool, readiness.clone(), metrics);
+    let router = server::router(pool.clone(), readiness.clone(), metrics);
     let server_stop = shutdown.clone();
     tracker.spawn(async move {
         if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await {
             tracing::error!(error = %e, "health server failed");
         }
     });
+    if !migrate_when_reachable(&pool, &shutdown).await {
+        tracker.close();
+        tracker.wait().await;
+        return Ok(());
+    }
 
     // The scheduler only rings a bell; the engine loop polls, so polls never
     // overlap and shutdown is ours, not the scheduler's.
@@ -82,21 +89,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-/// Connects and migrates, retrying while the database is away: a replica
+/// Applies migrations, retrying while the database is away: a replica
 /// started during a database outage waits for it instead of exiting.
-/// `None` when shutdown came first.
-async fn wait_for_database(settings: &Settings, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
+/// False when shutdown came first.
+async fn migrate_when_reachable(pool: &sqlx::PgPool, shutdown: &CancellationToken) -> bool {
     let mut delay = std::time::Duration::from_millis(500);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            connected = connect_and_migrate(settings) => match connected {
-                Ok(pool) => return Some(pool),
+            _ = shutdown.cancelled() => return false,
+            migrated = store::migrate(pool) => match migrated {
+                Ok(()) => return true,
                 Err(e) => tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not available; waiting"),
             },
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return None,
+            _ = shutdown.cancelled() => return false,
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(std::time::Duration::from_secs(10));

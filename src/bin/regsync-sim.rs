@@ -61,15 +61,18 @@ async fn main() -> std::process::ExitCode {
         timeout: args.timeout_rate,
         timeout_delay: Duration::from_millis(args.timeout_delay_ms),
     });
-    println!("regsync-sim listening on http://{}", sim.addr());
-    println!("  source.base_url     = {}", sim.platform_url());
-    println!("  graph.base_url      = {}", sim.graph_url());
-    println!("  graph.authority_url = {}", sim.authority_url());
-    println!("  stats               = http://{}/_sim/stats", sim.addr());
-    println!(
-        "  add or change        POST http://{0}/_sim/meetings (JSON), cancel: POST /_sim/meetings/ID/cancel",
-        sim.addr()
+    // Written once and errors ignored: a reader that stops after the first
+    // line must not bring the simulator down.
+    let addr = sim.addr();
+    let banner = format!(
+        "regsync-sim listening on http://{addr}\n  source.base_url     = {}\n  graph.base_url      = {}\n  \
+         graph.authority_url = {}\n  stats               = http://{addr}/_sim/stats\n  \
+         add or change        POST http://{addr}/_sim/meetings (JSON), cancel: POST /_sim/meetings/ID/cancel\n",
+        sim.platform_url(),
+        sim.graph_url(),
+        sim.authority_url(),
     );
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(e) => {

@@ -227,6 +227,10 @@ fn handle(
         let (st, b) = graph_error(429, "TooManyRequests", "Please retry again later.");
         return (st, b, After::Answer, Some(format!("{left:.1}")));
     }
+    if let Some((_, retry_after)) = s.storm.clone().filter(|(until, _)| Instant::now() < *until) {
+        let (st, b) = graph_error(429, "TooManyRequests", "Please retry again later.");
+        return (st, b, After::Answer, Some(retry_after));
+    }
     let name = method.as_str();
     let queued =
         s.faults.iter().position(|(m, _)| m.is_none_or(|m| m == name)).and_then(|i| s.faults.remove(i)).map(|(_, f)| f);

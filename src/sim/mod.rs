@@ -99,6 +99,8 @@ pub(crate) struct State {
     pub(crate) faults: VecDeque<(Option<&'static str>, Fault)>,
     pub(crate) rates: FaultRates,
     pub(crate) log: Vec<GraphRequest>,
+    /// Until then every Graph request is answered 429 with this Retry-After.
+    pub(crate) storm: Option<(tokio::time::Instant, String)>,
     /// The Retry-After window announced last: (announced at, until).
     pub(crate) throttle_window: Option<(tokio::time::Instant, tokio::time::Instant)>,
     pub(crate) next_id: u64,
@@ -228,6 +230,11 @@ impl Sim {
     /// Sets random fault rates.
     pub fn set_rates(&self, rates: FaultRates) {
         self.lock().rates = rates;
+    }
+
+    /// Answers every Graph request 429 with `retry_after` (seconds) for `length`.
+    pub fn throttle_all_for(&self, length: Duration, retry_after: &str) {
+        self.lock().storm = Some((tokio::time::Instant::now() + length, retry_after.to_owned()));
     }
 
     /// Makes Graph answer 403 (no application access policy) for an organizer.

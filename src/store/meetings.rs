@@ -137,13 +137,17 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
     if meetings.is_empty() {
         return Ok(0);
     }
+    // Rows locked in one order: concurrent pollers of overlapping pages never
+    // deadlock.
+    let mut sorted: Vec<&ExternalMeeting> = meetings.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.external_id.cmp(&b.external_id));
     let mut ids = Vec::with_capacity(meetings.len());
     let mut organizers = Vec::with_capacity(meetings.len());
     let mut online = Vec::with_capacity(meetings.len());
     let mut audiences = Vec::with_capacity(meetings.len());
     let mut desired = Vec::with_capacity(meetings.len());
     let mut updated = Vec::with_capacity(meetings.len());
-    for m in meetings {
+    for m in sorted {
         ids.push(m.external_id.as_str());
         organizers.push(m.organizer_id.as_str());
         online.push(m.online_meeting_id.as_str());

@@ -15,7 +15,7 @@ use crate::domain::Desired;
 use crate::graph::{self, Deleted, MeetingRef, RemoteRegistration};
 use crate::store::{self, Actual, Claimed, FinalState, Location, Outcome, SendGate};
 
-use super::retry::{self, Decision};
+use super::retry::{self, AfterFailure, Decision};
 use super::{Ctx, SyncError};
 
 /// How long a meeting waits after the app's credentials failed.
@@ -150,8 +150,13 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             }
         };
         if let Some(wait) = held {
+            // Another request's throttle: wait it out without touching the hold.
+            let failure = Failure {
+                message: format!("waiting out Graph throttling ({:.1} s)", wait.as_secs_f64()),
+                http_status: None,
+            };
             let wait = retry::throttle_wait(wait, rand::random());
-            return record_throttled(ctx, &claimed, &known, wait, &calls).await;
+            return record_at(ctx, &claimed, &known, FinalState::Retrying, wait, Some(failure), &calls).await;
         }
         if is_write {
             known.needs_lookup = true;
@@ -273,32 +278,38 @@ async fn record_failure(
     calls: &[graph::CallRecord],
 ) -> Result<Reconciled, SyncError> {
     let failure = Failure { message: e.to_string(), http_status: e.http_status() };
-    if e.is_auth() {
-        tracing::error!(error = %e, "Graph credentials failed; stopping Graph calls for this cycle");
-        record_at(ctx, claimed, known, FinalState::Retrying, AUTH_PAUSE, Some(failure), calls).await?;
-        return Err(SyncError::Auth(e.to_string()));
-    }
-    if let Some(retry_after) = e.retry_after() {
-        return record_throttled(ctx, claimed, known, retry::throttle_wait(retry_after, rand::random()), calls).await;
-    }
-    if !e.is_transient() {
-        tracing::warn!(error = %e, "permanent Graph error; meeting parked as failed");
-        return record(ctx, claimed, known, FinalState::Failed, Some(failure), calls).await;
-    }
-    known.attempts += 1;
     let s = &ctx.settings.sync;
-    let attempts = u32::try_from(known.attempts).unwrap_or(u32::MAX);
-    let base = Duration::from_millis(s.backoff_base_ms);
-    let cap = Duration::from_millis(s.backoff_max_ms);
-    match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
-        Decision::RetryAfter(delay) => {
+    let policy = retry::Policy {
+        max_attempts: s.max_attempts,
+        base: Duration::from_millis(s.backoff_base_ms),
+        cap: Duration::from_millis(s.backoff_max_ms),
+    };
+    let before = u32::try_from(known.attempts).unwrap_or(0);
+    let (next, attempts) = retry::after_failure(e, before, policy, rand::random());
+    known.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+    match next {
+        AfterFailure::AuthPause => {
+            tracing::error!(error = %e, "Graph credentials failed; stopping Graph calls for this cycle");
+            record_at(ctx, claimed, known, FinalState::Retrying, AUTH_PAUSE, Some(failure), calls).await?;
+            Err(SyncError::Auth(e.to_string()))
+        }
+        AfterFailure::Hold(wait) => record_throttled(ctx, claimed, known, wait, calls).await,
+        AfterFailure::Park => {
+            tracing::warn!(error = %e, "permanent Graph error; meeting parked as failed");
+            record(ctx, claimed, known, FinalState::Failed, Some(failure), calls).await
+        }
+        AfterFailure::Attempt(Decision::RetryAfter(delay)) => {
             tracing::warn!(error = %e, attempts, retry_in_ms = delay.as_millis() as u64, "Graph call failed; will retry");
             record_at(ctx, claimed, known, FinalState::Retrying, delay, Some(failure), calls).await
         }
-        Decision::Park => {
+        AfterFailure::Attempt(Decision::Park) => {
             tracing::error!(error = %e, attempts, "attempts exhausted; meeting parked as failed");
             let failure = Failure {
-                message: format!("gave up after {attempts} attempts (sync.max_attempts); last error: {e}. Run `regsync retry {}` once the cause is fixed", claimed.external_id),
+                message: format!(
+                    "gave up after {attempts} attempts (sync.max_attempts); last error: {e}. \
+                     Run `regsync retry {}` once the cause is fixed",
+                    claimed.external_id
+                ),
                 ..failure
             };
             record(ctx, claimed, known, FinalState::Failed, Some(failure), calls).await

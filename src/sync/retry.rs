@@ -4,6 +4,51 @@
 
 use std::time::Duration;
 
+use crate::graph;
+
+/// The retry settings, as durations.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Real attempts before parking.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub base: Duration,
+    /// Delay cap.
+    pub cap: Duration,
+}
+
+/// What a failed Graph call means for its meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Graph throttled: hold every request this long. Not an attempt.
+    Hold(Duration),
+    /// The app's credentials failed: pause the meeting. Not an attempt.
+    AuthPause,
+    /// A permanent error: park the meeting now.
+    Park,
+    /// A transient error, counted as an attempt.
+    Attempt(Decision),
+}
+
+/// The error policy: what to do with a meeting whose Graph call failed
+/// after `attempts` earlier real attempts, and how many real attempts it has
+/// made now. Throttling and credential failures never count; a throttle
+/// without Retry-After waits the backoff of the next attempt.
+pub fn after_failure(e: &graph::Error, attempts: u32, policy: Policy, jitter: f64) -> (AfterFailure, u32) {
+    if e.is_auth() {
+        return (AfterFailure::AuthPause, attempts);
+    }
+    if let graph::Error::Throttled { retry_after, .. } = e {
+        let wait = retry_after.unwrap_or_else(|| backoff(attempts.saturating_add(1), policy.base, policy.cap, jitter));
+        return (AfterFailure::Hold(throttle_wait(wait, jitter)), attempts);
+    }
+    if !e.is_transient() {
+        return (AfterFailure::Park, attempts);
+    }
+    let attempts = attempts.saturating_add(1);
+    (AfterFailure::Attempt(next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, jitter)), attempts)
+}
+
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -40,6 +85,83 @@ pub fn throttle_wait(retry_after: Duration, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn error() -> impl Strategy<Value = graph::Error> {
+        let retry_after = proptest::option::of((0u64..7_200_000).prop_map(Duration::from_millis));
+        prop_oneof![
+            (prop_oneof![Just(429u16), Just(503u16)], retry_after)
+                .prop_map(|(status, retry_after)| graph::Error::Throttled { status, retry_after }),
+            (proptest::option::of(500u16..600), any::<bool>()).prop_map(|(status, sent)| graph::Error::Transient {
+                status,
+                sent,
+                detail: String::new()
+            }),
+            (400u16..500).prop_map(|status| graph::Error::Rejected {
+                status,
+                code: String::new(),
+                message: String::new(),
+                hint: String::new()
+            }),
+            Just(graph::Error::Unauthorized),
+            Just(graph::Error::Token {
+                status: Some(401),
+                error: "invalid_client".into(),
+                detail: String::new(),
+                hint: ""
+            }),
+            Just(graph::Error::Conflict { code: "Conflict".into() }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn the_error_policy_counts_only_real_attempts_and_bounds_every_delay(
+            e in error(),
+            attempts in 0u32..200,
+            max_attempts in 1u32..20,
+            base_ms in 1u64..10_000,
+            cap_ms in 10_000u64..7_200_000,
+            jitter in 0.0f64..=1.0,
+        ) {
+            let policy = Policy { max_attempts, base: Duration::from_millis(base_ms), cap: Duration::from_millis(cap_ms) };
+            let (next, now) = after_failure(&e, attempts, policy, jitter);
+            match next {
+                AfterFailure::Hold(wait) => {
+                    prop_assert_eq!(now, attempts, "throttling never counts");
+                    prop_assert!(wait > Duration::ZERO || e.retry_after() == Some(Duration::ZERO));
+                    if let Some(asked) = e.retry_after() {
+                        prop_assert!(wait >= asked && wait <= asked + asked / 10 + Duration::from_nanos(1));
+                    }
+                }
+                AfterFailure::AuthPause => prop_assert_eq!(now, attempts),
+                AfterFailure::Park => prop_assert_eq!(now, attempts),
+                AfterFailure::Attempt(decision) => {
+                    prop_assert_eq!(now, attempts + 1);
+                    match decision {
+                        Decision::Park => prop_assert!(now >= max_attempts),
+                        Decision::RetryAfter(d) => {
+                            prop_assert!(now < max_attempts);
+                            prop_assert!(d > Duration::ZERO && d <= policy.cap);
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn retry_after_is_honoured_exactly_or_rejected(secs in 0u32..3_600, millis in 0u32..1_000, garbage in "[^0-9.]{1,12}") {
+            let now = std::time::SystemTime::now();
+            let text = format!("{secs}.{millis:03}");
+            let parsed = graph::parse_retry_after(&text, now).expect("a number of seconds");
+            let expected = Duration::from_secs(u64::from(secs)) + Duration::from_millis(u64::from(millis));
+            prop_assert!(parsed.abs_diff(expected) < Duration::from_micros(1));
+            let rejected = graph::parse_retry_after(&garbage, now);
+            prop_assert!(rejected.is_none() || rejected.is_some_and(|d| d <= Duration::from_secs(3_600)));
+        }
+    }
 
     const BASE: Duration = Duration::from_secs(2);
     const CAP: Duration = Duration::from_secs(3_600);

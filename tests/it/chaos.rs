@@ -155,7 +155,8 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
             db_crashed = true;
             cluster.crash();
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let alive = replicas.iter().find(|r| r.child.is_some()).expect("a replica").listen.clone();
+            // A replica that has been up a while (not the one just restarted).
+            let alive = replicas[(victim + 1) % replicas.len()].listen.clone();
             not_ready_during_outage =
                 reqwest::get(format!("http://{alive}/readyz")).await.ok().map(|r| r.status().as_u16());
             cluster = tokio::task::spawn_blocking(move || {
