@@ -90,3 +90,24 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let body = state.metrics.render(counts.as_deref());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_lapses_exactly_at_the_poll_age_bound_and_ends_with_shutdown() {
+        let readiness = Readiness::new(Duration::from_secs(60));
+        assert!(readiness.poll_problem().is_some(), "not ready before the first poll");
+
+        readiness.polled();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(readiness.poll_problem(), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(readiness.poll_problem().is_some_and(|p| p.contains("ready_max_poll_age_secs")));
+
+        readiness.polled();
+        readiness.stopping();
+        assert_eq!(readiness.poll_problem().as_deref(), Some("shutting down"));
+    }
+}

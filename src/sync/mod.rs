@@ -324,7 +324,32 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
 
 #[cfg(test)]
 mod tests {
-    use super::Concurrency;
+    use super::*;
+
+    /// A context whose clients and pool never connect in these tests.
+    fn offline_ctx() -> Ctx {
+        let mut settings = Settings::default();
+        settings.source.base_url = Some("http://127.0.0.1:9".into());
+        settings.graph.tenant_id = Some("t".into());
+        settings.graph.client_id = Some("c".into());
+        settings.graph.client_secret = Some("s".into());
+        let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1:9/none").expect("lazy pool");
+        let source = source::Client::new(&settings.source, crate::domain::AllowedRegistrant::Everyone).expect("source");
+        let graph = graph::Client::new(&settings.graph).expect("graph");
+        Ctx::new(pool, source, graph, Arc::new(settings), Arc::default(), CancellationToken::new())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_local_hold_ends_exactly_when_asked_and_is_never_shortened() {
+        let ctx = offline_ctx();
+        ctx.hold_locally(Duration::from_secs(5));
+        ctx.hold_locally(Duration::from_secs(2));
+
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert_eq!(ctx.local_hold(), Some(Duration::from_millis(1)));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(ctx.local_hold(), None);
+    }
 
     #[test]
     fn concurrency_drops_to_one_on_throttling_and_climbs_back_one_answer_at_a_time() {

@@ -119,3 +119,64 @@ async fn ids_with_path_characters_are_percent_encoded_into_one_segment() {
         sqlx::query_scalar("SELECT path FROM ops.graph_calls").fetch_one(&app.pool).await.expect("audit");
     assert_eq!(path.matches('/').count(), 5, "{path}");
 }
+
+#[tokio::test]
+async fn an_oversized_page_or_too_many_pages_make_the_listing_partial_without_losing_what_was_read() {
+    let app = spawn_app_with(|s| {
+        s.source.page_size = 2;
+        s.source.max_pages = 2;
+        s.sync.on_missing = OnMissing::Unregister;
+    })
+    .await;
+    for i in 1..=6 {
+        app.sim.upsert_meeting(meeting(i));
+    }
+
+    let cut = app.tick().await;
+
+    assert!(cut.poll.partial.as_deref().unwrap_or_default().contains("source.max_pages (2)"), "{:?}", cut.poll.partial);
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await, 4);
+
+    let app = spawn_app_with(|s| s.source.max_page_bytes = 600).await;
+    for i in 1..=6 {
+        app.sim.upsert_meeting(meeting(i));
+    }
+    let big = app.tick().await;
+    assert!(big.poll.partial.as_deref().unwrap_or_default().contains("larger than source.max_page_bytes"));
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 0);
+}
+
+#[tokio::test]
+async fn wrong_types_and_unknown_values_are_each_rejected_while_the_rest_syncs() {
+    let app = spawn_app().await;
+    let good = SimMeeting::new("évènement-1", "organisateur-ü", "MSpÜmlaut");
+    app.sim.upsert_meeting(good.clone());
+    app.sim.push_raw_item(json!({"id": "evt-t1", "organizer_id": "o", "online_meeting_id": 12}));
+    app.sim.push_raw_item(json!({"id": "evt-t2", "organizer_id": "o", "online_meeting_id": "m", "status": true}));
+    app.sim.push_raw_item(json!({"id": "evt-t3", "organizer_id": "o", "online_meeting_id": "m", "allowed_registrant": "unknownFutureValue"}));
+    app.sim.push_raw_item(json!({"id": 1.5, "organizer_id": "o", "online_meeting_id": "m"}));
+    app.sim.push_raw_item(json!({"id": "evt-t5", "organizer_id": "o\u{0}x", "online_meeting_id": "m"}));
+
+    let report = app.tick().await;
+
+    assert_eq!(report.poll.rejected, 5);
+    for (id, reason) in [
+        ("evt-t1", "online_meeting_id (at /online_meeting_id) is a number"),
+        ("evt-t2", "status (at /status) is a boolean"),
+        ("evt-t3", "allowed_registrant is \"unknownFutureValue\""),
+        ("evt-t5", "contains control characters"),
+    ] {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ops.rejected_items WHERE external_id = $1 AND reason LIKE '%' || $2 || '%'",
+        )
+        .bind(id)
+        .bind(reason)
+        .fetch_one(&app.pool)
+        .await
+        .expect("query");
+        assert_eq!(found, 1, "{id}: {reason}");
+    }
+    assert_eq!(app.scalar("SELECT count(*) FROM ops.rejected_items WHERE external_id IS NULL AND reason LIKE 'id (at /id) is a number%'").await, 1);
+    assert!(app.sim.registration(&good.organizer_id, &good.online_meeting_id).is_some());
+    assert_eq!(app.status(&good.id).await.state, "synced");
+}

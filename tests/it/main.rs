@@ -11,3 +11,4 @@ mod faults;
 mod helpers;
 mod lifecycle;
 mod listing;
+mod reliability;
