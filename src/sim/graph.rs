@@ -73,6 +73,7 @@ pub(super) fn routes() -> Router<Shared> {
             get(registration).post(registration).delete(registration),
         )
         .route("/_sim/stats", get(stats))
+        .route("/_sim/rates", post(set_rates))
 }
 
 fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
@@ -81,6 +82,12 @@ fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
 
 async fn stats(AxumState(state): AxumState<Shared>) -> Json<Stats> {
     Json(lock(&state).stats())
+}
+
+/// `POST /_sim/rates` with [`super::FaultRates`] as JSON (durations in ms).
+async fn set_rates(AxumState(state): AxumState<Shared>, Json(rates): Json<super::FaultRates>) -> StatusCode {
+    lock(&state).rates = rates;
+    StatusCode::NO_CONTENT
 }
 
 fn token_error(status: u16, error: &str, description: &str) -> Response {

@@ -55,7 +55,8 @@ pub enum Fault {
 }
 
 /// Random faults applied to Graph registration requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct FaultRates {
     /// Share of requests answered 429 with `retry_after_secs`.
     pub throttle: f64,
@@ -69,9 +70,26 @@ pub struct FaultRates {
     /// client's timeout).
     pub timeout: f64,
     /// How late those answers come.
+    #[serde(with = "millis")]
     pub timeout_delay: Duration,
     /// Latency added to every Graph request.
+    #[serde(with = "millis")]
     pub latency: Duration,
+}
+
+/// Durations as milliseconds in `POST /_sim/rates`.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 /// A fault for the next token request.

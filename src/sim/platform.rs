@@ -74,10 +74,12 @@ enum Item {
     Raw(Value),
 }
 
-/// The list in platform order: typed meetings, or raw items for bad input.
+/// The list in platform order: typed meetings, or raw items for bad input,
+/// with an index by id so seeding 100,000 meetings stays linear.
 #[derive(Default)]
 pub(crate) struct Listing {
     items: Vec<Item>,
+    index: HashMap<String, usize>,
     pub(crate) page_faults: HashMap<usize, PageFault>,
 }
 
@@ -85,19 +87,27 @@ impl Listing {
     pub(crate) fn upsert(&mut self, meeting: SimMeeting) {
         match self.get_mut(&meeting.id) {
             Some(existing) => *existing = meeting,
-            None => self.items.push(Item::Meeting(meeting)),
+            None => {
+                self.index.insert(meeting.id.clone(), self.items.len());
+                self.items.push(Item::Meeting(meeting));
+            }
         }
     }
 
     pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut SimMeeting> {
-        self.items.iter_mut().find_map(|item| match item {
-            Item::Meeting(m) if m.id == id => Some(m),
+        match self.items.get_mut(*self.index.get(id)?) {
+            Some(Item::Meeting(m)) => Some(m),
             _ => None,
-        })
+        }
     }
 
     pub(crate) fn remove(&mut self, id: &str) {
-        self.items.retain(|item| !matches!(item, Item::Meeting(m) if m.id == id));
+        if let Some(at) = self.index.remove(id) {
+            self.items.remove(at);
+            for position in self.index.values_mut().filter(|p| **p > at) {
+                *position -= 1;
+            }
+        }
     }
 
     pub(crate) fn push_raw(&mut self, item: Value) {

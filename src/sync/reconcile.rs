@@ -283,6 +283,7 @@ async fn record_failure(
         max_attempts: s.max_attempts,
         base: Duration::from_millis(s.backoff_base_ms),
         cap: Duration::from_millis(s.backoff_max_ms),
+        settle: ctx.settings.graph.timeout(),
     };
     let before = u32::try_from(known.attempts).unwrap_or(0);
     let (next, attempts) = retry::after_failure(e, before, policy, rand::random());

@@ -15,6 +15,10 @@ pub struct Policy {
     pub base: Duration,
     /// Delay cap.
     pub cap: Duration,
+    /// The least wait before looking up a write whose outcome is unknown:
+    /// the request timeout, so a request Graph is still working on has
+    /// finished before the lookup decides whether to write again.
+    pub settle: Duration,
 }
 
 /// What a failed Graph call means for its meeting.
@@ -33,7 +37,8 @@ pub enum AfterFailure {
 /// The error policy: what to do with a meeting whose Graph call failed
 /// after `attempts` earlier real attempts, and how many real attempts it has
 /// made now. Throttling and credential failures never count; a throttle
-/// without Retry-After waits the backoff of the next attempt.
+/// without Retry-After waits the backoff of the next attempt; a write whose
+/// outcome is unknown waits at least `settle` before its lookup.
 pub fn after_failure(e: &graph::Error, attempts: u32, policy: Policy, jitter: f64) -> (AfterFailure, u32) {
     if e.is_auth() {
         return (AfterFailure::AuthPause, attempts);
@@ -46,7 +51,11 @@ pub fn after_failure(e: &graph::Error, attempts: u32, policy: Policy, jitter: f6
         return (AfterFailure::Park, attempts);
     }
     let attempts = attempts.saturating_add(1);
-    (AfterFailure::Attempt(next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, jitter)), attempts)
+    let decision = match next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, jitter) {
+        Decision::RetryAfter(delay) if e.maybe_acted() => Decision::RetryAfter(delay.max(policy.settle)),
+        other => other,
+    };
+    (AfterFailure::Attempt(decision), attempts)
 }
 
 /// What to do after a failed attempt.
@@ -125,8 +134,14 @@ mod tests {
             base_ms in 1u64..10_000,
             cap_ms in 10_000u64..7_200_000,
             jitter in 0.0f64..=1.0,
+            settle_ms in 0u64..10_000,
         ) {
-            let policy = Policy { max_attempts, base: Duration::from_millis(base_ms), cap: Duration::from_millis(cap_ms) };
+            let policy = Policy {
+                max_attempts,
+                base: Duration::from_millis(base_ms),
+                cap: Duration::from_millis(cap_ms),
+                settle: Duration::from_millis(settle_ms),
+            };
             let (next, now) = after_failure(&e, attempts, policy, jitter);
             match next {
                 AfterFailure::Hold(wait) => {
@@ -144,7 +159,10 @@ mod tests {
                         Decision::Park => prop_assert!(now >= max_attempts),
                         Decision::RetryAfter(d) => {
                             prop_assert!(now < max_attempts);
-                            prop_assert!(d > Duration::ZERO && d <= policy.cap);
+                            prop_assert!(d > Duration::ZERO && d <= policy.cap.max(policy.settle));
+                            if e.maybe_acted() {
+                                prop_assert!(d >= policy.settle, "an unknown outcome settles before its lookup");
+                            }
                         }
                     }
                 }

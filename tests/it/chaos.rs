@@ -20,17 +20,31 @@ fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-struct Replica {
-    child: Option<Child>,
-    listen: String,
-    log: PathBuf,
-    starts: u32,
+/// A `regsync run` process, optionally under a wrapper command (`faketime`).
+pub struct Replica {
+    pub child: Option<Child>,
+    pub listen: String,
+    pub log: PathBuf,
+    pub starts: u32,
+    pub wrapper: Vec<String>,
 }
 
 impl Replica {
-    fn start(&mut self, db: &str, sim: &Sim) {
+    pub fn new(log: PathBuf) -> Self {
+        Self { child: None, listen: format!("127.0.0.1:{}", free_port()), log, starts: 0, wrapper: Vec::new() }
+    }
+
+    pub fn start(&mut self, db: &str, sim: &Sim) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_regsync"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_regsync"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_regsync")),
+        };
+        let child = command
             .args(["run", "--log-format", "json"])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -61,14 +75,21 @@ impl Replica {
         self.starts += 1;
     }
 
-    fn kill(&mut self) {
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+    }
+
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         // SAFETY: signalling our own child by pid.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -90,11 +111,11 @@ impl Drop for Replica {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-async fn open_meetings(pool: &sqlx::PgPool) -> Option<i64> {
+pub async fn open_meetings(pool: &sqlx::PgPool) -> Option<i64> {
     sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')")
         .fetch_one(pool)
         .await
@@ -126,14 +147,7 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     });
     let logs = std::env::temp_dir().join(format!("regsync-chaos-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&logs).expect("log dir");
-    let mut replicas: Vec<Replica> = (0..3)
-        .map(|i| Replica {
-            child: None,
-            listen: format!("127.0.0.1:{}", free_port()),
-            log: logs.join(format!("replica-{i}.log")),
-            starts: 0,
-        })
-        .collect();
+    let mut replicas: Vec<Replica> = (0..3).map(|i| Replica::new(logs.join(format!("replica-{i}.log")))).collect();
     for r in &mut replicas {
         r.start(&db, &sim);
     }

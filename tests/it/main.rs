@@ -11,4 +11,5 @@ mod faults;
 mod helpers;
 mod lifecycle;
 mod listing;
+mod nightly;
 mod reliability;
