@@ -209,6 +209,8 @@ pub struct GraphSettings {
     pub max_concurrency: usize,
     /// Total time allowed for one request.
     pub timeout_ms: u64,
+    /// Requests per second this process sends at most; 0 for no pacing.
+    pub max_requests_per_second: u32,
 }
 
 impl Default for GraphSettings {
@@ -223,6 +225,10 @@ impl Default for GraphSettings {
             scope: "https://graph.microsoft.com/.default".into(),
             max_concurrency: 4,
             timeout_ms: 30_000,
+            // Graph publishes no limit for onlineMeetings; the nearest one
+            // is the Teams service limit for writes: 30 per second per app
+            // per tenant.
+            max_requests_per_second: 30,
         }
     }
 }

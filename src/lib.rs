@@ -14,6 +14,8 @@ pub mod devdb;
 pub mod domain;
 /// Microsoft Graph: token cache, registration calls, error classification.
 pub mod graph;
+/// What the HTTP clients share: user agent, error text.
+pub mod http;
 /// Prometheus metrics.
 pub mod metrics;
 /// `/healthz`, `/readyz`, `/metrics`.

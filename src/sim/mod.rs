@@ -125,7 +125,7 @@ pub(crate) struct State {
 }
 
 /// What the simulator was asked, for `GET /_sim/stats` and assertions.
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Graph requests by `METHOD STATUS` (status 0: no answer).
     pub requests: std::collections::BTreeMap<String, u64>,

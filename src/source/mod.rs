@@ -110,7 +110,7 @@ impl Client {
             .default_headers(headers)
             .timeout(settings.timeout())
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("regsync/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::http::USER_AGENT)
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
         let shape = PageShape {
@@ -166,21 +166,6 @@ impl Client {
     }
 }
 
-/// reqwest's Display omits the cause; operators need "timed out" or
-/// "connection refused".
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out (source.timeout_ms)".into()
-    } else if e.is_connect() {
-        "could not connect".into()
-    } else {
-        let mut text = e.to_string();
-        let mut cause = std::error::Error::source(e);
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
-    }
+    crate::http::describe(e, "source.timeout_ms")
 }

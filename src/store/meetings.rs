@@ -157,8 +157,20 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
     }
     let result = sqlx::query(
         r#"
+        WITH page AS (
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+                AS p(external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at)
+        ),
+        -- A plain read finds the unchanged rows, so they cost neither an
+        -- insert attempt nor a row lock.
+        changed AS (
+            SELECT p.* FROM page p LEFT JOIN meetings m ON m.external_id = p.external_id
+            WHERE m.id IS NULL
+               OR (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
+                  IS DISTINCT FROM (p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired)
+        )
         INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at)
-        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+        SELECT * FROM changed ORDER BY external_id
         ON CONFLICT (external_id) DO UPDATE SET
             organizer_id       = EXCLUDED.organizer_id,
             online_meeting_id  = EXCLUDED.online_meeting_id,
@@ -224,15 +236,23 @@ pub async fn unregister_missing(pool: &PgPool, seen: &[String]) -> Result<u64, E
 pub async fn claim_due(pool: &PgPool, limit: u32, ttl: Duration, replica: Uuid) -> Result<Vec<Claimed>, Error> {
     let rows = sqlx::query(
         r#"
-        WITH due AS (
+        WITH held AS (
+            SELECT 1 FROM graph_throttle WHERE throttled_until > now() OR (recovering AND probe_until > now())
+        ),
+        -- Two index scans, not one OR: expired leases first (their worker is
+        -- gone), then what is due, oldest first.
+        expired AS (
             SELECT id FROM meetings
-            WHERE ((state IN ('pending', 'retrying') AND next_attempt_at <= now())
-                   OR (state = 'in_flight' AND lease_expires_at < now()))
-              AND NOT EXISTS (SELECT 1 FROM graph_throttle
-                              WHERE throttled_until > now() OR (recovering AND probe_until > now()))
-            ORDER BY next_attempt_at
-            LIMIT $1
-            FOR UPDATE SKIP LOCKED
+            WHERE state = 'in_flight' AND lease_expires_at < now() AND NOT EXISTS (SELECT 1 FROM held)
+            LIMIT $1 FOR UPDATE SKIP LOCKED
+        ),
+        fresh AS (
+            SELECT id, next_attempt_at FROM meetings
+            WHERE state IN ('pending', 'retrying') AND next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM held)
+            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+        ),
+        due AS (
+            (SELECT id FROM expired) UNION ALL (SELECT id FROM fresh ORDER BY next_attempt_at) LIMIT $1
         )
         UPDATE meetings AS m SET
             state            = 'in_flight',
@@ -464,6 +484,30 @@ pub async fn finish(pool: &PgPool, claimed: &Claimed, outcome: &Outcome, calls: 
     .await
     .map_err(query_error("record outcome"))?;
     row.try_get("applied").map_err(query_error("record outcome"))
+}
+
+/// Gives back claimed meetings that were never started (shutdown, a hold):
+/// due again at once, as they were. Fenced by each lease token.
+///
+/// # Errors
+/// The statement failed.
+pub async fn release(pool: &PgPool, claimed: &[Claimed]) -> Result<u64, Error> {
+    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+    let tokens: Vec<Uuid> = claimed.iter().map(|c| c.lease_token).collect();
+    let result = sqlx::query(
+        r#"
+        UPDATE meetings SET
+            state = CASE WHEN attempts > 0 OR needs_lookup THEN 'retrying' ELSE 'pending' END,
+            lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL, next_attempt_at = now()
+        WHERE (id, lease_token) IN (SELECT * FROM UNNEST($1::int8[], $2::uuid[]))
+        "#,
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .execute(pool)
+    .await
+    .map_err(query_error("release claims"))?;
+    Ok(result.rows_affected())
 }
 
 /// Puts meetings back to `pending`/`retrying` as they were, for operator

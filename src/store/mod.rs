@@ -3,6 +3,7 @@
 //! `runs`. Calls no other regsync module but `config`, `domain` and the
 //! plain records of `graph` it stores.
 
+pub mod bench;
 pub mod meetings;
 pub mod runs;
 

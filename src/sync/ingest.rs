@@ -27,6 +27,43 @@ pub struct PollReport {
     pub partial: Option<String>,
 }
 
+/// Validates a page against the listing so far and stores it: the valid
+/// meetings in one upsert, the rejected items in one insert.
+async fn store_page(
+    ctx: &Ctx,
+    run_id: i64,
+    page: crate::source::Page,
+    seen_ids: &mut HashSet<String>,
+    report: &mut PollReport,
+) -> Result<(), SyncError> {
+    let mut rejected = page.rejected;
+    let mut meetings = Vec::with_capacity(page.meetings.len());
+    for meeting in page.meetings {
+        if seen_ids.insert(meeting.external_id.0.clone()) {
+            meetings.push(meeting);
+        } else {
+            rejected.push(RejectedItem {
+                reason: format!(
+                    "id {:?} appears more than once in the listing; the first occurrence was used",
+                    meeting.external_id.as_str()
+                ),
+                external_id: Some(meeting.external_id.0),
+                raw: String::new(),
+            });
+        }
+    }
+    // An invalid item still shows its meeting exists: never "missing".
+    seen_ids.extend(rejected.iter().filter_map(|r| r.external_id.clone()));
+    report.seen += (meetings.len() + rejected.len()) as u64;
+    report.rejected += rejected.len() as u64;
+    for r in &rejected {
+        tracing::warn!(external_id = r.external_id.as_deref().unwrap_or(""), reason = %r.reason, "rejected platform item");
+    }
+    report.changed += store::meetings::upsert_page(&ctx.pool, &meetings).await?;
+    store::runs::insert_rejected(&ctx.pool, run_id, &rejected).await?;
+    Ok(())
+}
+
 /// Reads the whole listing into the store. A page that fails ends the
 /// listing as partial: what was read is kept, nothing is deregistered.
 ///
@@ -38,18 +75,11 @@ pub async fn poll(ctx: &Ctx) -> Result<PollReport, SyncError> {
     let mut report = PollReport { run_id, ..PollReport::default() };
     let mut seen_ids: HashSet<String> = HashSet::new();
     let mut cursors: HashSet<String> = HashSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        if ctx.shutdown.is_cancelled() {
-            report.partial = Some("shutdown began during the listing".into());
-            break;
-        }
-        if report.pages >= ctx.source.max_pages() {
-            report.partial =
-                Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages()));
-            break;
-        }
-        let page = match ctx.source.fetch_page(cursor.as_deref()).await {
+    // The next page is fetched while the current one is stored, so a poll
+    // takes about as long as reading the listing.
+    let mut fetched = Some(ctx.source.fetch_page(None).await);
+    while let Some(result) = fetched.take() {
+        let page = match result {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, pages_read = report.pages, "meeting list is partial; nothing is deregistered this cycle");
@@ -58,40 +88,34 @@ pub async fn poll(ctx: &Ctx) -> Result<PollReport, SyncError> {
             }
         };
         report.pages += 1;
-        let mut rejected = page.rejected;
-        let mut meetings = Vec::with_capacity(page.meetings.len());
-        for meeting in page.meetings {
-            if seen_ids.insert(meeting.external_id.0.clone()) {
-                meetings.push(meeting);
-            } else {
-                rejected.push(RejectedItem {
-                    reason: format!(
-                        "id {:?} appears more than once in the listing; the first occurrence was used",
-                        meeting.external_id.as_str()
-                    ),
-                    external_id: Some(meeting.external_id.0),
-                    raw: String::new(),
-                });
-            }
-        }
-        // An invalid item still shows its meeting exists: never "missing".
-        seen_ids.extend(rejected.iter().filter_map(|r| r.external_id.clone()));
-        report.seen += (meetings.len() + rejected.len()) as u64;
-        report.rejected += rejected.len() as u64;
-        for r in &rejected {
-            tracing::warn!(external_id = r.external_id.as_deref().unwrap_or(""), reason = %r.reason, "rejected platform item");
-        }
-        report.changed += store::meetings::upsert_page(&ctx.pool, &meetings).await?;
-        store::runs::insert_rejected(&ctx.pool, run_id, &rejected).await?;
-        match page.next_cursor {
-            None => break,
+        let next = match page.next_cursor.clone() {
+            None => None,
             Some(next) if !cursors.insert(next.clone()) => {
                 report.partial =
                     Some(format!("the platform returned cursor {next:?} twice; the listing was cut there"));
-                break;
+                None
             }
-            Some(next) => cursor = Some(next),
-        }
+            Some(_) if report.pages >= ctx.source.max_pages() => {
+                report.partial =
+                    Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages()));
+                None
+            }
+            Some(_) if ctx.shutdown.is_cancelled() => {
+                report.partial = Some("shutdown began during the listing".into());
+                None
+            }
+            Some(next) => Some(next),
+        };
+        let store_page = store_page(ctx, run_id, page, &mut seen_ids, &mut report);
+        let fetch_next = async {
+            match &next {
+                Some(cursor) => Some(ctx.source.fetch_page(Some(cursor)).await),
+                None => None,
+            }
+        };
+        let (stored, next_page) = tokio::join!(store_page, fetch_next);
+        stored?;
+        fetched = next_page;
     }
     if report.partial.is_none() && ctx.settings.sync.on_missing == OnMissing::Unregister {
         // An empty listing is far likelier a platform fault than a mass cancellation.

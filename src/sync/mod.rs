@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod reconcile;
 pub mod retry;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,22 +78,58 @@ pub struct Ctx {
 /// How many Graph calls may be in flight, adapted to throttling: a throttle
 /// drops it to one (requests already under way when Graph throttles are
 /// wasted, so fewer of them are better), each answer that is not a throttle
-/// raises it by one, up to `graph.max_concurrency`.
+/// raises it by one, up to `graph.max_concurrency`. Only the Graph call holds
+/// a slot: the database work around it overlaps other calls.
 #[derive(Debug)]
 pub struct Concurrency {
     current: AtomicUsize,
     max: usize,
+    in_flight: Mutex<usize>,
+    freed: tokio::sync::Notify,
+}
+
+/// A Graph call slot; freed on drop.
+pub struct Slot<'a>(&'a Concurrency);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.0.freed.notify_waiters();
+    }
 }
 
 impl Concurrency {
     /// Starts at `max`.
     pub fn new(max: usize) -> Self {
-        Self { current: AtomicUsize::new(max.max(1)), max: max.max(1) }
+        let max = max.max(1);
+        Self { current: AtomicUsize::new(max), max, in_flight: Mutex::new(0), freed: tokio::sync::Notify::new() }
     }
 
     /// The limit now.
     pub fn current(&self) -> usize {
         self.current.load(Ordering::Relaxed)
+    }
+
+    /// The most it can be.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Waits for a free slot under the current limit.
+    pub async fn slot(&self) -> Slot<'_> {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if *in_flight < self.current() {
+                    *in_flight += 1;
+                    return Slot(self);
+                }
+            }
+            freed.await;
+        }
     }
 
     /// Graph throttled: one at a time.
@@ -103,6 +140,7 @@ impl Concurrency {
     /// Graph answered without throttling: one more.
     pub fn answered(&self) {
         let _ = self.current.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some((c + 1).min(self.max)));
+        self.freed.notify_waiters();
     }
 }
 
@@ -254,9 +292,10 @@ pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
     Ok(TickReport { poll, reconcile, error })
 }
 
-/// Claims and reconciles meetings until none is due now, at most
-/// [`Concurrency::current`] at once (up to `graph.max_concurrency`). Claims
-/// only as many rows as there are free workers, so no lease ages in a queue.
+/// Claims and reconciles meetings until none is due now, with at most
+/// [`Concurrency::current`] Graph calls (up to `graph.max_concurrency`) in
+/// flight. Claims a batch ahead of the workers; what is left unstarted at
+/// the end (shutdown, a hold) is released at once.
 ///
 /// # Errors
 /// [`SyncError::Auth`] when Graph credentials fail (claiming stops, running
@@ -280,37 +319,53 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
             stop.get_or_insert(SyncError::Task(e.to_string()));
         }
     };
+    // Claimed rows wait here, a batch ahead, so a worker that finishes
+    // starts the next meeting without waiting for a claim round trip.
+    let mut queue: VecDeque<Claimed> = VecDeque::new();
+    let mut drained = false;
     // A hold (throttling, failed credentials) stops claiming: nothing could be sent.
     while stop.is_none() && !ctx.shutdown.is_cancelled() && ctx.local_hold().is_none() {
-        let free = ctx.concurrency.current().saturating_sub(running.len()).min(ctx.settings.sync.claim_batch as usize);
-        let claimed = if free == 0 {
-            Vec::new()
-        } else {
-            let limit = u32::try_from(free).unwrap_or(u32::MAX);
-            match store::meetings::claim_due(&ctx.pool, limit, ctx.settings.sync.lease_ttl(), ctx.replica).await {
-                Ok(rows) => rows,
+        // Twice the Graph slots: while some meetings wait for Graph, others
+        // commit their intent or record their outcome.
+        let limit = 2 * ctx.concurrency.current();
+        while running.len() < limit {
+            let Some(row) = queue.pop_front() else { break };
+            let ctx = ctx.clone();
+            running.spawn(async move { reconcile::reconcile(&ctx, row).await });
+        }
+        if queue.len() < limit && !drained {
+            let want = (ctx.settings.sync.claim_batch as usize).max(limit) - queue.len();
+            let batch = u32::try_from(want).unwrap_or(u32::MAX);
+            match store::meetings::claim_due(&ctx.pool, batch, ctx.settings.sync.lease_ttl(), ctx.replica).await {
+                Ok(rows) => {
+                    drained = rows.len() < want;
+                    report.claimed += rows.len() as u64;
+                    queue.extend(rows);
+                }
                 Err(e) => {
                     stop = Some(e.into());
                     break;
                 }
             }
-        };
-        if claimed.is_empty() {
-            // Wait for a worker: it frees a slot, and may make more due (a
-            // delete before a create).
-            match running.join_next().await {
-                Some(done) => collect(done, &mut report, &mut stop),
-                None => break,
+            if !queue.is_empty() && running.len() < limit {
+                continue;
             }
-            continue;
         }
-        report.claimed += claimed.len() as u64;
-        for row in claimed {
-            let ctx = ctx.clone();
-            running.spawn(async move { reconcile::reconcile(&ctx, row).await });
+        // Wait for a worker: it frees a slot, and may make more due (a
+        // delete before a create).
+        match running.join_next().await {
+            Some(done) => {
+                collect(done, &mut report, &mut stop);
+                drained = false;
+            }
+            None if queue.is_empty() => break,
+            None => {}
         }
-        while let Some(done) = running.try_join_next() {
-            collect(done, &mut report, &mut stop);
+    }
+    if !queue.is_empty() {
+        let unstarted: Vec<Claimed> = queue.into_iter().collect();
+        if let Err(e) = store::meetings::release(&ctx.pool, &unstarted).await {
+            tracing::warn!(error = %e, "cannot release unstarted claims; their leases will expire");
         }
     }
     while let Some(done) = running.join_next().await {

@@ -127,6 +127,8 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             Plan::Lookup(at) => (at.clone(), false),
             Plan::Create(at) | Plan::Delete(at) => (at.clone(), true),
         };
+        // The slot is taken before the intent, so the send follows it at once.
+        let slot = ctx.concurrency.slot().await;
         let gate_opened = Instant::now();
         let mut is_probe = false;
         let gate = store::meetings::prepare_send(
@@ -187,6 +189,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             }),
             Plan::Done | Plan::Fail(_) => unreachable!("handled above"),
         };
+        drop(slot);
         crash_point("after-response");
         if matches!(result, Err(graph::Error::Throttled { .. }) | Err(graph::Error::Token { .. })) {
             // Throttled again (or no token: nothing reached Graph).

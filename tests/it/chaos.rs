@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use regsync::devdb::Cluster;
-use regsync::sim::{FaultRates, Sim, SimMeeting, CLIENT_ID, CLIENT_SECRET, TENANT};
+use regsync::sim::{FaultRates, Sim, SimMeeting};
 use sqlx::ConnectOptions;
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -49,14 +49,9 @@ impl Replica {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "warn")
-            .env("DATABASE_URL", db)
-            .env("REGSYNC__SOURCE__BASE_URL", sim.platform_url())
-            .env("REGSYNC__GRAPH__BASE_URL", sim.graph_url())
-            .env("REGSYNC__GRAPH__AUTHORITY_URL", sim.authority_url())
-            .env("REGSYNC__GRAPH__TENANT_ID", TENANT)
-            .env("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID)
-            .env("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET)
+            .envs(crate::helpers::simulator_env(db, sim))
             .env("REGSYNC__GRAPH__TIMEOUT_MS", "500")
+            .env("REGSYNC__GRAPH__MAX_REQUESTS_PER_SECOND", "0")
             .env("REGSYNC__SYNC__LEASE_TTL_MS", "2000")
             .env("REGSYNC__SYNC__POLL_SCHEDULE", "*/2 * * * * *")
             .env("REGSYNC__SYNC__RECONCILE_INTERVAL_MS", "100")

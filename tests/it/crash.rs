@@ -6,6 +6,9 @@ use regsync::sim::{Fault, Sim};
 
 use crate::helpers::{fresh_database, meeting, regsync_cli};
 
+/// Retries after an unknown outcome wait for the request timeout: keep it short.
+const SHORT_TIMEOUT: (&str, &str) = ("REGSYNC__GRAPH__TIMEOUT_MS", "200");
+
 const POINTS: [&str; 5] = ["after-claim", "after-intent", "after-send", "after-response", "after-record"];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,9 +32,11 @@ async fn crash_then_recover(point: &str, remote: Remote) {
 
     let crashed = {
         let (db, sim) = (db.clone(), sim.clone());
-        tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &[("FAILPOINTS", failpoints.as_str())]))
-            .await
-            .expect("joined")
+        tokio::task::spawn_blocking(move || {
+            regsync_cli(&["once"], &db, &sim, &[("FAILPOINTS", failpoints.as_str()), SHORT_TIMEOUT])
+        })
+        .await
+        .expect("joined")
     };
     // The dead worker's lease runs out.
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
@@ -39,10 +44,25 @@ async fn crash_then_recover(point: &str, remote: Remote) {
         .execute(&pool)
         .await
         .expect("expire");
-    let recovered = {
+    // `once` stops when nothing is due now; a retry after an unknown outcome
+    // waits for the request timeout first, so run it until the meeting settles.
+    let mut recovered = None;
+    for _ in 0..10 {
         let (db, sim) = (db.clone(), sim.clone());
-        tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &[])).await.expect("joined")
-    };
+        let run = tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &[SHORT_TIMEOUT]))
+            .await
+            .expect("joined");
+        let settled: bool = sqlx::query_scalar("SELECT bool_and(state = 'synced') FROM meetings")
+            .fetch_one(&pool)
+            .await
+            .expect("state");
+        recovered = Some(run);
+        if settled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let recovered = recovered.expect("ran");
 
     let case = format!("{point} × {remote:?}");
     assert!(!crashed.status.success(), "{case}: the first run crashed");

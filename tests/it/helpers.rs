@@ -171,22 +171,29 @@ pub fn meeting(n: usize) -> SimMeeting {
     SimMeeting::new(&format!("evt-{n}"), &format!("org-{}", n % 3), &format!("MSp{n:04}"))
 }
 
+/// The environment that points a `regsync` process at `db` and `sim`.
+pub fn simulator_env(db: &str, sim: &Sim) -> Vec<(&'static str, String)> {
+    use regsync::sim::{CLIENT_ID, CLIENT_SECRET, TENANT};
+    vec![
+        ("DATABASE_URL", db.to_owned()),
+        ("REGSYNC__SOURCE__BASE_URL", sim.platform_url()),
+        ("REGSYNC__GRAPH__BASE_URL", sim.graph_url()),
+        ("REGSYNC__GRAPH__AUTHORITY_URL", sim.authority_url()),
+        ("REGSYNC__GRAPH__TENANT_ID", TENANT.to_owned()),
+        ("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID.to_owned()),
+        ("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+    ]
+}
+
 /// Runs the `regsync` binary with `args`, configured only through the
 /// environment to use `db` and `sim` (plus `extra` variables).
 pub fn regsync_cli(args: &[&str], db: &str, sim: &Sim, extra: &[(&str, &str)]) -> std::process::Output {
-    use regsync::sim::{CLIENT_ID, CLIENT_SECRET, TENANT};
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regsync"));
     command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db)
-        .env("REGSYNC__SOURCE__BASE_URL", sim.platform_url())
-        .env("REGSYNC__GRAPH__BASE_URL", sim.graph_url())
-        .env("REGSYNC__GRAPH__AUTHORITY_URL", sim.authority_url())
-        .env("REGSYNC__GRAPH__TENANT_ID", TENANT)
-        .env("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID)
-        .env("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET)
+        .envs(simulator_env(db, sim))
         .env("REGSYNC__SYNC__BACKOFF_BASE_MS", "1")
         .env("REGSYNC__SYNC__BACKOFF_MAX_MS", "1")
         .current_dir(std::env::temp_dir());

@@ -133,8 +133,13 @@ async fn t10_replicas_with_wall_clocks_ten_minutes_apart_never_rescue_early() {
         .map(|(i, skew)| {
             let mut r = Replica::new(logs.join(format!("r{i}.log")));
             // Only the wall clock moves; the monotonic clock stays true.
-            r.wrapper =
-                vec!["env".into(), "FAKETIME_DONT_FAKE_MONOTONIC=1".into(), "faketime".into(), skew.to_string()];
+            r.wrapper = vec![
+                "env".into(),
+                "FAKETIME_DONT_FAKE_MONOTONIC=1".into(),
+                "faketime".into(),
+                "-f".into(),
+                skew.to_string(),
+            ];
             r
         })
         .collect();

@@ -179,7 +179,7 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
             store::meetings::claim_due(&app.pool, 1, ttl, b),
         );
         let (completed, rescued) = (completed.expect("finish"), rescued.expect("claim"));
-        assert!(completed != !rescued.is_empty(), "exactly one of completion and rescue wins");
+        assert_eq!(completed, rescued.is_empty(), "exactly one of completion and rescue wins");
         if completed {
             assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await, 1, "not resurrected");
         } else {

@@ -1,0 +1,465 @@
+//! `regsync-bench`: measures regsync against bounds measured in the same run,
+//! on the simulator (the code of `regsync-sim`, run as a separate process)
+//! and a real PostgreSQL.
+//!
+//! Rows: first-sync ingest vs a raw bulk upsert of the same rows; a
+//! steady-state poll cycle vs fetching and parsing the same pages; Graph
+//! registration throughput vs min(rate limit, concurrency ÷ latency); Graph
+//! calls per registration and per steady cycle; database round trips per
+//! page; peak RSS; and a throttled run. See docs/performance.md.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use regsync::app::{connect_and_migrate, context};
+use regsync::config::Settings;
+use regsync::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId};
+use regsync::sim::{SimMeeting, Stats, CLIENT_ID, CLIENT_SECRET, TENANT};
+use regsync::sync::{self, Ctx};
+use regsync::{devdb, source, store};
+use secrecy::SecretString;
+use serde_json::json;
+use sqlx::ConnectOptions as _;
+use tokio_util::sync::CancellationToken;
+
+/// Benchmarks regsync against bounds measured in the same run.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+struct Args {
+    /// Meetings the simulated platform lists.
+    #[arg(long, default_value_t = 100_000)]
+    meetings: usize,
+    /// Latency of every simulated Graph request.
+    #[arg(long, default_value_t = 50)]
+    graph_latency_ms: u64,
+    /// graph.max_concurrency.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// graph.max_requests_per_second (0: no pacing).
+    #[arg(long, default_value_t = 0)]
+    rate_limit: u32,
+    /// source.page_size.
+    #[arg(long, default_value_t = 1_000)]
+    page_size: u32,
+    /// Meetings registered under 20 % throttling.
+    #[arg(long, default_value_t = 300)]
+    throttle_meetings: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also fail when a timing ratio misses its bound.
+    #[arg(long)]
+    check_ratios: bool,
+    /// Internal: serve the simulator in this process (the benchmark runs
+    /// itself this way, so its memory and CPU are not the daemon's).
+    #[arg(long, hide = true)]
+    serve_simulator: bool,
+}
+
+/// Statements sqlx sent (it reports each one under the `sqlx::query` target).
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+struct CountStatements;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The simulator process; killed on drop.
+struct SimProcess(Child, String);
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The simulator side: seeded, on a loopback port, until stdin closes (the
+/// benchmark exits or dies).
+async fn serve_simulator(args: &Args) -> anyhow::Result<()> {
+    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await?;
+    sim.seed(args.meetings);
+    sim.set_rates(regsync::sim::FaultRates {
+        latency: Duration::from_millis(args.graph_latency_ms),
+        ..Default::default()
+    });
+    println!("simulator listening on http://{}", sim.addr());
+    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await??;
+    Ok(())
+}
+
+fn start_simulator(args: &Args) -> anyhow::Result<SimProcess> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(&exe)
+        .args(["--serve-simulator", "--meetings", &args.meetings.to_string()])
+        .args(["--graph-latency-ms", &args.graph_latency_ms.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start the simulator ({})", exe.display()))?;
+    let stdout = child.stdout.take().context("simulator stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().context("the simulator printed nothing")??;
+    std::thread::spawn(move || lines.for_each(drop));
+    let base = first.rsplit(' ').next().unwrap_or_default().to_owned();
+    Ok(SimProcess(child, base))
+}
+
+async fn sim_stats(http: &reqwest::Client, base: &str) -> anyhow::Result<Stats> {
+    Ok(http.get(format!("{base}/_sim/stats")).send().await?.error_for_status()?.json().await?)
+}
+
+fn total_requests(stats: &Stats) -> u64 {
+    stats.requests.values().sum()
+}
+
+fn to_domain(m: &SimMeeting) -> ExternalMeeting {
+    ExternalMeeting {
+        external_id: ExternalId(m.id.clone()),
+        organizer_id: OrganizerId(m.organizer_id.clone()),
+        online_meeting_id: OnlineMeetingId(m.online_meeting_id.clone()),
+        allowed_registrant: AllowedRegistrant::parse(&m.allowed_registrant).unwrap_or(AllowedRegistrant::Everyone),
+        desired: if m.status == "cancelled" { Desired::Unregistered } else { Desired::Registered },
+        updated_at: None,
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn settings_for(args: &Args, sim: &str, db: &str) -> Settings {
+    let mut s = Settings::default();
+    s.database.url = Some(SecretString::from(db.to_owned()));
+    s.database.max_connections = (args.concurrency as u32 + 4).max(10);
+    s.source.base_url = Some(format!("{sim}/platform"));
+    s.source.page_size = args.page_size;
+    s.graph.base_url = format!("{sim}/graph/beta");
+    s.graph.authority_url = format!("{sim}/login");
+    s.graph.tenant_id = Some(TENANT.into());
+    s.graph.client_id = Some(CLIENT_ID.into());
+    s.graph.client_secret = Some(SecretString::from(CLIENT_SECRET));
+    s.graph.max_concurrency = args.concurrency;
+    s.graph.max_requests_per_second = args.rate_limit;
+    s.graph.timeout_ms = 10_000;
+    s.sync.backoff_base_ms = 100;
+    s.sync.backoff_max_ms = 1_000;
+    s.sync.claim_batch = args.concurrency as u32;
+    s
+}
+
+async fn new_ctx(settings: &Settings) -> anyhow::Result<Arc<Ctx>> {
+    let pool = connect_and_migrate(settings).await?;
+    context(Arc::new(settings.clone()), pool, Arc::default(), CancellationToken::new())
+}
+
+/// Reconciles until every meeting is settled, waiting out holds and backoff.
+async fn drain(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3_600);
+    loop {
+        sync::reconcile_due(ctx).await?;
+        let open: i64 = store::meetings::count_by_state(&ctx.pool)
+            .await?
+            .iter()
+            .filter(|c| matches!(c.state.as_str(), "pending" | "retrying" | "in_flight"))
+            .map(|c| c.count)
+            .sum();
+        if open == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{open} meetings never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    use tracing_subscriber::prelude::*;
+    let statements = tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::TRACE);
+    let _ = tracing_subscriber::registry()
+        .with(CountStatements.with_filter(statements))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::EnvFilter::new("error")),
+        )
+        .try_init();
+    if args.serve_simulator {
+        return match serve_simulator(&args).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("regsync-bench simulator: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    match bench(args).await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(2),
+        Err(e) => {
+            eprintln!("regsync-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: Args) -> anyhow::Result<bool> {
+    // Arrange: PostgreSQL, a fresh database, the simulator.
+    let cluster;
+    let server = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => url,
+        None => {
+            cluster = tokio::task::spawn_blocking(devdb::Cluster::start).await??;
+            cluster.url().to_owned()
+        }
+    };
+    let admin_options: sqlx::postgres::PgConnectOptions = server.parse().context("DATABASE_URL")?;
+    store::recreate_database(&mut admin_options.connect().await?, "regsync_bench").await?;
+    let db = admin_options.database("regsync_bench").to_url_lossy().to_string();
+    let sim = start_simulator(&args)?;
+    let http = reqwest::Client::new();
+    let settings = settings_for(&args, &sim.1, &db);
+    let rows: Vec<ExternalMeeting> = (1..=args.meetings).map(|i| to_domain(&SimMeeting::generated(i))).collect();
+
+    // Bound 1: the raw bulk upsert of the same rows, page by page.
+    let ctx = new_ctx(&settings).await?;
+    store::bench::prepare_raw_table(&ctx.pool).await?;
+    let started = Instant::now();
+    for page in rows.chunks(args.page_size as usize) {
+        store::bench::raw_upsert_page(&ctx.pool, page).await?;
+    }
+    let raw_secs = started.elapsed().as_secs_f64();
+    drop(rows);
+
+    // Ingest: regsync's first poll; sqlx reports every statement it sends.
+    let statements_before = STATEMENTS.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let poll = sync::ingest::poll(&ctx).await?;
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let per_page = (STATEMENTS.load(Ordering::Relaxed) - statements_before) as f64 / f64::from(poll.pages.max(1));
+
+    // Registration throughput with the whole backlog due.
+    let before = sim_stats(&http, &sim.1).await?;
+    let started = Instant::now();
+    drain(&ctx).await?;
+    let register_secs = started.elapsed().as_secs_f64();
+    let after = sim_stats(&http, &sim.1).await?;
+    let registered = after.registrations as f64;
+    let calls_per_registration = (total_requests(&after) - total_requests(&before)) as f64 / registered.max(1.0);
+    let latency = Duration::from_millis(args.graph_latency_ms.max(1)).as_secs_f64();
+    let concurrency_bound = args.concurrency as f64 / latency;
+    let throughput_bound =
+        if args.rate_limit == 0 { concurrency_bound } else { concurrency_bound.min(f64::from(args.rate_limit)) };
+    let throughput = registered / register_secs;
+
+    // Steady state: a full cycle with nothing changed vs fetching and
+    // parsing the same pages. Best of three each, interleaved.
+    let source = source::Client::new(&settings.source, settings.default_allowed_registrant())?;
+    let (mut fetch_secs, mut steady_secs, mut steady_calls) = (f64::MAX, f64::MAX, 0);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = source.fetch_page(cursor.as_deref()).await?;
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        fetch_secs = fetch_secs.min(started.elapsed().as_secs_f64());
+        let before = total_requests(&sim_stats(&http, &sim.1).await?);
+        let started = Instant::now();
+        sync::tick(&ctx).await?;
+        steady_secs = steady_secs.min(started.elapsed().as_secs_f64());
+        steady_calls += total_requests(&sim_stats(&http, &sim.1).await?) - before;
+    }
+
+    // Throttled: new meetings registered under 20 % 429s.
+    http.post(format!("{}/_sim/rates", sim.1))
+        .json(&json!({"throttle": 0.2, "retry_after_secs": 0.2, "latency": args.graph_latency_ms}))
+        .send()
+        .await?
+        .error_for_status()?;
+    for i in 0..args.throttle_meetings {
+        let m = SimMeeting::new(
+            &format!("bench-thr-{i}"),
+            "0f0f0f0f-0000-4000-8000-0000000000aa",
+            &format!("MSpThr{i:06}"),
+        );
+        http.post(format!("{}/_sim/meetings", sim.1)).json(&m).send().await?.error_for_status()?;
+    }
+    let before = sim_stats(&http, &sim.1).await?;
+    sync::ingest::poll(&ctx).await?;
+    drain(&ctx).await?;
+    let after = sim_stats(&http, &sim.1).await?;
+    let throttled_registered = (after.registrations - before.registrations) as f64;
+    let throttled_calls = (total_requests(&after) - total_requests(&before)) as f64 / throttled_registered.max(1.0);
+    let violations = after.requests_inside_retry_after - before.requests_inside_retry_after;
+
+    let report = Report {
+        args: args.clone(),
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        meetings_seen: poll.seen,
+        pages: poll.pages,
+        ingest_rate: args.meetings as f64 / ingest_secs,
+        raw_rate: args.meetings as f64 / raw_secs,
+        steady_secs,
+        fetch_secs,
+        throughput,
+        throughput_bound,
+        calls_per_registration,
+        steady_calls,
+        round_trips_per_page: per_page,
+        peak_rss_mib: peak_rss_mib(),
+        throttled_calls,
+        violations,
+    };
+    report.print();
+    Ok(report.passes())
+}
+
+struct Report {
+    args: Args,
+    cores: usize,
+    meetings_seen: u64,
+    pages: u32,
+    ingest_rate: f64,
+    raw_rate: f64,
+    steady_secs: f64,
+    fetch_secs: f64,
+    throughput: f64,
+    throughput_bound: f64,
+    calls_per_registration: f64,
+    steady_calls: u64,
+    round_trips_per_page: f64,
+    peak_rss_mib: f64,
+    throttled_calls: f64,
+    violations: u64,
+}
+
+impl Report {
+    fn ingest_ratio(&self) -> f64 {
+        self.ingest_rate / self.raw_rate
+    }
+    fn steady_ratio(&self) -> f64 {
+        self.steady_secs / self.fetch_secs
+    }
+    fn throughput_ratio(&self) -> f64 {
+        self.throughput / self.throughput_bound
+    }
+
+    /// The exact bounds always; the timing ratios with `--check-ratios`.
+    fn passes(&self) -> bool {
+        let exact = (self.calls_per_registration - 1.0).abs() < 0.005 && self.steady_calls == 0 && self.violations == 0;
+        let timed = self.ingest_ratio() >= 0.5
+            && self.steady_ratio() <= 1.5
+            && self.throughput_ratio() >= 0.9
+            && self.peak_rss_mib <= 150.0;
+        exact && (timed || !self.args.check_ratios)
+    }
+
+    fn print(&self) {
+        if self.args.json {
+            let value = json!({
+                "cores": self.cores,
+                "params": {"meetings": self.args.meetings, "graph_latency_ms": self.args.graph_latency_ms,
+                           "concurrency": self.args.concurrency, "rate_limit": self.args.rate_limit,
+                           "page_size": self.args.page_size, "throttle_meetings": self.args.throttle_meetings},
+                "ingest_ratio": self.ingest_ratio(),
+                "ingest_meetings_per_sec": self.ingest_rate,
+                "raw_upsert_meetings_per_sec": self.raw_rate,
+                "steady_cycle_ratio": self.steady_ratio(),
+                "steady_cycle_secs": self.steady_secs,
+                "fetch_and_parse_secs": self.fetch_secs,
+                "throughput_ratio": self.throughput_ratio(),
+                "throughput_per_sec": self.throughput,
+                "throughput_bound_per_sec": self.throughput_bound,
+                "calls_per_registration": self.calls_per_registration,
+                "steady_state_graph_calls": self.steady_calls,
+                "db_round_trips_per_page": self.round_trips_per_page,
+                "peak_rss_mib": self.peak_rss_mib,
+                "throttled_calls_per_registration": self.throttled_calls,
+                "throttle_window_violations": self.violations,
+            });
+            println!("{value}");
+            return;
+        }
+        let a = &self.args;
+        println!(
+            "regsync-bench: {} cores; {} meetings ({} seen on {} pages of {}), Graph latency {} ms, concurrency {}, rate limit {}, {} throttled meetings",
+            self.cores,
+            a.meetings,
+            self.meetings_seen,
+            self.pages,
+            a.page_size,
+            a.graph_latency_ms,
+            a.concurrency,
+            if a.rate_limit == 0 { "none".to_owned() } else { format!("{}/s", a.rate_limit) },
+            a.throttle_meetings
+        );
+        let mark = |ok: bool| if ok { "ok" } else { "MISS" };
+        println!("| figure | measured | bound measured in the same run | ratio | target |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| first-sync ingest, meetings/s | {:.0} | {:.0} (raw bulk upsert) | {:.2} | ≥ 0.5 {} |",
+            self.ingest_rate,
+            self.raw_rate,
+            self.ingest_ratio(),
+            mark(self.ingest_ratio() >= 0.5)
+        );
+        println!(
+            "| steady-state poll cycle, s | {:.3} | {:.3} (fetch + parse only) | {:.2} | ≤ 1.5 {} |",
+            self.steady_secs,
+            self.fetch_secs,
+            self.steady_ratio(),
+            mark(self.steady_ratio() <= 1.5)
+        );
+        println!(
+            "| registration throughput, meetings/s | {:.1} | {:.1} (min(rate limit, concurrency ÷ latency)) | {:.2} | ≥ 0.9 {} |",
+            self.throughput,
+            self.throughput_bound,
+            self.throughput_ratio(),
+            mark(self.throughput_ratio() >= 0.9)
+        );
+        println!(
+            "| Graph calls per registered meeting | {:.2} | 1.00 | {:.2} | = 1.00 {} |",
+            self.calls_per_registration,
+            self.calls_per_registration,
+            mark((self.calls_per_registration - 1.0).abs() < 0.005)
+        );
+        println!(
+            "| Graph calls in a steady-state cycle | {} | 0 | — | = 0 {} |",
+            self.steady_calls,
+            mark(self.steady_calls == 0)
+        );
+        println!("| database round trips per ingested page | {:.2} | — | — | report |", self.round_trips_per_page);
+        println!(
+            "| peak memory (RSS), MiB | {:.1} | — | — | ≤ 150 {} |",
+            self.peak_rss_mib,
+            mark(self.peak_rss_mib <= 150.0)
+        );
+        println!("| 20 % throttling: calls per registered meeting | {:.2} | — | — | report |", self.throttled_calls);
+        println!(
+            "| 20 % throttling: requests inside Retry-After | {} | 0 | — | = 0 {} |",
+            self.violations,
+            mark(self.violations == 0)
+        );
+    }
+}

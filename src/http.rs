@@ -1,0 +1,21 @@
+//! Conventions the HTTP clients of `source` and `graph` share: the user
+//! agent and error text an operator can act on. No requests are made here.
+
+/// Sent on every request.
+pub const USER_AGENT: &str = concat!("regsync/", env!("CARGO_PKG_VERSION"));
+
+/// reqwest's Display hides the cause; operators need "timed out" or
+/// "connection refused". `timeout_key` names the setting that timed out.
+pub fn describe(e: &reqwest::Error, timeout_key: &str) -> String {
+    if e.is_timeout() {
+        return format!("timed out ({timeout_key})");
+    }
+    let mut text = if e.is_connect() { "could not connect".to_owned() } else { e.to_string() };
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
