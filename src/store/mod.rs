@@ -4,6 +4,7 @@
 //! plain records of `graph` it stores.
 
 pub mod bench;
+pub mod claims;
 pub mod meetings;
 pub mod runs;
 
@@ -14,7 +15,8 @@ use sqlx::PgPool;
 
 use crate::config::DatabaseSettings;
 
-pub use meetings::{Actual, Claimed, FinalState, Location, Outcome, SendGate, StateCount};
+pub use claims::{Claimed, FinalState, Outcome, SendGate};
+pub use meetings::{Actual, Location, StateCount};
 pub use runs::{DemoFigures, FailedMeeting, RunReport};
 
 /// A database operation that failed.

@@ -3,12 +3,12 @@
 //! policy of `retry`. Uses `source`, `store` and `graph`; nothing but `app`
 //! and tests use it.
 
+mod concurrency;
 pub mod ingest;
 pub mod reconcile;
 pub mod retry;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::store::{self, Claimed, Outcome, RunReport};
 use crate::{graph, source};
 
+pub use concurrency::{Concurrency, Slot};
 pub use ingest::PollReport;
 pub use reconcile::Reconciled;
 
@@ -73,75 +74,6 @@ pub struct Ctx {
     /// Graph calls this process may have in flight now.
     pub concurrency: Concurrency,
     hold_until: Mutex<Option<Instant>>,
-}
-
-/// How many Graph calls may be in flight, adapted to throttling: a throttle
-/// drops it to one (requests already under way when Graph throttles are
-/// wasted, so fewer of them are better), each answer that is not a throttle
-/// raises it by one, up to `graph.max_concurrency`. Only the Graph call holds
-/// a slot: the database work around it overlaps other calls.
-#[derive(Debug)]
-pub struct Concurrency {
-    current: AtomicUsize,
-    max: usize,
-    in_flight: Mutex<usize>,
-    freed: tokio::sync::Notify,
-}
-
-/// A Graph call slot; freed on drop.
-pub struct Slot<'a>(&'a Concurrency);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        *self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        self.0.freed.notify_waiters();
-    }
-}
-
-impl Concurrency {
-    /// Starts at `max`.
-    pub fn new(max: usize) -> Self {
-        let max = max.max(1);
-        Self { current: AtomicUsize::new(max), max, in_flight: Mutex::new(0), freed: tokio::sync::Notify::new() }
-    }
-
-    /// The limit now.
-    pub fn current(&self) -> usize {
-        self.current.load(Ordering::Relaxed)
-    }
-
-    /// The most it can be.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
-    /// Waits for a free slot under the current limit.
-    pub async fn slot(&self) -> Slot<'_> {
-        loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            {
-                let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if *in_flight < self.current() {
-                    *in_flight += 1;
-                    return Slot(self);
-                }
-            }
-            freed.await;
-        }
-    }
-
-    /// Graph throttled: one at a time.
-    pub fn throttled(&self) {
-        self.current.store(1, Ordering::Relaxed);
-    }
-
-    /// Graph answered without throttling: one more.
-    pub fn answered(&self) {
-        let _ = self.current.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some((c + 1).min(self.max)));
-        self.freed.notify_waiters();
-    }
 }
 
 /// What reconciling the due meetings did.
@@ -243,7 +175,7 @@ impl Ctx {
         let give_up = Instant::now() + self.settings.sync.lease_ttl() / 2;
         let mut delay = Duration::from_millis(100);
         loop {
-            match store::meetings::finish(&self.pool, claimed, outcome, calls).await {
+            match store::claims::finish(&self.pool, claimed, outcome, calls).await {
                 Err(e) if e.is_transient() && Instant::now() + delay < give_up => {
                     tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
                     tokio::time::sleep(delay).await;
@@ -336,7 +268,7 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
         if queue.len() < limit && !drained {
             let want = (ctx.settings.sync.claim_batch as usize).max(limit) - queue.len();
             let batch = u32::try_from(want).unwrap_or(u32::MAX);
-            match store::meetings::claim_due(&ctx.pool, batch, ctx.settings.sync.lease_ttl(), ctx.replica).await {
+            match store::claims::claim_due(&ctx.pool, batch, ctx.settings.sync.lease_ttl(), ctx.replica).await {
                 Ok(rows) => {
                     drained = rows.len() < want;
                     report.claimed += rows.len() as u64;
@@ -364,7 +296,7 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
     }
     if !queue.is_empty() {
         let unstarted: Vec<Claimed> = queue.into_iter().collect();
-        if let Err(e) = store::meetings::release(&ctx.pool, &unstarted).await {
+        if let Err(e) = store::claims::release(&ctx.pool, &unstarted).await {
             tracing::warn!(error = %e, "cannot release unstarted claims; their leases will expire");
         }
     }
@@ -404,20 +336,5 @@ mod tests {
         assert_eq!(ctx.local_hold(), Some(Duration::from_millis(1)));
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(ctx.local_hold(), None);
-    }
-
-    #[test]
-    fn concurrency_drops_to_one_on_throttling_and_climbs_back_one_answer_at_a_time() {
-        let c = Concurrency::new(4);
-        assert_eq!(c.current(), 4);
-        c.throttled();
-        assert_eq!(c.current(), 1);
-        c.answered();
-        c.answered();
-        assert_eq!(c.current(), 3);
-        for _ in 0..10 {
-            c.answered();
-        }
-        assert_eq!(c.current(), 4);
     }
 }

@@ -131,7 +131,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         let slot = ctx.concurrency.slot().await;
         let gate_opened = Instant::now();
         let mut is_probe = false;
-        let gate = store::meetings::prepare_send(
+        let gate = store::claims::prepare_send(
             &ctx.pool,
             &claimed,
             is_write.then_some(&at),

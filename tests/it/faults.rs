@@ -213,8 +213,8 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
     app.sim.upsert_meeting(m.clone());
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
-    let claimed = store::meetings::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    let gate = store::meetings::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl)
+    let claimed = store::claims::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
+    let gate = store::claims::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl)
         .await
         .expect("intent");
     assert_eq!(gate, store::SendGate::Open { probe: false });
@@ -244,8 +244,8 @@ async fn a_crash_before_the_send_is_recovered_with_exactly_one_post() {
     app.sim.upsert_meeting(m.clone());
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
-    let claimed = store::meetings::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    store::meetings::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl).await.expect("intent");
+    let claimed = store::claims::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
+    store::claims::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl).await.expect("intent");
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
         .execute(&app.pool)
         .await
@@ -264,7 +264,7 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
     app.sim.upsert_meeting(meeting(22));
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
-    let stale = store::meetings::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
+    let stale = store::claims::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
         .execute(&app.pool)
         .await
@@ -282,8 +282,8 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
         last_error: Some("stale".into()),
         last_http_status: None,
     };
-    let applied = store::meetings::finish(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
-    let gate = store::meetings::prepare_send(&app.pool, &stale, Some(&stale.location), None, ttl, ttl)
+    let applied = store::claims::finish(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
+    let gate = store::claims::prepare_send(&app.pool, &stale, Some(&stale.location), None, ttl, ttl)
         .await
         .expect("statement ran");
 

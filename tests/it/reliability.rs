@@ -168,15 +168,15 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
     for _ in 0..100 {
         // (a)+(b): the old owner completes while a rescuer claims the expired row.
         reset(&app).await;
-        let old = store::meetings::claim_due(&app.pool, 1, ttl, a).await.expect("claim").remove(0);
+        let old = store::claims::claim_due(&app.pool, 1, ttl, a).await.expect("claim").remove(0);
         sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 ms'")
             .execute(&app.pool)
             .await
             .expect("expire");
         let outcome = synced_outcome();
         let (completed, rescued) = tokio::join!(
-            store::meetings::finish(&app.pool, &old, &outcome, &[]),
-            store::meetings::claim_due(&app.pool, 1, ttl, b),
+            store::claims::finish(&app.pool, &old, &outcome, &[]),
+            store::claims::claim_due(&app.pool, 1, ttl, b),
         );
         let (completed, rescued) = (completed.expect("finish"), rescued.expect("claim"));
         assert_eq!(completed, rescued.is_empty(), "exactly one of completion and rescue wins");
@@ -195,19 +195,19 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
         // (c): two claimers race for one due row.
         reset(&app).await;
         let (x, y) = tokio::join!(
-            store::meetings::claim_due(&app.pool, 5, ttl, a),
-            store::meetings::claim_due(&app.pool, 5, ttl, b),
+            store::claims::claim_due(&app.pool, 5, ttl, a),
+            store::claims::claim_due(&app.pool, 5, ttl, b),
         );
         assert_eq!(x.expect("claim").len() + y.expect("claim").len(), 1, "claimed exactly once");
 
         // (d): the completion is retried after its acknowledgement was lost.
         reset(&app).await;
-        let owner = store::meetings::claim_due(&app.pool, 1, ttl, a).await.expect("claim").remove(0);
+        let owner = store::claims::claim_due(&app.pool, 1, ttl, a).await.expect("claim").remove(0);
         let mut done = synced_outcome();
         done.last_error = Some("first".into());
-        assert!(store::meetings::finish(&app.pool, &owner, &done, &[]).await.expect("finish"));
+        assert!(store::claims::finish(&app.pool, &owner, &done, &[]).await.expect("finish"));
         done.last_error = Some("retried".into());
-        assert!(!store::meetings::finish(&app.pool, &owner, &done, &[]).await.expect("finish again"));
+        assert!(!store::claims::finish(&app.pool, &owner, &done, &[]).await.expect("finish again"));
         let kept: Option<String> =
             sqlx::query_scalar("SELECT last_error FROM meetings").fetch_one(&app.pool).await.expect("row");
         assert_eq!(kept.as_deref(), Some("first"), "the retry is a no-op");
