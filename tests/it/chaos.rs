@@ -35,6 +35,9 @@ impl Replica {
     }
 
     pub fn start(&mut self, db: &str, sim: &Sim) {
+        // A fresh port each start: while a replica was down, its old port may
+        // have been handed out as another connection's ephemeral port.
+        self.listen = format!("127.0.0.1:{}", free_port());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let mut command = match self.wrapper.split_first() {
             Some((program, args)) => {

@@ -54,7 +54,9 @@ async fn t5_a_429_storm_is_honoured_by_every_replica_with_one_probe_per_window()
     let log = app.sim.log();
     let first_429 = log.iter().find(|r| r.status == 429).expect("throttled").at;
     let storm_end = tokio::time::Instant::from_std(started + storm);
-    let during = log.iter().filter(|r| r.at > first_429 + Duration::from_millis(100) && r.at < storm_end).count();
+    // Requests already under way when the first 429 was answered can arrive
+    // a little later on a loaded machine; count from half a second after it.
+    let during = log.iter().filter(|r| r.at > first_429 + Duration::from_millis(500) && r.at < storm_end).count();
     assert!(during <= 7, "{during} requests during a 6 s storm with Retry-After 1 s");
     assert_eq!(app.sim.stats().requests_inside_retry_after, 0);
     assert_eq!(attempts_after_storm, 0, "throttling cost no meeting an attempt");
