@@ -88,6 +88,16 @@ impl Cluster {
         self.stop_server();
     }
 
+    /// Stops (SIGSTOP) or continues (SIGCONT) the postmaster: a database that
+    /// hangs new connections instead of refusing them.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(server) = &self.server {
+            let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(server.id() as libc::pid_t, signal) };
+        }
+    }
+
     /// Starts the server again on the same port and data after [`Cluster::crash`].
     ///
     /// # Errors

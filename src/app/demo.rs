@@ -35,16 +35,8 @@ pub struct DemoOptions {
 /// The figures the summary table shows.
 #[derive(Debug, Clone, Default)]
 pub struct DemoSummary {
-    /// Meetings with a registration recorded.
-    pub registered: i64,
-    /// Cancelled meetings without a registration.
-    pub deregistered: i64,
-    /// Failed meetings with their reasons.
-    pub failed: Vec<(String, String)>,
-    /// Items the platform listed that failed validation.
-    pub rejected: i64,
-    /// Graph requests by `METHOD STATUS`.
-    pub graph_calls: Vec<(String, i64)>,
+    /// What the database holds after the sync.
+    pub figures: store::DemoFigures,
     /// POSTs the simulator saw while a registration existed (must be 0).
     pub duplicate_posts: u64,
 }
@@ -158,19 +150,15 @@ async fn fresh_demo_database(url: &str) -> anyhow::Result<String> {
 }
 
 async fn summarize(pool: &sqlx::PgPool, sim: &Sim) -> anyhow::Result<DemoSummary> {
-    let figures = store::runs::demo_figures(pool).await?;
     Ok(DemoSummary {
-        registered: figures.registered,
-        deregistered: figures.deregistered,
-        failed: figures.failed,
-        rejected: figures.rejected,
-        graph_calls: figures.graph_calls,
+        figures: store::runs::demo_figures(pool).await?,
         duplicate_posts: sim.stats().posts_while_registered,
     })
 }
 
 /// The summary as a table.
-pub fn render(s: &DemoSummary) -> String {
+pub fn render(summary: &DemoSummary) -> String {
+    let s = &summary.figures;
     let mut out = String::new();
     let _ = writeln!(out, "+------------------------------+--------+");
     let mut row = |name: &str, value: String| {
@@ -183,7 +171,7 @@ pub fn render(s: &DemoSummary) -> String {
     for (call, n) in &s.graph_calls {
         row(&format!("Graph {call}"), n.to_string());
     }
-    row("duplicate POSTs at Graph", s.duplicate_posts.to_string());
+    row("duplicate POSTs at Graph", summary.duplicate_posts.to_string());
     let _ = writeln!(out, "+------------------------------+--------+");
     for (id, reason) in &s.failed {
         let _ = writeln!(out, "failed {id}: {reason}");

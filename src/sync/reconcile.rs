@@ -191,9 +191,9 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         };
         drop(slot);
         crash_point("after-response");
-        if matches!(result, Err(graph::Error::Throttled { .. }) | Err(graph::Error::Token { .. })) {
-            // Throttled again (or no token: nothing reached Graph).
-        } else {
+        // Anything but a throttle (or a missing token: nothing reached Graph)
+        // shows Graph is taking requests again.
+        if !matches!(result, Err(graph::Error::Throttled { .. } | graph::Error::Token { .. })) {
             ctx.concurrency.answered();
             if is_probe {
                 if let Err(e) = store::runs::end_recovery(&ctx.pool).await {

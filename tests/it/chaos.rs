@@ -1,7 +1,8 @@
 //! T2 + T3 (CI size): three `regsync run` replicas against their own
 //! PostgreSQL, Graph injecting throttling, 5xx, timeouts and lost
-//! responses, replicas killed with SIGKILL at random and restarted, and
-//! PostgreSQL crashed and restarted mid-run. Every valid meeting must end
+//! responses, replicas killed with SIGKILL at random and restarted, every
+//! regsync database session terminated after each kill, the postmaster
+//! frozen for 5 s, and PostgreSQL crashed and restarted mid-run. Every valid meeting must end
 //! registered exactly once by the simulator's own log.
 //!
 //! Size: `REGSYNC_CHAOS_MEETINGS` (default 300) and `REGSYNC_CHAOS_SECS`
@@ -131,7 +132,8 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     let mut admin = admin_options.connect().await.expect("admin connection");
     regsync::store::recreate_database(&mut admin, "regsync_chaos").await.expect("database");
     drop(admin);
-    let db = admin_options.database("regsync_chaos").to_url_lossy().to_string();
+    let admin_options = admin_options.database("postgres");
+    let db = admin_options.clone().database("regsync_chaos").to_url_lossy().to_string();
     let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
     sim.seed(meetings);
     sim.set_rates(FaultRates {
@@ -154,6 +156,8 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     let started = Instant::now();
     let mut kills = 0;
     let mut db_crashed = false;
+    let mut db_frozen = false;
+    let mut sessions_killed = 0;
     let mut not_ready_during_outage = None;
     while started.elapsed() < kill_phase || kills < 10 {
         let pause = rand::rng().random_range(1_000..2_500);
@@ -163,6 +167,22 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
         kills += 1;
         tokio::time::sleep(Duration::from_millis(rand::rng().random_range(100..1_000))).await;
         replicas[victim].start(&db, &sim);
+        // Kill every regsync session; the pools must reconnect on their own.
+        if let Ok(Ok(mut admin)) = tokio::time::timeout(Duration::from_secs(5), admin_options.connect()).await {
+            let killed: Option<i64> = sqlx::query_scalar(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'regsync_chaos'",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .ok();
+            sessions_killed += u64::from(killed.is_some());
+        }
+        if !db_frozen && started.elapsed() > kill_phase * 2 / 3 {
+            db_frozen = true;
+            cluster.freeze(true);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            cluster.freeze(false);
+        }
         if !db_crashed && started.elapsed() > kill_phase / 3 {
             db_crashed = true;
             cluster.crash();
@@ -216,7 +236,7 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     assert_eq!(stats.posts_while_registered, 0, "no POST while a registration existed");
     assert_eq!(stats.requests_inside_retry_after, 0, "no request inside a Retry-After window");
     assert!(log.len() <= 3 * meetings, "{} Graph requests for {meetings} meetings", log.len());
-    assert!(kills >= 10 && db_crashed);
+    assert!(kills >= 10 && db_crashed && db_frozen && sessions_killed >= 10);
     assert_eq!(not_ready_during_outage, Some(503), "/readyz reports the database outage");
     for (i, exit) in exits.iter().enumerate() {
         assert!(exit.is_some_and(|e| e.success()), "replica {i} stopped cleanly on SIGTERM: {exit:?}");
