@@ -21,18 +21,18 @@ fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// A `regsync run` process, optionally under a wrapper command (`faketime`).
+/// A `regsync run` process, with optional extra environment (libfaketime).
 pub struct Replica {
     pub child: Option<Child>,
     pub listen: String,
     pub log: PathBuf,
     pub starts: u32,
-    pub wrapper: Vec<String>,
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Replica {
     pub fn new(log: PathBuf) -> Self {
-        Self { child: None, listen: format!("127.0.0.1:{}", free_port()), log, starts: 0, wrapper: Vec::new() }
+        Self { child: None, listen: format!("127.0.0.1:{}", free_port()), log, starts: 0, extra_env: Vec::new() }
     }
 
     pub fn start(&mut self, db: &str, sim: &Sim) {
@@ -40,14 +40,7 @@ impl Replica {
         // have been handed out as another connection's ephemeral port.
         self.listen = format!("127.0.0.1:{}", free_port());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let mut command = match self.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(env!("CARGO_BIN_EXE_regsync"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_regsync")),
-        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_regsync"));
         let child = command
             .args(["run", "--log-format", "json"])
             .env_clear()
@@ -65,6 +58,7 @@ impl Replica {
             .env("REGSYNC__DATABASE__ACQUIRE_TIMEOUT_MS", "2000")
             .env("REGSYNC__SERVER__LISTEN", &self.listen)
             .env("REGSYNC__SERVER__READY_MAX_POLL_AGE_SECS", "60")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .current_dir(std::env::temp_dir())
             .stdout(Stdio::null())
             .stderr(log)
