@@ -49,6 +49,9 @@ impl Replica {
             .envs(crate::helpers::simulator_env(db, sim))
             .env("REGSYNC__GRAPH__TIMEOUT_MS", "500")
             .env("REGSYNC__GRAPH__MAX_REQUESTS_PER_SECOND", "0")
+            // Two calls in flight per replica: with a 429 on one request in
+            // five, every call under way when one comes back is wasted.
+            .env("REGSYNC__GRAPH__MAX_CONCURRENCY", "2")
             .env("REGSYNC__SYNC__LEASE_TTL_MS", "2000")
             .env("REGSYNC__SYNC__POLL_SCHEDULE", "*/2 * * * * *")
             .env("REGSYNC__SYNC__RECONCILE_INTERVAL_MS", "100")
