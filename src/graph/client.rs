@@ -3,11 +3,12 @@
 //! (and `-get`, `-delete`). Each request carries a fresh `client-request-id`
 //! and is returned as a [`CallRecord`] for the audit table.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::auth::{Credentials, TokenCache};
@@ -28,6 +29,12 @@ pub struct MeetingRef<'a> {
     /// The online meeting.
     pub meeting: &'a OnlineMeetingId,
 }
+
+/// Leave to send one request: the pace allowed it and a token is at hand.
+/// The caller takes it before its last check that Graph is not throttling
+/// (`store::claims::prepare_send`), so nothing slow sits between that check
+/// and the request.
+pub struct Ready(Arc<SecretString>);
 
 /// A Graph client with one connection pool, one token cache and one pace.
 pub struct Client {
@@ -70,18 +77,30 @@ impl Client {
         })
     }
 
+    /// Waits for the pace and a valid token.
+    ///
+    /// # Errors
+    /// [`Error::Token`] when no token can be had.
+    pub async fn ready(&self) -> Result<Ready, Error> {
+        if let Some(pace) = &self.pace {
+            pace.until_ready().await;
+        }
+        Ok(Ready(self.tokens.token().await?))
+    }
+
     /// Enables external registration (`POST`, 201 with the registration).
     ///
     /// # Errors
     /// Classified failures; `Conflict` when one may already exist.
     pub async fn create(
         &self,
+        ready: Ready,
         at: MeetingRef<'_>,
         allowed: AllowedRegistrant,
         calls: &mut Vec<CallRecord>,
     ) -> Result<RemoteRegistration, Error> {
         let body = CreateRegistration { odata_type: EXTERNAL_REGISTRATION_TYPE, allowed_registrant: allowed.as_str() };
-        let (status, bytes) = self.send(Method::POST, at, Some(&body), calls).await?;
+        let (status, bytes) = self.send(ready, Method::POST, at, Some(&body), calls).await?;
         match status {
             StatusCode::OK | StatusCode::CREATED => decode(status, &bytes),
             other => Err(unexpected(other, "create answered a success status other than 201")),
@@ -94,10 +113,11 @@ impl Client {
     /// Classified failures.
     pub async fn get(
         &self,
+        ready: Ready,
         at: MeetingRef<'_>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<RemoteRegistration>, Error> {
-        match self.send(Method::GET, at, None, calls).await {
+        match self.send(ready, Method::GET, at, None, calls).await {
             Ok((status, bytes)) => decode(status, &bytes).map(Some),
             Err(Error::Rejected { status: 404, .. }) => {
                 mark_last(calls, "absent");
@@ -111,8 +131,13 @@ impl Client {
     ///
     /// # Errors
     /// Classified failures.
-    pub async fn delete(&self, at: MeetingRef<'_>, calls: &mut Vec<CallRecord>) -> Result<Deleted, Error> {
-        match self.send(Method::DELETE, at, None, calls).await {
+    pub async fn delete(
+        &self,
+        ready: Ready,
+        at: MeetingRef<'_>,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<Deleted, Error> {
+        match self.send(ready, Method::DELETE, at, None, calls).await {
             Ok(_) => Ok(Deleted::Removed),
             Err(Error::Rejected { status: 404, .. }) => {
                 mark_last(calls, "absent");
@@ -141,6 +166,7 @@ impl Client {
     /// Returns the status and body of a 2xx; everything else as an [`Error`].
     async fn send(
         &self,
+        ready: Ready,
         method: Method,
         at: MeetingRef<'_>,
         body: Option<&CreateRegistration<'_>>,
@@ -148,11 +174,8 @@ impl Client {
     ) -> Result<(StatusCode, bytes::Bytes), Error> {
         let path = Self::path(at)?;
         let mut refreshed = false;
+        let Ready(mut token) = ready;
         loop {
-            if let Some(pace) = &self.pace {
-                pace.until_ready().await;
-            }
-            let token = self.tokens.token().await?;
             let client_request_id = Uuid::new_v4();
             let mut request = self
                 .http
@@ -219,6 +242,7 @@ impl Client {
                     // A revoked or rotated token: one fresh token, one retry.
                     self.tokens.invalidate(&token).await;
                     refreshed = true;
+                    token = self.ready().await?.0;
                 }
                 other => return other,
             }

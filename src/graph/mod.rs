@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{AllowedRegistrant, RegistrationId};
 
-pub use client::{Client, MeetingRef};
+pub use client::{Client, MeetingRef, Ready};
 
 /// The registration Graph holds for a meeting.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -107,6 +107,10 @@ async fn token(
     Path(tenant): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    let delay = lock(&state).token_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = lock(&state);
     if let Some(fault) = s.token_faults.pop_front() {
         return token_error(fault.status, &fault.error, &fault.description);

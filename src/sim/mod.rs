@@ -110,6 +110,8 @@ pub(crate) struct State {
     pub(crate) tokens: HashSet<String>,
     pub(crate) tokens_issued: u64,
     pub(crate) token_faults: VecDeque<TokenFault>,
+    /// How long the token endpoint takes to answer.
+    pub(crate) token_delay: Duration,
     pub(crate) online_meetings: HashSet<(String, String)>,
     pub(crate) forbidden_organizers: HashSet<String>,
     pub(crate) registrations: HashMap<(String, String), Registration>,
@@ -243,6 +245,11 @@ impl Sim {
     /// Queues a fault for the next token request.
     pub fn fail_next_token(&self, fault: TokenFault) {
         self.lock().token_faults.push_back(fault);
+    }
+
+    /// Makes the token endpoint answer only after `delay`.
+    pub fn delay_tokens(&self, delay: Duration) {
+        self.lock().token_delay = delay;
     }
 
     /// Sets random fault rates.

@@ -127,8 +127,13 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             Plan::Lookup(at) => (at.clone(), false),
             Plan::Create(at) | Plan::Delete(at) => (at.clone(), true),
         };
-        // The slot is taken before the intent, so the send follows it at once.
+        // The slot, the pace and the token come before the gate, so the
+        // send follows it at once.
         let slot = ctx.concurrency.slot().await;
+        let ready = match ctx.graph.ready().await {
+            Ok(ready) => ready,
+            Err(e) => return record_failure(ctx, &claimed, &mut known, &e, &calls).await,
+        };
         let gate_opened = Instant::now();
         let mut is_probe = false;
         let gate = store::claims::prepare_send(
@@ -175,14 +180,14 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         let target = MeetingRef { organizer: &at.organizer, meeting: &at.meeting };
         let result = match step {
             Plan::Lookup(_) => {
-                ctx.graph.get(target, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found))
+                ctx.graph.get(ready, target, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found))
             }
             Plan::Create(_) => ctx
                 .graph
-                .create(target, claimed.allowed_registrant, &mut calls)
+                .create(ready, target, claimed.allowed_registrant, &mut calls)
                 .await
                 .map(|made| learn_create(&mut known, &at, made, &claimed)),
-            Plan::Delete(_) => ctx.graph.delete(target, &mut calls).await.map(|gone| {
+            Plan::Delete(_) => ctx.graph.delete(ready, target, &mut calls).await.map(|gone| {
                 known.actual = None;
                 known.needs_lookup = false;
                 known.deleted |= gone == Deleted::Removed;

@@ -219,7 +219,8 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
         .expect("intent");
     assert_eq!(gate, store::SendGate::Open { probe: false });
     let at = MeetingRef { organizer: &claimed.location.organizer, meeting: &claimed.location.meeting };
-    app.ctx.graph.create(at, claimed.allowed_registrant, &mut Vec::new()).await.expect("created");
+    let ready = app.ctx.graph.ready().await.expect("a token");
+    app.ctx.graph.create(ready, at, claimed.allowed_registrant, &mut Vec::new()).await.expect("created");
     // The process dies here. Its lease runs out.
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
         .execute(&app.pool)

@@ -31,6 +31,11 @@ async fn t5_a_429_storm_is_honoured_by_every_replica_with_one_probe_per_window()
     let app = spawn_app().await;
     app.sim.seed(500);
     sync::ingest::poll(&app.ctx).await.expect("poll");
+    // One replica holds a token; the others get theirs only after its first
+    // requests were throttled, as replicas that start or refresh at
+    // different times do.
+    app.ctx.graph.ready().await.expect("a token");
+    app.sim.delay_tokens(Duration::from_millis(400));
     let storm = Duration::from_secs(6);
     app.sim.throttle_all_for(storm, "1");
     let started = Instant::now();
