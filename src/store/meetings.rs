@@ -71,12 +71,18 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
                 AS p(external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at)
         ),
         -- A plain read finds the unchanged rows, so they cost neither an
-        -- insert attempt nor a row lock.
+        -- insert attempt nor a row lock. OFFSET 0 keeps the check a lookup
+        -- by key per row: as a join the planner picks a scan of the whole
+        -- table for a large page, and a poll becomes quadratic.
         changed AS (
-            SELECT p.* FROM page p LEFT JOIN meetings m ON m.external_id = p.external_id
-            WHERE m.id IS NULL
-               OR (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
-                  IS DISTINCT FROM (p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired)
+            SELECT p.* FROM page p
+            WHERE NOT EXISTS (
+                SELECT FROM meetings m
+                WHERE m.external_id = p.external_id
+                  AND (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
+                      IS NOT DISTINCT FROM (p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired)
+                OFFSET 0
+            )
         )
         INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at)
         SELECT * FROM changed ORDER BY external_id
