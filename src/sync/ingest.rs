@@ -3,9 +3,14 @@
 //! listing.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::config::OnMissing;
 use crate::domain::RejectedItem;
+use crate::source::Page;
 use crate::store;
 
 use super::{Ctx, SyncError};
@@ -32,7 +37,7 @@ pub struct PollReport {
 async fn store_page(
     ctx: &Ctx,
     run_id: i64,
-    page: crate::source::Page,
+    page: Page,
     seen_ids: &mut HashSet<String>,
     report: &mut PollReport,
 ) -> Result<(), SyncError> {
@@ -64,59 +69,31 @@ async fn store_page(
     Ok(())
 }
 
+/// Pages read ahead of the one being stored: enough to keep both busy,
+/// few enough that memory stays a few pages whatever the listing's size.
+const READ_AHEAD: usize = 2;
+
 /// Reads the whole listing into the store. A page that fails ends the
 /// listing as partial: what was read is kept, nothing is deregistered.
 ///
 /// # Errors
 /// The database failed; the platform's failures are not errors here.
 #[tracing::instrument(skip_all)]
-pub async fn poll(ctx: &Ctx) -> Result<PollReport, SyncError> {
+pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
     let run_id = store::runs::start(&ctx.pool).await?;
     let mut report = PollReport { run_id, ..PollReport::default() };
     let mut seen_ids: HashSet<String> = HashSet::new();
-    let mut cursors: HashSet<String> = HashSet::new();
-    // The next page is fetched while the current one is stored, so a poll
-    // takes about as long as reading the listing.
-    let mut fetched = Some(ctx.source.fetch_page(None).await);
-    while let Some(result) = fetched.take() {
-        let page = match result {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = %e, pages_read = report.pages, "meeting list is partial; nothing is deregistered this cycle");
-                report.partial = Some(e.to_string());
-                break;
-            }
-        };
-        report.pages += 1;
-        let next = match page.next_cursor.clone() {
-            None => None,
-            Some(next) if !cursors.insert(next.clone()) => {
-                report.partial =
-                    Some(format!("the platform returned cursor {next:?} twice; the listing was cut there"));
-                None
-            }
-            Some(_) if report.pages >= ctx.source.max_pages() => {
-                report.partial =
-                    Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages()));
-                None
-            }
-            Some(_) if ctx.shutdown.is_cancelled() => {
-                report.partial = Some("shutdown began during the listing".into());
-                None
-            }
-            Some(next) => Some(next),
-        };
-        let store_page = store_page(ctx, run_id, page, &mut seen_ids, &mut report);
-        let fetch_next = async {
-            match &next {
-                Some(cursor) => Some(ctx.source.fetch_page(Some(cursor)).await),
-                None => None,
-            }
-        };
-        let (stored, next_page) = tokio::join!(store_page, fetch_next);
-        stored?;
-        fetched = next_page;
+    // Pages are fetched and parsed on another task while earlier ones are
+    // stored, so a poll takes about as long as the slower of the two.
+    let (pages_tx, mut pages_rx) = mpsc::channel(READ_AHEAD);
+    let reader = tokio::spawn(read_listing(ctx.clone(), pages_tx).in_current_span());
+    while let Some(page) = pages_rx.recv().await {
+        if let Err(e) = store_page(ctx, run_id, page, &mut seen_ids, &mut report).await {
+            reader.abort();
+            return Err(e);
+        }
     }
+    (report.pages, report.partial) = reader.await.map_err(|e| SyncError::Task(e.to_string()))?;
     if report.partial.is_none() && ctx.settings.sync.on_missing == OnMissing::Unregister {
         // An empty listing is far likelier a platform fault than a mass cancellation.
         if seen_ids.is_empty() {
@@ -137,4 +114,41 @@ pub async fn poll(ctx: &Ctx) -> Result<PollReport, SyncError> {
         "polled the platform"
     );
     Ok(report)
+}
+
+/// Fetches the listing page by page into `pages` until it ends, fails or
+/// cannot be trusted further. Returns the pages read and, for a partial
+/// listing, why.
+async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u32, Option<String>) {
+    let mut cursors: HashSet<String> = HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut read = 0;
+    loop {
+        let page = match ctx.source.fetch_page(cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, pages_read = read, "meeting list is partial; nothing is deregistered this cycle");
+                return (read, Some(e.to_string()));
+            }
+        };
+        read += 1;
+        let next = page.next_cursor.clone();
+        if pages.send(page).await.is_err() {
+            return (read, None); // storing failed; poll reports that
+        }
+        cursor = match next {
+            None => return (read, None),
+            Some(next) if !cursors.insert(next.clone()) => {
+                return (read, Some(format!("the platform returned cursor {next:?} twice; the listing was cut there")));
+            }
+            Some(_) if read >= ctx.source.max_pages() => {
+                return (
+                    read,
+                    Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages())),
+                );
+            }
+            Some(_) if ctx.shutdown.is_cancelled() => return (read, Some("shutdown began during the listing".into())),
+            Some(next) => Some(next),
+        };
+    }
 }
