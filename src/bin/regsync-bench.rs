@@ -48,7 +48,7 @@ struct Args {
     page_size: u32,
     /// Steady-state cycles measured (and as many fetch-only passes); the
     /// best of each counts.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     steady_cycles: usize,
     /// Meetings registered under 20 % throttling.
     #[arg(long, default_value_t = 300)]
