@@ -2,8 +2,9 @@
 //! PostgreSQL, Graph injecting throttling, 5xx, timeouts and lost
 //! responses, replicas killed with SIGKILL at random and restarted, every
 //! regsync database session terminated after each kill, the postmaster
-//! frozen for 5 s, and PostgreSQL crashed and restarted mid-run. Every valid meeting must end
-//! registered exactly once by the simulator's own log.
+//! frozen for 5 s, and PostgreSQL crashed and restarted mid-run (every
+//! replica must be ready again within 15 s of it). Every valid meeting must
+//! end registered exactly once by the simulator's own log.
 //!
 //! Size: `REGSYNC_CHAOS_MEETINGS` (default 300) and `REGSYNC_CHAOS_SECS`
 //! (the kill phase, default 30).
@@ -111,6 +112,11 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+async fn ready(listen: &str) -> bool {
+    let probe = reqwest::Client::new().get(format!("http://{listen}/readyz")).timeout(Duration::from_secs(3)).send();
+    probe.await.is_ok_and(|r| r.status().is_success())
+}
+
 pub async fn open_meetings(pool: &sqlx::PgPool) -> Option<i64> {
     sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')")
         .fetch_one(pool)
@@ -156,6 +162,7 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     let mut db_frozen = false;
     let mut sessions_killed = 0;
     let mut not_ready_during_outage = None;
+    let mut ready_again_after = None;
     while started.elapsed() < kill_phase || kills < 10 {
         let pause = rand::rng().random_range(1_000..2_500);
         tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -194,6 +201,20 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
             })
             .await
             .expect("joined");
+            // T3: every replica answers /readyz (its pool reaches the
+            // database again) within 15 s of PostgreSQL accepting connections.
+            let back = Instant::now();
+            for r in &replicas {
+                while !ready(&r.listen).await {
+                    assert!(
+                        back.elapsed() < Duration::from_secs(15),
+                        "{} not ready 15 s after PostgreSQL came back",
+                        r.listen
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            ready_again_after = Some(back.elapsed());
         }
     }
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
@@ -229,7 +250,12 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
         assert_eq!(recorded.as_deref(), Some(held.as_str()), "{}: the recorded id is Graph's", m.id);
     }
     let stats = sim.stats();
-    println!("chaos: {meetings} meetings, {kills} kills, {} Graph requests, {:?} by status", log.len(), stats.requests);
+    println!(
+        "chaos: {meetings} meetings, {kills} kills, {} Graph requests, {:?} by status, every replica ready {:?} after PostgreSQL was back",
+        log.len(),
+        stats.requests,
+        ready_again_after.unwrap_or_default()
+    );
     assert_eq!(stats.posts_while_registered, 0, "no POST while a registration existed");
     assert_eq!(stats.requests_inside_retry_after, 0, "no request inside a Retry-After window");
     assert!(log.len() <= 3 * meetings, "{} Graph requests for {meetings} meetings", log.len());
