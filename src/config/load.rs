@@ -1,0 +1,72 @@
+//! Where settings come from: built-in defaults, then the file, then the
+//! environment, then secret files.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use secrecy::SecretString;
+
+use super::{Error, Settings, DEFAULT_FILE};
+
+impl Settings {
+    /// Loads `path` (or `config/default.toml` when present), then the process
+    /// environment, then validates.
+    ///
+    /// # Errors
+    /// A file or variable that does not parse, an unreadable secret file, or
+    /// any invalid setting (all reported at once).
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(path, &env)
+    }
+
+    /// [`Settings::load`] with the environment given as a map (for tests).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_from(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, Error> {
+        let file = match path {
+            Some(path) => Some(config::File::from(path).required(true)),
+            None if Path::new(DEFAULT_FILE).exists() => Some(config::File::with_name(DEFAULT_FILE)),
+            None => None,
+        };
+        let regsync_env: HashMap<String, String> =
+            env.iter().filter(|(k, _)| k.starts_with("REGSYNC__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(file);
+        }
+        let layered = builder
+            .add_source(
+                config::Environment::with_prefix("REGSYNC")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(regsync_env)),
+            )
+            .build()?;
+        let mut settings: Settings = layered.try_deserialize()?;
+        if settings.database.url.is_none() {
+            settings.database.url =
+                env.get("DATABASE_URL").filter(|url| !url.is_empty()).map(|url| SecretString::from(url.clone()));
+        }
+        settings.read_secret_files()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), Error> {
+        fn read(key: &'static str, path: &Path) -> Result<SecretString, Error> {
+            std::fs::read_to_string(path)
+                .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|source| Error::ReadSecretFile { key, path: path.to_owned(), source })
+        }
+        if let Some(path) = &self.graph.client_secret_file {
+            self.graph.client_secret = Some(read("graph.client_secret_file", path)?);
+        }
+        if let Some(path) = &self.source.token_file {
+            self.source.token = Some(read("source.token_file", path)?);
+        }
+        Ok(())
+    }
+}

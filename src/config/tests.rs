@@ -1,0 +1,92 @@
+//! Loading and validating settings.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn complete_env() -> HashMap<String, String> {
+    env(&[
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1/regsync"),
+        ("REGSYNC__SOURCE__BASE_URL", "http://127.0.0.1:1"),
+        ("REGSYNC__GRAPH__TENANT_ID", "tenant"),
+        ("REGSYNC__GRAPH__CLIENT_ID", "client"),
+        ("REGSYNC__GRAPH__CLIENT_SECRET", "s3cret"),
+    ])
+}
+
+#[test]
+fn environment_fills_every_required_key() {
+    let settings = Settings::load_from(None, &complete_env()).expect("valid");
+    assert_eq!(settings.graph.client_id.as_deref(), Some("client"));
+    assert_eq!(settings.source.page_size, 200);
+    assert_eq!(settings.graph.base_url, "https://graph.microsoft.com/beta");
+}
+
+#[test]
+fn missing_keys_are_all_named_in_one_error() {
+    let err = Settings::load_from(None, &HashMap::new()).unwrap_err().to_string();
+    for key in ["database.url", "source.base_url", "graph.tenant_id", "graph.client_id", "graph.client_secret"] {
+        assert!(err.contains(key), "{key} not named in {err}");
+    }
+}
+
+#[test]
+fn numbers_from_the_environment_are_parsed() {
+    let mut vars = complete_env();
+    vars.insert("REGSYNC__GRAPH__MAX_CONCURRENCY".into(), "9".into());
+    let settings = Settings::load_from(None, &vars).expect("valid");
+    assert_eq!(settings.graph.max_concurrency, 9);
+}
+
+#[test]
+fn an_unknown_key_is_an_error_naming_it() {
+    let mut vars = complete_env();
+    vars.insert("REGSYNC__GRAPH__CLIENT_SECRT".into(), "typo".into());
+    let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+    assert!(err.contains("client_secrt"), "{err}");
+}
+
+#[test]
+fn a_malformed_number_names_the_key() {
+    let mut vars = complete_env();
+    vars.insert("REGSYNC__SYNC__MAX_ATTEMPTS".into(), "many".into());
+    let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+    assert!(err.contains("max_attempts"), "{err}");
+}
+
+#[test]
+fn a_timeout_longer_than_a_quarter_lease_is_rejected() {
+    let mut vars = complete_env();
+    vars.insert("REGSYNC__GRAPH__TIMEOUT_MS".into(), "60000".into());
+    let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+    assert!(err.contains("graph.timeout_ms"), "{err}");
+}
+
+#[test]
+fn the_client_secret_can_come_from_a_file_and_never_prints() {
+    let dir = std::env::temp_dir().join(format!("regsync-cfg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "from-file-secret\n").unwrap();
+    let mut vars = complete_env();
+    vars.remove("REGSYNC__GRAPH__CLIENT_SECRET");
+    vars.insert("REGSYNC__GRAPH__CLIENT_SECRET_FILE".into(), file.display().to_string());
+    let settings = Settings::load_from(None, &vars).expect("valid");
+    assert_eq!(settings.graph.client_secret.as_ref().unwrap().expose_secret(), "from-file-secret");
+    assert!(!format!("{settings:?}").contains("from-file-secret"));
+    assert!(!format!("{settings:?}").contains("postgres://"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_shipped_default_file_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
+    let settings = Settings::load_from(Some(&path), &complete_env()).expect("default.toml is valid");
+    assert_eq!(settings.sync.poll_schedule, "0 */5 * * * *");
+    assert_eq!(settings.sync.poll_period(), Duration::from_secs(300));
+}

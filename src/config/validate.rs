@@ -1,0 +1,134 @@
+//! Every setting checked at once, each problem a line naming its key.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Error, Settings, SourceAuth};
+use crate::domain::AllowedRegistrant;
+
+impl Settings {
+    /// Checks every setting and reports all problems at once, one line each.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] listing each bad key.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut bad = Vec::new();
+        let mut require = |present: bool, key: &str, env: &str| {
+            if !present {
+                bad.push(format!("{key} is required (set it in the config file or {env})"));
+            }
+        };
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        let secret_set = |v: &Option<SecretString>| v.as_ref().is_some_and(|v| !v.expose_secret().is_empty());
+        require(secret_set(&self.database.url), "database.url", "REGSYNC__DATABASE__URL or DATABASE_URL");
+        require(set(&self.source.base_url), "source.base_url", "REGSYNC__SOURCE__BASE_URL");
+        require(set(&self.graph.tenant_id), "graph.tenant_id", "REGSYNC__GRAPH__TENANT_ID");
+        require(set(&self.graph.client_id), "graph.client_id", "REGSYNC__GRAPH__CLIENT_ID");
+        require(
+            secret_set(&self.graph.client_secret),
+            "graph.client_secret",
+            "REGSYNC__GRAPH__CLIENT_SECRET or REGSYNC__GRAPH__CLIENT_SECRET_FILE",
+        );
+        for (key, url) in [
+            ("source.base_url", self.source.base_url.as_deref()),
+            ("graph.base_url", Some(self.graph.base_url.as_str())),
+            ("graph.authority_url", Some(self.graph.authority_url.as_str())),
+        ] {
+            if let Some(url) = url.filter(|u| !u.is_empty()) {
+                match reqwest::Url::parse(url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                    _ => bad.push(format!("{key} must be an http(s) URL, got {url:?}")),
+                }
+            }
+        }
+        if let Some(url) = self.database.url.as_ref().filter(|u| !u.expose_secret().is_empty()) {
+            if let Err(e) = url.expose_secret().parse::<sqlx::postgres::PgConnectOptions>() {
+                // The URL may hold a password: name the problem, not the value.
+                bad.push(format!("database.url is not a valid Postgres URL: {}", redact_sqlx_error(&e)));
+            }
+        }
+        if self.source.auth != SourceAuth::None && self.source.token.is_none() {
+            bad.push("source.token (or source.token_file) is required when source.auth is bearer or api_key".into());
+        }
+        if self.source.page_size == 0 {
+            bad.push("source.page_size must be at least 1".into());
+        }
+        if self.source.max_pages == 0 {
+            bad.push("source.max_pages must be at least 1".into());
+        }
+        for (key, ptr) in [
+            ("source.items_pointer", &self.source.items_pointer),
+            ("source.cursor_pointer", &self.source.cursor_pointer),
+            ("source.fields.id", &self.source.fields.id),
+            ("source.fields.organizer_id", &self.source.fields.organizer_id),
+            ("source.fields.online_meeting_id", &self.source.fields.online_meeting_id),
+            ("source.fields.allowed_registrant", &self.source.fields.allowed_registrant),
+            ("source.fields.status", &self.source.fields.status),
+            ("source.fields.updated_at", &self.source.fields.updated_at),
+        ] {
+            if !ptr.is_empty() && !ptr.starts_with('/') {
+                bad.push(format!("{key} must be a JSON pointer starting with '/', got {ptr:?}"));
+            }
+        }
+        if self.graph.max_concurrency == 0 {
+            bad.push("graph.max_concurrency must be at least 1".into());
+        }
+        if self.graph.timeout_ms == 0 {
+            bad.push("graph.timeout_ms must be at least 1".into());
+        }
+        if AllowedRegistrant::parse(&self.sync.default_allowed_registrant).is_none() {
+            bad.push(format!(
+                "sync.default_allowed_registrant must be \"everyone\" or \"organization\", got {:?}",
+                self.sync.default_allowed_registrant
+            ));
+        }
+        if self.sync.max_attempts == 0 {
+            bad.push("sync.max_attempts must be at least 1".into());
+        }
+        if self.sync.backoff_base_ms == 0 || self.sync.backoff_base_ms > self.sync.backoff_max_ms {
+            bad.push("sync.backoff_base_ms must be at least 1 and at most sync.backoff_max_ms".into());
+        }
+        if self.sync.claim_batch == 0 {
+            bad.push("sync.claim_batch must be at least 1".into());
+        }
+        // A request must end well inside its lease, or a second worker could
+        // take the meeting over while the first one's request is still open.
+        if self.graph.timeout_ms.saturating_mul(4) > self.sync.lease_ttl_ms {
+            bad.push(format!(
+                "graph.timeout_ms ({}) must be at most a quarter of sync.lease_ttl_ms ({})",
+                self.graph.timeout_ms, self.sync.lease_ttl_ms
+            ));
+        }
+        if let Err(e) = parse_schedule(&self.sync.poll_schedule) {
+            bad.push(format!(
+                "sync.poll_schedule {:?} is not a cron expression with a seconds field: {e}",
+                self.sync.poll_schedule
+            ));
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            bad.push(format!("server.listen must be an address like 127.0.0.1:9090, got {:?}", self.server.listen));
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(bad))
+        }
+    }
+}
+
+/// Parses a schedule the way the scheduler does (seconds field required).
+pub(super) fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| e.to_string())
+}
+
+/// A database URL error without the URL (it may hold a password).
+pub(super) fn redact_sqlx_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Configuration(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
