@@ -1,10 +1,12 @@
 //! The engine: polls the platform into the store (`ingest`), claims due
-//! meetings and reconciles each against Graph (`reconcile`) under the error
+//! meetings and reconciles each against Graph (`reconcile`, which carries out
+//! the steps `plan` decides) under the error
 //! policy of `retry`. Uses `source`, `store` and `graph`; nothing but `app`
 //! and tests use it.
 
 mod concurrency;
 pub mod ingest;
+mod plan;
 pub mod reconcile;
 pub mod retry;
 

@@ -1,0 +1,170 @@
+//! The state machine of one meeting, without effects: from what the claim
+//! and the answers so far say, the next step; from each answer, what is now
+//! known. `reconcile` carries the steps out.
+
+use crate::domain::Desired;
+use crate::graph::RemoteRegistration;
+use crate::store::{Actual, Claimed, Location};
+
+/// The next thing to do for a meeting, from what is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Plan {
+    Done,
+    Lookup(Location),
+    Create(Location),
+    Delete(Location),
+    Fail(String),
+}
+
+/// What the engine knows while it works on one meeting.
+#[derive(Debug, Clone)]
+pub(super) struct Known {
+    pub(super) actual: Option<Actual>,
+    pub(super) needs_lookup: bool,
+    pub(super) lookup_at: Option<Location>,
+    /// A registration of another kind sits where ours should go.
+    pub(super) foreign_at: Option<(Location, String)>,
+    /// Graph answered 409 to this reconcile's create.
+    pub(super) conflicted: bool,
+    pub(super) attempts: i32,
+    pub(super) created: bool,
+    pub(super) deleted: bool,
+}
+
+/// The next step for a claimed meeting, given what is known so far.
+pub(super) fn plan(c: &Claimed, k: &Known) -> Plan {
+    if k.needs_lookup {
+        let at = k.lookup_at.clone().or_else(|| k.actual.as_ref().map(|a| a.location.clone()));
+        return Plan::Lookup(at.unwrap_or_else(|| c.location.clone()));
+    }
+    match (c.desired, &k.actual) {
+        (Desired::Registered, Some(a))
+            if a.location == c.location && a.audience.is_none_or(|aud| aud == c.allowed_registrant) =>
+        {
+            Plan::Done
+        }
+        // Wrong audience (Graph cannot update it in place) or a moved meeting.
+        (_, Some(a)) => Plan::Delete(a.location.clone()),
+        (Desired::Registered, None) => match &k.foreign_at {
+            Some((at, odata_type)) if *at == c.location => Plan::Fail(format!(
+                "the meeting already has a registration of another kind ({odata_type}), which regsync never removes; \
+                 turn off the meeting's Teams registration, then run `regsync retry {}`",
+                c.external_id
+            )),
+            _ => Plan::Create(c.location.clone()),
+        },
+        (Desired::Unregistered, None) => Plan::Done,
+    }
+}
+
+/// What a lookup's answer teaches.
+pub(super) fn learn_lookup(known: &mut Known, at: &Location, found: Option<RemoteRegistration>) {
+    known.needs_lookup = false;
+    known.actual = match found {
+        Some(RemoteRegistration::External { id, allowed_registrant }) => {
+            tracing::info!(registration_id = %id, "found the registration at Graph; adopting it");
+            Some(Actual { registration_id: id, location: at.clone(), audience: allowed_registrant })
+        }
+        Some(RemoteRegistration::Foreign { odata_type }) => {
+            known.foreign_at = Some((at.clone(), odata_type));
+            None
+        }
+        None => None,
+    };
+}
+
+/// What a create's answer teaches.
+pub(super) fn learn_create(known: &mut Known, at: &Location, made: RemoteRegistration, claimed: &Claimed) {
+    known.needs_lookup = false;
+    match made {
+        RemoteRegistration::External { id, allowed_registrant } => {
+            tracing::info!(registration_id = %id, "registration created");
+            known.created = true;
+            known.actual = Some(Actual {
+                registration_id: id,
+                location: at.clone(),
+                audience: allowed_registrant.or(Some(claimed.allowed_registrant)),
+            });
+        }
+        RemoteRegistration::Foreign { odata_type } => known.foreign_at = Some((at.clone(), odata_type)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AllowedRegistrant, ExternalId, OnlineMeetingId, OrganizerId, RegistrationId};
+
+    fn loc(m: &str) -> Location {
+        Location { organizer: OrganizerId("org".into()), meeting: OnlineMeetingId(m.into()) }
+    }
+
+    fn claimed(desired: Desired, allowed: AllowedRegistrant) -> Claimed {
+        Claimed {
+            id: 1,
+            lease_token: uuid::Uuid::nil(),
+            external_id: ExternalId("evt".into()),
+            desired,
+            location: loc("m1"),
+            allowed_registrant: allowed,
+            actual: None,
+            needs_lookup: false,
+            lookup_at: None,
+            attempts: 0,
+        }
+    }
+
+    fn known(actual: Option<Actual>) -> Known {
+        Known {
+            actual,
+            needs_lookup: false,
+            lookup_at: None,
+            foreign_at: None,
+            conflicted: false,
+            attempts: 0,
+            created: false,
+            deleted: false,
+        }
+    }
+
+    fn registered_at(m: &str, audience: AllowedRegistrant) -> Option<Actual> {
+        Some(Actual { registration_id: RegistrationId("r".into()), location: loc(m), audience: Some(audience) })
+    }
+
+    use AllowedRegistrant::{Everyone, Organization};
+
+    #[test]
+    fn a_new_meeting_is_created_and_a_registered_one_left_alone() {
+        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &known(None)), Plan::Create(loc("m1")));
+        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &known(registered_at("m1", Everyone))), Plan::Done);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_looked_up_where_the_write_went_before_anything_else() {
+        let mut k = known(registered_at("m1", Everyone));
+        k.needs_lookup = true;
+        k.lookup_at = Some(loc("m0"));
+        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &k), Plan::Lookup(loc("m0")));
+    }
+
+    #[test]
+    fn an_audience_change_or_a_moved_meeting_deletes_first() {
+        let c = claimed(Desired::Registered, Organization);
+        assert_eq!(plan(&c, &known(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
+        assert_eq!(plan(&c, &known(registered_at("m0", Organization))), Plan::Delete(loc("m0")));
+    }
+
+    #[test]
+    fn a_cancelled_meeting_is_deleted_once() {
+        let c = claimed(Desired::Unregistered, Everyone);
+        assert_eq!(plan(&c, &known(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
+        assert_eq!(plan(&c, &known(None)), Plan::Done);
+    }
+
+    #[test]
+    fn a_foreign_registration_is_never_replaced() {
+        let mut k = known(None);
+        k.foreign_at = Some((loc("m1"), "#microsoft.graph.meetingRegistration".into()));
+        assert!(matches!(plan(&claimed(Desired::Registered, Everyone), &k), Plan::Fail(_)));
+    }
+}
