@@ -1,8 +1,7 @@
 //! The engine: polls the platform into the store (`ingest`), claims due
-//! meetings and reconciles each against Graph (`reconcile`, which carries out
-//! the steps `plan` decides) under the error
-//! policy of `retry`. Uses `source`, `store` and `graph`; nothing but `app`
-//! and tests use it.
+//! meetings and reconciles each against Graph (`reconcile`, which carries
+//! out the steps `plan` decides) under the error policy of `retry`. Uses
+//! `source`, `store` and `graph`; nothing but `app` and tests use it.
 
 mod concurrency;
 pub mod ingest;
