@@ -1,0 +1,135 @@
+//! The benchmark's figures: ratios, pass/fail, the table and `--json`.
+
+use serde_json::json;
+
+use crate::Args;
+
+/// Every figure of one run, with the bounds it is judged against.
+pub struct Report {
+    pub args: Args,
+    pub cores: usize,
+    pub meetings_seen: u64,
+    pub pages: u32,
+    pub ingest_rate: f64,
+    pub raw_rate: f64,
+    pub steady_secs: f64,
+    pub fetch_secs: f64,
+    pub throughput: f64,
+    pub throughput_bound: f64,
+    pub calls_per_registration: f64,
+    pub steady_calls: u64,
+    pub round_trips_per_page: f64,
+    pub peak_rss_mib: f64,
+    pub throttled_calls: f64,
+    pub violations: u64,
+}
+
+impl Report {
+    fn ingest_ratio(&self) -> f64 {
+        self.ingest_rate / self.raw_rate
+    }
+    fn steady_ratio(&self) -> f64 {
+        self.steady_secs / self.fetch_secs
+    }
+    fn throughput_ratio(&self) -> f64 {
+        self.throughput / self.throughput_bound
+    }
+
+    /// The exact bounds always; the timing ratios with `--check-ratios`.
+    pub fn passes(&self) -> bool {
+        let exact = (self.calls_per_registration - 1.0).abs() < 0.005 && self.steady_calls == 0 && self.violations == 0;
+        let timed = self.ingest_ratio() >= 0.5
+            && self.steady_ratio() <= 1.5
+            && self.throughput_ratio() >= 0.9
+            && self.peak_rss_mib <= 150.0;
+        exact && (timed || !self.args.check_ratios)
+    }
+
+    pub fn print(&self) {
+        if self.args.json {
+            let value = json!({
+                "cores": self.cores,
+                "params": {"meetings": self.args.meetings, "graph_latency_ms": self.args.graph_latency_ms,
+                           "concurrency": self.args.concurrency, "rate_limit": self.args.rate_limit,
+                           "page_size": self.args.page_size, "steady_cycles": self.args.steady_cycles, "throttle_meetings": self.args.throttle_meetings},
+                "ingest_ratio": self.ingest_ratio(),
+                "ingest_meetings_per_sec": self.ingest_rate,
+                "raw_upsert_meetings_per_sec": self.raw_rate,
+                "steady_cycle_ratio": self.steady_ratio(),
+                "steady_cycle_secs": self.steady_secs,
+                "fetch_and_parse_secs": self.fetch_secs,
+                "throughput_ratio": self.throughput_ratio(),
+                "throughput_per_sec": self.throughput,
+                "throughput_bound_per_sec": self.throughput_bound,
+                "calls_per_registration": self.calls_per_registration,
+                "steady_state_graph_calls": self.steady_calls,
+                "db_round_trips_per_page": self.round_trips_per_page,
+                "peak_rss_mib": self.peak_rss_mib,
+                "throttled_calls_per_registration": self.throttled_calls,
+                "throttle_window_violations": self.violations,
+            });
+            println!("{value}");
+            return;
+        }
+        let a = &self.args;
+        println!(
+            "regsync-bench: {} cores; {} meetings ({} seen on {} pages of {}), Graph latency {} ms, concurrency {}, rate limit {}, {} throttled meetings",
+            self.cores,
+            a.meetings,
+            self.meetings_seen,
+            self.pages,
+            a.page_size,
+            a.graph_latency_ms,
+            a.concurrency,
+            if a.rate_limit == 0 { "none".to_owned() } else { format!("{}/s", a.rate_limit) },
+            a.throttle_meetings
+        );
+        let mark = |ok: bool| if ok { "ok" } else { "MISS" };
+        println!("| figure | measured | bound measured in the same run | ratio | target |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| first-sync ingest, meetings/s | {:.0} | {:.0} (raw bulk upsert) | {:.2} | ≥ 0.5 {} |",
+            self.ingest_rate,
+            self.raw_rate,
+            self.ingest_ratio(),
+            mark(self.ingest_ratio() >= 0.5)
+        );
+        println!(
+            "| steady-state poll cycle, s | {:.3} | {:.3} (fetch + parse only) | {:.2} | ≤ 1.5 {} |",
+            self.steady_secs,
+            self.fetch_secs,
+            self.steady_ratio(),
+            mark(self.steady_ratio() <= 1.5)
+        );
+        println!(
+            "| registration throughput, meetings/s | {:.1} | {:.1} (min(rate limit, concurrency ÷ latency)) | {:.2} | ≥ 0.9 {} |",
+            self.throughput,
+            self.throughput_bound,
+            self.throughput_ratio(),
+            mark(self.throughput_ratio() >= 0.9)
+        );
+        println!(
+            "| Graph calls per registered meeting | {:.2} | 1.00 | {:.2} | = 1.00 {} |",
+            self.calls_per_registration,
+            self.calls_per_registration,
+            mark((self.calls_per_registration - 1.0).abs() < 0.005)
+        );
+        println!(
+            "| Graph calls in a steady-state cycle | {} | 0 | — | = 0 {} |",
+            self.steady_calls,
+            mark(self.steady_calls == 0)
+        );
+        println!("| database round trips per ingested page | {:.2} | — | — | report |", self.round_trips_per_page);
+        println!(
+            "| peak memory (RSS), MiB | {:.1} | — | — | ≤ 150 {} |",
+            self.peak_rss_mib,
+            mark(self.peak_rss_mib <= 150.0)
+        );
+        println!("| 20 % throttling: calls per registered meeting | {:.2} | — | — | report |", self.throttled_calls);
+        println!(
+            "| 20 % throttling: requests inside Retry-After | {} | 0 | — | = 0 {} |",
+            self.violations,
+            mark(self.violations == 0)
+        );
+    }
+}
