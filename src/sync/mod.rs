@@ -267,7 +267,10 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
             running.spawn(async move { reconcile::reconcile(&ctx, row).await });
         }
         if queue.len() < limit && !drained {
-            let want = (ctx.settings.sync.claim_batch as usize).max(limit) - queue.len();
+            // A whole batch, not just the shortfall: topping the queue up row
+            // by row would cost a claim round trip per meeting, and the
+            // workers wait on each one.
+            let want = (ctx.settings.sync.claim_batch as usize).max(limit);
             let batch = u32::try_from(want).unwrap_or(u32::MAX);
             match store::claims::claim_due(&ctx.pool, batch, ctx.settings.sync.lease_ttl(), ctx.replica).await {
                 Ok(rows) => {
