@@ -264,9 +264,11 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
 
     // Registration throughput with the whole backlog due.
     let before = sim_stats(&http, &sim.1).await?;
+    let statements_before = STATEMENTS.load(Ordering::Relaxed);
     let started = Instant::now();
     drain(&ctx).await?;
     let register_secs = started.elapsed().as_secs_f64();
+    let register_statements = STATEMENTS.load(Ordering::Relaxed) - statements_before;
     let after = sim_stats(&http, &sim.1).await?;
     let registered = after.registrations as f64;
     let calls_per_registration = (total_requests(&after) - total_requests(&before)) as f64 / registered.max(1.0);
@@ -334,6 +336,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         calls_per_registration,
         steady_calls,
         round_trips_per_page: per_page,
+        round_trips_per_registration: register_statements as f64 / registered.max(1.0),
         peak_rss_mib: peak_rss_mib(),
         throttled_calls,
         violations,

@@ -19,6 +19,7 @@ pub struct Report {
     pub calls_per_registration: f64,
     pub steady_calls: u64,
     pub round_trips_per_page: f64,
+    pub round_trips_per_registration: f64,
     pub peak_rss_mib: f64,
     pub throttled_calls: f64,
     pub violations: u64,
@@ -64,6 +65,7 @@ impl Report {
                 "calls_per_registration": self.calls_per_registration,
                 "steady_state_graph_calls": self.steady_calls,
                 "db_round_trips_per_page": self.round_trips_per_page,
+                "db_round_trips_per_registration": self.round_trips_per_registration,
                 "peak_rss_mib": self.peak_rss_mib,
                 "throttled_calls_per_registration": self.throttled_calls,
                 "throttle_window_violations": self.violations,
@@ -120,6 +122,10 @@ impl Report {
             mark(self.steady_calls == 0)
         );
         println!("| database round trips per ingested page | {:.2} | — | — | report |", self.round_trips_per_page);
+        println!(
+            "| database round trips per registered meeting | {:.2} | — | — | report |",
+            self.round_trips_per_registration
+        );
         println!(
             "| peak memory (RSS), MiB | {:.1} | — | — | ≤ 150 {} |",
             self.peak_rss_mib,
