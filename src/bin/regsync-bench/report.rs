@@ -36,13 +36,26 @@ impl Report {
         self.throughput / self.throughput_bound
     }
 
+    fn ingest_ok(&self) -> bool {
+        self.ingest_ratio() >= 0.5
+    }
+    fn steady_ok(&self) -> bool {
+        self.steady_ratio() <= 1.5
+    }
+    fn throughput_ok(&self) -> bool {
+        self.throughput_ratio() >= 0.9
+    }
+    fn memory_ok(&self) -> bool {
+        self.peak_rss_mib <= 150.0
+    }
+    fn calls_ok(&self) -> bool {
+        (self.calls_per_registration - 1.0).abs() < 0.005
+    }
+
     /// The exact bounds always; the timing ratios with `--check-ratios`.
     pub fn passes(&self) -> bool {
-        let exact = (self.calls_per_registration - 1.0).abs() < 0.005 && self.steady_calls == 0 && self.violations == 0;
-        let timed = self.ingest_ratio() >= 0.5
-            && self.steady_ratio() <= 1.5
-            && self.throughput_ratio() >= 0.9
-            && self.peak_rss_mib <= 150.0;
+        let exact = self.calls_ok() && self.steady_calls == 0 && self.violations == 0;
+        let timed = self.ingest_ok() && self.steady_ok() && self.throughput_ok() && self.memory_ok();
         exact && (timed || !self.args.check_ratios)
     }
 
@@ -94,27 +107,27 @@ impl Report {
             self.ingest_rate,
             self.raw_rate,
             self.ingest_ratio(),
-            mark(self.ingest_ratio() >= 0.5)
+            mark(self.ingest_ok())
         );
         println!(
             "| steady-state poll cycle, s | {:.3} | {:.3} (fetch + parse only) | {:.2} | ≤ 1.5 {} |",
             self.steady_secs,
             self.fetch_secs,
             self.steady_ratio(),
-            mark(self.steady_ratio() <= 1.5)
+            mark(self.steady_ok())
         );
         println!(
             "| registration throughput, meetings/s | {:.1} | {:.1} (min(rate limit, concurrency ÷ latency)) | {:.2} | ≥ 0.9 {} |",
             self.throughput,
             self.throughput_bound,
             self.throughput_ratio(),
-            mark(self.throughput_ratio() >= 0.9)
+            mark(self.throughput_ok())
         );
         println!(
             "| Graph calls per registered meeting | {:.2} | 1.00 | {:.2} | = 1.00 {} |",
             self.calls_per_registration,
             self.calls_per_registration,
-            mark((self.calls_per_registration - 1.0).abs() < 0.005)
+            mark(self.calls_ok())
         );
         println!(
             "| Graph calls in a steady-state cycle | {} | 0 | — | = 0 {} |",
@@ -126,11 +139,7 @@ impl Report {
             "| database round trips per registered meeting | {:.2} | — | — | report |",
             self.round_trips_per_registration
         );
-        println!(
-            "| peak memory (RSS), MiB | {:.1} | — | — | ≤ 150 {} |",
-            self.peak_rss_mib,
-            mark(self.peak_rss_mib <= 150.0)
-        );
+        println!("| peak memory (RSS), MiB | {:.1} | — | — | ≤ 150 {} |", self.peak_rss_mib, mark(self.memory_ok()));
         println!("| 20 % throttling: calls per registered meeting | {:.2} | — | — | report |", self.throttled_calls);
         println!(
             "| 20 % throttling: requests inside Retry-After | {} | 0 | — | = 0 {} |",
