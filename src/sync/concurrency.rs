@@ -38,11 +38,6 @@ impl Concurrency {
         self.current.load(Ordering::Relaxed)
     }
 
-    /// The most it can be.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// Waits for a free slot under the current limit.
     pub async fn slot(&self) -> Slot<'_> {
         loop {
