@@ -3,6 +3,7 @@
 
 use sqlx::PgPool;
 
+use super::meetings::page_columns;
 use super::{query_error, Error};
 use crate::domain::ExternalMeeting;
 
@@ -24,7 +25,7 @@ pub async fn prepare_raw_table(pool: &PgPool) -> Result<(), Error> {
 /// # Errors
 /// The statement failed.
 pub async fn raw_upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<(), Error> {
-    let column = |f: fn(&ExternalMeeting) -> &str| meetings.iter().map(f).collect::<Vec<_>>();
+    let [ids, organizers, online, audiences, desired] = page_columns(meetings);
     sqlx::query(
         r#"
         INSERT INTO bench_raw (external_id, organizer_id, online_meeting_id, allowed_registrant, desired)
@@ -32,11 +33,11 @@ pub async fn raw_upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Res
         ON CONFLICT (external_id) DO NOTHING
         "#,
     )
-    .bind(column(|m| m.external_id.as_str()))
-    .bind(column(|m| m.organizer_id.as_str()))
-    .bind(column(|m| m.online_meeting_id.as_str()))
-    .bind(column(|m| m.allowed_registrant.as_str()))
-    .bind(column(|m| m.desired.as_str()))
+    .bind(ids)
+    .bind(organizers)
+    .bind(online)
+    .bind(audiences)
+    .bind(desired)
     .execute(pool)
     .await
     .map_err(query_error("raw upsert"))?;

@@ -46,24 +46,8 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
     if meetings.is_empty() {
         return Ok(0);
     }
-    // Rows locked in one order: concurrent pollers of overlapping pages never
-    // deadlock.
-    let mut sorted: Vec<&ExternalMeeting> = meetings.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.external_id.cmp(&b.external_id));
-    let mut ids = Vec::with_capacity(meetings.len());
-    let mut organizers = Vec::with_capacity(meetings.len());
-    let mut online = Vec::with_capacity(meetings.len());
-    let mut audiences = Vec::with_capacity(meetings.len());
-    let mut desired = Vec::with_capacity(meetings.len());
-    let mut updated = Vec::with_capacity(meetings.len());
-    for m in sorted {
-        ids.push(m.external_id.as_str());
-        organizers.push(m.organizer_id.as_str());
-        online.push(m.online_meeting_id.as_str());
-        audiences.push(m.allowed_registrant.as_str());
-        desired.push(m.desired.as_str());
-        updated.push(m.updated_at);
-    }
+    let [ids, organizers, online, audiences, desired] = page_columns(meetings);
+    let updated: Vec<_> = meetings.iter().map(|m| m.updated_at).collect();
     let result = sqlx::query(
         r#"
         WITH page AS (
@@ -84,6 +68,8 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
                 OFFSET 0
             )
         )
+        -- Rows locked in one order: concurrent pollers of overlapping pages
+        -- never deadlock.
         INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at)
         SELECT * FROM changed ORDER BY external_id
         ON CONFLICT (external_id) DO UPDATE SET
@@ -111,6 +97,19 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
     .await
     .map_err(query_error("upsert meetings"))?;
     Ok(result.rows_affected())
+}
+
+/// A page's text columns in the order `meetings` and the `UNNEST` of a page
+/// take them: id, organizer, online meeting, audience, desired state.
+pub(super) fn page_columns(meetings: &[ExternalMeeting]) -> [Vec<&str>; 5] {
+    let column = |f: fn(&ExternalMeeting) -> &str| meetings.iter().map(f).collect();
+    [
+        column(|m| m.external_id.as_str()),
+        column(|m| m.organizer_id.as_str()),
+        column(|m| m.online_meeting_id.as_str()),
+        column(|m| m.allowed_registrant.as_str()),
+        column(|m| m.desired.as_str()),
+    ]
 }
 
 /// After a complete listing with `on_missing = "unregister"`: every meeting
