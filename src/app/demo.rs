@@ -125,9 +125,10 @@ fn seed(sim: &Sim, meetings: usize) {
 pub fn simulator_settings(sim: &Sim, url: &str) -> Settings {
     let mut s = Settings::default();
     s.database.url = Some(SecretString::from(url.to_owned()));
-    s.source.base_url = Some(sim.platform_url());
-    s.graph.base_url = sim.graph_url();
-    s.graph.authority_url = sim.authority_url();
+    let at = sim.endpoints();
+    s.source.base_url = Some(at.platform);
+    s.graph.base_url = at.graph;
+    s.graph.authority_url = at.authority;
     s.graph.tenant_id = Some(TENANT.into());
     s.graph.client_id = Some(CLIENT_ID.into());
     s.graph.client_secret = Some(SecretString::from(CLIENT_SECRET));

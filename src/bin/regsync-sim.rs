@@ -64,13 +64,12 @@ async fn main() -> std::process::ExitCode {
     // Written once and errors ignored: a reader that stops after the first
     // line must not bring the simulator down.
     let addr = sim.addr();
+    let at = sim.endpoints();
     let banner = format!(
         "regsync-sim listening on http://{addr}\n  source.base_url     = {}\n  graph.base_url      = {}\n  \
          graph.authority_url = {}\n  stats               = http://{addr}/_sim/stats\n  \
          add or change        POST http://{addr}/_sim/meetings (JSON), cancel: POST /_sim/meetings/ID/cancel\n",
-        sim.platform_url(),
-        sim.graph_url(),
-        sim.authority_url(),
+        at.platform, at.graph, at.authority,
     );
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

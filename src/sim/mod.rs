@@ -145,6 +145,28 @@ pub struct Stats {
     pub platform_meetings: usize,
 }
 
+/// The settings that point regsync at a simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `source.base_url`.
+    pub platform: String,
+    /// `graph.base_url`.
+    pub graph: String,
+    /// `graph.authority_url`.
+    pub authority: String,
+}
+
+impl Endpoints {
+    /// For a simulator listening on `addr` (in this process or another).
+    pub fn at(addr: SocketAddr) -> Self {
+        Self {
+            platform: format!("http://{addr}/platform"),
+            graph: format!("http://{addr}/graph/beta"),
+            authority: format!("http://{addr}/login"),
+        }
+    }
+}
+
 /// A running simulator. Dropping it stops the server.
 #[derive(Clone)]
 pub struct Sim {
@@ -174,19 +196,9 @@ impl Sim {
         self.addr
     }
 
-    /// `source.base_url` for regsync.
-    pub fn platform_url(&self) -> String {
-        format!("http://{}/platform", self.addr)
-    }
-
-    /// `graph.base_url` for regsync.
-    pub fn graph_url(&self) -> String {
-        format!("http://{}/graph/beta", self.addr)
-    }
-
-    /// `graph.authority_url` for regsync.
-    pub fn authority_url(&self) -> String {
-        format!("http://{}/login", self.addr)
+    /// Where regsync finds its three services.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints::at(self.addr)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -174,11 +174,12 @@ pub fn meeting(n: usize) -> SimMeeting {
 /// The environment that points a `regsync` process at `db` and `sim`.
 pub fn simulator_env(db: &str, sim: &Sim) -> Vec<(&'static str, String)> {
     use regsync::sim::{CLIENT_ID, CLIENT_SECRET, TENANT};
+    let at = sim.endpoints();
     vec![
         ("DATABASE_URL", db.to_owned()),
-        ("REGSYNC__SOURCE__BASE_URL", sim.platform_url()),
-        ("REGSYNC__GRAPH__BASE_URL", sim.graph_url()),
-        ("REGSYNC__GRAPH__AUTHORITY_URL", sim.authority_url()),
+        ("REGSYNC__SOURCE__BASE_URL", at.platform),
+        ("REGSYNC__GRAPH__BASE_URL", at.graph),
+        ("REGSYNC__GRAPH__AUTHORITY_URL", at.authority),
         ("REGSYNC__GRAPH__TENANT_ID", TENANT.to_owned()),
         ("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID.to_owned()),
         ("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET.to_owned()),

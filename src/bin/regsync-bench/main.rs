@@ -9,6 +9,7 @@
 //! page; peak RSS; and a throttled run. See docs/performance.md.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use clap::Parser;
 use regsync::app::{connect_and_migrate, context};
 use regsync::config::Settings;
 use regsync::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId};
-use regsync::sim::{SimMeeting, Stats, CLIENT_ID, CLIENT_SECRET, TENANT};
+use regsync::sim::{Endpoints, SimMeeting, Stats, CLIENT_ID, CLIENT_SECRET, TENANT};
 use regsync::sync::{self, Ctx};
 use regsync::{devdb, source, store};
 use secrecy::SecretString;
@@ -80,12 +81,17 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
 }
 
 /// The simulator process; killed on drop.
-struct SimProcess(Child, String);
+struct SimProcess {
+    child: Child,
+    addr: SocketAddr,
+    /// `http://{addr}`, for its `/_sim` control endpoints.
+    base: String,
+}
 
 impl Drop for SimProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -98,7 +104,7 @@ async fn serve_simulator(args: &Args) -> anyhow::Result<()> {
         latency: Duration::from_millis(args.graph_latency_ms),
         ..Default::default()
     });
-    println!("simulator listening on http://{}", sim.addr());
+    println!("simulator listening on {}", sim.addr());
     tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await??;
     Ok(())
 }
@@ -117,8 +123,13 @@ fn start_simulator(args: &Args) -> anyhow::Result<SimProcess> {
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().context("the simulator printed nothing")??;
     std::thread::spawn(move || lines.for_each(drop));
-    let base = first.rsplit(' ').next().unwrap_or_default().to_owned();
-    Ok(SimProcess(child, base))
+    let addr: SocketAddr = first
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("the simulator printed {first:?}, not its address"))?;
+    Ok(SimProcess { child, addr, base: format!("http://{addr}") })
 }
 
 async fn sim_stats(http: &reqwest::Client, base: &str) -> anyhow::Result<Stats> {
@@ -151,14 +162,15 @@ fn peak_rss_mib() -> f64 {
     kib / 1024.0
 }
 
-fn settings_for(args: &Args, sim: &str, db: &str) -> Settings {
+fn settings_for(args: &Args, sim: SocketAddr, db: &str) -> Settings {
+    let at = Endpoints::at(sim);
     let mut s = Settings::default();
     s.database.url = Some(SecretString::from(db.to_owned()));
     s.database.max_connections = (args.concurrency as u32 + 4).max(10);
-    s.source.base_url = Some(format!("{sim}/platform"));
+    s.source.base_url = Some(at.platform);
     s.source.page_size = args.page_size;
-    s.graph.base_url = format!("{sim}/graph/beta");
-    s.graph.authority_url = format!("{sim}/login");
+    s.graph.base_url = at.graph;
+    s.graph.authority_url = at.authority;
     s.graph.tenant_id = Some(TENANT.into());
     s.graph.client_id = Some(CLIENT_ID.into());
     s.graph.client_secret = Some(SecretString::from(CLIENT_SECRET));
@@ -242,7 +254,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let db = admin_options.database("regsync_bench").to_url_lossy().to_string();
     let sim = start_simulator(&args)?;
     let http = reqwest::Client::new();
-    let settings = settings_for(&args, &sim.1, &db);
+    let settings = settings_for(&args, sim.addr, &db);
     let rows: Vec<ExternalMeeting> = (1..=args.meetings).map(|i| to_domain(&SimMeeting::generated(i))).collect();
 
     // Bound 1: the raw bulk upsert of the same rows, page by page.
@@ -263,13 +275,13 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let per_page = (STATEMENTS.load(Ordering::Relaxed) - statements_before) as f64 / f64::from(poll.pages.max(1));
 
     // Registration throughput with the whole backlog due.
-    let before = sim_stats(&http, &sim.1).await?;
+    let before = sim_stats(&http, &sim.base).await?;
     let statements_before = STATEMENTS.load(Ordering::Relaxed);
     let started = Instant::now();
     drain(&ctx).await?;
     let register_secs = started.elapsed().as_secs_f64();
     let register_statements = STATEMENTS.load(Ordering::Relaxed) - statements_before;
-    let after = sim_stats(&http, &sim.1).await?;
+    let after = sim_stats(&http, &sim.base).await?;
     let registered = after.registrations as f64;
     let calls_per_registration = (total_requests(&after) - total_requests(&before)) as f64 / registered.max(1.0);
     let latency = Duration::from_millis(args.graph_latency_ms.max(1)).as_secs_f64();
@@ -293,15 +305,15 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
             }
         }
         fetch_secs = fetch_secs.min(started.elapsed().as_secs_f64());
-        let before = total_requests(&sim_stats(&http, &sim.1).await?);
+        let before = total_requests(&sim_stats(&http, &sim.base).await?);
         let started = Instant::now();
         sync::tick(&ctx).await?;
         steady_secs = steady_secs.min(started.elapsed().as_secs_f64());
-        steady_calls += total_requests(&sim_stats(&http, &sim.1).await?) - before;
+        steady_calls += total_requests(&sim_stats(&http, &sim.base).await?) - before;
     }
 
     // Throttled: new meetings registered under 20 % 429s.
-    http.post(format!("{}/_sim/rates", sim.1))
+    http.post(format!("{}/_sim/rates", sim.base))
         .json(&json!({"throttle": 0.2, "retry_after_secs": 0.2, "latency": args.graph_latency_ms}))
         .send()
         .await?
@@ -312,12 +324,12 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
             "0f0f0f0f-0000-4000-8000-0000000000aa",
             &format!("MSpThr{i:06}"),
         );
-        http.post(format!("{}/_sim/meetings", sim.1)).json(&m).send().await?.error_for_status()?;
+        http.post(format!("{}/_sim/meetings", sim.base)).json(&m).send().await?.error_for_status()?;
     }
-    let before = sim_stats(&http, &sim.1).await?;
+    let before = sim_stats(&http, &sim.base).await?;
     sync::ingest::poll(&ctx).await?;
     drain(&ctx).await?;
-    let after = sim_stats(&http, &sim.1).await?;
+    let after = sim_stats(&http, &sim.base).await?;
     let throttled_registered = (after.registrations - before.registrations) as f64;
     let throttled_calls = (total_requests(&after) - total_requests(&before)) as f64 / throttled_registered.max(1.0);
     let violations = after.requests_inside_retry_after - before.requests_inside_retry_after;
