@@ -28,6 +28,9 @@ pub struct Credentials {
     pub scope: String,
 }
 
+/// Tokens are refreshed at least daily, whatever lifetime the answer claims.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
+
 /// After a refused token request, callers get the same error for this long
 /// instead of asking again: a broken secret must not turn into a storm of
 /// token requests (the identity platform throttles those).
@@ -117,7 +120,8 @@ impl TokenCache {
                 detail: format!("token response is not the expected JSON: {e}"),
                 hint: "check graph.authority_url: it must point at the identity platform",
             })?;
-            let lifetime = Duration::from_secs(parsed.expires_in);
+            // Remote input: a day at most, so no lifetime can overflow a clock.
+            let lifetime = Duration::from_secs(parsed.expires_in.min(MAX_TOKEN_LIFETIME_SECS));
             let margin = REFRESH_MARGIN.min(lifetime / 5);
             tracing::debug!(
                 lifetime_secs = parsed.expires_in,

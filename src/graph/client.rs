@@ -101,9 +101,16 @@ impl Client {
     ) -> Result<RemoteRegistration, Error> {
         let body = CreateRegistration { odata_type: EXTERNAL_REGISTRATION_TYPE, allowed_registrant: allowed.as_str() };
         let (status, bytes) = self.send(ready, Method::POST, at, Some(&body), calls).await?;
-        match status {
-            StatusCode::OK | StatusCode::CREATED => decode(status, &bytes),
-            other => Err(unexpected(other, "create answered a success status other than 201")),
+        match decode(status, &bytes)? {
+            // Graph's answer names the kind it created; without it the
+            // registration cannot be proven regsync's: look it up.
+            _ if !matches!(status, StatusCode::OK | StatusCode::CREATED) => {
+                Err(unexpected(status, "create answered a success status other than 201"))
+            }
+            RemoteRegistration::Foreign { odata_type } if odata_type == NO_ODATA_TYPE => {
+                Err(unexpected(status, "the created registration has no @odata.type"))
+            }
+            made => Ok(made),
         }
     }
 
@@ -208,13 +215,15 @@ impl Client {
                     record.graph_request_id = header(&headers, "request-id");
                     match response.bytes().await {
                         Ok(bytes) => Ok((status, headers, bytes)),
-                        Err(e) => {
-                            Err(Error::Transient { status: Some(status.as_u16()), sent: true, detail: describe(&e) })
-                        }
+                        Err(e) => Err(Error::Transient {
+                            status: Some(status.as_u16()),
+                            may_have_acted: true,
+                            detail: describe(&e),
+                        }),
                     }
                 }
                 // A failed connect never reached Graph; anything later may have.
-                Err(e) => Err(Error::Transient { status: None, sent: !e.is_connect(), detail: describe(&e) }),
+                Err(e) => Err(Error::Transient { status: None, may_have_acted: !e.is_connect(), detail: describe(&e) }),
             };
             record.duration = started.elapsed();
             let outcome = result.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));
@@ -268,11 +277,20 @@ fn classify(
         401 => Error::Unauthorized,
         429 => Error::Throttled { status: s, retry_after },
         503 if retry_after.is_some() => Error::Throttled { status: s, retry_after },
-        409 => Error::Conflict { code },
-        400..=499 => Error::Rejected { status: s, hint: rejection_hint(method, s, &code), code, message },
-        _ => {
-            Error::Transient { status: Some(s), sent: true, detail: format!("HTTP {s} {code} {message}").trim().into() }
+        // Only a create has a documented 409 ("already exists").
+        409 if *method == Method::POST => Error::Conflict { code },
+        // A timeout: the request may have acted, as with any other.
+        408 => Error::Transient { status: Some(s), may_have_acted: true, detail: format!("HTTP {s} {code} {message}") },
+        // A lookup or delete refused; retried with backoff like a 5xx.
+        409 => {
+            Error::Transient { status: Some(s), may_have_acted: false, detail: format!("HTTP {s} {code} {message}") }
         }
+        400..=499 => Error::Rejected { status: s, hint: rejection_hint(method, s, &code), code, message },
+        _ => Error::Transient {
+            status: Some(s),
+            may_have_acted: true,
+            detail: format!("HTTP {s} {code} {message}").trim().into(),
+        },
     })
 }
 
@@ -294,7 +312,9 @@ fn rejection_hint(method: &Method, status: u16, code: &str) -> String {
 
 fn decode(status: StatusCode, bytes: &[u8]) -> Result<RemoteRegistration, Error> {
     let registration: Registration = serde_json::from_slice(bytes).map_err(|e| unexpected(status, &e.to_string()))?;
-    let odata_type = registration.odata_type.unwrap_or_else(|| EXTERNAL_REGISTRATION_TYPE.to_owned());
+    // Only a body that says it is an external registration is regsync's to
+    // adopt or delete.
+    let odata_type = registration.odata_type.unwrap_or_else(|| NO_ODATA_TYPE.to_owned());
     if !odata_type.eq_ignore_ascii_case(EXTERNAL_REGISTRATION_TYPE) {
         return Ok(RemoteRegistration::Foreign { odata_type });
     }
@@ -306,6 +326,9 @@ fn decode(status: StatusCode, bytes: &[u8]) -> Result<RemoteRegistration, Error>
         allowed_registrant: registration.allowed_registrant.as_deref().and_then(AllowedRegistrant::parse),
     })
 }
+
+/// How a registration without `@odata.type` is named to operators.
+const NO_ODATA_TYPE: &str = "no @odata.type";
 
 fn unexpected(status: StatusCode, detail: &str) -> Error {
     Error::UnexpectedBody { status: status.as_u16(), detail: detail.to_owned() }

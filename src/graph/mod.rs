@@ -53,14 +53,15 @@ pub enum Error {
         /// The wait Graph asked for, if it said.
         retry_after: Option<Duration>,
     },
-    /// 5xx, timeout or a dropped connection: the request may or may not have
-    /// acted unless `sent` is false.
+    /// 5xx, timeout, a dropped connection or an unexpected status: the
+    /// request may or may not have acted unless `may_have_acted` is false.
     #[error("Graph request failed ({detail}); regsync retries with backoff")]
     Transient {
         /// The HTTP status, when one arrived.
         status: Option<u16>,
-        /// False only when no byte can have reached Graph (connect failed).
-        sent: bool,
+        /// False when Graph cannot have acted: the connection failed before
+        /// any byte was sent, or Graph answered a refusal.
+        may_have_acted: bool,
         /// What happened.
         detail: String,
     },
@@ -142,7 +143,7 @@ impl Error {
     pub fn maybe_acted(&self) -> bool {
         match self {
             Self::Throttled { status, .. } => *status != 429,
-            Self::Transient { sent, .. } => *sent,
+            Self::Transient { may_have_acted, .. } => *may_have_acted,
             Self::UnexpectedBody { .. } | Self::Conflict { .. } => true,
             Self::Rejected { .. } | Self::Unauthorized | Self::Token { .. } | Self::InvalidId(_) => false,
         }
@@ -243,7 +244,7 @@ mod tests {
         let throttled = |status| Error::Throttled { status, retry_after: None };
         assert!(!throttled(429).maybe_acted());
         assert!(throttled(503).maybe_acted());
-        assert!(Error::Transient { status: None, sent: true, detail: String::new() }.maybe_acted());
-        assert!(!Error::Transient { status: None, sent: false, detail: String::new() }.maybe_acted());
+        assert!(Error::Transient { status: None, may_have_acted: true, detail: String::new() }.maybe_acted());
+        assert!(!Error::Transient { status: None, may_have_acted: false, detail: String::new() }.maybe_acted());
     }
 }

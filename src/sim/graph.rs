@@ -138,7 +138,8 @@ async fn token(
     let access_token = format!("simtok-{}", uuid::Uuid::new_v4().simple());
     s.tokens.insert(access_token.clone());
     s.tokens_issued += 1;
-    Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": access_token}))
+    let lifetime = s.token_lifetime.unwrap_or(3599);
+    Json(json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token}))
         .into_response()
 }
 
@@ -153,6 +154,7 @@ enum After {
     Answer,
     Drop,
     Late(std::time::Duration),
+    ActLate(std::time::Duration),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -170,6 +172,8 @@ async fn registration(
         tokio::time::sleep(latency).await;
     }
     let client_request_id = headers.get("client-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let organizer_key = (organizer.clone(), meeting.clone());
+    let request_body = body.clone();
     let (status, body, after, retry_after) = {
         let mut s = lock(&state);
         let key = (organizer.clone(), meeting.clone());
@@ -197,8 +201,23 @@ async fn registration(
         });
         (status, body, after, retry_after)
     };
+    let (status, body) = match after {
+        After::ActLate(delay) => {
+            tokio::time::sleep(delay).await;
+            let mut s = lock(&state);
+            let key = (organizer_key.0, organizer_key.1);
+            let mut acted = false;
+            let answer = act(&mut s, &method, &key, &request_body, &mut acted);
+            if let Some(entry) = s.log.iter_mut().rev().find(|r| r.client_request_id == client_request_id) {
+                entry.acted = acted;
+                entry.status = answer.0.as_u16();
+            }
+            answer
+        }
+        _ => (status, body),
+    };
     match after {
-        After::Answer => {}
+        After::Answer | After::ActLate(_) => {}
         After::Late(delay) => tokio::time::sleep(delay).await,
         After::Drop => {
             drop_connection.0.notify_one();
@@ -276,6 +295,7 @@ fn handle(
         }
         Some(Fault::LostResponse) => After::Drop,
         Some(Fault::SlowResponse(d)) => After::Late(d),
+        Some(Fault::ActLate(d)) => return (StatusCode::ACCEPTED, Value::Null, After::ActLate(d), None),
         None => After::Answer,
     };
     let (st, b) = act(s, method, key, body, acted);
@@ -290,8 +310,13 @@ fn act(s: &mut State, method: &Method, key: &(String, String), body: &[u8], acte
     if !s.online_meetings.contains(key) {
         return graph_error(404, "itemNotFound", "The online meeting was not found.");
     }
-    let view =
-        |r: &Registration| json!({"@odata.type": r.odata_type, "id": r.id, "allowedRegistrant": r.allowed_registrant});
+    let view = |r: &Registration| {
+        let mut v = json!({"id": r.id, "allowedRegistrant": r.allowed_registrant});
+        if !r.odata_type.is_empty() {
+            v["@odata.type"] = json!(r.odata_type);
+        }
+        v
+    };
     match *method {
         Method::GET => match s.registrations.get(key) {
             Some(r) => (StatusCode::OK, view(r)),

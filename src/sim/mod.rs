@@ -52,6 +52,9 @@ pub enum Fault {
     LostResponse,
     /// Act, then answer only after this delay (past the client's timeout).
     SlowResponse(Duration),
+    /// Act only after this delay, then answer: a request that Graph carries
+    /// out after the client gave up on it.
+    ActLate(Duration),
 }
 
 /// Random faults applied to Graph registration requests.
@@ -112,6 +115,8 @@ pub(crate) struct State {
     pub(crate) token_faults: VecDeque<TokenFault>,
     /// How long the token endpoint takes to answer.
     pub(crate) token_delay: Duration,
+    /// `expires_in` of issued tokens, when not the usual 3599 s.
+    pub(crate) token_lifetime: Option<u64>,
     pub(crate) online_meetings: HashSet<(String, String)>,
     pub(crate) forbidden_organizers: HashSet<String>,
     pub(crate) registrations: HashMap<(String, String), Registration>,
@@ -264,6 +269,11 @@ impl Sim {
         self.lock().token_delay = delay;
     }
 
+    /// Makes issued tokens carry this `expires_in` (seconds).
+    pub fn token_lifetime(&self, secs: u64) {
+        self.lock().token_lifetime = Some(secs);
+    }
+
     /// Sets random fault rates.
     pub fn set_rates(&self, rates: FaultRates) {
         self.lock().rates = rates;
@@ -303,6 +313,16 @@ impl Sim {
             (organizer.to_owned(), meeting.to_owned()),
             Registration { id: id.clone(), odata_type: odata_type.into(), allowed_registrant: allowed.into() },
         );
+        id
+    }
+
+    /// Puts a registration at Graph whose body carries no `@odata.type`.
+    pub fn put_untyped_registration(&self, organizer: &str, meeting: &str) -> String {
+        let mut s = self.lock();
+        let id = s.new_id();
+        let registration =
+            Registration { id: id.clone(), odata_type: String::new(), allowed_registrant: "everyone".into() };
+        s.registrations.insert((organizer.to_owned(), meeting.to_owned()), registration);
         id
     }
 

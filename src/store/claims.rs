@@ -35,6 +35,8 @@ pub struct Claimed {
     pub lookup_at: Option<Location>,
     /// Real attempts so far.
     pub attempts: i32,
+    /// Graph has answered about this meeting's registration before.
+    pub graph_checked: bool,
 }
 
 /// The sync states of `ops.meeting_status.state` that an outcome can set.
@@ -80,6 +82,11 @@ pub struct Outcome {
     pub last_error: Option<String>,
     /// Graph's status of the last failure.
     pub last_http_status: Option<u16>,
+    /// Graph answered about the meeting's registration in this reconcile.
+    pub checked: bool,
+    /// While `needs_lookup`, the lookup waits at least this long from now:
+    /// a request Graph may still be working on finishes first.
+    pub lookup_settle: Duration,
 }
 
 /// The answer of [`prepare_send`].
@@ -100,9 +107,12 @@ pub enum SendGate {
 
 /// Claims up to `limit` due meetings in one statement: pending or retrying
 /// rows whose time has come, and in-flight rows whose lease expired (their
-/// worker died or stalled; that counts as an attempt). Each gets a fresh
-/// lease token. Nothing is claimed while the deployment is throttled or its
-/// probe is out.
+/// worker died or stalled; that counts as an attempt, and a meeting whose
+/// workers stopped `max_attempts` times is parked as failed instead of being
+/// claimed again). Each gets a fresh lease token. Nothing is claimed while
+/// the deployment is throttled or its probe is out, and no meeting whose
+/// unknown outcome must still settle (`lookup_not_before`), whatever made it
+/// due.
 ///
 /// # Guarantees
 /// `FOR UPDATE SKIP LOCKED` plus the re-checked predicate means two claimers
@@ -110,7 +120,13 @@ pub enum SendGate {
 ///
 /// # Errors
 /// The statement failed.
-pub async fn claim_due(pool: &PgPool, limit: u32, ttl: Duration, replica: Uuid) -> Result<Vec<Claimed>, Error> {
+pub async fn claim_due(
+    pool: &PgPool,
+    limit: u32,
+    ttl: Duration,
+    max_attempts: u32,
+    replica: Uuid,
+) -> Result<Vec<Claimed>, Error> {
     let rows = sqlx::query(
         r#"
         WITH held AS (
@@ -121,32 +137,49 @@ pub async fn claim_due(pool: &PgPool, limit: u32, ttl: Duration, replica: Uuid) 
         expired AS (
             SELECT id FROM meetings
             WHERE state = 'in_flight' AND lease_expires_at < now() AND NOT EXISTS (SELECT 1 FROM held)
+              AND (NOT needs_lookup OR lookup_not_before IS NULL OR lookup_not_before <= now())
             LIMIT $1 FOR UPDATE SKIP LOCKED
         ),
         fresh AS (
             SELECT id, next_attempt_at FROM meetings
             WHERE state IN ('pending', 'retrying') AND next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM held)
+              AND (NOT needs_lookup OR lookup_not_before IS NULL OR lookup_not_before <= now())
             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
         ),
         due AS (
             (SELECT id FROM expired) UNION ALL (SELECT id FROM fresh ORDER BY next_attempt_at) LIMIT $1
+        ),
+        taken AS (
+            -- A worker that stops every time on this meeting (a crash it
+            -- causes) must not get it back forever.
+            SELECT m.id, m.state = 'in_flight' AND m.attempts + 1 >= $4 AS parked
+            FROM meetings m JOIN due ON m.id = due.id
+        ),
+        claimed AS (
+            UPDATE meetings AS m SET
+                state            = CASE WHEN parked THEN 'failed' ELSE 'in_flight' END,
+                attempts         = m.attempts + CASE WHEN m.state = 'in_flight' THEN 1 ELSE 0 END,
+                lease_token      = CASE WHEN parked THEN NULL ELSE gen_random_uuid() END,
+                lease_expires_at = CASE WHEN parked THEN NULL ELSE now() + make_interval(secs => $2) END,
+                claimed_by       = CASE WHEN parked THEN NULL ELSE $3 END,
+                last_error       = CASE WHEN parked THEN format(
+                    'its worker stopped %s times while handling it (sync.max_attempts): look for a crash in the logs, '
+                    'then run `regsync retry %s`', m.attempts + 1, m.external_id) ELSE m.last_error END,
+                updated_at       = CASE WHEN parked THEN now() ELSE m.updated_at END
+            FROM taken
+            WHERE m.id = taken.id
+            RETURNING m.id, m.lease_token, m.external_id, m.desired, m.organizer_id, m.online_meeting_id,
+                      m.allowed_registrant, m.registration_id, m.registered_organizer_id, m.registered_meeting_id,
+                      m.registered_audience, m.needs_lookup, m.lookup_organizer_id, m.lookup_meeting_id, m.attempts,
+                      m.graph_checked, taken.parked
         )
-        UPDATE meetings AS m SET
-            state            = 'in_flight',
-            attempts         = m.attempts + CASE WHEN m.state = 'in_flight' THEN 1 ELSE 0 END,
-            lease_token      = gen_random_uuid(),
-            lease_expires_at = now() + make_interval(secs => $2),
-            claimed_by       = $3
-        FROM due
-        WHERE m.id = due.id
-        RETURNING m.id, m.lease_token, m.external_id, m.desired, m.organizer_id, m.online_meeting_id,
-                  m.allowed_registrant, m.registration_id, m.registered_organizer_id, m.registered_meeting_id,
-                  m.registered_audience, m.needs_lookup, m.lookup_organizer_id, m.lookup_meeting_id, m.attempts
+        SELECT * FROM claimed WHERE NOT parked
         "#,
     )
     .bind(i64::from(limit))
     .bind(ttl.as_secs_f64())
     .bind(replica)
+    .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
     .fetch_all(pool)
     .await
     .map_err(query_error("claim due meetings"))?;
@@ -185,6 +218,7 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
         needs_lookup: row.try_get("needs_lookup")?,
         lookup_at: location(row.try_get("lookup_organizer_id")?, row.try_get("lookup_meeting_id")?),
         attempts: row.try_get("attempts")?,
+        graph_checked: row.try_get("graph_checked")?,
     })
 }
 
@@ -301,30 +335,39 @@ pub async fn finish(pool: &PgPool, claimed: &Claimed, outcome: &Outcome, calls: 
         WITH audit AS (
             INSERT INTO graph_calls (meeting_id, external_id, method, path, http_status, duration_ms,
                                      graph_request_id, client_request_id, error_code, outcome)
-            SELECT $1, $3, * FROM UNNEST($17::text[], $18::text[], $19::int4[], $20::int4[], $21::text[],
-                                         $22::uuid[], $23::text[], $24::text[])
+            SELECT $1, $3, * FROM UNNEST($20::text[], $21::text[], $22::int4[], $23::int4[], $24::text[],
+                                         $25::uuid[], $26::text[], $27::text[])
         ),
         done AS (
             UPDATE meetings AS m SET
-                state = CASE WHEN changed THEN 'pending' ELSE $4 END,
-                attempts = CASE WHEN changed THEN 0 ELSE $5 END,
-                next_attempt_at = CASE WHEN changed THEN now() ELSE now() + make_interval(secs => $6) END,
+                -- `changed`: the platform changed the meeting while it was in
+                -- flight; it is due again. The sub-select reads the row being
+                -- updated, so if a poll's change committed while this write
+                -- waited for the row lock, PostgreSQL re-evaluates it on the
+                -- new version.
+                (state, attempts, next_attempt_at, last_synced_at) = (
+                    SELECT CASE WHEN changed THEN 'pending' ELSE $4 END,
+                           CASE WHEN changed THEN 0 ELSE $5 END,
+                           now() + CASE WHEN changed THEN interval '0' ELSE make_interval(secs => $6) END,
+                           CASE WHEN $4 = 'synced' AND NOT changed THEN now() ELSE m.last_synced_at END
+                    FROM (SELECT (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
+                                 IS DISTINCT FROM ($16, $17, $18, $19) AS changed) AS platform
+                ),
                 needs_lookup = $7,
                 lookup_organizer_id = $8,
                 lookup_meeting_id = $9,
+                lookup_not_before = CASE WHEN $7 THEN GREATEST(m.lookup_not_before, now() + make_interval(secs => $28))
+                                    END,
                 registration_id = $10,
                 registered_organizer_id = $11,
                 registered_meeting_id = $12,
                 registered_audience = $13,
+                graph_checked = m.graph_checked OR $29,
                 last_error = $14,
                 last_http_status = $15,
-                last_synced_at = CASE WHEN $4 = 'synced' AND NOT changed THEN now() ELSE m.last_synced_at END,
                 updated_at = now(),
                 lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL
-            FROM (SELECT id, (organizer_id, online_meeting_id, allowed_registrant, desired)
-                             IS DISTINCT FROM ($25, $26, $27, $16) AS changed
-                  FROM meetings WHERE id = $1) AS snapshot
-            WHERE m.id = snapshot.id AND m.lease_token = $2
+            WHERE m.id = $1 AND m.lease_token = $2
             RETURNING 1
         )
         SELECT EXISTS (SELECT 1 FROM done) AS applied
@@ -345,6 +388,9 @@ pub async fn finish(pool: &PgPool, claimed: &Claimed, outcome: &Outcome, calls: 
     .bind(actual.and_then(|a| a.audience).map(AllowedRegistrant::as_str))
     .bind(outcome.last_error.as_deref())
     .bind(outcome.last_http_status.map(i32::from))
+    .bind(claimed.location.organizer.as_str())
+    .bind(claimed.location.meeting.as_str())
+    .bind(claimed.allowed_registrant.as_str())
     .bind(claimed.desired.as_str())
     .bind(&methods)
     .bind(&paths)
@@ -354,9 +400,8 @@ pub async fn finish(pool: &PgPool, claimed: &Claimed, outcome: &Outcome, calls: 
     .bind(&client_ids)
     .bind(&codes)
     .bind(&outcomes)
-    .bind(claimed.location.organizer.as_str())
-    .bind(claimed.location.meeting.as_str())
-    .bind(claimed.allowed_registrant.as_str())
+    .bind(outcome.lookup_settle.as_secs_f64())
+    .bind(outcome.checked)
     .fetch_one(pool)
     .await
     .map_err(query_error("record outcome"))?;

@@ -272,7 +272,15 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
             // workers wait on each one.
             let want = (ctx.settings.sync.claim_batch as usize).max(limit);
             let batch = u32::try_from(want).unwrap_or(u32::MAX);
-            match store::claims::claim_due(&ctx.pool, batch, ctx.settings.sync.lease_ttl(), ctx.replica).await {
+            match store::claims::claim_due(
+                &ctx.pool,
+                batch,
+                ctx.settings.sync.lease_ttl(),
+                ctx.settings.sync.max_attempts,
+                ctx.replica,
+            )
+            .await
+            {
                 Ok(rows) => {
                     drained = rows.len() < want;
                     report.claimed += rows.len() as u64;

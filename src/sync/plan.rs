@@ -29,6 +29,11 @@ pub(super) struct Known {
     pub(super) attempts: i32,
     pub(super) created: bool,
     pub(super) deleted: bool,
+    /// Graph answered about the registration in this reconcile.
+    pub(super) checked: bool,
+    /// A write of this reconcile ended with its outcome unknown: Graph may
+    /// still act on it, so its lookup waits for the request timeout.
+    pub(super) write_unsettled: bool,
 }
 
 /// The next step for a claimed meeting, given what is known so far.
@@ -53,6 +58,11 @@ pub(super) fn plan(c: &Claimed, k: &Known) -> Plan {
             )),
             _ => Plan::Create(c.location.clone()),
         },
+        // A registration regsync never made (an earlier deployment, a
+        // restored database, another tool) may be there: look once.
+        (Desired::Unregistered, None) if !c.graph_checked && !k.checked && k.foreign_at.is_none() => {
+            Plan::Lookup(c.location.clone())
+        }
         (Desired::Unregistered, None) => Plan::Done,
     }
 }
@@ -60,6 +70,7 @@ pub(super) fn plan(c: &Claimed, k: &Known) -> Plan {
 /// What a lookup's answer teaches.
 pub(super) fn learn_lookup(known: &mut Known, at: &Location, found: Option<RemoteRegistration>) {
     known.needs_lookup = false;
+    known.checked = true;
     known.actual = match found {
         Some(RemoteRegistration::External { id, allowed_registrant }) => {
             tracing::info!(registration_id = %id, "found the registration at Graph; adopting it");
@@ -76,6 +87,7 @@ pub(super) fn learn_lookup(known: &mut Known, at: &Location, found: Option<Remot
 /// What a create's answer teaches.
 pub(super) fn learn_create(known: &mut Known, at: &Location, made: RemoteRegistration, claimed: &Claimed) {
     known.needs_lookup = false;
+    known.checked = true;
     match made {
         RemoteRegistration::External { id, allowed_registrant } => {
             tracing::info!(registration_id = %id, "registration created");
@@ -111,6 +123,7 @@ mod tests {
             needs_lookup: false,
             lookup_at: None,
             attempts: 0,
+            graph_checked: true,
         }
     }
 
@@ -124,6 +137,8 @@ mod tests {
             attempts: 0,
             created: false,
             deleted: false,
+            checked: false,
+            write_unsettled: false,
         }
     }
 
@@ -159,6 +174,19 @@ mod tests {
         let c = claimed(Desired::Unregistered, Everyone);
         assert_eq!(plan(&c, &known(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
         assert_eq!(plan(&c, &known(None)), Plan::Done);
+    }
+
+    #[test]
+    fn a_meeting_first_met_cancelled_is_looked_up_once_and_nothing_of_another_kind_is_touched() {
+        let mut c = claimed(Desired::Unregistered, Everyone);
+        c.graph_checked = false;
+        assert_eq!(plan(&c, &known(None)), Plan::Lookup(loc("m1")));
+        let mut k = known(None);
+        learn_lookup(&mut k, &loc("m1"), None);
+        assert_eq!(plan(&c, &k), Plan::Done);
+        let mut k = known(None);
+        learn_lookup(&mut k, &loc("m1"), Some(RemoteRegistration::Foreign { odata_type: "x".into() }));
+        assert_eq!(plan(&c, &k), Plan::Done);
     }
 
     #[test]

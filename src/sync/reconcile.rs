@@ -64,6 +64,8 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         attempts: claimed.attempts,
         created: false,
         deleted: false,
+        checked: false,
+        write_unsettled: false,
     };
     let mut calls = Vec::new();
     for _ in 0..MAX_STEPS {
@@ -140,6 +142,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             Plan::Delete(_) => ctx.graph.delete(ready, target, &mut calls).await.map(|gone| {
                 known.actual = None;
                 known.needs_lookup = false;
+                known.checked = true;
                 known.deleted |= gone == Deleted::Removed;
             }),
             Plan::Done | Plan::Fail(_) => unreachable!("handled above"),
@@ -163,7 +166,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 // 409, yet nothing there: do not POST again in a loop.
                 let e = graph::Error::Transient {
                     status: Some(409),
-                    sent: true,
+                    may_have_acted: true,
                     detail: "Graph answered 409 Conflict but holds no registration".into(),
                 };
                 return record_failure(ctx, &claimed, &mut known, &e, &calls).await;
@@ -175,14 +178,23 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 known.needs_lookup = true;
             }
             Err(e) => {
-                if is_write && !e.maybe_acted() {
+                if is_write && e.maybe_acted() {
+                    known.write_unsettled = true;
+                } else if is_write {
                     known.needs_lookup = false;
                 }
                 return record_failure(ctx, &claimed, &mut known, &e, &calls).await;
             }
         }
     }
-    record(ctx, &claimed, &known, FinalState::Pending, None, &calls).await
+    // Every step so far answered, yet the meeting did not settle: count it
+    // as a failed attempt, so it backs off and ends `failed`, never loops.
+    let e = graph::Error::Transient {
+        status: calls.last().and_then(|c| c.http_status),
+        may_have_acted: true,
+        detail: format!("the meeting did not settle within {MAX_STEPS} Graph calls"),
+    };
+    record_failure(ctx, &claimed, &mut known, &e, &calls).await
 }
 
 /// Aborts the process here when the crash-matrix tests ask for it (the
@@ -190,6 +202,16 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
 #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
 fn crash_point(name: &str) {
     fail::fail_point!(name, |_| std::process::abort());
+}
+
+/// How long the lookup of an unknown outcome must wait: a write Graph may
+/// still be working on finishes within the request timeout.
+fn lookup_settle(ctx: &Ctx, known: &Known) -> Duration {
+    if known.write_unsettled {
+        ctx.settings.graph.timeout()
+    } else {
+        Duration::ZERO
+    }
 }
 
 struct Failure {
@@ -210,7 +232,7 @@ async fn record_failure(
         max_attempts: s.max_attempts,
         base: Duration::from_millis(s.backoff_base_ms),
         cap: Duration::from_millis(s.backoff_max_ms),
-        settle: ctx.settings.graph.timeout(),
+        settle: lookup_settle(ctx, known),
     };
     let before = u32::try_from(known.attempts).unwrap_or(0);
     let (next, attempts) = retry::after_failure(e, before, policy, rand::random());
@@ -295,6 +317,8 @@ async fn record_at(
         next_attempt_in: delay,
         last_error: failure.as_ref().map(|f| f.message.clone()),
         last_http_status: failure.and_then(|f| f.http_status),
+        checked: known.checked,
+        lookup_settle: lookup_settle(ctx, known),
     };
     ctx.metrics.graph_calls(calls);
     let applied = ctx.record_with_retries(claimed, &outcome, calls).await?;

@@ -17,7 +17,8 @@ pub struct Policy {
     pub cap: Duration,
     /// The least wait before looking up a write whose outcome is unknown:
     /// the request timeout, so a request Graph is still working on has
-    /// finished before the lookup decides whether to write again.
+    /// finished before the lookup decides whether to write again (zero when
+    /// the failed call was no write).
     pub settle: Duration,
 }
 
@@ -101,10 +102,8 @@ mod tests {
         prop_oneof![
             (prop_oneof![Just(429u16), Just(503u16)], retry_after)
                 .prop_map(|(status, retry_after)| graph::Error::Throttled { status, retry_after }),
-            (proptest::option::of(500u16..600), any::<bool>()).prop_map(|(status, sent)| graph::Error::Transient {
-                status,
-                sent,
-                detail: String::new()
+            (proptest::option::of(500u16..600), any::<bool>()).prop_map(|(status, may_have_acted)| {
+                graph::Error::Transient { status, may_have_acted, detail: String::new() }
             }),
             (400u16..500).prop_map(|status| graph::Error::Rejected {
                 status,

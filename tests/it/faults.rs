@@ -213,7 +213,7 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
     app.sim.upsert_meeting(m.clone());
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
-    let claimed = store::claims::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
+    let claimed = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
     let gate = store::claims::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl)
         .await
         .expect("intent");
@@ -245,7 +245,7 @@ async fn a_crash_before_the_send_is_recovered_with_exactly_one_post() {
     app.sim.upsert_meeting(m.clone());
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
-    let claimed = store::claims::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
+    let claimed = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
     store::claims::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl).await.expect("intent");
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
         .execute(&app.pool)
@@ -265,7 +265,7 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
     app.sim.upsert_meeting(meeting(22));
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
-    let stale = store::claims::claim_due(&app.pool, 1, ttl, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
+    let stale = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
         .execute(&app.pool)
         .await
@@ -282,6 +282,8 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
         next_attempt_in: Duration::ZERO,
         last_error: Some("stale".into()),
         last_http_status: None,
+        checked: false,
+        lookup_settle: Duration::ZERO,
     };
     let applied = store::claims::finish(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
     let gate = store::claims::prepare_send(&app.pool, &stale, Some(&stale.location), None, ttl, ttl)

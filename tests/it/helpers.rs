@@ -112,7 +112,8 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("meetings did not settle");
+        let open: Vec<(String, String, i32, Option<String>)> = sqlx::query_as("SELECT external_id, state, attempts, last_error FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')").fetch_all(&self.pool).await.expect("open meetings");
+        panic!("meetings did not settle: {open:?}");
     }
 
     /// A row of `ops.meeting_status`.

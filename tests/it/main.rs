@@ -12,4 +12,5 @@ mod helpers;
 mod lifecycle;
 mod listing;
 mod nightly;
+mod protocol;
 mod reliability;

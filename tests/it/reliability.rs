@@ -162,6 +162,8 @@ fn synced_outcome() -> Outcome {
         next_attempt_in: Duration::ZERO,
         last_error: None,
         last_http_status: None,
+        checked: false,
+        lookup_settle: Duration::ZERO,
     }
 }
 
@@ -175,7 +177,7 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
     for _ in 0..100 {
         // (a)+(b): the old owner completes while a rescuer claims the expired row.
         reset(&app).await;
-        let old = store::claims::claim_due(&app.pool, 1, ttl, a).await.expect("claim").remove(0);
+        let old = store::claims::claim_due(&app.pool, 1, ttl, 8, a).await.expect("claim").remove(0);
         sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 ms'")
             .execute(&app.pool)
             .await
@@ -183,7 +185,7 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
         let outcome = synced_outcome();
         let (completed, rescued) = tokio::join!(
             store::claims::finish(&app.pool, &old, &outcome, &[]),
-            store::claims::claim_due(&app.pool, 1, ttl, b),
+            store::claims::claim_due(&app.pool, 1, ttl, 8, b),
         );
         let (completed, rescued) = (completed.expect("finish"), rescued.expect("claim"));
         assert_eq!(completed, rescued.is_empty(), "exactly one of completion and rescue wins");
@@ -202,14 +204,14 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
         // (c): two claimers race for one due row.
         reset(&app).await;
         let (x, y) = tokio::join!(
-            store::claims::claim_due(&app.pool, 5, ttl, a),
-            store::claims::claim_due(&app.pool, 5, ttl, b),
+            store::claims::claim_due(&app.pool, 5, ttl, 8, a),
+            store::claims::claim_due(&app.pool, 5, ttl, 8, b),
         );
         assert_eq!(x.expect("claim").len() + y.expect("claim").len(), 1, "claimed exactly once");
 
         // (d): the completion is retried after its acknowledgement was lost.
         reset(&app).await;
-        let owner = store::claims::claim_due(&app.pool, 1, ttl, a).await.expect("claim").remove(0);
+        let owner = store::claims::claim_due(&app.pool, 1, ttl, 8, a).await.expect("claim").remove(0);
         let mut done = synced_outcome();
         done.last_error = Some("first".into());
         assert!(store::claims::finish(&app.pool, &owner, &done, &[]).await.expect("finish"));
