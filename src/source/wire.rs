@@ -86,7 +86,8 @@ pub fn parse_page(body: &[u8], shape: &PageShape) -> Result<Page, Error> {
 
 fn parse_item(item: &Value, shape: &PageShape) -> Result<ExternalMeeting, RejectedItem> {
     let raw = serde_json::to_string(item).unwrap_or_default();
-    let id = text_field(item, "id", &shape.fields.id, true);
+    // "evt-7" and "evt-7 " are one meeting.
+    let id = text_field(item, "id", &shape.fields.id, true).map(|id| id.map(|id| id.trim().to_owned()));
     let reject = |reason: String| RejectedItem {
         external_id: id.as_ref().ok().cloned().flatten(),
         reason,

@@ -90,7 +90,7 @@ pub struct Outcome {
 }
 
 /// The answer of [`prepare_send`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SendGate {
     /// The lease is ours and renewed; the intent is committed: send. `probe`:
     /// this is the one request after a throttle hold; report its answer with
@@ -103,6 +103,32 @@ pub enum SendGate {
     Throttled(Duration),
     /// Another worker owns the row now: do not send, write nothing.
     LeaseLost,
+    /// Another meeting stands in the way of this write, which was not
+    /// committed: for a delete, another active meeting now maps to the same
+    /// Teams meeting (hand the registration over, do not delete it); for a
+    /// create, another meeting still holds, or may hold, a registration
+    /// there (wait for it).
+    Contested {
+        /// That meeting's platform id.
+        by: String,
+    },
+}
+
+/// A Graph write about to be sent, for its intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent<'a> {
+    /// A registration is created there.
+    Create(&'a Location),
+    /// The registration there is deleted.
+    Delete(&'a Location),
+}
+
+impl<'a> Intent<'a> {
+    fn at(self) -> &'a Location {
+        match self {
+            Self::Create(at) | Self::Delete(at) => at,
+        }
+    }
 }
 
 /// Claims up to `limit` due meetings in one statement: pending or retrying
@@ -225,15 +251,16 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
 /// The pre-send step, one round trip: checks the deployment-wide throttle
 /// (and takes the probe after a hold, for `probe_ttl`),
 /// checks the lease is still ours and renews it, and — for a write —
-/// commits the intent (`needs_lookup` and where the write goes) together with
-/// what regsync knows Graph holds. Nothing is written when throttled.
+/// checks no other meeting stands in its way and commits the intent
+/// (`needs_lookup` and where the write goes) together with what regsync
+/// knows Graph holds. Nothing is written when throttled or contested.
 ///
 /// # Errors
 /// The statement failed: do not send.
 pub async fn prepare_send(
     pool: &PgPool,
     claimed: &Claimed,
-    write_to: Option<&Location>,
+    write: Option<Intent<'_>>,
     actual: Option<&Actual>,
     ttl: Duration,
     probe_ttl: Duration,
@@ -255,6 +282,21 @@ pub async fn prepare_send(
             END AS wait
             FROM graph_throttle
         ),
+        -- Who else wants or holds a registration where this write goes.
+        other AS (
+            (SELECT external_id FROM meetings
+             WHERE $12 = 'delete' AND desired = 'registered' AND organizer_id = $4 AND online_meeting_id = $5
+               AND id <> $1 LIMIT 1)
+            UNION ALL
+            (SELECT external_id FROM meetings
+             WHERE $12 = 'create' AND registration_id IS NOT NULL
+               AND registered_organizer_id = $4 AND registered_meeting_id = $5 AND id <> $1 LIMIT 1)
+            UNION ALL
+            (SELECT external_id FROM meetings
+             WHERE $12 = 'create' AND needs_lookup AND lookup_organizer_id = $4 AND lookup_meeting_id = $5
+               AND id <> $1 LIMIT 1)
+            LIMIT 1
+        ),
         u AS (
             UPDATE meetings SET
                 needs_lookup            = needs_lookup OR $3,
@@ -266,34 +308,48 @@ pub async fn prepare_send(
                 registered_audience     = $9,
                 lease_expires_at        = now() + make_interval(secs => $10)
             WHERE id = $1 AND lease_token = $2 AND (SELECT wait FROM t) = interval '0'
+              AND NOT EXISTS (SELECT 1 FROM other)
             RETURNING 1
         )
         SELECT EXTRACT(EPOCH FROM (SELECT wait FROM t))::float8 AS wait_secs,
-               EXISTS (SELECT 1 FROM u) AS owned,
+               EXISTS (SELECT 1 FROM meetings WHERE id = $1 AND lease_token = $2) AS owned,
+               EXISTS (SELECT 1 FROM u) AS committed,
+               (SELECT external_id FROM other) AS contested_by,
                EXISTS (SELECT 1 FROM probe) AS probe
         "#,
     )
     .bind(claimed.id)
     .bind(claimed.lease_token)
-    .bind(write_to.is_some())
-    .bind(write_to.map(|l| l.organizer.as_str()))
-    .bind(write_to.map(|l| l.meeting.as_str()))
+    .bind(write.is_some())
+    .bind(write.map(|w| w.at().organizer.as_str()))
+    .bind(write.map(|w| w.at().meeting.as_str()))
     .bind(actual.map(|a| a.registration_id.as_str()))
     .bind(actual.map(|a| a.location.organizer.as_str()))
     .bind(actual.map(|a| a.location.meeting.as_str()))
     .bind(actual.and_then(|a| a.audience).map(AllowedRegistrant::as_str))
     .bind(ttl.as_secs_f64())
     .bind(probe_ttl.as_secs_f64())
+    .bind(match write {
+        Some(Intent::Create(_)) => "create",
+        Some(Intent::Delete(_)) => "delete",
+        None => "lookup",
+    })
     .fetch_one(pool)
     .await
     .map_err(query_error("commit intent"))?;
     let read = |e| query_error("commit intent")(e);
     let wait: f64 = row.try_get("wait_secs").map_err(read)?;
     let owned: bool = row.try_get("owned").map_err(read)?;
+    let committed: bool = row.try_get("committed").map_err(read)?;
+    let contested_by: Option<String> = row.try_get("contested_by").map_err(read)?;
     let probe: bool = row.try_get("probe").map_err(read)?;
     Ok(if wait > 0.0 {
         SendGate::Throttled(Duration::from_secs_f64(wait))
-    } else if owned {
+    } else if !owned {
+        SendGate::LeaseLost
+    } else if let Some(by) = contested_by {
+        SendGate::Contested { by }
+    } else if committed {
         SendGate::Open { probe }
     } else {
         SendGate::LeaseLost

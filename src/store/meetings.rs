@@ -36,19 +36,31 @@ pub struct StateCount {
     pub count: i64,
 }
 
+/// What [`upsert_page`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upserted {
+    /// Meetings inserted or changed.
+    pub changed: u64,
+    /// Active meetings not stored because another active meeting already
+    /// maps to the same Teams meeting: (the item's id, that meeting's id).
+    pub shared: Vec<(String, String)>,
+}
+
 /// Upserts one page of meetings in one statement. A meeting whose desired
 /// fields did not change is not written at all; a changed one becomes due
-/// (unless a worker holds it: its outcome write notices the change).
+/// (unless a worker holds it: its outcome write notices the change). A
+/// changed active meeting whose Teams meeting another active meeting already
+/// has is not stored (one registration cannot belong to two meetings).
 ///
 /// # Errors
 /// The statement failed.
-pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<u64, Error> {
+pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<Upserted, Error> {
     if meetings.is_empty() {
-        return Ok(0);
+        return Ok(Upserted::default());
     }
     let [ids, organizers, online, audiences, desired] = page_columns(meetings);
     let updated: Vec<_> = meetings.iter().map(|m| m.updated_at).collect();
-    let result = sqlx::query(
+    let row = sqlx::query(
         r#"
         WITH page AS (
             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
@@ -67,24 +79,48 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
                       IS NOT DISTINCT FROM (p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired)
                 OFFSET 0
             )
+        ),
+        shared AS (
+            SELECT c.external_id, holder.external_id AS holder
+            FROM changed c
+            CROSS JOIN LATERAL (
+                SELECT m.external_id FROM meetings m
+                WHERE m.organizer_id = c.organizer_id AND m.online_meeting_id = c.online_meeting_id
+                  AND m.desired = 'registered' AND m.external_id <> c.external_id
+                LIMIT 1
+            ) holder
+            WHERE c.desired = 'registered'
+        ),
+        upserted AS (
+            -- Rows locked in one order: concurrent pollers of overlapping
+            -- pages never deadlock.
+            -- A meeting first met cancelled is looked up once (graph_checked),
+            -- unless its Teams meeting belongs to another active meeting.
+            INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired,
+                                       source_updated_at, graph_checked)
+            SELECT c.*, c.desired = 'unregistered' AND EXISTS (
+                       SELECT FROM meetings o
+                       WHERE o.organizer_id = c.organizer_id AND o.online_meeting_id = c.online_meeting_id
+                         AND o.desired = 'registered' AND o.external_id <> c.external_id)
+            FROM changed c WHERE c.external_id NOT IN (SELECT external_id FROM shared) ORDER BY c.external_id
+            ON CONFLICT (external_id) DO UPDATE SET
+                organizer_id       = EXCLUDED.organizer_id,
+                online_meeting_id  = EXCLUDED.online_meeting_id,
+                allowed_registrant = EXCLUDED.allowed_registrant,
+                desired            = EXCLUDED.desired,
+                source_updated_at  = EXCLUDED.source_updated_at,
+                updated_at         = now(),
+                state              = CASE WHEN m.state = 'in_flight' THEN m.state ELSE 'pending' END,
+                attempts           = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
+                next_attempt_at    = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
+            WHERE (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
+                  IS DISTINCT FROM
+                  (EXCLUDED.organizer_id, EXCLUDED.online_meeting_id, EXCLUDED.allowed_registrant, EXCLUDED.desired)
+            RETURNING 1
         )
-        -- Rows locked in one order: concurrent pollers of overlapping pages
-        -- never deadlock.
-        INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at)
-        SELECT * FROM changed ORDER BY external_id
-        ON CONFLICT (external_id) DO UPDATE SET
-            organizer_id       = EXCLUDED.organizer_id,
-            online_meeting_id  = EXCLUDED.online_meeting_id,
-            allowed_registrant = EXCLUDED.allowed_registrant,
-            desired            = EXCLUDED.desired,
-            source_updated_at  = EXCLUDED.source_updated_at,
-            updated_at         = now(),
-            state              = CASE WHEN m.state = 'in_flight' THEN m.state ELSE 'pending' END,
-            attempts           = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
-            next_attempt_at    = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
-        WHERE (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
-              IS DISTINCT FROM
-              (EXCLUDED.organizer_id, EXCLUDED.online_meeting_id, EXCLUDED.allowed_registrant, EXCLUDED.desired)
+        SELECT (SELECT count(*) FROM upserted) AS changed,
+               coalesce((SELECT array_agg(external_id) FROM shared), '{}') AS shared_ids,
+               coalesce((SELECT array_agg(holder) FROM shared), '{}') AS holders
         "#,
     )
     .bind(&ids)
@@ -93,10 +129,14 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
     .bind(&audiences)
     .bind(&desired)
     .bind(&updated)
-    .execute(pool)
+    .fetch_one(pool)
     .await
     .map_err(query_error("upsert meetings"))?;
-    Ok(result.rows_affected())
+    let read = |e| query_error("upsert meetings")(e);
+    let changed: i64 = row.try_get("changed").map_err(read)?;
+    let shared_ids: Vec<String> = row.try_get("shared_ids").map_err(read)?;
+    let holders: Vec<String> = row.try_get("holders").map_err(read)?;
+    Ok(Upserted { changed: changed.unsigned_abs(), shared: shared_ids.into_iter().zip(holders).collect() })
 }
 
 /// A page's text columns in the order `meetings` and the `UNNEST` of a page

@@ -15,8 +15,8 @@ use sqlx::PgPool;
 
 use crate::config::DatabaseSettings;
 
-pub use claims::{Claimed, FinalState, Outcome, SendGate};
-pub use meetings::{Actual, Location, StateCount};
+pub use claims::{Claimed, FinalState, Intent, Outcome, SendGate};
+pub use meetings::{Actual, Location, StateCount, Upserted};
 pub use runs::{DemoFigures, FailedMeeting, RunReport};
 
 /// A database operation that failed.

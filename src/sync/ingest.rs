@@ -2,14 +2,15 @@
 //! items recorded and the missing-meeting policy applied only to a complete
 //! listing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::config::OnMissing;
-use crate::domain::RejectedItem;
+use crate::domain::{Desired, ExternalMeeting, RejectedItem};
 use crate::source::Page;
 use crate::store;
 
@@ -43,10 +44,13 @@ async fn store_page(
 ) -> Result<(), SyncError> {
     let mut rejected = page.rejected;
     let mut meetings = Vec::with_capacity(page.meetings.len());
+    // Active meetings of this page by the hash of their Teams meeting (an
+    // index into `meetings`): a second one is rejected. The store checks
+    // against the meetings of earlier pages and polls.
+    let mut teams_meetings: HashMap<u64, Vec<usize>> = HashMap::new();
+    let hasher = RandomState::new();
     for meeting in page.meetings {
-        if seen_ids.insert(meeting.external_id.0.clone()) {
-            meetings.push(meeting);
-        } else {
+        if !seen_ids.insert(meeting.external_id.0.clone()) {
             rejected.push(RejectedItem {
                 reason: format!(
                     "id {:?} appears more than once in the listing; the first occurrence was used",
@@ -55,18 +59,52 @@ async fn store_page(
                 external_id: Some(meeting.external_id.0),
                 raw: String::new(),
             });
+            continue;
         }
+        if meeting.desired == Desired::Registered {
+            let same = |m: &ExternalMeeting| {
+                (&m.organizer_id, &m.online_meeting_id) == (&meeting.organizer_id, &meeting.online_meeting_id)
+            };
+            let key = hasher.hash_one((&meeting.organizer_id, &meeting.online_meeting_id));
+            let holders = teams_meetings.entry(key).or_default();
+            if let Some(&holder) = holders.iter().find(|&&i| same(&meetings[i])) {
+                rejected.push(shared_teams_meeting(&meeting, meetings[holder].external_id.as_str()));
+                continue;
+            }
+            holders.push(meetings.len());
+        }
+        meetings.push(meeting);
     }
     // An invalid item still shows its meeting exists: never "missing".
     seen_ids.extend(rejected.iter().filter_map(|r| r.external_id.clone()));
-    report.seen += (meetings.len() + rejected.len()) as u64;
+    let upserted = store::meetings::upsert_page(&ctx.pool, &meetings).await?;
+    for (id, holder) in &upserted.shared {
+        if let Some(meeting) = meetings.iter().find(|m| m.external_id.as_str() == id) {
+            rejected.push(shared_teams_meeting(meeting, holder));
+        }
+    }
+    report.seen += (meetings.len() + rejected.len() - upserted.shared.len()) as u64;
     report.rejected += rejected.len() as u64;
     for r in &rejected {
         tracing::warn!(external_id = r.external_id.as_deref().unwrap_or(""), reason = %r.reason, "rejected platform item");
     }
-    report.changed += store::meetings::upsert_page(&ctx.pool, &meetings).await?;
+    report.changed += upserted.changed;
     store::runs::insert_rejected(&ctx.pool, run_id, &rejected).await?;
     Ok(())
+}
+
+/// The rejection of an active meeting whose Teams meeting another active
+/// meeting (`holder`) already maps to: one registration cannot serve both.
+fn shared_teams_meeting(meeting: &ExternalMeeting, holder: &str) -> RejectedItem {
+    RejectedItem {
+        reason: format!(
+            "the Teams meeting (organizer {}, online meeting {}) is already mapped to platform meeting {holder:?}; \
+             a Teams meeting has one registration: map this meeting to its own Teams meeting, or cancel {holder:?} first",
+            meeting.organizer_id, meeting.online_meeting_id
+        ),
+        external_id: Some(meeting.external_id.0.clone()),
+        raw: String::new(),
+    }
 }
 
 /// Pages read ahead of the one being stored: enough to keep both busy,

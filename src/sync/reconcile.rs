@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::graph::{self, Deleted, MeetingRef};
-use crate::store::{self, Claimed, FinalState, Outcome, SendGate};
+use crate::store::{self, Claimed, FinalState, Intent, Outcome, SendGate};
 
 use super::plan::{learn_create, learn_lookup, plan, Known, Plan};
 use super::retry::{self, AfterFailure, Decision};
@@ -70,15 +70,17 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
     let mut calls = Vec::new();
     for _ in 0..MAX_STEPS {
         let step = plan(&claimed, &known);
-        let (at, is_write) = match &step {
+        let (at, intent) = match &step {
             Plan::Done => return record(ctx, &claimed, &known, FinalState::Synced, None, &calls).await,
             Plan::Fail(reason) => {
                 let failure = Failure { message: reason.clone(), http_status: None };
                 return record(ctx, &claimed, &known, FinalState::Failed, Some(failure), &calls).await;
             }
-            Plan::Lookup(at) => (at.clone(), false),
-            Plan::Create(at) | Plan::Delete(at) => (at.clone(), true),
+            Plan::Lookup(at) => (at.clone(), None),
+            Plan::Create(at) => (at.clone(), Some(Intent::Create(at))),
+            Plan::Delete(at) => (at.clone(), Some(Intent::Delete(at))),
         };
+        let is_write = intent.is_some();
         // The slot, the pace and the token come before the gate, so the
         // send follows it at once.
         let slot = ctx.concurrency.slot().await;
@@ -91,7 +93,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         let gate = store::claims::prepare_send(
             &ctx.pool,
             &claimed,
-            is_write.then_some(&at),
+            intent,
             known.actual.as_ref(),
             ctx.settings.sync.lease_ttl(),
             PROBE_TTL.min(ctx.settings.graph.timeout()),
@@ -103,6 +105,20 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 return Ok(Reconciled::LeaseLost);
             }
             SendGate::Throttled(wait) => Some(wait),
+            SendGate::Contested { by } if matches!(step, Plan::Delete(_)) => {
+                // Another active meeting maps to this Teams meeting now: the
+                // registration is its to adopt, not ours to delete.
+                tracing::info!(meeting = %by, "handing the registration over to another meeting instead of deleting it");
+                known.actual = None;
+                continue;
+            }
+            SendGate::Contested { by } => {
+                let message = format!(
+                    "waiting for platform meeting {by:?} to give up its registration of this Teams meeting \
+                     (it is cancelled or moved, and its own sync removes or hands it over)"
+                );
+                return record_wait(ctx, &claimed, &mut known, message, &calls).await;
+            }
             SendGate::Open { probe } => {
                 is_probe = probe;
                 ctx.local_hold()
@@ -264,6 +280,28 @@ async fn record_failure(
             };
             record(ctx, claimed, known, FinalState::Failed, Some(failure), calls).await
         }
+    }
+}
+
+/// Waits for another meeting without sending: counts an attempt, so a
+/// meeting that never gets its turn ends `failed` with the reason.
+async fn record_wait(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    known: &mut Known,
+    message: String,
+    calls: &[graph::CallRecord],
+) -> Result<Reconciled, SyncError> {
+    let s = &ctx.settings.sync;
+    let attempts = u32::try_from(known.attempts).unwrap_or(0).saturating_add(1);
+    known.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+    let failure = Some(Failure { message, http_status: None });
+    let (base, cap) = (Duration::from_millis(s.backoff_base_ms), Duration::from_millis(s.backoff_max_ms));
+    match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
+        Decision::RetryAfter(delay) => {
+            record_at(ctx, claimed, known, FinalState::Retrying, delay, failure, calls).await
+        }
+        Decision::Park => record(ctx, claimed, known, FinalState::Failed, failure, calls).await,
     }
 }
 

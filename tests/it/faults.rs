@@ -214,9 +214,16 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
     let claimed = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    let gate = store::claims::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl)
-        .await
-        .expect("intent");
+    let gate = store::claims::prepare_send(
+        &app.pool,
+        &claimed,
+        Some(store::Intent::Create(&claimed.location)),
+        None,
+        ttl,
+        ttl,
+    )
+    .await
+    .expect("intent");
     assert_eq!(gate, store::SendGate::Open { probe: false });
     let at = MeetingRef { organizer: &claimed.location.organizer, meeting: &claimed.location.meeting };
     let ready = app.ctx.graph.ready().await.expect("a token");
@@ -246,7 +253,9 @@ async fn a_crash_before_the_send_is_recovered_with_exactly_one_post() {
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
     let claimed = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    store::claims::prepare_send(&app.pool, &claimed, Some(&claimed.location), None, ttl, ttl).await.expect("intent");
+    store::claims::prepare_send(&app.pool, &claimed, Some(store::Intent::Create(&claimed.location)), None, ttl, ttl)
+        .await
+        .expect("intent");
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
         .execute(&app.pool)
         .await
@@ -286,9 +295,10 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
         lookup_settle: Duration::ZERO,
     };
     let applied = store::claims::finish(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
-    let gate = store::claims::prepare_send(&app.pool, &stale, Some(&stale.location), None, ttl, ttl)
-        .await
-        .expect("statement ran");
+    let gate =
+        store::claims::prepare_send(&app.pool, &stale, Some(store::Intent::Create(&stale.location)), None, ttl, ttl)
+            .await
+            .expect("statement ran");
 
     assert!(!applied);
     assert_eq!(gate, store::SendGate::LeaseLost);

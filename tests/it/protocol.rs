@@ -281,3 +281,74 @@ async fn a_token_lifetime_of_any_size_is_taken_without_a_panic() {
 
     assert_eq!((report.reconcile.created, report.error), (1, None));
 }
+
+/// Two platform meetings for one Teams meeting.
+fn twins() -> (regsync::sim::SimMeeting, regsync::sim::SimMeeting) {
+    let first = meeting(20);
+    let mut second = meeting(21);
+    second.organizer_id = first.organizer_id.clone();
+    second.online_meeting_id = first.online_meeting_id.clone();
+    (first, second)
+}
+
+#[tokio::test]
+async fn a_second_platform_meeting_for_the_same_teams_meeting_is_rejected_with_a_reason() {
+    let app = spawn_app().await;
+    let (first, second) = twins();
+    app.sim.upsert_meeting(first.clone());
+    app.sim.upsert_meeting(second.clone());
+
+    app.tick().await;
+    app.sim.update_meeting(&second.id, |m| m.status = "cancelled".into());
+    app.tick().await;
+
+    assert_eq!(app.calls_for(&first), ["POST 201"], "one registration, never deleted");
+    assert_eq!(app.status(&first.id).await.state, "synced");
+    let cancelled = app.status(&second.id).await;
+    assert_eq!((cancelled.state.as_str(), cancelled.registration_id), ("synced", None));
+    let reason: String =
+        sqlx::query_scalar("SELECT reason FROM ops.rejected_items WHERE external_id = 'evt-21' LIMIT 1")
+            .fetch_one(&app.pool)
+            .await
+            .expect("rejected with a reason");
+    assert!(reason.contains("evt-20") && reason.contains(&first.online_meeting_id), "{reason}");
+}
+
+#[tokio::test]
+async fn a_cancel_never_deletes_a_registration_another_active_meeting_took_over() {
+    // One meeting per page, so the move and the new mapping arrive in turn.
+    let app = spawn_app_with(|s| s.source.page_size = 1).await;
+    let (first, second) = twins();
+    app.sim.upsert_meeting(first.clone());
+    app.tick().await;
+    let registration = app.status(&first.id).await.registration_id.expect("registered");
+
+    // The platform moves the first meeting to another Teams meeting and maps
+    // the second one to the Teams meeting the first one had.
+    app.sim.update_meeting(&first.id, |m| m.online_meeting_id = "MSp-moved".into());
+    app.sim.upsert_meeting(second.clone());
+    app.tick().await;
+    app.settle().await;
+
+    let held = app.sim.registration(&second.organizer_id, &second.online_meeting_id).expect("still registered");
+    assert_eq!(held.id, registration, "handed over, not deleted and created again");
+    assert_eq!(app.status(&second.id).await.registration_id.as_deref(), Some(registration.as_str()));
+    assert!(app.sim.registration(&first.organizer_id, "MSp-moved").is_some());
+    assert_eq!(app.sim.stats().registrations, 2);
+    assert!(!app.sim.log().iter().any(|r| r.method == "DELETE"), "{:?}", app.sim.log());
+}
+
+#[tokio::test]
+async fn ids_that_differ_only_by_surrounding_whitespace_are_one_meeting() {
+    let app = spawn_app().await;
+    let m = meeting(22);
+    app.sim.upsert_meeting(m.clone());
+    let mut padded = m.clone();
+    padded.id = format!("{} ", m.id);
+    app.sim.upsert_meeting(padded);
+
+    app.tick().await;
+
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 1);
+    assert_eq!(app.calls_for(&m), ["POST 201"]);
+}
