@@ -31,10 +31,22 @@ pub struct MeetingRef<'a> {
 }
 
 /// Leave to send one request: the pace allowed it and a token is at hand.
-/// The caller takes it before its last check that Graph is not throttling
-/// (`store::claims::prepare_send`), so nothing slow sits between that check
-/// and the request.
-pub struct Ready(Arc<SecretString>);
+/// The caller takes it before its last checks (the lease, the throttle:
+/// `store::claims::prepare_send`), so nothing slow sits between those and
+/// the request, and bounds it with [`Permit::send_by`].
+pub struct Permit {
+    token: Arc<SecretString>,
+    send_by: Option<Instant>,
+}
+
+impl Permit {
+    /// The request leaves only before `deadline` (on the monotonic clock,
+    /// which counts while the process is paused), checked right before the
+    /// socket write; later it fails with [`Error::PermitExpired`], unsent.
+    pub fn send_by(self, deadline: Instant) -> Self {
+        Self { send_by: Some(deadline), ..self }
+    }
+}
 
 /// A Graph client with one connection pool, one token cache and one pace.
 pub struct Client {
@@ -81,11 +93,11 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Token`] when no token can be had.
-    pub async fn ready(&self) -> Result<Ready, Error> {
+    pub async fn permit(&self) -> Result<Permit, Error> {
         if let Some(pace) = &self.pace {
             pace.until_ready().await;
         }
-        Ok(Ready(self.tokens.token().await?))
+        Ok(Permit { token: self.tokens.token().await?, send_by: None })
     }
 
     /// Enables external registration (`POST`, 201 with the registration).
@@ -94,13 +106,13 @@ impl Client {
     /// Classified failures; `Conflict` when one may already exist.
     pub async fn create(
         &self,
-        ready: Ready,
+        permit: Permit,
         at: MeetingRef<'_>,
         allowed: AllowedRegistrant,
         calls: &mut Vec<CallRecord>,
     ) -> Result<RemoteRegistration, Error> {
         let body = CreateRegistration { odata_type: EXTERNAL_REGISTRATION_TYPE, allowed_registrant: allowed.as_str() };
-        let (status, bytes) = self.send(ready, Method::POST, at, Some(&body), calls).await?;
+        let (status, bytes) = self.send(permit, Method::POST, at, Some(&body), calls).await?;
         match decode(status, &bytes)? {
             // Graph's answer names the kind it created; without it the
             // registration cannot be proven regsync's: look it up.
@@ -120,11 +132,11 @@ impl Client {
     /// Classified failures.
     pub async fn get(
         &self,
-        ready: Ready,
+        permit: Permit,
         at: MeetingRef<'_>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<RemoteRegistration>, Error> {
-        match self.send(ready, Method::GET, at, None, calls).await {
+        match self.send(permit, Method::GET, at, None, calls).await {
             Ok((status, bytes)) => decode(status, &bytes).map(Some),
             Err(Error::Rejected { status: 404, .. }) => {
                 mark_last(calls, "absent");
@@ -140,11 +152,11 @@ impl Client {
     /// Classified failures.
     pub async fn delete(
         &self,
-        ready: Ready,
+        permit: Permit,
         at: MeetingRef<'_>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Deleted, Error> {
-        match self.send(ready, Method::DELETE, at, None, calls).await {
+        match self.send(permit, Method::DELETE, at, None, calls).await {
             Ok(_) => Ok(Deleted::Removed),
             Err(Error::Rejected { status: 404, .. }) => {
                 mark_last(calls, "absent");
@@ -169,93 +181,96 @@ impl Client {
         ))
     }
 
-    /// Sends one request, refreshing the token and retrying once on 401.
-    /// Returns the status and body of a 2xx; everything else as an [`Error`].
+    /// Sends one request. Returns the status and body of a 2xx; everything
+    /// else as an [`Error`]. A 401 drops the token from the cache, so the
+    /// caller's next permit carries a fresh one; the caller re-sends through
+    /// its own checks, never from here.
     async fn send(
         &self,
-        ready: Ready,
+        permit: Permit,
         method: Method,
         at: MeetingRef<'_>,
         body: Option<&CreateRegistration<'_>>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<(StatusCode, bytes::Bytes), Error> {
         let path = Self::path(at)?;
-        let mut refreshed = false;
-        let Ready(mut token) = ready;
-        loop {
-            let client_request_id = Uuid::new_v4();
-            let mut request = self
-                .http
-                .request(method.clone(), format!("{}{}", self.base_url, path))
-                .bearer_auth(token.expose_secret())
-                .header("client-request-id", client_request_id.to_string());
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let started = Instant::now();
-            let mut record = CallRecord {
-                method: method_name(&method),
-                path: path.clone(),
-                http_status: None,
-                duration: Default::default(),
-                graph_request_id: None,
-                client_request_id,
-                error_code: None,
-                outcome: "transient",
-            };
-            let sent = request.send().await;
-            // Crash-matrix hook: the request went out; its answer (or its
-            // loss) is neither read nor recorded.
-            fail::fail_point!("after-send", |_| std::process::abort());
-            let result = match sent {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    record.http_status = Some(status.as_u16());
-                    record.graph_request_id = header(&headers, "request-id");
-                    match response.bytes().await {
-                        Ok(bytes) => Ok((status, headers, bytes)),
-                        Err(e) => Err(Error::Transient {
-                            status: Some(status.as_u16()),
-                            may_have_acted: true,
-                            detail: describe(&e),
-                        }),
-                    }
-                }
-                // A failed connect never reached Graph; anything later may have.
-                Err(e) => Err(Error::Transient { status: None, may_have_acted: !e.is_connect(), detail: describe(&e) }),
-            };
-            record.duration = started.elapsed();
-            let outcome = result.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));
-            record.outcome = match &outcome {
-                Ok(_) if method == Method::POST => "created",
-                Ok(_) if method == Method::DELETE => "deleted",
-                Ok(_) => "found",
-                Err(e) => e.kind(),
-            };
-            if let Err(Error::Rejected { code, .. } | Error::Conflict { code }) = &outcome {
-                record.error_code = Some(code.clone());
-            }
-            tracing::info!(
-                method = record.method,
-                status = record.http_status,
-                client_request_id = %record.client_request_id,
-                request_id = record.graph_request_id.as_deref().unwrap_or(""),
-                took_ms = record.duration.as_millis() as u64,
-                outcome = record.outcome,
-                "graph call"
-            );
-            calls.push(record);
-            match outcome {
-                Err(Error::Unauthorized) if !refreshed => {
-                    // A revoked or rotated token: one fresh token, one retry.
-                    self.tokens.invalidate(&token).await;
-                    refreshed = true;
-                    token = self.ready().await?.0;
-                }
-                other => return other,
-            }
+        let Permit { token, send_by } = permit;
+        let client_request_id = Uuid::new_v4();
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base_url, path))
+            .bearer_auth(token.expose_secret())
+            .header("client-request-id", client_request_id.to_string());
+        if let Some(body) = body {
+            request = request.json(body);
         }
+        // Crash-matrix hook: the process pauses (or dies) between the
+        // pre-send checks and the request.
+        fail::fail_point!("before-send", |_| std::process::abort());
+        // The last check before the request leaves. What remains is the time
+        // reqwest takes to connect and write, bounded by graph.timeout_ms.
+        if send_by.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(Error::PermitExpired);
+        }
+        let started = Instant::now();
+        let mut record = CallRecord {
+            method: method_name(&method),
+            path: path.clone(),
+            http_status: None,
+            duration: Default::default(),
+            graph_request_id: None,
+            client_request_id,
+            error_code: None,
+            outcome: "transient",
+        };
+        let sent = request.send().await;
+        // Crash-matrix hook: the request went out; its answer (or its
+        // loss) is neither read nor recorded.
+        fail::fail_point!("after-send", |_| std::process::abort());
+        let result = match sent {
+            Ok(response) => {
+                let status = response.status();
+                let headers = response.headers().clone();
+                record.http_status = Some(status.as_u16());
+                record.graph_request_id = header(&headers, "request-id");
+                match response.bytes().await {
+                    Ok(bytes) => Ok((status, headers, bytes)),
+                    Err(e) => Err(Error::Transient {
+                        status: Some(status.as_u16()),
+                        may_have_acted: true,
+                        detail: describe(&e),
+                    }),
+                }
+            }
+            // A failed connect never reached Graph; anything later may have.
+            Err(e) => Err(Error::Transient { status: None, may_have_acted: !e.is_connect(), detail: describe(&e) }),
+        };
+        record.duration = started.elapsed();
+        let outcome = result.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));
+        record.outcome = match &outcome {
+            Ok(_) if method == Method::POST => "created",
+            Ok(_) if method == Method::DELETE => "deleted",
+            Ok(_) => "found",
+            Err(e) => e.kind(),
+        };
+        if let Err(Error::Rejected { code, .. } | Error::Conflict { code }) = &outcome {
+            record.error_code = Some(code.clone());
+        }
+        tracing::info!(
+            method = record.method,
+            status = record.http_status,
+            client_request_id = %record.client_request_id,
+            request_id = record.graph_request_id.as_deref().unwrap_or(""),
+            took_ms = record.duration.as_millis() as u64,
+            outcome = record.outcome,
+            "graph call"
+        );
+        calls.push(record);
+        if matches!(outcome, Err(Error::Unauthorized)) {
+            // A revoked or rotated token: the next permit fetches a new one.
+            self.tokens.invalidate(&token).await;
+        }
+        outcome
     }
 }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{AllowedRegistrant, RegistrationId};
 
-pub use client::{Client, MeetingRef, Ready};
+pub use client::{Client, MeetingRef, Permit};
 
 /// The registration Graph holds for a meeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +99,10 @@ pub enum Error {
         /// What the operator should do.
         hint: &'static str,
     },
+    /// The request was not sent: its permit's deadline had passed (the
+    /// process paused past half its lease after the pre-send checks).
+    #[error("the request was not sent: this process paused past half its lease before sending")]
+    PermitExpired,
     /// An id that cannot be put in a URL path safely (never sent).
     #[error("{0}")]
     InvalidId(String),
@@ -126,7 +130,11 @@ impl Error {
                     || error == "unreachable"
                     || status.is_some_and(|s| s >= 500 || s == 429)
             }
-            Self::Conflict { .. } | Self::Rejected { .. } | Self::Unauthorized | Self::InvalidId(_) => false,
+            Self::Conflict { .. }
+            | Self::Rejected { .. }
+            | Self::Unauthorized
+            | Self::InvalidId(_)
+            | Self::PermitExpired => false,
         }
     }
 
@@ -145,7 +153,11 @@ impl Error {
             Self::Throttled { status, .. } => *status != 429,
             Self::Transient { may_have_acted, .. } => *may_have_acted,
             Self::UnexpectedBody { .. } | Self::Conflict { .. } => true,
-            Self::Rejected { .. } | Self::Unauthorized | Self::Token { .. } | Self::InvalidId(_) => false,
+            Self::Rejected { .. }
+            | Self::Unauthorized
+            | Self::Token { .. }
+            | Self::InvalidId(_)
+            | Self::PermitExpired => false,
         }
     }
 
@@ -164,7 +176,7 @@ impl Error {
             Self::Transient { status, .. } => *status,
             Self::Conflict { .. } => Some(409),
             Self::Unauthorized => Some(401),
-            Self::Token { .. } | Self::InvalidId(_) => None,
+            Self::Token { .. } | Self::InvalidId(_) | Self::PermitExpired => None,
         }
     }
 
@@ -178,6 +190,7 @@ impl Error {
             Self::Unauthorized => "unauthorized",
             Self::Token { .. } => "token",
             Self::InvalidId(_) => "invalid_id",
+            Self::PermitExpired => "not_sent",
             Self::UnexpectedBody { .. } => "unexpected_body",
         }
     }

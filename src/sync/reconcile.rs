@@ -68,6 +68,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         write_unsettled: false,
     };
     let mut calls = Vec::new();
+    let mut token_refreshed = false;
     for _ in 0..MAX_STEPS {
         let step = plan(&claimed, &known);
         let (at, intent) = match &step {
@@ -84,8 +85,8 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         // The slot, the pace and the token come before the gate, so the
         // send follows it at once.
         let slot = ctx.concurrency.slot().await;
-        let ready = match ctx.graph.ready().await {
-            Ok(ready) => ready,
+        let permit = match ctx.graph.permit().await {
+            Ok(permit) => permit,
             Err(e) => return record_failure(ctx, &claimed, &mut known, &e, &calls).await,
         };
         let gate_opened = Instant::now();
@@ -139,23 +140,20 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         }
         // The pre-send guard on the monotonic clock: a process paused after
         // renewing its lease must not send once the lease may have passed
-        // to another worker.
-        if gate_opened.elapsed() > ctx.settings.sync.lease_ttl() / 2 {
-            tracing::warn!("paused past half the lease before sending; giving the meeting up unsent");
-            return record(ctx, &claimed, &known, FinalState::Pending, None, &calls).await;
-        }
+        // to another worker. The client checks it right before the request.
+        let permit = permit.send_by(gate_opened + ctx.settings.sync.lease_ttl() / 2);
         crash_point("after-intent");
         let target = MeetingRef { organizer: &at.organizer, meeting: &at.meeting };
         let result = match step {
             Plan::Lookup(_) => {
-                ctx.graph.get(ready, target, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found))
+                ctx.graph.get(permit, target, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found))
             }
             Plan::Create(_) => ctx
                 .graph
-                .create(ready, target, claimed.allowed_registrant, &mut calls)
+                .create(permit, target, claimed.allowed_registrant, &mut calls)
                 .await
                 .map(|made| learn_create(&mut known, &at, made, &claimed)),
-            Plan::Delete(_) => ctx.graph.delete(ready, target, &mut calls).await.map(|gone| {
+            Plan::Delete(_) => ctx.graph.delete(permit, target, &mut calls).await.map(|gone| {
                 known.actual = None;
                 known.needs_lookup = false;
                 known.checked = true;
@@ -188,6 +186,16 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 return record_failure(ctx, &claimed, &mut known, &e, &calls).await;
             }
             Ok(()) => {}
+            Err(graph::Error::PermitExpired) => {
+                tracing::warn!("paused past half the lease before sending; giving the meeting up unsent");
+                return record(ctx, &claimed, &known, FinalState::Pending, None, &calls).await;
+            }
+            Err(graph::Error::Unauthorized) if !token_refreshed => {
+                // A revoked or rotated token: one more try with a fresh one,
+                // through the same gate as every send.
+                token_refreshed = true;
+                known.needs_lookup &= !is_write;
+            }
             Err(graph::Error::Conflict { code }) => {
                 tracing::info!(code, "create answered 409; looking up the existing registration");
                 known.conflicted = true;

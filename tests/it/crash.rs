@@ -90,3 +90,52 @@ async fn every_crash_point_crossed_with_every_remote_outcome_ends_with_exactly_o
         }
     }
 }
+
+/// A worker paused longer than its lease between its pre-send checks and
+/// the request; meanwhile another worker takes the meeting over and
+/// registers it. With the simulator's duplicate protection off, a send by
+/// the paused worker after it resumes would create a second registration.
+#[tokio::test]
+async fn a_worker_paused_past_its_lease_right_before_the_send_never_sends() {
+    let db = fresh_database().await;
+    let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    sim.allow_duplicates(true);
+    let m = meeting(1);
+    sim.upsert_meeting(m.clone());
+    let short_lease = [("REGSYNC__SYNC__LEASE_TTL_MS", "2000"), ("REGSYNC__GRAPH__TIMEOUT_MS", "500")];
+    let pool = sqlx::PgPool::connect(&db).await.expect("db");
+    regsync::store::migrate(&pool).await.expect("migrated");
+    let paused = {
+        let (db, sim) = (db.clone(), sim.clone());
+        let mut env = short_lease.to_vec();
+        env.push(("FAILPOINTS", "before-send=1*sleep(4000)"));
+        tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &env))
+    };
+    // The successor starts once the paused worker's lease has run out.
+    for _ in 0..200 {
+        let expired: bool = sqlx::query_scalar(
+            "SELECT count(*) FILTER (WHERE state = 'in_flight' AND lease_expires_at < now()) = 1 FROM meetings",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("lease");
+        if expired {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let successor = {
+        let (db, sim) = (db.clone(), sim.clone());
+        tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &short_lease)).await.expect("joined")
+    };
+    let paused = paused.await.expect("joined");
+
+    assert!(successor.status.success(), "{}", String::from_utf8_lossy(&successor.stderr));
+    assert!(paused.status.success(), "{}", String::from_utf8_lossy(&paused.stderr));
+    let acted_posts = sim.log().iter().filter(|r| r.method == "POST" && r.acted).count();
+    assert_eq!(acted_posts, 1, "exactly one registration; log {:?}", sim.log());
+    let held = sim.registration(&m.organizer_id, &m.online_meeting_id).expect("registered");
+    let recorded: Option<String> =
+        sqlx::query_scalar("SELECT registration_id FROM ops.meeting_status").fetch_one(&pool).await.expect("row");
+    assert_eq!(recorded.as_deref(), Some(held.id.as_str()));
+}

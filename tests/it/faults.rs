@@ -226,8 +226,8 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
     .expect("intent");
     assert_eq!(gate, store::SendGate::Open { probe: false });
     let at = MeetingRef { organizer: &claimed.location.organizer, meeting: &claimed.location.meeting };
-    let ready = app.ctx.graph.ready().await.expect("a token");
-    app.ctx.graph.create(ready, at, claimed.allowed_registrant, &mut Vec::new()).await.expect("created");
+    let permit = app.ctx.graph.permit().await.expect("a token");
+    app.ctx.graph.create(permit, at, claimed.allowed_registrant, &mut Vec::new()).await.expect("created");
     // The process dies here. Its lease runs out.
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
         .execute(&app.pool)
@@ -343,4 +343,34 @@ async fn a_refused_token_stops_graph_calls_reports_the_fix_and_burns_no_attempt(
         1
     );
     assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'in_flight'").await, 0);
+}
+
+/// The re-send after a 401 passes the same checks as every send: a hold
+/// that began while the fresh token was being fetched keeps it back.
+#[tokio::test]
+async fn the_resend_after_a_401_waits_for_a_throttle_hold_like_any_send() {
+    let app = spawn_app().await;
+    let m = meeting(32);
+    app.sim.upsert_meeting(m.clone());
+    app.ctx.graph.permit().await.expect("a token in the cache");
+    app.sim.delay_tokens(Duration::from_millis(800));
+    app.sim.fail_next(Some("POST"), Fault::Status { status: 401, retry_after: None });
+
+    let tick = tokio::spawn({
+        let ctx = app.ctx.clone();
+        async move { regsync::sync::tick(&ctx).await }
+    });
+    while !app.sim.log().iter().any(|r| r.status == 401) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another replica was throttled meanwhile: the deployment holds.
+    let hold_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    sqlx::query("UPDATE graph_throttle SET throttled_until = now() + interval '3 seconds'")
+        .execute(&app.pool)
+        .await
+        .expect("hold");
+    tokio::time::timeout(Duration::from_secs(30), tick).await.expect("tick ended").expect("joined").expect("tick");
+
+    let early: Vec<_> = app.sim.log().into_iter().filter(|r| r.status != 401 && r.at < hold_until).collect();
+    assert!(early.is_empty(), "sent during the hold: {early:?}");
 }

@@ -34,7 +34,7 @@ async fn t5_a_429_storm_is_honoured_by_every_replica_with_one_probe_per_window()
     // One replica holds a token; the others get theirs only after its first
     // requests were throttled, as replicas that start or refresh at
     // different times do.
-    app.ctx.graph.ready().await.expect("a token");
+    app.ctx.graph.permit().await.expect("a token");
     app.sim.delay_tokens(Duration::from_millis(400));
     let storm = Duration::from_secs(6);
     app.sim.throttle_all_for(storm, "1");
