@@ -80,7 +80,19 @@ pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, Error> {
         .acquire_timeout(settings.acquire_timeout())
         .idle_timeout(Duration::from_secs(300))
         .test_before_acquire(true)
+        .after_connect(|connection, _| Box::pin(async move { durable_commits(connection).await }))
         .connect_lazy_with(options))
+}
+
+/// A committed intent is the exactly-once protocol's memory of a write that
+/// may have reached Graph: it must survive a server crash whatever the
+/// server, database or role sets. Only `off` is raised (to `on`); `local`,
+/// `remote_write` and `remote_apply` are durable locally and stay as they are.
+async fn durable_commits(connection: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'")
+        .execute(connection)
+        .await?;
+    Ok(())
 }
 
 /// Applies the embedded migrations. sqlx holds a Postgres advisory lock while

@@ -352,3 +352,17 @@ async fn ids_that_differ_only_by_surrounding_whitespace_are_one_meeting() {
     assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 1);
     assert_eq!(app.calls_for(&m), ["POST 201"]);
 }
+
+#[tokio::test]
+async fn commits_are_durable_even_where_the_database_turns_synchronous_commit_off() {
+    let app = spawn_app().await;
+    sqlx::query("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database()); END $$")
+        .execute(&app.pool)
+        .await
+        .expect("the database's default");
+    let pool = regsync::store::connect(&app.settings.database).expect("pool");
+
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&pool).await.expect("show");
+
+    assert_eq!(setting, "on", "the intent commit must not be lost in a server crash");
+}
