@@ -70,7 +70,7 @@ impl TokenCache {
         if let Some(c) = slot.cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(c.token.clone());
         }
-        if let Some((at, e)) = slot.failed.as_ref().filter(|(at, _)| at.elapsed() < FAILURE_MEMORY) {
+        if let Some((at, e)) = slot.failed.as_ref().filter(|(at, e)| at.elapsed() < failure_memory(e)) {
             tracing::debug!(ago_ms = at.elapsed().as_millis() as u64, "reusing the last token failure");
             return Err(e.clone());
         }
@@ -110,8 +110,14 @@ impl TokenCache {
             error: "unreachable".into(),
             detail: describe(&e),
             hint: TOKEN_UNREACHABLE_HINT,
+            retry_after: None,
         })?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()));
         let body = response.bytes().await.unwrap_or_default();
         if status.is_success() {
             let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Token {
@@ -119,6 +125,7 @@ impl TokenCache {
                 error: "bad_response".into(),
                 detail: format!("token response is not the expected JSON: {e}"),
                 hint: "check graph.authority_url: it must point at the identity platform",
+                retry_after: None,
             })?;
             // Remote input: a day at most, so no lifetime can overflow a clock.
             let lifetime = Duration::from_secs(parsed.expires_in.min(MAX_TOKEN_LIFETIME_SECS));
@@ -141,8 +148,20 @@ impl TokenCache {
             .and_then(|p| p.error_description)
             .map(|d| d.lines().next().unwrap_or_default().to_owned())
             .unwrap_or_else(|| format!("HTTP {status}"));
-        Err(Error::Token { status: Some(status.as_u16()), hint: token_hint(&error, &detail), error, detail })
+        Err(Error::Token {
+            status: Some(status.as_u16()),
+            hint: token_hint(&error, &detail),
+            error,
+            detail,
+            retry_after,
+        })
     }
+}
+
+/// How long a token failure is reused: the endpoint's `Retry-After` when it
+/// sent one, [`FAILURE_MEMORY`] otherwise.
+fn failure_memory(e: &Error) -> Duration {
+    e.retry_after().unwrap_or(FAILURE_MEMORY)
 }
 
 const TOKEN_UNREACHABLE_HINT: &str = "check network access to graph.authority_url";

@@ -98,6 +98,8 @@ pub enum Error {
         detail: String,
         /// What the operator should do.
         hint: &'static str,
+        /// The token endpoint's `Retry-After`: no token request before it.
+        retry_after: Option<Duration>,
     },
     /// The request was not sent: its permit's deadline had passed (the
     /// process paused past half its lease after the pre-send checks).
@@ -141,7 +143,7 @@ impl Error {
     /// The wait Graph asked for.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Throttled { retry_after, .. } => *retry_after,
+            Self::Throttled { retry_after, .. } | Self::Token { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

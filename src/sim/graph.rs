@@ -112,8 +112,13 @@ async fn token(
         tokio::time::sleep(delay).await;
     }
     let mut s = lock(&state);
+    s.token_requests += 1;
     if let Some(fault) = s.token_faults.pop_front() {
-        return token_error(fault.status, &fault.error, &fault.description);
+        let mut answer = token_error(fault.status, &fault.error, &fault.description);
+        if let Some(retry_after) = s.token_retry_after.as_deref().and_then(|r| r.parse().ok()) {
+            answer.headers_mut().insert("retry-after", retry_after);
+        }
+        return answer;
     }
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
     if tenant != TENANT {

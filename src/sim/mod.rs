@@ -106,6 +106,17 @@ pub struct TokenFault {
     pub description: String,
 }
 
+impl TokenFault {
+    /// The identity platform is unavailable and asks to come back later.
+    pub fn unavailable() -> Self {
+        Self {
+            status: 503,
+            error: "temporarily_unavailable".into(),
+            description: "AADSTS90033: A transient error has occurred. Please try again.".into(),
+        }
+    }
+}
+
 /// Everything the simulator holds.
 #[derive(Default)]
 pub(crate) struct State {
@@ -115,6 +126,10 @@ pub(crate) struct State {
     pub(crate) token_faults: VecDeque<TokenFault>,
     /// How long the token endpoint takes to answer.
     pub(crate) token_delay: Duration,
+    /// `Retry-After` sent with token faults.
+    pub(crate) token_retry_after: Option<String>,
+    /// Token requests received.
+    pub(crate) token_requests: u64,
     /// `expires_in` of issued tokens, when not the usual 3599 s.
     pub(crate) token_lifetime: Option<u64>,
     pub(crate) online_meetings: HashSet<(String, String)>,
@@ -146,6 +161,8 @@ pub struct Stats {
     pub requests_inside_retry_after: u64,
     /// Tokens issued.
     pub tokens_issued: u64,
+    /// Token requests received, answered or refused.
+    pub token_requests: u64,
     /// Meetings in the platform's list.
     pub platform_meetings: usize,
 }
@@ -264,6 +281,11 @@ impl Sim {
         self.lock().token_faults.push_back(fault);
     }
 
+    /// Sends `Retry-After: {secs}` with the token faults from now on.
+    pub fn token_retry_after(&self, secs: &str) {
+        self.lock().token_retry_after = Some(secs.to_owned());
+    }
+
     /// Makes the token endpoint answer only after `delay`.
     pub fn delay_tokens(&self, delay: Duration) {
         self.lock().token_delay = delay;
@@ -362,6 +384,7 @@ impl State {
         let mut stats = Stats {
             registrations: self.registrations.values().filter(|r| r.is_external()).count(),
             tokens_issued: self.tokens_issued,
+            token_requests: self.token_requests,
             platform_meetings: self.platform.len(),
             ..Stats::default()
         };

@@ -89,9 +89,11 @@ pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, Error> {
 /// server, database or role sets. Only `off` is raised (to `on`); `local`,
 /// `remote_write` and `remote_apply` are durable locally and stay as they are.
 async fn durable_commits(connection: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'")
-        .execute(connection)
-        .await?;
+    sqlx::query(
+        "SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'",
+    )
+    .execute(connection)
+    .await?;
     Ok(())
 }
 

@@ -18,8 +18,6 @@ use super::plan::{learn_create, learn_lookup, plan, Known, Plan};
 use super::retry::{self, AfterFailure, Decision};
 use super::{Ctx, SyncError};
 
-/// How long a meeting waits after the app's credentials failed.
-const AUTH_PAUSE: Duration = Duration::from_secs(60);
 /// How long the probe after a throttle hold keeps others waiting.
 const PROBE_TTL: Duration = Duration::from_secs(1);
 /// Lookup, delete, create and their retries after a conflict fit in this.
@@ -264,7 +262,11 @@ async fn record_failure(
     match next {
         AfterFailure::AuthPause => {
             tracing::error!(error = %e, "Graph credentials failed; stopping Graph calls for this cycle");
-            record_at(ctx, claimed, known, FinalState::Retrying, AUTH_PAUSE, Some(failure), calls).await?;
+            // The app's trouble, not the meeting's: it is due again at once,
+            // so the first cycle after the fix syncs it.
+            let state =
+                if known.attempts > 0 || known.needs_lookup { FinalState::Retrying } else { FinalState::Pending };
+            record(ctx, claimed, known, state, Some(failure), calls).await?;
             Err(SyncError::Auth(e.to_string()))
         }
         AfterFailure::Hold(wait) => record_throttled(ctx, claimed, known, wait, calls).await,

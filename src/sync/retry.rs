@@ -116,7 +116,8 @@ mod tests {
                 status: Some(401),
                 error: "invalid_client".into(),
                 detail: String::new(),
-                hint: ""
+                hint: "",
+                retry_after: None,
             }),
             Just(graph::Error::Conflict { code: "Conflict".into() }),
         ]

@@ -85,3 +85,32 @@ async fn a_missing_setting_is_a_one_line_error_naming_the_key() {
     assert!(err.contains("database.url") || err.contains("DATABASE_URL"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[tokio::test]
+async fn the_first_once_after_the_credentials_are_fixed_syncs_everything_that_was_due() {
+    let db = fresh_database().await;
+    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    sim.seed(20);
+    sim.fail_next_token(regsync::sim::TokenFault {
+        status: 401,
+        error: "invalid_client".into(),
+        description: "AADSTS7000215: Invalid client secret provided.".into(),
+    });
+    let once = || {
+        let (db, sim) = (db.clone(), sim.clone());
+        tokio::task::spawn_blocking(move || regsync(&["once"], &db, &sim, &[]))
+    };
+
+    let refused = once().await.expect("joined");
+    let fixed = once().await.expect("joined");
+
+    assert!(!refused.status.success(), "the refused cycle exits non-zero");
+    assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stderr));
+    let pool = sqlx::PgPool::connect(&db).await.expect("db");
+    let unsynced: i64 = sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state <> 'synced' OR attempts > 0")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(unsynced, 0);
+    assert_eq!(sim.stats().registrations, 18);
+}

@@ -374,3 +374,21 @@ async fn the_resend_after_a_401_waits_for_a_throttle_hold_like_any_send() {
     let early: Vec<_> = app.sim.log().into_iter().filter(|r| r.status != 401 && r.at < hold_until).collect();
     assert!(early.is_empty(), "sent during the hold: {early:?}");
 }
+
+#[tokio::test]
+async fn the_token_endpoints_retry_after_is_honoured() {
+    let app = spawn_app().await;
+    app.sim.token_retry_after("2");
+    app.sim.fail_next_token(TokenFault::unavailable());
+
+    let refused = app.ctx.graph.permit().await.err().expect("refused");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let inside = app.ctx.graph.permit().await;
+    let requests_inside = app.sim.stats().token_requests;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let after = app.ctx.graph.permit().await;
+
+    assert_eq!(refused.retry_after(), Some(Duration::from_secs(2)));
+    assert!(inside.is_err() && requests_inside == 1, "no token request inside Retry-After");
+    assert!(after.is_ok(), "a token once Retry-After has passed");
+}

@@ -356,10 +356,12 @@ async fn ids_that_differ_only_by_surrounding_whitespace_are_one_meeting() {
 #[tokio::test]
 async fn commits_are_durable_even_where_the_database_turns_synchronous_commit_off() {
     let app = spawn_app().await;
-    sqlx::query("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database()); END $$")
-        .execute(&app.pool)
-        .await
-        .expect("the database's default");
+    sqlx::query(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database()); END $$",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("the database's default");
     let pool = regsync::store::connect(&app.settings.database).expect("pool");
 
     let setting: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&pool).await.expect("show");
