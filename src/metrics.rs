@@ -1,8 +1,11 @@
 //! Prometheus metrics (names start with `regsync_`), rendered as OpenMetrics
-//! text by `/metrics`. Counters are fed by the engine; meetings per state are
-//! read from the store at scrape time, so every replica reports the same.
+//! text by `/metrics`. Counters are fed by the engine; meetings per state and
+//! the last successful poll are the deployment's, read from the store, so
+//! every replica reports the same.
 
 use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -76,7 +79,7 @@ impl Default for Metrics {
             r.register("poll_duration_seconds", "Duration of a platform poll", m.poll_duration.clone());
             r.register(
                 "last_successful_poll_timestamp_seconds",
-                "Unix time of the last complete or partial poll",
+                "Unix time of the deployment's last complete or partial poll (any replica)",
                 m.last_poll.clone(),
             );
             r.register(
@@ -116,16 +119,16 @@ impl Metrics {
     pub fn poll(&self, result: &str, took: Duration) {
         self.polls.get_or_create(&KindLabels { kind: result.into() }).inc();
         self.poll_duration.observe(took.as_secs_f64());
-        if result != "failed" {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            self.last_poll.set(now.as_secs_f64());
-        }
     }
 
-    /// The text exposition, with meetings per state when the store answered.
-    pub fn render(&self, states: Option<&[StateCount]>) -> String {
+    /// The text exposition, with the deployment's meetings per state and
+    /// last successful poll when the store answered.
+    pub fn render(&self, states: Option<&[StateCount]>, last_poll: Option<DateTime<Utc>>) -> String {
         for s in states.unwrap_or_default() {
             self.meetings.get_or_create(&StateLabels { state: s.state.clone() }).set(s.count);
+        }
+        if let Some(at) = last_poll {
+            self.last_poll.set(at.timestamp_millis() as f64 / 1_000.0);
         }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

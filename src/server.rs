@@ -1,9 +1,11 @@
 //! `/healthz` (the process is alive), `/readyz` (the database answers, the
-//! last poll is recent, no shutdown under way) and `/metrics` (Prometheus
-//! text) for `regsync run`. Reads shared state and the store; drives nothing.
+//! deployment's last successful poll is recent, no shutdown under way) and
+//! `/metrics` (Prometheus text) for `regsync run`. Reads shared state and,
+//! through a pool of its own, the deployment's figures at most every
+//! [`SNAPSHOT_TTL`]; drives nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -11,28 +13,29 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::store;
+use crate::store::{self, StateCount};
 
-/// What readiness depends on, updated by the daemon.
+/// Scrapes and probes within this long of each other share one read of the
+/// database, so a flood of them costs the database nothing more.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(2);
+
+/// What readiness depends on besides the database.
 #[derive(Debug)]
 pub struct Readiness {
-    last_poll: Mutex<Option<Instant>>,
     stopping: AtomicBool,
     max_poll_age: Duration,
 }
 
 impl Readiness {
-    /// Ready while a poll succeeded within `max_poll_age` (or none was due yet).
+    /// Ready while the deployment's last successful poll is at most
+    /// `max_poll_age` old.
     pub fn new(max_poll_age: Duration) -> Self {
-        Self { last_poll: Mutex::new(None), stopping: AtomicBool::new(false), max_poll_age }
-    }
-
-    /// Records a finished poll.
-    pub fn polled(&self) {
-        *self.last_poll.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Self { stopping: AtomicBool::new(false), max_poll_age }
     }
 
     /// Marks the start of shutdown: not ready from now on.
@@ -40,20 +43,34 @@ impl Readiness {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    fn poll_problem(&self) -> Option<String> {
+    /// Why the process is not ready, given when the deployment (any
+    /// replica) last polled successfully.
+    fn problem(&self, last_poll: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<String> {
         if self.stopping.load(Ordering::SeqCst) {
             return Some("shutting down".into());
         }
-        match *self.last_poll.lock().unwrap_or_else(|p| p.into_inner()) {
-            None => Some("no poll has finished yet".into()),
-            Some(at) if at.elapsed() > self.max_poll_age => Some(format!(
-                "the last poll finished {} s ago (server.ready_max_poll_age_secs = {})",
-                at.elapsed().as_secs(),
+        let age = (now - last_poll?).to_std().unwrap_or_default();
+        (age > self.max_poll_age).then(|| {
+            format!(
+                "the last successful poll finished {} s ago (server.ready_max_poll_age_secs = {})",
+                age.as_secs(),
                 self.max_poll_age.as_secs()
-            )),
-            Some(_) => None,
-        }
+            )
+        })
     }
+}
+
+/// The deployment's figures as the database last told them.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    read_at: Instant,
+    figures: Result<Figures, String>,
+}
+
+#[derive(Debug, Clone)]
+struct Figures {
+    states: Vec<StateCount>,
+    last_poll: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone)]
@@ -61,23 +78,49 @@ struct AppState {
     pool: PgPool,
     readiness: Arc<Readiness>,
     metrics: Arc<crate::metrics::Metrics>,
+    snapshot: Arc<Mutex<Option<Snapshot>>>,
 }
 
-/// The router; serve it with graceful shutdown.
+impl AppState {
+    /// The figures, read again when older than [`SNAPSHOT_TTL`]; concurrent
+    /// callers wait for one read.
+    async fn figures(&self) -> Result<Figures, String> {
+        let mut snapshot = self.snapshot.lock().await;
+        if let Some(s) = snapshot.as_ref().filter(|s| s.read_at.elapsed() < SNAPSHOT_TTL) {
+            return s.figures.clone();
+        }
+        let read = async {
+            let states = store::meetings::count_by_state(&self.pool).await?;
+            let last_poll = store::runs::last_poll_at(&self.pool).await?;
+            Ok::<_, store::Error>(Figures { states, last_poll })
+        };
+        let figures = match tokio::time::timeout(SNAPSHOT_TTL, read).await {
+            Err(_) => Err(format!("the database did not answer within {} s", SNAPSHOT_TTL.as_secs())),
+            Ok(Err(e)) => Err(format!("database unreachable: {e}")),
+            Ok(Ok(figures)) => Ok(figures),
+        };
+        *snapshot = Some(Snapshot { read_at: Instant::now(), figures: figures.clone() });
+        figures
+    }
+}
+
+/// The router; serve it with graceful shutdown. `pool` should be the
+/// server's own ([`store::connect_observer`]), not the engine's.
 pub fn router(pool: PgPool, readiness: Arc<Readiness>, metrics: Arc<crate::metrics::Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { pool, readiness, metrics })
+        .with_state(AppState { pool, readiness, metrics, snapshot: Arc::default() })
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = tokio::time::timeout(Duration::from_secs(2), store::ping(&state.pool)).await;
-    let problem = match db {
-        Err(_) => Some("database did not answer within 2 s".to_owned()),
-        Ok(Err(e)) => Some(format!("database unreachable: {e}")),
-        Ok(Ok(())) => state.readiness.poll_problem(),
+    let problem = match state.figures().await {
+        Err(e) => Some(e),
+        Ok(Figures { last_poll: None, .. }) if !state.readiness.stopping.load(Ordering::SeqCst) => {
+            Some("no poll has succeeded yet".into())
+        }
+        Ok(f) => state.readiness.problem(f.last_poll, Utc::now()),
     };
     match problem {
         None => (StatusCode::OK, "ready\n".to_owned()),
@@ -86,8 +129,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    let counts = store::meetings::count_by_state(&state.pool).await.ok();
-    let body = state.metrics.render(counts.as_deref());
+    let figures = state.figures().await.ok();
+    let body =
+        state.metrics.render(figures.as_ref().map(|f| f.states.as_slice()), figures.as_ref().and_then(|f| f.last_poll));
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
 
@@ -95,19 +139,16 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn readiness_lapses_exactly_at_the_poll_age_bound_and_ends_with_shutdown() {
+    #[test]
+    fn readiness_lapses_exactly_at_the_poll_age_bound_and_ends_with_shutdown() {
         let readiness = Readiness::new(Duration::from_secs(60));
-        assert!(readiness.poll_problem().is_some(), "not ready before the first poll");
+        let polled = Utc::now();
 
-        readiness.polled();
-        tokio::time::advance(Duration::from_secs(60)).await;
-        assert_eq!(readiness.poll_problem(), None);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(readiness.poll_problem().is_some_and(|p| p.contains("ready_max_poll_age_secs")));
+        assert_eq!(readiness.problem(Some(polled), polled + chrono::Duration::seconds(60)), None);
+        let late = readiness.problem(Some(polled), polled + chrono::Duration::milliseconds(60_001));
+        assert!(late.is_some_and(|p| p.contains("ready_max_poll_age_secs")));
 
-        readiness.polled();
         readiness.stopping();
-        assert_eq!(readiness.poll_problem().as_deref(), Some("shutting down"));
+        assert_eq!(readiness.problem(Some(polled), polled).as_deref(), Some("shutting down"));
     }
 }

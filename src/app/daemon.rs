@@ -43,7 +43,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on server.listen = {}", settings.server.listen))?;
     tracing::info!(addr = %settings.server.listen, "serving /healthz, /readyz and /metrics");
-    let router = server::router(pool.clone(), readiness.clone(), metrics);
+    // Its own pool: no scrape can take a connection from the engine.
+    let router = server::router(store::connect_observer(&settings.database)?, readiness.clone(), metrics);
     let server_stop = shutdown.clone();
     tracker.spawn(async move {
         if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await {
@@ -69,10 +70,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     scheduler.add(job).await.context("cannot schedule polls")?;
     scheduler.start().await.context("cannot start the scheduler")?;
 
-    tracker.spawn(engine(ctx, poll_due, readiness.clone()));
+    let mut engine = tracker.spawn(engine(ctx, poll_due));
     tracker.close();
 
-    shutdown.cancelled().await;
+    // The engine ends only on shutdown: if it ends (or panics) before, the
+    // process must not live on answering health checks with nothing behind.
+    let engine_ended = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        ended = &mut engine => Some(ended),
+    };
+    if let Some(ended) = engine_ended {
+        shutdown.cancel();
+        readiness.stopping();
+        let why = match ended {
+            Err(e) if e.is_panic() => "the engine panicked (a bug: please report it with the log above)",
+            _ => "the engine stopped unexpectedly",
+        };
+        anyhow::bail!("{why}; regsync exits so that its supervisor restarts it");
+    }
     tracing::info!("stopping: no new claims; calls in flight finish and are recorded");
     readiness.stopping();
     let mut scheduler = scheduler;
@@ -113,12 +128,14 @@ async fn migrate_when_reachable(pool: &sqlx::PgPool, shutdown: &CancellationToke
 /// Polls when the bell rings (and once at start) if no other replica has
 /// polled for this tick, and reconciles due retries every
 /// `sync.reconcile_interval_ms` in between.
-async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>, readiness: Arc<Readiness>) {
+async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>) {
     poll_due.notify_one();
     let poll_window = ctx.settings.sync.poll_period() / 2;
     let mut interval = tokio::time::interval(ctx.settings.sync.reconcile_interval());
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Crash-matrix hook: the engine dies (a panic) while the process lives.
+        fail::fail_point!("engine-loop");
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return,
@@ -127,7 +144,6 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>, readiness: Arc<Readiness>)
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::debug!("another replica polled for this tick");
-                        readiness.polled();
                         continue;
                     }
                     Err(e) => {
@@ -138,9 +154,7 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>, readiness: Arc<Readiness>)
                 let started = Instant::now();
                 match sync::tick(&ctx).await {
                     Ok(report) => {
-                        let result = if report.poll.partial.is_some() { "partial" } else { "complete" };
-                        ctx.metrics.poll(result, started.elapsed());
-                        readiness.polled();
+                        ctx.metrics.poll(report.poll.result(), started.elapsed());
                         tracing::info!("{}", super::describe(&report).replace('\n', "; "));
                     }
                     Err(e) => {

@@ -69,6 +69,17 @@ impl Settings {
                 bad.push(format!("{key} must be a JSON pointer starting with '/', got {ptr:?}"));
             }
         }
+        for (key, value) in [
+            ("database.max_connections", u64::from(self.database.max_connections)),
+            ("database.acquire_timeout_ms", self.database.acquire_timeout_ms),
+            ("source.timeout_ms", self.source.timeout_ms),
+            ("sync.reconcile_interval_ms", self.sync.reconcile_interval_ms),
+            ("sync.lease_ttl_ms", self.sync.lease_ttl_ms),
+        ] {
+            if value == 0 {
+                bad.push(format!("{key} must be at least 1"));
+            }
+        }
         if self.graph.max_concurrency == 0 {
             bad.push("graph.max_concurrency must be at least 1".into());
         }

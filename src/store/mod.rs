@@ -97,6 +97,22 @@ async fn durable_commits(connection: &mut sqlx::PgConnection) -> Result<(), sqlx
     Ok(())
 }
 
+/// A pool of its own for `/readyz` and `/metrics`: two connections whose
+/// statements end within two seconds, so no number of scrapes can take a
+/// connection from the engine or keep the database busy for long.
+///
+/// # Errors
+/// The settings are unusable.
+pub fn connect_observer(settings: &DatabaseSettings) -> Result<PgPool, Error> {
+    let observer = DatabaseSettings {
+        max_connections: 2,
+        acquire_timeout_ms: 2_000,
+        statement_timeout_ms: 2_000,
+        ..settings.clone()
+    };
+    connect(&observer)
+}
+
 /// Applies the embedded migrations. sqlx holds a Postgres advisory lock while
 /// it migrates, so replicas starting together are safe.
 ///

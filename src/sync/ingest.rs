@@ -33,6 +33,18 @@ pub struct PollReport {
     pub partial: Option<String>,
 }
 
+impl PollReport {
+    /// `complete`, `partial`, or `failed` when no page could be read (the
+    /// platform refused or was down): the last is no successful poll.
+    pub fn result(&self) -> &'static str {
+        match (&self.partial, self.pages) {
+            (None, _) => "complete",
+            (Some(_), 0) => "failed",
+            (Some(_), _) => "partial",
+        }
+    }
+}
+
 /// Validates a page against the listing so far and stores it: the valid
 /// meetings in one upsert, the rejected items in one insert.
 async fn store_page(

@@ -206,11 +206,7 @@ pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
             return Err(e);
         }
     };
-    let status = match (&error, &poll.partial) {
-        (Some(_), _) => "failed",
-        (None, Some(_)) => "partial",
-        (None, None) => "complete",
-    };
+    let status = if error.is_some() { "failed" } else { poll.result() };
     let run = RunReport {
         status,
         meetings_seen: poll.seen,

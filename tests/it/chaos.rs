@@ -18,6 +18,8 @@ use regsync::devdb::Cluster;
 use regsync::sim::{FaultRates, Sim, SimMeeting};
 use sqlx::ConnectOptions;
 
+use crate::helpers::free_port;
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -106,10 +108,6 @@ impl Drop for Replica {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 async fn ready(listen: &str) -> bool {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use regsync::sim::{CLIENT_ID, CLIENT_SECRET, TENANT};
 
-use crate::helpers::fresh_database;
+use crate::helpers::{free_port, fresh_database};
 
 /// Kills the child if the test fails before stopping it.
 struct Process(Child);
@@ -30,10 +30,6 @@ fn start_simulator(meetings: usize) -> (Process, String) {
     let first = BufReader::new(stdout).lines().next().expect("a line").expect("text");
     let base = first.rsplit(' ').next().expect("the address").to_owned();
     (Process(child), base)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 async fn get(url: &str) -> Option<(u16, String)> {

@@ -167,6 +167,11 @@ pub struct MeetingStatus {
     pub desired: String,
 }
 
+/// A loopback port free right now, for a server started as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
 /// A meeting open to everyone with ids derived from `n`.
 pub fn meeting(n: usize) -> SimMeeting {
     SimMeeting::new(&format!("evt-{n}"), &format!("org-{}", n % 3), &format!("MSp{n:04}"))

@@ -12,5 +12,6 @@ mod helpers;
 mod lifecycle;
 mod listing;
 mod nightly;
+mod operations;
 mod protocol;
 mod reliability;
