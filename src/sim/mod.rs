@@ -261,6 +261,12 @@ impl Sim {
         self.lock().platform.push_raw(item);
     }
 
+    /// Appends an item as raw JSON text, served as it is (for input that a
+    /// JSON value cannot hold, such as an unpaired UTF-16 surrogate).
+    pub fn push_raw_text(&self, item: &str) {
+        self.lock().platform.push_text(item.to_owned());
+    }
+
     /// Fails the platform's page `index` (0-based) on every request.
     pub fn fail_page(&self, index: usize, fault: PageFault) {
         self.lock().platform.page_faults.insert(index, fault);

@@ -47,7 +47,11 @@ pub struct Page {
 /// # Errors
 /// The body is not JSON, or has no items array where `items_pointer` says.
 pub fn parse_page(body: &[u8], shape: &PageShape) -> Result<Page, Error> {
-    let doc: Value = serde_json::from_slice(body).map_err(Error::DecodePage)?;
+    let doc: Value = match serde_json::from_slice(body) {
+        Ok(doc) => doc,
+        // A fault inside one string must cost that item only, not the page.
+        Err(strict) => serde_json::from_slice(&repair_strings(body)).map_err(|_| Error::DecodePage(strict))?,
+    };
     let items = match doc.pointer(&shape.items_pointer) {
         Some(Value::Array(items)) => items,
         Some(Value::Null) | None => {
@@ -121,14 +125,17 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<ExternalMeeting, Reject
             _ => return Err(reject(format!("status is {value:?}; expected \"active\" or \"cancelled\""))),
         },
     };
-    let updated_at = match text_field(item, "updated_at", &shape.fields.updated_at, false).map_err(&reject)? {
-        None => None,
-        Some(value) => Some(
-            DateTime::parse_from_rfc3339(value.trim())
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| reject(format!("updated_at is {value:?}; expected an RFC 3339 time")))?,
-        ),
-    };
+    // Informational only: an odd format is kept out, never a reason to reject.
+    let updated_at = text_field(item, "updated_at", &shape.fields.updated_at, false)
+        .ok()
+        .flatten()
+        .and_then(|value| parse_time(value.trim()));
+    // Fields regsync reads name their own fault above; this catches the rest.
+    if holds_nul(item) {
+        return Err(reject(
+            "item holds a NUL character or an unpaired UTF-16 surrogate, which regsync cannot store".into(),
+        ));
+    }
     Ok(ExternalMeeting {
         external_id: ExternalId(external_id),
         organizer_id: OrganizerId(organizer_id),
@@ -137,6 +144,81 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<ExternalMeeting, Reject
         desired,
         updated_at,
     })
+}
+
+/// RFC 3339, or a date and time without a zone (taken as UTC).
+fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Some(t.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|t| t.and_utc())
+}
+
+/// Whether any key or string in `value` holds U+0000: PostgreSQL text cannot,
+/// and [`repair_strings`] turns unpaired surrogates into it.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+/// Rewrites the faults a platform can put inside JSON strings that make
+/// strict parsing refuse the whole body: raw control characters become
+/// escapes, and an unpaired UTF-16 surrogate escape becomes `\u0000`, which
+/// [`holds_nul`] then finds in its item alone. Everything else is copied.
+fn repair_strings(body: &[u8]) -> Vec<u8> {
+    let hex = |at: usize| {
+        body.get(at..at + 4).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u16::from_str_radix(h, 16).ok())
+    };
+    let escape_at = |at: usize| (body.get(at..at + 2) == Some(b"\\u")).then(|| hex(at + 2)).flatten();
+    let mut out = Vec::with_capacity(body.len());
+    let (mut i, mut in_string) = (0, false);
+    while i < body.len() {
+        let b = body[i];
+        if !in_string {
+            in_string = b == b'"';
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = false;
+                out.push(b);
+                i += 1;
+            }
+            b'\\' => match escape_at(i) {
+                Some(0xD800..=0xDBFF) if escape_at(i + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) => {
+                    out.extend_from_slice(&body[i..i + 12]);
+                    i += 12;
+                }
+                Some(0xD800..=0xDFFF) => {
+                    out.extend_from_slice(b"\\u0000");
+                    i += 6;
+                }
+                _ => {
+                    let end = (i + 2).min(body.len());
+                    out.extend_from_slice(&body[i..end]);
+                    i = end;
+                }
+            },
+            0x00..=0x1F => {
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Reads a text field; `Ok(None)` when absent or null. The platform's `id`
@@ -269,16 +351,31 @@ mod tests {
                 json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "status": "deleted"}),
                 "status is \"deleted\"",
             ),
-            (
-                json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "updated_at": "yesterday"}),
-                "updated_at is \"yesterday\"",
-            ),
             (json!("just a string"), "item is a string, expected an object"),
         ];
         for (item, expected) in cases {
             let reason = reason_for(item.clone());
             assert!(reason.contains(expected), "{item}: {reason:?} lacks {expected:?}");
         }
+    }
+
+    #[test]
+    fn faults_inside_strings_cost_their_item_only() {
+        let body = "{\"meetings\": [{\"id\": \"a\", \"t\": \"\\ud800\"}, {\"id\": \"b\", \"t\": \"x\u{0}\"}, \
+                    {\"id\": \"c\", \"organizer_id\": \"o\", \"online_meeting_id\": \"m\", \"t\": \"\\ud83d\\ude00\\n\"}]}";
+        let page = parse_page(body.as_bytes(), &shape()).expect("the page parses");
+        let rejected: Vec<_> = page.rejected.iter().map(|r| r.external_id.as_deref().unwrap_or_default()).collect();
+        assert_eq!(rejected, ["a", "b"]);
+        assert_eq!(page.meetings[0].external_id.as_str(), "c");
+    }
+
+    #[test]
+    fn an_odd_updated_at_is_read_when_it_can_be_and_never_rejects() {
+        let mut item = good();
+        item["updated_at"] = json!("2026-11-28 10:00:00");
+        assert!(page(json!([item.clone()])).meetings[0].updated_at.is_some());
+        item["updated_at"] = json!("yesterday");
+        assert_eq!(page(json!([item])).meetings[0].updated_at, None);
     }
 
     #[test]

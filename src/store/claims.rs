@@ -383,7 +383,7 @@ pub async fn finish(pool: &PgPool, claimed: &Claimed, outcome: &Outcome, calls: 
         durations.push(i32::try_from(c.duration.as_millis()).unwrap_or(i32::MAX));
         request_ids.push(c.graph_request_id.as_deref());
         client_ids.push(c.client_request_id);
-        codes.push(c.error_code.as_deref());
+        codes.push(c.error_code.as_deref().map(super::storable));
         outcomes.push(c.outcome);
     }
     let row = sqlx::query(
@@ -442,7 +442,7 @@ pub async fn finish(pool: &PgPool, claimed: &Claimed, outcome: &Outcome, calls: 
     .bind(actual.map(|a| a.location.organizer.as_str()))
     .bind(actual.map(|a| a.location.meeting.as_str()))
     .bind(actual.and_then(|a| a.audience).map(AllowedRegistrant::as_str))
-    .bind(outcome.last_error.as_deref())
+    .bind(outcome.last_error.as_deref().map(super::storable))
     .bind(outcome.last_http_status.map(i32::from))
     .bind(claimed.location.organizer.as_str())
     .bind(claimed.location.meeting.as_str())

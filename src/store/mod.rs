@@ -63,6 +63,16 @@ impl Error {
     }
 }
 
+/// Text as PostgreSQL can store it: without NUL characters, which remote
+/// answers (an error body, an item) may hold.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}").into()
+    } else {
+        text.into()
+    }
+}
+
 pub(crate) fn query_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |source| Error::Query { op, source }
 }

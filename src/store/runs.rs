@@ -86,7 +86,7 @@ pub async fn finish(pool: &PgPool, run_id: i64, report: &RunReport) -> Result<()
     .bind(count(report.created))
     .bind(count(report.deleted))
     .bind(count(report.failed))
-    .bind(report.error.as_deref())
+    .bind(report.error.as_deref().map(super::storable))
     .execute(pool)
     .await
     .map_err(query_error("finish sync run"))?;
@@ -101,9 +101,9 @@ pub async fn insert_rejected(pool: &PgPool, run_id: i64, items: &[RejectedItem])
     if items.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Option<&str>> = items.iter().map(|i| i.external_id.as_deref()).collect();
-    let reasons: Vec<&str> = items.iter().map(|i| i.reason.as_str()).collect();
-    let raws: Vec<&str> = items.iter().map(|i| i.raw.as_str()).collect();
+    let ids: Vec<Option<_>> = items.iter().map(|i| i.external_id.as_deref().map(super::storable)).collect();
+    let reasons: Vec<_> = items.iter().map(|i| super::storable(&i.reason)).collect();
+    let raws: Vec<_> = items.iter().map(|i| super::storable(&i.raw)).collect();
     sqlx::query(
         r#"
         INSERT INTO rejected_items (sync_run_id, external_id, reason, raw)

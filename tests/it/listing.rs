@@ -180,3 +180,48 @@ async fn wrong_types_and_unknown_values_are_each_rejected_while_the_rest_syncs()
     assert!(app.sim.registration(&good.organizer_id, &good.online_meeting_id).is_some());
     assert_eq!(app.status(&good.id).await.state, "synced");
 }
+
+#[tokio::test]
+async fn an_item_with_an_unpaired_surrogate_or_a_nul_is_rejected_alone() {
+    let app = spawn_app().await;
+    app.sim.upsert_meeting(meeting(1));
+    app.sim.push_raw_text(r#"{"id": "evt-s1", "organizer_id": "o", "online_meeting_id": "m", "title": "\ud800"}"#);
+    app.sim.push_raw_text("{\"id\": \"evt-s2\", \"organizer_id\": \"o\u{0}\", \"online_meeting_id\": \"m\"}");
+    app.sim.push_raw_text(r#"{"id": "evt-s3", "organizer_id": "o", "online_meeting_id": "m", "title": "\u0000"}"#);
+    app.sim.upsert_meeting(meeting(2));
+
+    let report = app.tick().await;
+
+    assert_eq!(report.poll.partial, None, "the listing is complete");
+    assert_eq!((report.poll.rejected, report.reconcile.created), (3, 2));
+    let rejected: Vec<String> = sqlx::query_scalar("SELECT external_id FROM ops.rejected_items ORDER BY external_id")
+        .fetch_all(&app.pool)
+        .await
+        .expect("rejections");
+    assert_eq!(rejected, ["evt-s1", "evt-s2", "evt-s3"]);
+}
+
+#[tokio::test]
+async fn an_informational_field_in_an_odd_format_does_not_reject_the_meeting() {
+    let app = spawn_app().await;
+    let mut m = meeting(1);
+    m.updated_at = "2026-11-28 10:00:00".into();
+    app.sim.upsert_meeting(m.clone());
+
+    let report = app.tick().await;
+
+    assert_eq!((report.poll.rejected, report.reconcile.created), (0, 1));
+}
+
+#[tokio::test]
+async fn an_error_body_holding_a_nul_still_closes_the_cycle() {
+    let app = spawn_app().await;
+    app.sim.upsert_meeting(meeting(1));
+    app.sim.fail_page(0, PageFault::NulInErrorBody);
+
+    let _ = regsync::sync::tick(&app.ctx).await;
+
+    assert_eq!(app.scalar("SELECT count(*) FROM ops.sync_runs WHERE status = 'running'").await, 0);
+    let error: String = sqlx::query_scalar("SELECT error FROM ops.sync_runs").fetch_one(&app.pool).await.expect("row");
+    assert!(error.contains("502"), "{error}");
+}
