@@ -4,6 +4,21 @@
 /// Sent on every request.
 pub const USER_AGENT: &str = concat!("regsync/", env!("CARGO_PKG_VERSION"));
 
+/// Follows a redirect only within the same origin (scheme, host and port):
+/// the request carries credentials, and none may reach another host.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt.previous().last().is_some_and(|from| from.origin() == attempt.url().origin());
+        if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else if same_origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 /// reqwest's Display hides the cause; operators need "timed out" or
 /// "connection refused". `timeout_key` names the setting that timed out.
 pub fn describe(e: &reqwest::Error, timeout_key: &str) -> String {

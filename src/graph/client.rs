@@ -63,7 +63,10 @@ impl Client {
     /// Missing credentials or an HTTP client that cannot be built.
     pub fn new(settings: &GraphSettings) -> Result<Self, Error> {
         let setup = |what: &str| Error::InvalidId(format!("graph settings: {what}"));
+        // Graph and the token endpoint never redirect these calls: a
+        // redirect is refused rather than followed with a token or a secret.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout())
             .user_agent(crate::http::USER_AGENT)
             .build()

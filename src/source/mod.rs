@@ -6,7 +6,7 @@ mod wire;
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, LOCATION};
 use secrecy::ExposeSecret;
 
 use crate::config::{SourceAuth, SourceSettings};
@@ -36,6 +36,18 @@ pub enum Error {
         /// The start of the body.
         body: String,
     },
+    /// The platform redirected to another host: not followed, since the
+    /// request carries credentials.
+    #[error(
+        "meeting list {url} redirects to another host ({to}); regsync does not follow it, so that no credential \
+         leaves the configured host: set source.base_url to the new address"
+    )]
+    Redirected {
+        /// The page URL.
+        url: String,
+        /// The `Location` it named.
+        to: String,
+    },
     /// The page exceeds `source.max_page_bytes`.
     #[error("meeting list page is larger than source.max_page_bytes ({limit} bytes)")]
     PageTooLarge {
@@ -59,6 +71,7 @@ impl Error {
         match self {
             Self::FetchPage { .. } => "fetch_page",
             Self::PageStatus { .. } => "page_status",
+            Self::Redirected { .. } => "redirected",
             Self::PageTooLarge { .. } => "page_too_large",
             Self::DecodePage(_) => "decode_page",
             Self::PageShape(_) => "page_shape",
@@ -110,6 +123,7 @@ impl Client {
             .default_headers(headers)
             .timeout(settings.timeout())
             .connect_timeout(Duration::from_secs(10))
+            .redirect(crate::http::same_origin_redirects())
             .user_agent(crate::http::USER_AGENT)
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
@@ -150,6 +164,10 @@ impl Client {
         let limit = self.settings.max_page_bytes;
         if response.content_length().is_some_and(|len| len as usize > limit) {
             return Err(Error::PageTooLarge { limit });
+        }
+        if status.is_redirection() {
+            let to = response.headers().get(LOCATION).and_then(|l| l.to_str().ok()).unwrap_or("?").to_owned();
+            return Err(Error::Redirected { url: shown, to });
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {

@@ -392,3 +392,57 @@ async fn the_token_endpoints_retry_after_is_honoured() {
     assert!(inside.is_err() && requests_inside == 1, "no token request inside Retry-After");
     assert!(after.is_ok(), "a token once Retry-After has passed");
 }
+
+/// A server that answers every request with `status` and `Location: to`,
+/// and one that records every request it gets.
+async fn redirect_to_a_recorder(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let recorder = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let recorder_addr = recorder.local_addr().expect("addr");
+    let log = seen.clone();
+    let record = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
+        let log = log.clone();
+        async move {
+            log.lock().expect("log").push(format!("{headers:?} {body}"));
+            StatusCode::NOT_FOUND
+        }
+    });
+    tokio::spawn(async move { axum::serve(recorder, record).await });
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let redirector_addr = redirector.local_addr().expect("addr");
+    let redirect = axum::Router::new().fallback(move || async move {
+        let status = StatusCode::from_u16(status).expect("a status");
+        (status, [("location", format!("http://{recorder_addr}/elsewhere"))])
+    });
+    tokio::spawn(async move { axum::serve(redirector, redirect).await });
+    (format!("http://{redirector_addr}"), seen)
+}
+
+#[tokio::test]
+async fn no_credential_follows_a_redirect_to_another_host() {
+    let (platform, platform_seen) = redirect_to_a_recorder(302).await;
+    let (login, login_seen) = redirect_to_a_recorder(307).await;
+    let app = spawn_app_with(|s| {
+        s.source.base_url = Some(platform.clone());
+        s.source.auth = regsync::config::SourceAuth::ApiKey;
+        s.source.token = Some("platform-key-value".to_owned().into());
+        s.graph.authority_url = login.clone();
+    })
+    .await;
+
+    let report = app.tick().await;
+    let token = app.ctx.graph.permit().await;
+
+    assert!(report.poll.partial.is_some(), "the redirected listing is not read");
+    assert!(token.is_err(), "the redirected token request fails");
+    let leaked: Vec<String> = platform_seen
+        .lock()
+        .expect("log")
+        .iter()
+        .chain(login_seen.lock().expect("log").iter())
+        .filter(|r| r.contains("platform-key-value") || r.contains(regsync::sim::CLIENT_SECRET))
+        .cloned()
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+}
