@@ -41,10 +41,13 @@ impl Settings {
                 config::Environment::with_prefix("REGSYNC")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true)
+                    // Values stay text until a typed key reads them: a
+                    // secret such as 0012345 must arrive as written.
+                    .try_parsing(false)
                     .source(Some(regsync_env)),
             )
-            .build()?;
+            .build()
+            .map_err(redact_file_error)?;
         let mut settings: Settings = layered.try_deserialize()?;
         if settings.database.url.is_none() {
             settings.database.url =
@@ -68,5 +71,22 @@ impl Settings {
             self.source.token = Some(read("source.token_file", path)?);
         }
         Ok(())
+    }
+}
+
+/// A file's parse error names the place and the problem, never the line
+/// itself: the line may hold a secret.
+fn redact_file_error(e: config::ConfigError) -> Error {
+    match e {
+        config::ConfigError::FileParse { uri, cause } => {
+            let text = cause.to_string();
+            // toml's text: the place, then the line quoted with `|`, then the problem.
+            let quoted = |line: &&str| line.trim_start().starts_with('|') || line.contains(" | ");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !quoted(l));
+            let place = lines.next().unwrap_or("cannot be parsed").to_owned();
+            let problem = lines.last().map(|p| format!(": {p}")).unwrap_or_default();
+            Error::ParseFile { path: uri.unwrap_or_default(), detail: format!("{place}{problem}") }
+        }
+        other => Error::Load(other),
     }
 }

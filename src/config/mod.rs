@@ -21,6 +21,15 @@ pub enum Error {
     /// The file or an environment variable could not be parsed.
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
+    /// The configuration file is not valid TOML (the line is not shown: it
+    /// may hold a secret).
+    #[error("configuration: {path}: {detail}")]
+    ParseFile {
+        /// The file.
+        path: String,
+        /// Where and what, without the line's text.
+        detail: String,
+    },
     /// A `*_file` secret could not be read.
     #[error("configuration: {key}: cannot read {path}: {source}")]
     ReadSecretFile {
@@ -42,6 +51,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Load(_) => "load",
+            Self::ParseFile { .. } => "parse_file",
             Self::ReadSecretFile { .. } => "read_secret_file",
             Self::Invalid(_) => "invalid",
         }

@@ -90,3 +90,30 @@ fn the_shipped_default_file_loads() {
     assert_eq!(settings.sync.poll_schedule, "0 */5 * * * *");
     assert_eq!(settings.sync.poll_period(), Duration::from_secs(300));
 }
+
+#[test]
+fn a_toml_syntax_error_names_the_place_but_never_prints_the_line() {
+    let dir = std::env::temp_dir().join(format!("regsync-cfg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("broken.toml");
+    std::fs::write(&file, "[graph]\nclient_secret = \"hunter2-very-secret\n").unwrap();
+
+    let err = Settings::load_from(Some(&file), &complete_env()).unwrap_err().to_string();
+
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("broken.toml") && err.contains("line 2"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn secrets_from_the_environment_arrive_exactly_as_written() {
+    for secret in ["0012345", "1e3", "true", "  spaced  ", "12345678901234567890123"] {
+        let mut vars = complete_env();
+        vars.insert("REGSYNC__GRAPH__CLIENT_SECRET".into(), secret.into());
+        vars.insert("REGSYNC__SOURCE__AUTH".into(), "bearer".into());
+        vars.insert("REGSYNC__SOURCE__TOKEN".into(), secret.into());
+        let settings = Settings::load_from(None, &vars).expect("valid");
+        assert_eq!(settings.graph.client_secret.as_ref().unwrap().expose_secret(), secret);
+        assert_eq!(settings.source.token.as_ref().unwrap().expose_secret(), secret);
+    }
+}

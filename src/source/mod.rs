@@ -157,8 +157,14 @@ impl Client {
                 query.append_pair(&self.settings.cursor_param, cursor);
             }
         }
-        let shown = url.to_string();
-        let fetch_error = |e: reqwest::Error| Error::FetchPage { url: shown.clone(), reason: describe(&e) };
+        // The URL as logs and records show it: without the user and password
+        // that base_url may carry.
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        let shown = shown.to_string();
+        let fetch_error =
+            |e: reqwest::Error| Error::FetchPage { url: shown.clone(), reason: describe(&e.without_url()) };
         let mut response = self.http.get(url.clone()).send().await.map_err(fetch_error)?;
         let status = response.status();
         let limit = self.settings.max_page_bytes;

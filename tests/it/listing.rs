@@ -225,3 +225,18 @@ async fn an_error_body_holding_a_nul_still_closes_the_cycle() {
     let error: String = sqlx::query_scalar("SELECT error FROM ops.sync_runs").fetch_one(&app.pool).await.expect("row");
     assert!(error.contains("502"), "{error}");
 }
+
+#[tokio::test]
+async fn credentials_in_the_platform_url_never_reach_the_records() {
+    let port = crate::helpers::free_port(); // nothing listens there
+    let app =
+        spawn_app_with(|s| s.source.base_url = Some(format!("http://reader:pl4tform-pass@127.0.0.1:{port}/api"))).await;
+
+    let report = app.tick().await;
+
+    let partial = report.poll.partial.expect("the platform is down");
+    assert!(!partial.contains("pl4tform-pass"), "{partial}");
+    let recorded: String =
+        sqlx::query_scalar("SELECT error FROM ops.sync_runs").fetch_one(&app.pool).await.expect("row");
+    assert!(!recorded.contains("pl4tform-pass") && recorded.contains("127.0.0.1"), "{recorded}");
+}
