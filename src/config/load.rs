@@ -84,7 +84,7 @@ fn redact_file_error(e: config::ConfigError) -> Error {
             let quoted = |line: &&str| line.trim_start().starts_with('|') || line.contains(" | ");
             let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !quoted(l));
             let place = lines.next().unwrap_or("cannot be parsed").to_owned();
-            let problem = lines.last().map(|p| format!(": {p}")).unwrap_or_default();
+            let problem = lines.next_back().map(|p| format!(": {p}")).unwrap_or_default();
             Error::ParseFile { path: uri.unwrap_or_default(), detail: format!("{place}{problem}") }
         }
         other => Error::Load(other),
