@@ -45,6 +45,7 @@ pub struct Cluster {
     /// cluster does; dropping this sender ends it.
     keeper: Option<mpsc::Sender<()>>,
     url: String,
+    tls: bool,
 }
 
 impl Cluster {
@@ -54,6 +55,19 @@ impl Cluster {
     /// # Errors
     /// Binaries missing, or `initdb`/`postgres` failed (their output included).
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(None)
+    }
+
+    /// [`Cluster::start`] with TLS on, serving `certificate` and its
+    /// `private_key` (PEM): for tests of encrypted connections.
+    ///
+    /// # Errors
+    /// As [`Cluster::start`], or the files could not be written.
+    pub fn start_with_tls(certificate: &str, private_key: &str) -> Result<Self, Error> {
+        Self::start_with(Some((certificate, private_key)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Result<Self, Error> {
         remove_stale_clusters();
         let bin = find_bin_dir().ok_or(Error::NotInstalled)?;
         let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
@@ -61,7 +75,8 @@ impl Cluster {
             if is_root { Some(account(if user_exists("postgres") { "postgres" } else { "nobody" })?) } else { None };
         let dir = std::env::temp_dir().join(format!("regsync-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(|e| step("create directory", e))?;
-        let mut cluster = Self { dir, bin, account, port: 0, server: None, keeper: None, url: String::new() };
+        let mut cluster =
+            Self { dir, bin, account, port: 0, server: None, keeper: None, url: String::new(), tls: tls.is_some() };
         if let Some((uid, gid)) = account {
             std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid)).map_err(|e| step("chown directory", e))?;
         }
@@ -75,6 +90,19 @@ impl Cluster {
             .map_err(|e| step("initdb", e))?;
         if !output.status.success() {
             return Err(Error::Step { step: "initdb", detail: String::from_utf8_lossy(&output.stderr).into_owned() });
+        }
+        if let Some((certificate, private_key)) = tls {
+            for (name, pem) in [("server.crt", certificate), ("server.key", private_key)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).map_err(|e| step("write the TLS files", e))?;
+                // PostgreSQL refuses a key others can read.
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .map_err(|e| step("protect the TLS files", e))?;
+                if let Some((uid, gid)) = account {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                        .map_err(|e| step("chown the TLS files", e))?;
+                }
+            }
         }
         cluster.port = free_port().map_err(|e| step("pick a port", e))?;
         cluster.spawn_server()?;
@@ -120,6 +148,7 @@ impl Cluster {
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args(["-c", if self.tls { "ssl=on" } else { "ssl=off" }])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

@@ -51,7 +51,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::error!(error = %e, "health server failed");
         }
     });
-    if !migrate_when_reachable(&pool, &shutdown).await {
+    if !migrate_when_reachable(&pool, &shutdown).await? {
         tracker.close();
         tracker.wait().await;
         return Ok(());
@@ -105,20 +105,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Applies migrations, retrying while the database is away: a replica
-/// started during a database outage waits for it instead of exiting.
-/// False when shutdown came first.
-async fn migrate_when_reachable(pool: &sqlx::PgPool, shutdown: &CancellationToken) -> bool {
+/// started during a database outage waits for it instead of exiting. False
+/// when shutdown came first.
+///
+/// # Errors
+/// A failure waiting cannot mend: TLS or connection settings.
+async fn migrate_when_reachable(pool: &sqlx::PgPool, shutdown: &CancellationToken) -> anyhow::Result<bool> {
     let mut delay = std::time::Duration::from_millis(500);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return false,
+            _ = shutdown.cancelled() => return Ok(false),
             migrated = store::migrate(pool) => match migrated {
-                Ok(()) => return true,
+                Ok(()) => return Ok(true),
+                Err(e) if e.is_connection_setup() => {
+                    return Err(anyhow::Error::new(e).context("cannot connect to the database (check database.url and its sslmode, sslrootcert)"));
+                }
                 Err(e) => tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not available; waiting"),
             },
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return false,
+            _ = shutdown.cancelled() => return Ok(false),
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(std::time::Duration::from_secs(10));

@@ -53,6 +53,23 @@ impl Error {
         }
     }
 
+    /// A connection refused for a reason waiting will not change: the TLS
+    /// handshake or certificate check failed, or the connection settings are
+    /// unusable.
+    pub fn is_connection_setup(&self) -> bool {
+        let source = match self {
+            Self::Query { source, .. } | Self::Migrate(sqlx::migrate::MigrateError::Execute(source)) => source,
+            Self::Settings(_) => return true,
+            Self::Migrate(_) => return false,
+        };
+        match source {
+            sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => true,
+            // rustls reports a certificate it refuses as invalid data.
+            sqlx::Error::Io(e) => e.kind() == std::io::ErrorKind::InvalidData,
+            _ => false,
+        }
+    }
+
     /// A short label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

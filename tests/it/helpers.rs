@@ -195,6 +195,37 @@ pub fn simulator_env(db: &str, sim: &Sim) -> Vec<(&'static str, String)> {
 /// Runs the `regsync` binary with `args`, configured only through the
 /// environment to use `db` and `sim` (plus `extra` variables).
 pub fn regsync_cli(args: &[&str], db: &str, sim: &Sim, extra: &[(&str, &str)]) -> std::process::Output {
+    regsync_command(args, db, sim, extra).output().expect("regsync runs")
+}
+
+/// [`regsync_cli`] for a command that must end by itself: killed after
+/// `limit` if it has not (then `None`).
+pub fn regsync_cli_within(
+    args: &[&str],
+    db: &str,
+    sim: &Sim,
+    extra: &[(&str, &str)],
+    limit: Duration,
+) -> Option<std::process::Output> {
+    use std::process::Stdio;
+    let mut child = regsync_command(args, db, sim, extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("regsync runs");
+    let until = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().expect("output"))
+}
+
+fn regsync_command(args: &[&str], db: &str, sim: &Sim, extra: &[(&str, &str)]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regsync"));
     command
         .args(args)
@@ -207,5 +238,5 @@ pub fn regsync_cli(args: &[&str], db: &str, sim: &Sim, extra: &[(&str, &str)]) -
     for (k, v) in extra {
         command.env(k, v);
     }
-    command.output().expect("regsync runs")
+    command
 }

@@ -15,3 +15,4 @@ mod nightly;
 mod operations;
 mod protocol;
 mod reliability;
+mod tls;
