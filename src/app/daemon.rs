@@ -76,10 +76,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // The engine ends only on shutdown: if it ends (or panics) before, the
     // process must not live on answering health checks with nothing behind.
     let engine_ended = tokio::select! {
+        biased;
         _ = shutdown.cancelled() => None,
         ended = &mut engine => Some(ended),
     };
-    if let Some(ended) = engine_ended {
+    // The engine also ends when shutdown begins: only an end before it fails.
+    if let Some(ended) = engine_ended.filter(|_| !shutdown.is_cancelled()) {
         shutdown.cancel();
         readiness.stopping();
         let why = match ended {

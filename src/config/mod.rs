@@ -42,8 +42,16 @@ pub enum Error {
         source: std::io::Error,
     },
     /// One or more settings are missing or out of range; one line each.
-    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    #[error("invalid configuration: {}", problems(.0))]
     Invalid(Vec<String>),
+}
+
+/// One problem on the same line; several on a line each.
+fn problems(lines: &[String]) -> String {
+    match lines {
+        [one] => one.clone(),
+        many => format!("\n  {}", many.join("\n  ")),
+    }
 }
 
 impl Error {
@@ -74,6 +82,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// Graceful shutdown.
     pub shutdown: ShutdownSettings,
+    /// How long audit rows, rejected items and poll cycles are kept.
+    pub retention: RetentionSettings,
 }
 
 /// `[database]`
@@ -325,6 +335,30 @@ pub struct ShutdownSettings {
 impl Default for ShutdownSettings {
     fn default() -> Self {
         Self { grace_secs: 30 }
+    }
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Graph call audit rows, rejected items (by their last sighting) and
+    /// poll cycles older than this many days are deleted after each poll.
+    pub max_age_days: u32,
+    /// Rows deleted per statement.
+    pub batch_size: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { max_age_days: 90, batch_size: 1_000 }
+    }
+}
+
+impl RetentionSettings {
+    /// The age past which rows go.
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(u64::from(self.max_age_days) * 86_400)
     }
 }
 

@@ -75,6 +75,8 @@ impl Settings {
             ("source.timeout_ms", self.source.timeout_ms),
             ("sync.reconcile_interval_ms", self.sync.reconcile_interval_ms),
             ("sync.lease_ttl_ms", self.sync.lease_ttl_ms),
+            ("retention.max_age_days", u64::from(self.retention.max_age_days)),
+            ("retention.batch_size", u64::from(self.retention.batch_size)),
         ] {
             if value == 0 {
                 bad.push(format!("{key} must be at least 1"));

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod claims;
 pub mod meetings;
+pub mod retention;
 pub mod runs;
 
 use std::time::Duration;

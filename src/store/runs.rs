@@ -93,7 +93,8 @@ pub async fn finish(pool: &PgPool, run_id: i64, report: &RunReport) -> Result<()
     Ok(())
 }
 
-/// Records rejected platform items in one statement.
+/// Records rejected platform items in one statement: a new row per item
+/// and reason, or one more sighting of a known one.
 ///
 /// # Errors
 /// The statement failed.
@@ -106,8 +107,12 @@ pub async fn insert_rejected(pool: &PgPool, run_id: i64, items: &[RejectedItem])
     let raws: Vec<_> = items.iter().map(|i| super::storable(&i.raw)).collect();
     sqlx::query(
         r#"
-        INSERT INTO rejected_items (sync_run_id, external_id, reason, raw)
-        SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[])
+        INSERT INTO rejected_items AS r (sync_run_id, external_id, reason, raw, item_key)
+        SELECT DISTINCT ON (coalesce(id, md5(raw)), reason) $1, id, reason, raw, coalesce(id, md5(raw))
+        FROM UNNEST($2::text[], $3::text[], $4::text[]) AS i(id, reason, raw)
+        -- One row per item and reason: a later sighting counts, it adds no row.
+        ON CONFLICT (item_key, reason) DO UPDATE SET
+            seen_at = now(), times_seen = r.times_seen + 1, raw = EXCLUDED.raw, sync_run_id = EXCLUDED.sync_run_id
         "#,
     )
     .bind(run_id)

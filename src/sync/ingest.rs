@@ -170,7 +170,10 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
 /// cannot be trusted further. Returns the pages read and, for a partial
 /// listing, why.
 async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u32, Option<String>) {
-    let mut cursors: HashSet<String> = HashSet::new();
+    // Hashes, not the cursors: a listing remembers 8 bytes a page however
+    // long the platform's cursors are (and at most source.max_pages of them).
+    let seen_cursor = RandomState::new();
+    let mut cursors: HashSet<u64> = HashSet::new();
     let mut cursor: Option<String> = None;
     let mut read = 0;
     loop {
@@ -188,7 +191,7 @@ async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u32, Option<
         }
         cursor = match next {
             None => return (read, None),
-            Some(next) if !cursors.insert(next.clone()) => {
+            Some(next) if !cursors.insert(seen_cursor.hash_one(&next)) => {
                 return (read, Some(format!("the platform returned cursor {next:?} twice; the listing was cut there")));
             }
             Some(_) if read >= ctx.source.max_pages() => {

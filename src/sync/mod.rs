@@ -196,6 +196,12 @@ impl Ctx {
 /// The database failed before the cycle could be recorded.
 pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
     let poll = ingest::poll(ctx).await?;
+    let retention = &ctx.settings.retention;
+    match store::retention::prune(&ctx.pool, retention.max_age(), retention.batch_size).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "pruned rows older than retention.max_age_days"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune old rows; trying again after the next poll"),
+    }
     let (reconcile, error) = match reconcile_due(ctx).await {
         Ok(report) => (report, None),
         Err(SyncError::Auth(e)) => (ReconcileReport::default(), Some(e)),

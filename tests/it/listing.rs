@@ -240,3 +240,53 @@ async fn credentials_in_the_platform_url_never_reach_the_records() {
         sqlx::query_scalar("SELECT error FROM ops.sync_runs").fetch_one(&app.pool).await.expect("row");
     assert!(!recorded.contains("pl4tform-pass") && recorded.contains("127.0.0.1"), "{recorded}");
 }
+
+#[tokio::test]
+async fn a_bad_item_seen_on_every_poll_is_one_row_that_counts_its_sightings() {
+    let app = spawn_app().await;
+    app.sim.push_raw_item(json!({"id": "evt-bad", "organizer_id": "o"}));
+    app.sim.push_raw_item(json!(["no id at all"]));
+
+    for _ in 0..3 {
+        app.tick().await;
+    }
+
+    let rows: Vec<(Option<String>, i32, bool)> = sqlx::query_as(
+        "SELECT external_id, times_seen, first_seen_at < seen_at FROM ops.rejected_items ORDER BY external_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("rejections");
+    assert_eq!(rows, [(Some("evt-bad".into()), 3, true), (None, 3, true)]);
+}
+
+#[tokio::test]
+async fn old_audit_rows_rejections_and_cycles_are_pruned_in_small_batches() {
+    let app = spawn_app_with(|s| {
+        s.retention.max_age_days = 30;
+        s.retention.batch_size = 2;
+    })
+    .await;
+    app.sim.upsert_meeting(meeting(1));
+    app.sim.push_raw_item(json!({"id": "evt-bad", "organizer_id": "o"}));
+    app.tick().await;
+    for sql in [
+        "INSERT INTO graph_calls (at, method, path, duration_ms, client_request_id, outcome)
+         SELECT now() - interval '40 days', 'GET', '/x', 1, gen_random_uuid(), 'found' FROM generate_series(1, 5)",
+        "INSERT INTO rejected_items (first_seen_at, seen_at, item_key, reason, raw)
+         SELECT now() - interval '50 days', now() - interval '40 days', 'old-' || i, 'old', '' FROM generate_series(1, 5) i",
+        "INSERT INTO sync_runs (started_at, finished_at, status)
+         SELECT now() - interval '40 days', now() - interval '40 days', 'complete' FROM generate_series(1, 5)",
+    ] {
+        sqlx::query(sql).execute(&app.pool).await.expect("old rows");
+    }
+
+    app.tick().await;
+
+    assert_eq!(app.scalar("SELECT count(*) FROM graph_calls WHERE at < now() - interval '30 days'").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM rejected_items WHERE seen_at < now() - interval '30 days'").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM sync_runs WHERE started_at < now() - interval '30 days'").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM graph_calls").await, 1, "the recent audit row stays");
+    assert_eq!(app.scalar("SELECT count(*) FROM rejected_items").await, 1, "the recent rejection stays");
+    assert_eq!(app.scalar("SELECT count(*) FROM sync_runs").await, 2, "the recent cycles stay");
+}
