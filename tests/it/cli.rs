@@ -64,7 +64,10 @@ async fn a_full_sync_at_trace_level_logs_neither_the_secret_nor_any_token() {
     assert!(!output.contains("simtok-"), "a token leaked");
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
     let dump: String = sqlx::query_scalar(
-        "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM ops.graph_calls UNION ALL SELECT * FROM ops.graph_calls) t",
+        "SELECT concat_ws(' ', (SELECT string_agg(t::text, ' ') FROM ops.graph_calls t),
+                               (SELECT string_agg(t::text, ' ') FROM ops.sync_runs t),
+                               (SELECT string_agg(t::text, ' ') FROM ops.meeting_status t),
+                               (SELECT string_agg(t::text, ' ') FROM ops.rejected_items t))",
     )
     .fetch_one(&pool)
     .await
@@ -82,6 +85,10 @@ async fn a_missing_setting_is_a_one_line_error_naming_the_key() {
 
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    // Two settings are missing: a line for each, after the one that says so.
+    let lines: Vec<&str> = err.trim_end().lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[1].contains("database.url is required") && lines[2].contains("graph.client_id is required"), "{err}");
     assert!(err.contains("database.url") || err.contains("DATABASE_URL"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }

@@ -28,7 +28,8 @@ async fn a_429_holds_every_request_for_retry_after_and_costs_no_attempt() {
     let app = spawn_app().await;
     let m = meeting(1);
     app.sim.upsert_meeting(m.clone());
-    app.sim.fail_next(Some("POST"), Fault::Status { status: 429, retry_after: Some("0.4".into()) });
+    // Long enough that the next reconcile comes inside it on a loaded machine.
+    app.sim.fail_next(Some("POST"), Fault::Status { status: 429, retry_after: Some("2".into()) });
 
     app.tick().await;
     let throttled = app.status(&m.id).await;
