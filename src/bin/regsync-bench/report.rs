@@ -17,6 +17,7 @@ pub struct Report {
     pub throughput: f64,
     pub throughput_bound: f64,
     pub calls_per_registration: f64,
+    pub lookups_per_cancelled: f64,
     pub steady_calls: u64,
     pub round_trips_per_page: f64,
     pub round_trips_per_registration: f64,
@@ -51,10 +52,13 @@ impl Report {
     fn calls_ok(&self) -> bool {
         (self.calls_per_registration - 1.0).abs() < 0.005
     }
+    fn lookups_ok(&self) -> bool {
+        (self.lookups_per_cancelled - 1.0).abs() < 0.005
+    }
 
     /// The exact bounds always; the timing ratios with `--check-ratios`.
     pub fn passes(&self) -> bool {
-        let exact = self.calls_ok() && self.steady_calls == 0 && self.violations == 0;
+        let exact = self.calls_ok() && self.lookups_ok() && self.steady_calls == 0 && self.violations == 0;
         let timed = self.ingest_ok() && self.steady_ok() && self.throughput_ok() && self.memory_ok();
         exact && (timed || !self.args.check_ratios)
     }
@@ -76,6 +80,7 @@ impl Report {
                 "throughput_per_sec": self.throughput,
                 "throughput_bound_per_sec": self.throughput_bound,
                 "calls_per_registration": self.calls_per_registration,
+                "lookups_per_meeting_first_seen_cancelled": self.lookups_per_cancelled,
                 "steady_state_graph_calls": self.steady_calls,
                 "db_round_trips_per_page": self.round_trips_per_page,
                 "db_round_trips_per_registration": self.round_trips_per_registration,
@@ -128,6 +133,12 @@ impl Report {
             self.calls_per_registration,
             self.calls_per_registration,
             mark(self.calls_ok())
+        );
+        println!(
+            "| lookups per meeting first seen cancelled | {:.2} | 1.00 | {:.2} | = 1.00 {} |",
+            self.lookups_per_cancelled,
+            self.lookups_per_cancelled,
+            mark(self.lookups_ok())
         );
         println!(
             "| Graph calls in a steady-state cycle | {} | 0 | — | = 0 {} |",
