@@ -210,7 +210,7 @@ impl Client {
         // Crash-matrix hook: the process pauses (or dies) between the
         // pre-send checks and the request.
         fail::fail_point!("before-send", |_| std::process::abort());
-        // The last check before the request leaves. What remains is the time
+        // Model step [S4] (model/exactly_once.pml). The last check before the request leaves. What remains is the time
         // reqwest takes to connect and write, bounded by graph.timeout_ms.
         if send_by.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(Error::PermitExpired);
@@ -277,6 +277,7 @@ impl Client {
     }
 }
 
+/// Model step [S5] (model/exactly_once.pml): what an answer means.
 fn classify(
     method: &Method,
     status: StatusCode,

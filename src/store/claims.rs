@@ -131,6 +131,8 @@ impl<'a> Intent<'a> {
     }
 }
 
+/// Model step [S1] (model/exactly_once.pml).
+///
 /// Claims up to `limit` due meetings in one statement: pending or retrying
 /// rows whose time has come, and in-flight rows whose lease expired (their
 /// worker died or stalled; that counts as an attempt, and a meeting whose
@@ -248,6 +250,8 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
     })
 }
 
+/// Model step [S3] (model/exactly_once.pml).
+///
 /// The pre-send step, one round trip: checks the deployment-wide throttle
 /// (and takes the probe after a hold, for `probe_ttl`),
 /// checks the lease is still ours and renews it, and — for a write —
@@ -356,6 +360,8 @@ pub async fn prepare_send(
     })
 }
 
+/// Model step [S8] (model/exactly_once.pml); the `lookup_not_before` it sets is [S9].
+///
 /// Writes a reconcile's outcome, releases the lease and appends the Graph
 /// calls it made to the audit table, in one statement. The write is fenced:
 /// it applies only while `claimed.lease_token` still owns the row. If the

@@ -46,6 +46,8 @@ pub struct Upserted {
     pub shared: Vec<(String, String)>,
 }
 
+/// Model step [S10] (model/exactly_once.pml).
+///
 /// Upserts one page of meetings in one statement. A meeting whose desired
 /// fields did not change is not written at all; a changed one becomes due
 /// (unless a worker holds it: its outcome write notices the change). A
@@ -175,6 +177,8 @@ pub async fn unregister_missing(pool: &PgPool, seen: &[String]) -> Result<u64, E
     Ok(result.rows_affected())
 }
 
+/// Model step [S12] (model/exactly_once.pml).
+///
 /// Puts meetings back to `pending`/`retrying` as they were, for operator
 /// retries: `external_id` or every failed meeting. In-flight rows are left
 /// to their worker.

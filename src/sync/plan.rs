@@ -36,6 +36,9 @@ pub(super) struct Known {
     pub(super) write_unsettled: bool,
 }
 
+/// Model step [S2] (model/exactly_once.pml); the look at a meeting first met cancelled is
+/// [S11].
+///
 /// The next step for a claimed meeting, given what is known so far.
 pub(super) fn plan(c: &Claimed, k: &Known) -> Plan {
     if k.needs_lookup {
@@ -67,6 +70,8 @@ pub(super) fn plan(c: &Claimed, k: &Known) -> Plan {
     }
 }
 
+/// Model step [S6] (model/exactly_once.pml), with [`learn_create`].
+///
 /// What a lookup's answer teaches.
 pub(super) fn learn_lookup(known: &mut Known, at: &Location, found: Option<RemoteRegistration>) {
     known.needs_lookup = false;

@@ -194,6 +194,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 token_refreshed = true;
                 known.needs_lookup &= !is_write;
             }
+            // Model step [S7] (model/exactly_once.pml).
             Err(graph::Error::Conflict { code }) => {
                 tracing::info!(code, "create answered 409; looking up the existing registration");
                 known.conflicted = true;
@@ -226,6 +227,8 @@ fn crash_point(name: &str) {
     fail::fail_point!(name, |_| std::process::abort());
 }
 
+/// Model step [S9] (model/exactly_once.pml).
+///
 /// How long the lookup of an unknown outcome must wait: a write Graph may
 /// still be working on finishes within the request timeout.
 fn lookup_settle(ctx: &Ctx, known: &Known) -> Duration {
