@@ -167,6 +167,22 @@ pub struct MeetingStatus {
     pub desired: String,
 }
 
+/// An outcome that records a meeting as synced with nothing at Graph.
+pub fn synced_outcome() -> regsync::store::Outcome {
+    regsync::store::Outcome {
+        state: regsync::store::FinalState::Synced,
+        actual: None,
+        needs_lookup: false,
+        lookup_at: None,
+        attempts: 0,
+        next_attempt_in: Duration::ZERO,
+        last_error: None,
+        last_http_status: None,
+        checked: false,
+        lookup_settle: Duration::ZERO,
+    }
+}
+
 /// A loopback port free right now, for a server started as a process.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

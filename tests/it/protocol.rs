@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use regsync::sim::Fault;
-use regsync::store::{self, FinalState, Outcome};
+use regsync::store::{self, Outcome};
 
-use crate::helpers::{meeting, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{meeting, spawn_app, spawn_app_with, synced_outcome, TestApp};
 
 /// Waits until some session of the test database waits for a row lock.
 async fn until_blocked_on_a_lock(app: &TestApp) {
@@ -44,18 +44,7 @@ async fn a_platform_change_committed_while_the_outcome_write_waits_makes_the_mee
         .execute(&mut *poll)
         .await
         .expect("cancel");
-    let outcome = Outcome {
-        state: FinalState::Synced,
-        actual: claimed.actual.clone(),
-        needs_lookup: false,
-        lookup_at: None,
-        attempts: 0,
-        next_attempt_in: Duration::ZERO,
-        last_error: None,
-        last_http_status: None,
-        checked: true,
-        lookup_settle: Duration::ZERO,
-    };
+    let outcome = Outcome { actual: claimed.actual.clone(), checked: true, ..synced_outcome() };
     let finish = tokio::spawn({
         let (pool, claimed) = (app.pool.clone(), claimed.clone());
         async move { store::claims::finish(&pool, &claimed, &outcome, &[]).await }

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use rand::seq::{IndexedRandom, SliceRandom};
 use regsync::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId};
 use regsync::sim::{Fault, SimMeeting};
-use regsync::store::{self, FinalState, Outcome};
+use regsync::store;
 use regsync::sync::{self, Ctx};
 
-use crate::helpers::{meeting, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{meeting, spawn_app, spawn_app_with, synced_outcome, TestApp};
 
 async fn all_synced(app: &TestApp) -> bool {
     app.scalar("SELECT count(*) FROM meetings WHERE state <> 'synced'").await == 0
@@ -153,21 +153,6 @@ async fn reset(app: &TestApp) {
     .execute(&app.pool)
     .await
     .expect("reset");
-}
-
-fn synced_outcome() -> Outcome {
-    Outcome {
-        state: FinalState::Synced,
-        actual: None,
-        needs_lookup: false,
-        lookup_at: None,
-        attempts: 0,
-        next_attempt_in: Duration::ZERO,
-        last_error: None,
-        last_http_status: None,
-        checked: false,
-        lookup_settle: Duration::ZERO,
-    }
 }
 
 #[tokio::test]
