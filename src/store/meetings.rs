@@ -66,14 +66,17 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
         r#"
         WITH page AS (
             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-                AS p(external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at)
+                WITH ORDINALITY
+                AS p(external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at, ord)
         ),
         -- A plain read finds the unchanged rows, so they cost neither an
         -- insert attempt nor a row lock. OFFSET 0 keeps the check a lookup
         -- by key per row: as a join the planner picks a scan of the whole
         -- table for a large page, and a poll becomes quadratic.
         changed AS (
-            SELECT p.* FROM page p
+            SELECT p.external_id, p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired,
+                   p.source_updated_at, p.ord
+            FROM page p
             WHERE NOT EXISTS (
                 SELECT FROM meetings m
                 WHERE m.external_id = p.external_id
@@ -82,16 +85,25 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
                 OFFSET 0
             )
         ),
+        -- A changed active meeting whose Teams meeting another active
+        -- meeting has: one stored before, or an earlier changed item of this
+        -- page (an unchanged one is stored already). Only changed rows are
+        -- checked, so a steady poll pays nothing for it.
+        firsts AS (
+            SELECT c.*, first_value(c.external_id) OVER (
+                       PARTITION BY c.organizer_id, c.online_meeting_id ORDER BY c.ord) AS first_in_page
+            FROM changed c WHERE c.desired = 'registered'
+        ),
         shared AS (
-            SELECT c.external_id, holder.external_id AS holder
-            FROM changed c
-            CROSS JOIN LATERAL (
+            SELECT f.external_id, coalesce(nullif(f.first_in_page, f.external_id), holder.external_id) AS holder
+            FROM firsts f
+            LEFT JOIN LATERAL (
                 SELECT m.external_id FROM meetings m
-                WHERE m.organizer_id = c.organizer_id AND m.online_meeting_id = c.online_meeting_id
-                  AND m.desired = 'registered' AND m.external_id <> c.external_id
+                WHERE m.organizer_id = f.organizer_id AND m.online_meeting_id = f.online_meeting_id
+                  AND m.desired = 'registered' AND m.external_id <> f.external_id
                 LIMIT 1
-            ) holder
-            WHERE c.desired = 'registered'
+            ) holder ON true
+            WHERE f.first_in_page <> f.external_id OR holder.external_id IS NOT NULL
         ),
         upserted AS (
             -- Rows locked in one order: concurrent pollers of overlapping
@@ -100,7 +112,8 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
             -- unless its Teams meeting belongs to another active meeting.
             INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired,
                                        source_updated_at, graph_checked)
-            SELECT c.*, c.desired = 'unregistered' AND EXISTS (
+            SELECT c.external_id, c.organizer_id, c.online_meeting_id, c.allowed_registrant, c.desired,
+                   c.source_updated_at, c.desired = 'unregistered' AND EXISTS (
                        SELECT FROM meetings o
                        WHERE o.organizer_id = c.organizer_id AND o.online_meeting_id = c.online_meeting_id
                          AND o.desired = 'registered' AND o.external_id <> c.external_id)

@@ -2,7 +2,7 @@
 //! items recorded and the missing-meeting policy applied only to a complete
 //! listing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::config::OnMissing;
-use crate::domain::{Desired, ExternalMeeting, RejectedItem};
+use crate::domain::{ExternalMeeting, RejectedItem};
 use crate::source::Page;
 use crate::store;
 
@@ -56,11 +56,6 @@ async fn store_page(
 ) -> Result<(), SyncError> {
     let mut rejected = page.rejected;
     let mut meetings = Vec::with_capacity(page.meetings.len());
-    // Active meetings of this page by the hash of their Teams meeting (an
-    // index into `meetings`): a second one is rejected. The store checks
-    // against the meetings of earlier pages and polls.
-    let mut teams_meetings: HashMap<u64, Vec<usize>> = HashMap::new();
-    let hasher = RandomState::new();
     for meeting in page.meetings {
         if !seen_ids.insert(meeting.external_id.0.clone()) {
             rejected.push(RejectedItem {
@@ -72,18 +67,6 @@ async fn store_page(
                 raw: String::new(),
             });
             continue;
-        }
-        if meeting.desired == Desired::Registered {
-            let same = |m: &ExternalMeeting| {
-                (&m.organizer_id, &m.online_meeting_id) == (&meeting.organizer_id, &meeting.online_meeting_id)
-            };
-            let key = hasher.hash_one((&meeting.organizer_id, &meeting.online_meeting_id));
-            let holders = teams_meetings.entry(key).or_default();
-            if let Some(&holder) = holders.iter().find(|&&i| same(&meetings[i])) {
-                rejected.push(shared_teams_meeting(&meeting, meetings[holder].external_id.as_str()));
-                continue;
-            }
-            holders.push(meetings.len());
         }
         meetings.push(meeting);
     }

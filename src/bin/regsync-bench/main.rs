@@ -299,7 +299,9 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let concurrency_bound = args.concurrency as f64 / latency;
     let throughput_bound =
         if args.rate_limit == 0 { concurrency_bound } else { concurrency_bound.min(f64::from(args.rate_limit)) };
-    let throughput = registered / register_secs;
+    // Meetings settled by a Graph call: registered, or looked up first
+    // seen cancelled. Each takes a Graph slot for one latency.
+    let throughput = (registered + lookups as f64) / register_secs;
 
     // Steady state: a full cycle with nothing changed vs fetching and
     // parsing the same pages. Best of each, interleaved.
