@@ -1,5 +1,6 @@
 //! Graph's and the identity platform's JSON, as documented in
-//! shared/reference/graph-api.md. Nothing here leaves the `graph` module.
+//! Microsoft documents them (the pages are linked in `client.rs` and
+//! `auth.rs`). Nothing here leaves the `graph` module.
 
 use serde::{Deserialize, Deserializer, Serialize};
 

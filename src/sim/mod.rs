@@ -1,7 +1,7 @@
 //! A stateful simulator of the three remote services regsync talks to, over
 //! real HTTP on loopback: the platform's meeting list (`/platform`), the
 //! identity platform's token endpoint (`/login`) and the Graph registration
-//! endpoints (`/graph/beta`), faithful to shared/reference/graph-api.md.
+//! endpoints (`/graph/beta`), faithful to Microsoft's documentation of them.
 //! The integration tests, `regsync-sim` and `regsync demo` all use it. It
 //! keeps a log of every Graph request so tests can assert exactly-once from
 //! the server's side, and takes injected faults.

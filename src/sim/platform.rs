@@ -1,5 +1,5 @@
 //! The simulated platform: `GET /platform/meetings?limit=&cursor=` in the
-//! default JSON shape of ARCHITECTURE.md, with page faults.
+//! default JSON shape the README documents, with page faults.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

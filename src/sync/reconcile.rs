@@ -2,7 +2,7 @@
 //! Graph, then make the one call that moves actual towards desired, and
 //! record the outcome with the lease release.
 //!
-//! The exactly-once rules (ARCHITECTURE.md, RELIABILITY.md):
+//! The exactly-once rules (docs/reliability.md, model/exactly_once.pml):
 //! - a write is sent only after its intent (`needs_lookup`, where it goes)
 //!   is committed, and only while the lease is ours and Graph is not held;
 //! - while an outcome is unknown, the next step is a GET at the place the

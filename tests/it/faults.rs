@@ -1,4 +1,4 @@
-//! Graph and identity-platform faults: each error class of ARCHITECTURE.md,
+//! Graph and identity-platform faults: each error class of the README's failure table,
 //! and the exactly-once rules under unknown outcomes and crashes.
 
 use std::time::Duration;

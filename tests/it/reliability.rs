@@ -1,4 +1,4 @@
-//! RELIABILITY.md's CI-sized designs that run in-process: T5 (429 storm),
+//! The CI-sized reliability designs that run in-process (docs/reliability.md): T5 (429 storm),
 //! T7 (poller idempotency), T9 (race windows, 100 loops each), T11
 //! (lost-response storm).
 
