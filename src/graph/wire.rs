@@ -1,6 +1,6 @@
-//! Graph's and the identity platform's JSON, as documented in
-//! Microsoft documents them (the pages are linked in `client.rs` and
-//! `auth.rs`). Nothing here leaves the `graph` module.
+//! Graph's and the identity platform's JSON, as Microsoft documents them
+//! (the pages are linked in `client.rs` and `auth.rs`). Nothing here leaves
+//! the `graph` module.
 
 use serde::{Deserialize, Deserializer, Serialize};
 

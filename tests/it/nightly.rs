@@ -1,5 +1,5 @@
-//! The reliability designs too long for every CI run (docs/reliability.md): T4 (a replica
-//! paused past its lease), T6 (five replicas, 10,000 meetings) and T10
+//! The reliability designs too long for every CI run (docs/reliability.md):
+//! T4 (a replica paused past its lease), T6 (five replicas, 10,000 meetings) and T10
 //! (replicas' wall clocks skewed ten minutes; needs `faketime`). Run them
 //! with the large chaos run by one command (README, "Long reliability runs"):
 //!

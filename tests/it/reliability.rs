@@ -1,6 +1,6 @@
-//! The CI-sized reliability designs that run in-process (docs/reliability.md): T5 (429 storm),
-//! T7 (poller idempotency), T9 (race windows, 100 loops each), T11
-//! (lost-response storm).
+//! The CI-sized reliability designs that run in-process
+//! (docs/reliability.md): T5 (429 storm), T7 (poller idempotency), T9 (race
+//! windows, 100 loops each), T11 (lost-response storm).
 
 use std::collections::HashSet;
 use std::sync::Arc;
