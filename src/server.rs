@@ -49,7 +49,8 @@ impl Readiness {
         if self.stopping.load(Ordering::SeqCst) {
             return Some("shutting down".into());
         }
-        let age = (now - last_poll?).to_std().unwrap_or_default();
+        let Some(last_poll) = last_poll else { return Some("no poll has succeeded yet".into()) };
+        let age = (now - last_poll).to_std().unwrap_or_default();
         (age > self.max_poll_age).then(|| {
             format!(
                 "the last successful poll finished {} s ago (server.ready_max_poll_age_secs = {})",
@@ -117,9 +118,6 @@ pub fn router(pool: PgPool, readiness: Arc<Readiness>, metrics: Arc<crate::metri
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let problem = match state.figures().await {
         Err(e) => Some(e),
-        Ok(Figures { last_poll: None, .. }) if !state.readiness.stopping.load(Ordering::SeqCst) => {
-            Some("no poll has succeeded yet".into())
-        }
         Ok(f) => state.readiness.problem(f.last_poll, Utc::now()),
     };
     match problem {

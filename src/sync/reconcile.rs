@@ -239,6 +239,17 @@ fn lookup_settle(ctx: &Ctx, known: &Known) -> Duration {
     }
 }
 
+/// The error policy's settings for this meeting.
+fn retry_policy(ctx: &Ctx, known: &Known) -> retry::Policy {
+    let s = &ctx.settings.sync;
+    retry::Policy {
+        max_attempts: s.max_attempts,
+        base: Duration::from_millis(s.backoff_base_ms),
+        cap: Duration::from_millis(s.backoff_max_ms),
+        settle: lookup_settle(ctx, known),
+    }
+}
+
 struct Failure {
     message: String,
     http_status: Option<u16>,
@@ -252,13 +263,7 @@ async fn record_failure(
     calls: &[graph::CallRecord],
 ) -> Result<Reconciled, SyncError> {
     let failure = Failure { message: e.to_string(), http_status: e.http_status() };
-    let s = &ctx.settings.sync;
-    let policy = retry::Policy {
-        max_attempts: s.max_attempts,
-        base: Duration::from_millis(s.backoff_base_ms),
-        cap: Duration::from_millis(s.backoff_max_ms),
-        settle: lookup_settle(ctx, known),
-    };
+    let policy = retry_policy(ctx, known);
     let before = u32::try_from(known.attempts).unwrap_or(0);
     let (next, attempts) = retry::after_failure(e, before, policy, rand::random());
     known.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
@@ -305,12 +310,11 @@ async fn record_wait(
     message: String,
     calls: &[graph::CallRecord],
 ) -> Result<Reconciled, SyncError> {
-    let s = &ctx.settings.sync;
+    let policy = retry_policy(ctx, known);
     let attempts = u32::try_from(known.attempts).unwrap_or(0).saturating_add(1);
     known.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
     let failure = Some(Failure { message, http_status: None });
-    let (base, cap) = (Duration::from_millis(s.backoff_base_ms), Duration::from_millis(s.backoff_max_ms));
-    match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
+    match retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, rand::random()) {
         Decision::RetryAfter(delay) => {
             record_at(ctx, claimed, known, FinalState::Retrying, delay, failure, calls).await
         }
