@@ -4,8 +4,11 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY crates crates
 COPY migrations migrations
-RUN cargo build --release --locked --bins
+# The daemon without features (no simulator, no crash points) and, for
+# `docker compose up`, the simulator as its own binary.
+RUN cargo build --release --locked -p regsync -p regsync-sim
 
 # Run: a small image, an unprivileged user, health checked on /healthz.
 FROM debian:bookworm-slim

@@ -1,9 +1,14 @@
-//! Types shared across modules: the meeting as the platform describes it and
-//! the ids that cross module boundaries. Owns no I/O.
+//! Types shared across modules: the meeting as the platform describes it,
+//! the ids that cross module boundaries, where a registration lives and what
+//! Graph holds there, and the audit record of one Graph request. Owns no I/O;
+//! `source`, `store` and `graph` meet only here.
 
 use std::fmt;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
@@ -122,4 +127,63 @@ pub struct RejectedItem {
     pub reason: String,
     /// The item's JSON, truncated.
     pub raw: String,
+}
+
+/// Where a registration lives at Graph: organizer and online meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// `/users/{organizer}`.
+    pub organizer: OrganizerId,
+    /// `/onlineMeetings/{meeting}`.
+    pub meeting: OnlineMeetingId,
+}
+
+/// A registration regsync knows Graph holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actual {
+    /// Graph's id.
+    pub registration_id: RegistrationId,
+    /// Where it is.
+    pub location: Location,
+    /// Its audience, when known.
+    pub audience: Option<AllowedRegistrant>,
+}
+
+/// The registration Graph holds for a meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteRegistration {
+    /// An `externalMeetingRegistration`: regsync's kind.
+    External {
+        /// Its id.
+        id: RegistrationId,
+        /// Its audience, when Graph said.
+        allowed_registrant: Option<AllowedRegistrant>,
+    },
+    /// Another kind (Teams' own `meetingRegistration`): never touched.
+    Foreign {
+        /// Its `@odata.type`.
+        odata_type: String,
+    },
+}
+
+/// One HTTP request to Graph, for the audit table (`ops.graph_calls`).
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// GET, POST or DELETE.
+    pub method: &'static str,
+    /// Path below `graph.base_url`, percent-encoded.
+    pub path: String,
+    /// The status, when one arrived.
+    pub http_status: Option<u16>,
+    /// Round-trip time.
+    pub duration: Duration,
+    /// Graph's `request-id` response header.
+    pub graph_request_id: Option<String>,
+    /// The fresh GUID sent as `client-request-id`.
+    pub client_request_id: Uuid,
+    /// Graph's `error.code`, when it failed.
+    pub error_code: Option<String>,
+    /// created, found, absent, deleted, conflict, throttled, transient,
+    /// rejected, unauthorized.
+    pub outcome: &'static str,
 }

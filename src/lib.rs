@@ -3,13 +3,23 @@
 //!
 //! Data flows `source` → `store` → `sync` → `graph`; `app` wires them.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+/// A named crash point for the crash-matrix tests: the `fail` crate's point
+/// with feature `failpoints`, nothing otherwise.
+#[cfg(feature = "failpoints")]
+macro_rules! fail_point {
+    ($($point:tt)*) => { fail::fail_point!($($point)*) };
+}
+#[cfg(not(feature = "failpoints"))]
+macro_rules! fail_point {
+    ($($point:tt)*) => {};
+}
 
 /// Wiring: pool, clients, tasks, commands.
 pub mod app;
 /// Typed settings and their validation.
 pub mod config;
-/// Throw-away PostgreSQL clusters for the demo and the tests.
-pub mod devdb;
 /// Ids and the meeting as the platform describes it.
 pub mod domain;
 /// Microsoft Graph: token cache, registration calls, error classification.
@@ -20,8 +30,6 @@ pub mod http;
 pub mod metrics;
 /// `/healthz`, `/readyz`, `/metrics`.
 pub mod server;
-/// Simulated platform, identity platform and Graph, for tests and the demo.
-pub mod sim;
 /// The platform's meeting list.
 pub mod source;
 /// PostgreSQL: all SQL.

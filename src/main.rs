@@ -1,10 +1,11 @@
 //! The `regsync` command line.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use regsync::app::{self, demo::DemoOptions};
+use regsync::app;
 use regsync::config::Settings;
 use regsync::telemetry::{self, LogFormat};
 
@@ -87,9 +88,7 @@ fn chain_text(e: &anyhow::Error) -> String {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo { meetings, keep_running } = cli.command {
-        let database_url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
-        app::demo::demo(DemoOptions { meetings, keep_running, database_url, progress: true }).await?;
-        return Ok(());
+        return demo(meetings, keep_running).await;
     }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
@@ -104,4 +103,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+#[cfg(feature = "demo")]
+async fn demo(meetings: usize, keep_running: bool) -> anyhow::Result<()> {
+    let database_url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
+    app::demo::demo(app::demo::DemoOptions { meetings, keep_running, database_url, progress: true }).await?;
+    Ok(())
+}
+
+/// A production build leaves the simulator out; say how to get it.
+#[cfg(not(feature = "demo"))]
+async fn demo(_: usize, _: bool) -> anyhow::Result<()> {
+    anyhow::bail!("this build of regsync has no demo: run `cargo run --release --features demo -- demo`")
 }

@@ -2,7 +2,7 @@
 //! deployment's last successful poll is recent, no shutdown under way) and
 //! `/metrics` (Prometheus text) for `regsync run`. Reads shared state and,
 //! through a pool of its own, the deployment's figures at most every
-//! [`SNAPSHOT_TTL`]; drives nothing.
+//! [`SNAPSHOT_TTL`](crate::server::SNAPSHOT_TTL); drives nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

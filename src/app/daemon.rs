@@ -143,7 +143,7 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Crash-matrix hook: the engine dies (a panic) while the process lives.
-        fail::fail_point!("engine-loop");
+        fail_point!("engine-loop");
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return,

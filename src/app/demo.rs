@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use regsync_sim::{devdb, FaultRates, Sim, CLIENT_ID, CLIENT_SECRET, TENANT};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use super::{connect_and_migrate, context};
 use crate::config::Settings;
-use crate::devdb;
-use crate::sim::{FaultRates, Sim, CLIENT_ID, CLIENT_SECRET, TENANT};
 use crate::store;
 use crate::sync;
 
@@ -102,7 +101,7 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
 fn seed(sim: &Sim, meetings: usize) {
     sim.seed(meetings.saturating_sub(1));
     let mut locked =
-        crate::sim::SimMeeting::new("evt-no-policy", "0f0f0f0f-0000-4000-8000-00000000dead", "MSpNoPolicy");
+        regsync_sim::SimMeeting::new("evt-no-policy", "0f0f0f0f-0000-4000-8000-00000000dead", "MSpNoPolicy");
     locked.updated_at = "2026-11-28T12:00:00Z".into();
     sim.upsert_meeting(locked);
     sim.forbid_organizer("0f0f0f0f-0000-4000-8000-00000000dead");

@@ -3,6 +3,7 @@
 //! module.
 
 mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 
 use std::fmt::Write as _;

@@ -13,22 +13,13 @@ use uuid::Uuid;
 
 use super::auth::{Credentials, TokenCache};
 use super::wire::{CreateRegistration, ErrorBody, Registration, EXTERNAL_REGISTRATION_TYPE};
-use super::{describe, parse_retry_after, CallRecord, Deleted, Error, RemoteRegistration};
+use super::{describe, parse_retry_after, Deleted, Error};
 use crate::config::GraphSettings;
-use crate::domain::{AllowedRegistrant, OnlineMeetingId, OrganizerId, RegistrationId};
+use crate::domain::{AllowedRegistrant, CallRecord, Location, RegistrationId, RemoteRegistration};
 
 /// Everything but RFC 3986 unreserved characters is encoded, so an id can
 /// never add a segment, a query or a fragment to the path.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-/// The meeting whose registration a call acts on.
-#[derive(Debug, Clone, Copy)]
-pub struct MeetingRef<'a> {
-    /// The organizer (`/users/{userId}`).
-    pub organizer: &'a OrganizerId,
-    /// The online meeting.
-    pub meeting: &'a OnlineMeetingId,
-}
 
 /// Leave to send one request: the pace allowed it and a token is at hand.
 /// The caller takes it before its last checks (the lease, the throttle:
@@ -110,7 +101,7 @@ impl Client {
     pub async fn create(
         &self,
         permit: Permit,
-        at: MeetingRef<'_>,
+        at: &Location,
         allowed: AllowedRegistrant,
         calls: &mut Vec<CallRecord>,
     ) -> Result<RemoteRegistration, Error> {
@@ -136,7 +127,7 @@ impl Client {
     pub async fn get(
         &self,
         permit: Permit,
-        at: MeetingRef<'_>,
+        at: &Location,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<RemoteRegistration>, Error> {
         match self.send(permit, Method::GET, at, None, calls).await {
@@ -153,12 +144,7 @@ impl Client {
     ///
     /// # Errors
     /// Classified failures.
-    pub async fn delete(
-        &self,
-        permit: Permit,
-        at: MeetingRef<'_>,
-        calls: &mut Vec<CallRecord>,
-    ) -> Result<Deleted, Error> {
+    pub async fn delete(&self, permit: Permit, at: &Location, calls: &mut Vec<CallRecord>) -> Result<Deleted, Error> {
         match self.send(permit, Method::DELETE, at, None, calls).await {
             Ok(_) => Ok(Deleted::Removed),
             Err(Error::Rejected { status: 404, .. }) => {
@@ -169,7 +155,7 @@ impl Client {
         }
     }
 
-    fn path(at: MeetingRef<'_>) -> Result<String, Error> {
+    fn path(at: &Location) -> Result<String, Error> {
         for id in [at.organizer.as_str(), at.meeting.as_str()] {
             // Percent-encoding leaves dots alone and URL parsing resolves dot
             // segments, so these two would change the path.
@@ -192,7 +178,7 @@ impl Client {
         &self,
         permit: Permit,
         method: Method,
-        at: MeetingRef<'_>,
+        at: &Location,
         body: Option<&CreateRegistration<'_>>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<(StatusCode, bytes::Bytes), Error> {
@@ -209,8 +195,8 @@ impl Client {
         }
         // Crash-matrix hook: the process pauses (or dies) between the
         // pre-send checks and the request.
-        fail::fail_point!("before-send", |_| std::process::abort());
-        // Model step [S4] (model/exactly_once.pml). The last check before the request leaves. What remains is the time
+        fail_point!("before-send", |_| std::process::abort());
+        // Model step \[S4\] (model/exactly_once.pml). The last check before the request leaves. What remains is the time
         // reqwest takes to connect and write, bounded by graph.timeout_ms.
         if send_by.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(Error::PermitExpired);
@@ -229,7 +215,7 @@ impl Client {
         let sent = request.send().await;
         // Crash-matrix hook: the request went out; its answer (or its
         // loss) is neither read nor recorded.
-        fail::fail_point!("after-send", |_| std::process::abort());
+        fail_point!("after-send", |_| std::process::abort());
         let result = match sent {
             Ok(response) => {
                 let status = response.status();
@@ -277,7 +263,7 @@ impl Client {
     }
 }
 
-/// Model step [S5] (model/exactly_once.pml): what an answer means.
+/// Model step \[S5\] (model/exactly_once.pml): what an answer means.
 fn classify(
     method: &Method,
     status: StatusCode,
@@ -374,12 +360,13 @@ fn method_name(method: &Method) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{OnlineMeetingId, OrganizerId};
 
     #[test]
     fn ids_are_single_percent_encoded_path_segments() {
         let organizer = OrganizerId("a/b?c#d%e f".into());
         let meeting = OnlineMeetingId("1*x*0**19:meeting_é@thread.v2".into());
-        let path = Client::path(MeetingRef { organizer: &organizer, meeting: &meeting }).unwrap();
+        let path = Client::path(&Location { organizer, meeting }).unwrap();
         assert_eq!(
             path,
             "/users/a%2Fb%3Fc%23d%25e%20f/onlineMeetings/1%2Ax%2A0%2A%2A19%3Ameeting_%C3%A9%40thread.v2/registration"
@@ -390,6 +377,6 @@ mod tests {
     fn dot_segments_are_refused() {
         let organizer = OrganizerId("..".into());
         let meeting = OnlineMeetingId("m".into());
-        assert!(Client::path(MeetingRef { organizer: &organizer, meeting: &meeting }).is_err());
+        assert!(Client::path(&Location { organizer, meeting }).is_err());
     }
 }

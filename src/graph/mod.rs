@@ -1,8 +1,8 @@
 //! Microsoft Graph: the three calls on one meeting's external registration
 //! (create, get, delete), a cached app token, and the classification of every
 //! failure. Calls no other regsync module but `config` and `domain`; the
-//! engine sees only domain types, [`Error`]'s classification and
-//! [`CallRecord`]s for the audit table.
+//! engine sees only domain types, [`Error`](crate::graph::Error)'s classification and
+//! [`CallRecord`](crate::domain::CallRecord)s for the audit table.
 
 mod auth;
 mod client;
@@ -10,28 +10,7 @@ mod wire;
 
 use std::time::{Duration, SystemTime};
 
-use uuid::Uuid;
-
-use crate::domain::{AllowedRegistrant, RegistrationId};
-
-pub use client::{Client, MeetingRef, Permit};
-
-/// The registration Graph holds for a meeting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteRegistration {
-    /// An `externalMeetingRegistration`: regsync's kind.
-    External {
-        /// Its id.
-        id: RegistrationId,
-        /// Its audience, when Graph said.
-        allowed_registrant: Option<AllowedRegistrant>,
-    },
-    /// Another kind (Teams' own `meetingRegistration`): never touched.
-    Foreign {
-        /// Its `@odata.type`.
-        odata_type: String,
-    },
-}
+pub use client::{Client, Permit};
 
 /// What a delete found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,28 +175,6 @@ impl Error {
             Self::UnexpectedBody { .. } => "unexpected_body",
         }
     }
-}
-
-/// One HTTP request to Graph, for the audit table (`ops.graph_calls`).
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    /// GET, POST or DELETE.
-    pub method: &'static str,
-    /// Path below `graph.base_url`, percent-encoded.
-    pub path: String,
-    /// The status, when one arrived.
-    pub http_status: Option<u16>,
-    /// Round-trip time.
-    pub duration: Duration,
-    /// Graph's `request-id` response header.
-    pub graph_request_id: Option<String>,
-    /// The fresh GUID sent as `client-request-id`.
-    pub client_request_id: Uuid,
-    /// Graph's `error.code`, when it failed.
-    pub error_code: Option<String>,
-    /// created, found, absent, deleted, conflict, throttled, transient,
-    /// rejected, unauthorized.
-    pub outcome: &'static str,
 }
 
 /// Parses `Retry-After`: seconds (possibly fractional, as Graph sends) or an

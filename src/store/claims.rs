@@ -7,10 +7,9 @@ use std::time::Duration;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::meetings::{Actual, Location};
 use super::{query_error, Error};
+use crate::domain::{Actual, CallRecord, Location};
 use crate::domain::{AllowedRegistrant, Desired, ExternalId, OnlineMeetingId, OrganizerId, RegistrationId};
-use crate::graph::CallRecord;
 
 /// A meeting claimed under a lease: a snapshot of the row at claim time.
 #[derive(Debug, Clone)]
@@ -131,7 +130,7 @@ impl<'a> Intent<'a> {
     }
 }
 
-/// Model step [S1] (model/exactly_once.pml).
+/// Model step \[S1\] (model/exactly_once.pml).
 ///
 /// Claims up to `limit` due meetings in one statement: pending or retrying
 /// rows whose time has come, and in-flight rows whose lease expired (their
@@ -250,7 +249,7 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
     })
 }
 
-/// Model step [S3] (model/exactly_once.pml).
+/// Model step \[S3\] (model/exactly_once.pml).
 ///
 /// The pre-send step, one round trip: checks the deployment-wide throttle
 /// (and takes the probe after a hold, for `probe_ttl`),
@@ -360,7 +359,7 @@ pub async fn prepare_send(
     })
 }
 
-/// Model step [S8] (model/exactly_once.pml); the `lookup_not_before` it sets is [S9].
+/// Model step \[S8\] (model/exactly_once.pml); the `lookup_not_before` it sets is \[S9\].
 ///
 /// Writes a reconcile's outcome, releases the lease and appends the Graph
 /// calls it made to the audit table, in one statement. The write is fenced:

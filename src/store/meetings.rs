@@ -5,27 +5,7 @@
 use sqlx::{PgPool, Row};
 
 use super::{query_error, Error};
-use crate::domain::{AllowedRegistrant, ExternalMeeting, OnlineMeetingId, OrganizerId, RegistrationId};
-
-/// Where a registration lives at Graph: organizer and online meeting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    /// `/users/{organizer}`.
-    pub organizer: OrganizerId,
-    /// `/onlineMeetings/{meeting}`.
-    pub meeting: OnlineMeetingId,
-}
-
-/// A registration regsync knows Graph holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actual {
-    /// Graph's id.
-    pub registration_id: RegistrationId,
-    /// Where it is.
-    pub location: Location,
-    /// Its audience, when known.
-    pub audience: Option<AllowedRegistrant>,
-}
+use crate::domain::ExternalMeeting;
 
 /// Count of meetings in one state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +26,7 @@ pub struct Upserted {
     pub shared: Vec<(String, String)>,
 }
 
-/// Model step [S10] (model/exactly_once.pml).
+/// Model step \[S10\] (model/exactly_once.pml).
 ///
 /// Upserts one page of meetings in one statement. A meeting whose desired
 /// fields did not change is not written at all; a changed one becomes due
@@ -190,7 +170,7 @@ pub async fn unregister_missing(pool: &PgPool, seen: &[String]) -> Result<u64, E
     Ok(result.rows_affected())
 }
 
-/// Model step [S12] (model/exactly_once.pml).
+/// Model step \[S12\] (model/exactly_once.pml).
 ///
 /// Puts meetings back to `pending`/`retrying` as they were, for operator
 /// retries: `external_id` or every failed meeting. In-flight rows are left

@@ -3,6 +3,7 @@
 //! `runs`. Calls no other regsync module but `config`, `domain` and the
 //! plain records of `graph` it stores.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod claims;
 pub mod meetings;
@@ -17,7 +18,7 @@ use sqlx::PgPool;
 use crate::config::DatabaseSettings;
 
 pub use claims::{Claimed, FinalState, Intent, Outcome, SendGate};
-pub use meetings::{Actual, Location, StateCount, Upserted};
+pub use meetings::{StateCount, Upserted};
 pub use runs::{DemoFigures, FailedMeeting, RunReport};
 
 /// A database operation that failed.

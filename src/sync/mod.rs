@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Settings;
+use crate::domain::CallRecord;
 use crate::metrics::Metrics;
 use crate::store::{self, Claimed, Outcome, RunReport};
 use crate::{graph, source};
@@ -171,7 +172,7 @@ impl Ctx {
         &self,
         claimed: &Claimed,
         outcome: &Outcome,
-        calls: &[graph::CallRecord],
+        calls: &[CallRecord],
     ) -> Result<bool, store::Error> {
         let give_up = Instant::now() + self.settings.sync.lease_ttl() / 2;
         let mut delay = Duration::from_millis(100);

@@ -2,9 +2,8 @@
 //! and the answers so far say, the next step; from each answer, what is now
 //! known. `reconcile` carries the steps out.
 
-use crate::domain::Desired;
-use crate::graph::RemoteRegistration;
-use crate::store::{Actual, Claimed, Location};
+use crate::domain::{Actual, Desired, Location, RemoteRegistration};
+use crate::store::Claimed;
 
 /// The next thing to do for a meeting, from what is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +35,7 @@ pub(super) struct Known {
     pub(super) write_unsettled: bool,
 }
 
-/// Model step [S2] (model/exactly_once.pml); the look at a meeting first met cancelled is
+/// Model step \[S2\] (model/exactly_once.pml); the look at a meeting first met cancelled is
 /// [S11].
 ///
 /// The next step for a claimed meeting, given what is known so far.
@@ -70,7 +69,7 @@ pub(super) fn plan(c: &Claimed, k: &Known) -> Plan {
     }
 }
 
-/// Model step [S6] (model/exactly_once.pml), with [`learn_create`].
+/// Model step \[S6\] (model/exactly_once.pml), with [`learn_create`].
 ///
 /// What a lookup's answer teaches.
 pub(super) fn learn_lookup(known: &mut Known, at: &Location, found: Option<RemoteRegistration>) {

@@ -11,7 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::graph::{self, Deleted, MeetingRef};
+use crate::domain::CallRecord;
+use crate::graph::{self, Deleted};
 use crate::store::{self, Claimed, FinalState, Intent, Outcome, SendGate};
 
 use super::plan::{learn_create, learn_lookup, plan, Known, Plan};
@@ -141,17 +142,16 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         // to another worker. The client checks it right before the request.
         let permit = permit.send_by(gate_opened + ctx.settings.sync.lease_ttl() / 2);
         crash_point("after-intent");
-        let target = MeetingRef { organizer: &at.organizer, meeting: &at.meeting };
         let result = match step {
             Plan::Lookup(_) => {
-                ctx.graph.get(permit, target, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found))
+                ctx.graph.get(permit, &at, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found))
             }
             Plan::Create(_) => ctx
                 .graph
-                .create(permit, target, claimed.allowed_registrant, &mut calls)
+                .create(permit, &at, claimed.allowed_registrant, &mut calls)
                 .await
                 .map(|made| learn_create(&mut known, &at, made, &claimed)),
-            Plan::Delete(_) => ctx.graph.delete(permit, target, &mut calls).await.map(|gone| {
+            Plan::Delete(_) => ctx.graph.delete(permit, &at, &mut calls).await.map(|gone| {
                 known.actual = None;
                 known.needs_lookup = false;
                 known.checked = true;
@@ -194,7 +194,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 token_refreshed = true;
                 known.needs_lookup &= !is_write;
             }
-            // Model step [S7] (model/exactly_once.pml).
+            // Model step \[S7\] (model/exactly_once.pml).
             Err(graph::Error::Conflict { code }) => {
                 tracing::info!(code, "create answered 409; looking up the existing registration");
                 known.conflicted = true;
@@ -224,10 +224,10 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
 /// `failpoints` feature and `FAILPOINTS=<name>=return`); nothing otherwise.
 #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
 fn crash_point(name: &str) {
-    fail::fail_point!(name, |_| std::process::abort());
+    fail_point!(name, |_| std::process::abort());
 }
 
-/// Model step [S9] (model/exactly_once.pml).
+/// Model step \[S9\] (model/exactly_once.pml).
 ///
 /// How long the lookup of an unknown outcome must wait: a write Graph may
 /// still be working on finishes within the request timeout.
@@ -260,7 +260,7 @@ async fn record_failure(
     claimed: &Claimed,
     known: &mut Known,
     e: &graph::Error,
-    calls: &[graph::CallRecord],
+    calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
     let failure = Failure { message: e.to_string(), http_status: e.http_status() };
     let policy = retry_policy(ctx, known);
@@ -308,7 +308,7 @@ async fn record_wait(
     claimed: &Claimed,
     known: &mut Known,
     message: String,
-    calls: &[graph::CallRecord],
+    calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
     let policy = retry_policy(ctx, known);
     let attempts = u32::try_from(known.attempts).unwrap_or(0).saturating_add(1);
@@ -329,7 +329,7 @@ async fn record_throttled(
     claimed: &Claimed,
     known: &Known,
     wait: Duration,
-    calls: &[graph::CallRecord],
+    calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
     let held = store::runs::hold_graph(&ctx.pool, wait).await?;
     ctx.hold_locally(held);
@@ -349,7 +349,7 @@ async fn record(
     known: &Known,
     state: FinalState,
     failure: Option<Failure>,
-    calls: &[graph::CallRecord],
+    calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
     record_at(ctx, claimed, known, state, Duration::ZERO, failure, calls).await
 }
@@ -361,7 +361,7 @@ async fn record_at(
     state: FinalState,
     delay: Duration,
     failure: Option<Failure>,
-    calls: &[graph::CallRecord],
+    calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
     let outcome = Outcome {
         state,

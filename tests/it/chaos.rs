@@ -14,11 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use regsync::devdb::Cluster;
-use regsync::sim::{FaultRates, Sim, SimMeeting};
+use regsync_sim::devdb::Cluster;
+use regsync_sim::{FaultRates, Sim, SimMeeting};
 use sqlx::ConnectOptions;
 
-use crate::helpers::free_port;
+use crate::helpers::{free_port, send_signal, Signal};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -74,10 +74,9 @@ impl Replica {
         self.starts += 1;
     }
 
-    pub fn signal(&self, signal: libc::c_int) {
+    pub fn signal(&self, signal: Signal) {
         if let Some(child) = &self.child {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+            send_signal(child, signal);
         }
     }
 
@@ -90,8 +89,7 @@ impl Replica {
 
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        send_signal(&child, Signal::SIGTERM);
         let until = Instant::now() + Duration::from_secs(30);
         while Instant::now() < until {
             if let Ok(Some(status)) = child.try_wait() {

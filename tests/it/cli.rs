@@ -1,14 +1,14 @@
 //! The `regsync` binary as operators run it: `migrate`, then `once`,
 //! configured only through the environment.
 
-use regsync::sim::{SimMeeting, CLIENT_SECRET};
+use regsync_sim::{SimMeeting, CLIENT_SECRET};
 
 use crate::helpers::{fresh_database, regsync_cli as regsync};
 
 #[tokio::test]
 async fn migrate_then_once_registers_every_valid_meeting_and_records_graphs_ids() {
     let db = fresh_database().await;
-    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
     sim.seed(30);
 
     let migrate = tokio::task::spawn_blocking({
@@ -46,9 +46,9 @@ async fn migrate_then_once_registers_every_valid_meeting_and_records_graphs_ids(
 #[tokio::test]
 async fn a_full_sync_at_trace_level_logs_neither_the_secret_nor_any_token() {
     let db = fresh_database().await;
-    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
     sim.seed(5);
-    sim.fail_next(None, regsync::sim::Fault::Status { status: 401, retry_after: None });
+    sim.fail_next(None, regsync_sim::Fault::Status { status: 401, retry_after: None });
 
     let once = tokio::task::spawn_blocking({
         let (db, sim) = (db.clone(), sim.clone());
@@ -77,7 +77,7 @@ async fn a_full_sync_at_trace_level_logs_neither_the_secret_nor_any_token() {
 
 #[tokio::test]
 async fn a_missing_setting_is_a_one_line_error_naming_the_key() {
-    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
 
     let out = tokio::task::spawn_blocking(move || regsync(&["once"], "", &sim, &[("REGSYNC__GRAPH__CLIENT_ID", "")]))
         .await
@@ -96,9 +96,9 @@ async fn a_missing_setting_is_a_one_line_error_naming_the_key() {
 #[tokio::test]
 async fn the_first_once_after_the_credentials_are_fixed_syncs_everything_that_was_due() {
     let db = fresh_database().await;
-    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
     sim.seed(20);
-    sim.fail_next_token(regsync::sim::TokenFault {
+    sim.fail_next_token(regsync_sim::TokenFault {
         status: 401,
         error: "invalid_client".into(),
         description: "AADSTS7000215: Invalid client secret provided.".into(),

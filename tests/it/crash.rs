@@ -2,7 +2,7 @@
 //! crossed with each remote outcome; a second run must finish the job with
 //! exactly one registration at Graph. Needs `--features failpoints`.
 
-use regsync::sim::{Fault, Sim};
+use regsync_sim::{Fault, Sim};
 
 use crate::helpers::{fresh_database, meeting, regsync_cli};
 

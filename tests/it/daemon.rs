@@ -1,13 +1,12 @@
-//! `regsync-sim` and `regsync run` as real processes: a full sync, health,
-//! readiness, metrics, and a graceful stop on SIGTERM.
+//! `regsync run` as a real process: a full sync, health, readiness, metrics,
+//! and a graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use regsync::sim::{CLIENT_ID, CLIENT_SECRET, TENANT};
+use regsync_sim::{FaultRates, Sim};
 
-use crate::helpers::{free_port, fresh_database};
+use crate::helpers::{free_port, fresh_database, send_signal, simulator_env, Signal};
 
 /// Kills the child if the test fails before stopping it.
 struct Process(Child);
@@ -17,19 +16,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn start_simulator(meetings: usize) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_regsync-sim"))
-        .args(["--listen", "127.0.0.1:0", "--meetings", &meetings.to_string(), "--latency-ms", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("regsync-sim starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let first = BufReader::new(stdout).lines().next().expect("a line").expect("text");
-    let base = first.rsplit(' ').next().expect("the address").to_owned();
-    (Process(child), base)
 }
 
 async fn get(url: &str) -> Option<(u16, String)> {
@@ -52,19 +38,15 @@ async fn wait_for(what: &str, deadline: Duration, log: &dyn Fn() -> String, mut 
 async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
     // Arrange: the simulator and the daemon as real processes.
     let db = fresh_database().await;
-    let (_sim, sim_url) = start_simulator(50);
+    let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    sim.seed(50);
+    sim.set_rates(FaultRates { latency: Duration::from_millis(5), ..Default::default() });
     let listen = format!("127.0.0.1:{}", free_port());
     let log_path = std::env::temp_dir().join(format!("regsync-daemon-{}.log", uuid::Uuid::new_v4().simple()));
     let log = std::fs::File::create(&log_path).expect("log file");
     let daemon = Command::new(env!("CARGO_BIN_EXE_regsync"))
         .args(["run", "--log-format", "json"])
-        .env("DATABASE_URL", &db)
-        .env("REGSYNC__SOURCE__BASE_URL", format!("{sim_url}/platform"))
-        .env("REGSYNC__GRAPH__BASE_URL", format!("{sim_url}/graph/beta"))
-        .env("REGSYNC__GRAPH__AUTHORITY_URL", format!("{sim_url}/login"))
-        .env("REGSYNC__GRAPH__TENANT_ID", TENANT)
-        .env("REGSYNC__GRAPH__CLIENT_ID", CLIENT_ID)
-        .env("REGSYNC__GRAPH__CLIENT_SECRET", CLIENT_SECRET)
+        .envs(simulator_env(&db, &sim))
         .env("REGSYNC__SYNC__POLL_SCHEDULE", "*/2 * * * * *")
         .env("REGSYNC__SERVER__LISTEN", &listen)
         .current_dir(std::env::temp_dir())
@@ -76,18 +58,14 @@ async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm
 
     // Act: wait until the simulator holds every active meeting's registration.
     let daemon_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    wait_for("45 registrations", Duration::from_secs(60), &daemon_log, async || {
-        let stats = get(&format!("{sim_url}/_sim/stats")).await;
-        stats.is_some_and(|(_, body)| body.contains("\"registrations\":45"))
-    })
-    .await;
+    wait_for("45 registrations", Duration::from_secs(60), &daemon_log, async || sim.stats().registrations == 45).await;
     wait_for("readiness", Duration::from_secs(20), &daemon_log, async || {
         get(&format!("http://{listen}/readyz")).await.is_some_and(|(status, _)| status == 200)
     })
     .await;
     let health = get(&format!("http://{listen}/healthz")).await.expect("healthz");
     let (metrics_status, metrics) = get(&format!("http://{listen}/metrics")).await.expect("metrics");
-    unsafe { libc::kill(daemon.0.id() as libc::pid_t, libc::SIGTERM) };
+    send_signal(&daemon.0, Signal::SIGTERM);
     let stopped_at = Instant::now();
     let exit = loop {
         if let Some(status) = daemon.0.try_wait().expect("wait") {

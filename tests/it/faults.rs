@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use regsync::graph::MeetingRef;
-use regsync::sim::{Fault, TokenFault};
 use regsync::store;
+use regsync_sim::{Fault, TokenFault};
 
 use crate::helpers::{meeting, spawn_app, spawn_app_with, TestApp};
 
@@ -226,7 +225,7 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
     .await
     .expect("intent");
     assert_eq!(gate, store::SendGate::Open { probe: false });
-    let at = MeetingRef { organizer: &claimed.location.organizer, meeting: &claimed.location.meeting };
+    let at = &claimed.location;
     let permit = app.ctx.graph.permit().await.expect("a token");
     app.ctx.graph.create(permit, at, claimed.allowed_registrant, &mut Vec::new()).await.expect("created");
     // The process dies here. Its lease runs out.
@@ -442,7 +441,7 @@ async fn no_credential_follows_a_redirect_to_another_host() {
         .expect("log")
         .iter()
         .chain(login_seen.lock().expect("log").iter())
-        .filter(|r| r.contains("platform-key-value") || r.contains(regsync::sim::CLIENT_SECRET))
+        .filter(|r| r.contains("platform-key-value") || r.contains(regsync_sim::CLIENT_SECRET))
         .cloned()
         .collect();
     assert!(leaked.is_empty(), "{leaked:?}");

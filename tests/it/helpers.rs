@@ -5,11 +5,13 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use nix::sys::signal::Signal;
 use regsync::app::demo::simulator_settings;
 use regsync::config::Settings;
-use regsync::sim::{GraphRequest, Sim, SimMeeting};
+use regsync::store;
 use regsync::sync::{self, Ctx, ReconcileReport, TickReport};
-use regsync::{devdb, store};
+use regsync_sim::devdb;
+use regsync_sim::{GraphRequest, Sim, SimMeeting};
 use sqlx::{ConnectOptions, PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
@@ -195,7 +197,7 @@ pub fn meeting(n: usize) -> SimMeeting {
 
 /// The environment that points a `regsync` process at `db` and `sim`.
 pub fn simulator_env(db: &str, sim: &Sim) -> Vec<(&'static str, String)> {
-    use regsync::sim::{CLIENT_ID, CLIENT_SECRET, TENANT};
+    use regsync_sim::{CLIENT_ID, CLIENT_SECRET, TENANT};
     let at = sim.endpoints();
     vec![
         ("DATABASE_URL", db.to_owned()),
@@ -255,4 +257,10 @@ fn regsync_command(args: &[&str], db: &str, sim: &Sim, extra: &[(&str, &str)]) -
         command.env(k, v);
     }
     command
+}
+
+/// Sends `signal` to a child process of this test.
+pub fn send_signal(child: &std::process::Child, signal: Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"));
+    nix::sys::signal::kill(pid, signal).expect("the child can be signalled");
 }

@@ -3,7 +3,7 @@
 
 use crate::helpers::{meeting, spawn_app, spawn_app_with};
 use regsync::config::OnMissing;
-use regsync::sim::SimMeeting;
+use regsync_sim::SimMeeting;
 
 #[tokio::test]
 async fn first_sync_registers_every_valid_meeting_exactly_once_with_graphs_id() {
@@ -164,7 +164,7 @@ async fn two_replicas_reconciling_at_once_split_the_work_and_post_each_meeting_o
 async fn shutdown_during_a_tick_leaves_no_meeting_leased() {
     let app = spawn_app_with(|s| s.graph.max_concurrency = 2).await;
     app.sim.seed(60);
-    app.sim.set_rates(regsync::sim::FaultRates { latency: std::time::Duration::from_millis(20), ..Default::default() });
+    app.sim.set_rates(regsync_sim::FaultRates { latency: std::time::Duration::from_millis(20), ..Default::default() });
     let ctx = app.ctx.clone();
     let running = tokio::spawn(async move { regsync::sync::tick(&ctx).await });
 

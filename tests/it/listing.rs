@@ -2,7 +2,7 @@
 //! must not bend Graph paths.
 
 use regsync::config::OnMissing;
-use regsync::sim::{PageFault, SimMeeting};
+use regsync_sim::{PageFault, SimMeeting};
 use serde_json::json;
 
 use crate::helpers::{meeting, spawn_app, spawn_app_with};

@@ -6,6 +6,7 @@ mod cli;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod daemon;
+#[cfg(feature = "demo")]
 mod demo;
 mod faults;
 mod helpers;

@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use regsync::sim::{FaultRates, Sim, SimMeeting};
 use regsync::sync;
+use regsync_sim::{FaultRates, Sim, SimMeeting};
 
 use crate::chaos::{open_meetings, Replica};
-use crate::helpers::{fresh_database, spawn_app_with};
+use crate::helpers::{fresh_database, spawn_app_with, Signal};
 
 fn acted_posts_per_meeting(sim: &Sim, meetings: &[SimMeeting]) -> Vec<usize> {
     let log = sim.log();
@@ -103,9 +103,9 @@ async fn t4_a_replica_paused_past_its_lease_neither_duplicates_nor_overwrites() 
             replicas_until_quiet(&db, &sim, &mut replicas, async |replicas: &mut [Replica]| {
                 // Pause A at a random moment while it holds leases, for two lease lifetimes.
                 tokio::time::sleep(Duration::from_millis(500 + 137 * trial)).await;
-                replicas[0].signal(libc::SIGSTOP);
+                replicas[0].signal(Signal::SIGSTOP);
                 tokio::time::sleep(Duration::from_secs(4)).await;
-                replicas[0].signal(libc::SIGCONT);
+                replicas[0].signal(Signal::SIGCONT);
             })
             .await;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use regsync::server::{self, Readiness};
-use regsync::sim::{PageFault, Sim};
+use regsync_sim::{PageFault, Sim};
 
 use crate::helpers::{free_port, fresh_database, meeting, simulator_env, spawn_app};
 

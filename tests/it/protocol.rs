@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use regsync::sim::Fault;
 use regsync::store::{self, Outcome};
+use regsync_sim::Fault;
 
 use crate::helpers::{meeting, spawn_app, spawn_app_with, synced_outcome, TestApp};
 
@@ -62,7 +62,7 @@ async fn a_platform_change_committed_while_the_outcome_write_waits_makes_the_mee
 
 /// A request Graph carries out after the client gave up on it: the client's
 /// timeout is 2 s, Graph acts 2.5 s after the request arrived.
-async fn a_create_that_acts_after_the_timeout(app: &TestApp) -> regsync::sim::SimMeeting {
+async fn a_create_that_acts_after_the_timeout(app: &TestApp) -> regsync_sim::SimMeeting {
     let m = meeting(2);
     app.sim.upsert_meeting(m.clone());
     app.sim.fail_next(Some("POST"), Fault::ActLate(Duration::from_millis(2_500)));
@@ -79,7 +79,7 @@ fn late_acting_graph(s: &mut regsync::config::Settings) {
 
 /// Reconciles until settled, then checks Graph holds exactly what the
 /// platform wants and the database says so.
-async fn settle_and_check(app: &TestApp, m: &regsync::sim::SimMeeting, registered: bool) {
+async fn settle_and_check(app: &TestApp, m: &regsync_sim::SimMeeting, registered: bool) {
     app.settle().await;
     tokio::time::sleep(Duration::from_millis(700)).await; // past the moment Graph acts
     app.settle().await;
@@ -272,7 +272,7 @@ async fn a_token_lifetime_of_any_size_is_taken_without_a_panic() {
 }
 
 /// Two platform meetings for one Teams meeting.
-fn twins() -> (regsync::sim::SimMeeting, regsync::sim::SimMeeting) {
+fn twins() -> (regsync_sim::SimMeeting, regsync_sim::SimMeeting) {
     let first = meeting(20);
     let mut second = meeting(21);
     second.organizer_id = first.organizer_id.clone();

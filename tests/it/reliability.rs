@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use rand::seq::{IndexedRandom, SliceRandom};
 use regsync::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId};
-use regsync::sim::{Fault, SimMeeting};
 use regsync::store;
 use regsync::sync::{self, Ctx};
+use regsync_sim::{Fault, SimMeeting};
 
 use crate::helpers::{meeting, spawn_app, spawn_app_with, synced_outcome, TestApp};
 

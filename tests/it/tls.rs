@@ -1,7 +1,7 @@
 //! PostgreSQL over TLS: every sslmode a deployment uses, against a server
 //! whose certificate a CA made by the test signed.
 
-use regsync::devdb::Cluster;
+use regsync_sim::devdb::Cluster;
 use sqlx::Row;
 
 /// A CA, and a certificate for 127.0.0.1 it signed (with its key).
@@ -78,7 +78,7 @@ async fn run_refuses_a_server_its_ca_did_not_sign_at_once_instead_of_waiting() {
     .expect("joined")
     .expect("a TLS cluster");
     let stranger = write_temp("other-ca.pem", &self::pki().ca);
-    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
     let url = format!("{}?sslmode=verify-full&sslrootcert={}", cluster.url(), stranger.display());
     let listen = format!("127.0.0.1:{}", crate::helpers::free_port());
 

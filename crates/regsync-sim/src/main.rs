@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use regsync::sim::{FaultRates, Sim};
+use regsync_sim::{FaultRates, Sim};
 
 /// Serves a simulated event platform, token endpoint and Microsoft Graph.
 #[derive(Parser)]
@@ -43,7 +43,6 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    regsync::telemetry::init(regsync::telemetry::LogFormat::Pretty, "info");
     let sim = match Sim::start(args.listen).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -61,6 +60,14 @@ async fn main() -> std::process::ExitCode {
         timeout: args.timeout_rate,
         timeout_delay: Duration::from_millis(args.timeout_delay_ms),
     });
+    // Before the banner: whoever read it may stop us at once.
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            eprintln!("regsync-sim: cannot watch SIGTERM: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     // Written once and errors ignored: a reader that stops after the first
     // line must not bring the simulator down.
     let addr = sim.addr();
@@ -72,13 +79,6 @@ async fn main() -> std::process::ExitCode {
         at.platform, at.graph, at.authority,
     );
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            eprintln!("regsync-sim: cannot watch SIGTERM: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 /// The cluster could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -120,9 +123,7 @@ impl Cluster {
     /// hangs new connections instead of refusing them.
     pub fn freeze(&self, frozen: bool) {
         if let Some(server) = &self.server {
-            let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(server.id() as libc::pid_t, signal) };
+            signal(server, if frozen { Signal::SIGSTOP } else { Signal::SIGCONT });
         }
     }
 
@@ -168,8 +169,7 @@ impl Cluster {
     fn stop_server(&mut self) {
         if let Some(mut server) = self.server.take() {
             // SIGQUIT: immediate shutdown, as a crash would.
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGQUIT) };
+            signal(&server, Signal::SIGQUIT);
             let _ = server.wait();
         }
         self.keeper.take();
@@ -213,20 +213,31 @@ impl Drop for Cluster {
 
 /// Runs `command` as `account` (when root) and makes it die with us.
 fn as_account(mut command: Command, account: Option<(u32, u32)>) -> Command {
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if let Some((uid, gid)) = account {
-                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // After setuid, which clears it.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
+    if let Some((uid, gid)) = account {
+        // A root parent that sets the uid also drops its supplementary groups.
+        command.uid(uid).gid(gid);
     }
+    die_with_parent(&mut command);
     command
+}
+
+/// A test killed mid-run must not leave a PostgreSQL server behind.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and the closure allocates nothing.
+    // It runs after the uid change, which would clear the setting.
+    unsafe { command.pre_exec(|| Ok(nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?)) };
+}
+
+/// Other systems have no parent-death signal: `Drop` stops the server.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
+
+fn signal(server: &Child, signal: Signal) {
+    if let Ok(pid) = i32::try_from(server.id()) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+    }
 }
 
 fn account(name: &str) -> Result<(u32, u32), Error> {

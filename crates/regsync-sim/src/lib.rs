@@ -5,7 +5,15 @@
 //! The integration tests, `regsync-sim` and `regsync demo` all use it. It
 //! keeps a log of every Graph request so tests can assert exactly-once from
 //! the server's side, and takes injected faults.
+//!
+//! [`devdb`] is the fourth stand-in: a throw-away PostgreSQL cluster.
+//!
+//! This package imports nothing from regsync, and regsync's daemon does not
+//! depend on it: only its tests, `regsync demo` (feature `demo`) and the
+//! benchmark do.
+#![warn(missing_docs)]
 
+pub mod devdb;
 mod graph;
 mod platform;
 

@@ -20,9 +20,10 @@ use clap::Parser;
 use regsync::app::{connect_and_migrate, context};
 use regsync::config::Settings;
 use regsync::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId};
-use regsync::sim::{Endpoints, SimMeeting, Stats, CLIENT_ID, CLIENT_SECRET, TENANT};
 use regsync::sync::{self, Ctx};
-use regsync::{devdb, source, store};
+use regsync::{source, store};
+use regsync_sim::devdb;
+use regsync_sim::{Endpoints, SimMeeting, Stats, CLIENT_ID, CLIENT_SECRET, TENANT};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::ConnectOptions as _;
@@ -98,9 +99,9 @@ impl Drop for SimProcess {
 /// The simulator side: seeded, on a loopback port, until stdin closes (the
 /// benchmark exits or dies).
 async fn serve_simulator(args: &Args) -> anyhow::Result<()> {
-    let sim = regsync::sim::Sim::start(([127, 0, 0, 1], 0).into()).await?;
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await?;
     sim.seed(args.meetings);
-    sim.set_rates(regsync::sim::FaultRates {
+    sim.set_rates(regsync_sim::FaultRates {
         latency: Duration::from_millis(args.graph_latency_ms),
         ..Default::default()
     });
