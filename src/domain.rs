@@ -145,7 +145,7 @@ pub struct Actual {
     pub registration_id: RegistrationId,
     /// Where it is.
     pub location: Location,
-    /// Its audience, when known.
+    /// Its audience, when progress.
     pub audience: Option<AllowedRegistrant>,
 }
 

@@ -21,7 +21,7 @@ pub fn same_origin_redirects() -> reqwest::redirect::Policy {
 
 /// reqwest's Display hides the cause; operators need "timed out" or
 /// "connection refused". `timeout_key` names the setting that timed out.
-pub fn describe(e: &reqwest::Error, timeout_key: &str) -> String {
+pub fn error_text(e: &reqwest::Error, timeout_key: &str) -> String {
     if e.is_timeout() {
         return format!("timed out ({timeout_key})");
     }

@@ -94,7 +94,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => app::migrate(&settings).await?,
         Command::Run => app::run(settings).await?,
-        Command::Once => println!("{}", app::describe(&app::once(settings).await?)),
+        Command::Once => println!("{}", app::summary(&app::once(settings).await?)),
         Command::Status => print!("{}", app::status(&settings).await?),
         Command::Retry { external_id, .. } => {
             let n = app::retry(&settings, external_id.as_deref()).await?;

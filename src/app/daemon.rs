@@ -163,7 +163,7 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>) {
                 match sync::tick(&ctx).await {
                     Ok(report) => {
                         ctx.metrics.poll(report.poll.result(), started.elapsed());
-                        tracing::info!("{}", super::describe(&report).replace('\n', "; "));
+                        tracing::info!("{}", super::summary(&report).replace('\n', "; "));
                     }
                     Err(e) => {
                         ctx.metrics.poll("failed", started.elapsed());

@@ -35,7 +35,7 @@ pub struct DemoOptions {
 #[derive(Debug, Clone, Default)]
 pub struct DemoSummary {
     /// What the database holds after the sync.
-    pub figures: store::DemoFigures,
+    pub figures: store::demo::DemoFigures,
     /// POSTs the simulator saw while a registration existed (must be 0).
     pub duplicate_posts: u64,
 }
@@ -82,7 +82,7 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     }
     bar.finish_and_clear();
     let summary = summarize(&pool, &sim).await?;
-    println!("{}", super::describe(&report).lines().next().unwrap_or_default());
+    println!("{}", super::summary(&report).lines().next().unwrap_or_default());
     println!("{}", render(&summary));
     if options.keep_running {
         println!("The daemon keeps running: http://127.0.0.1:9090/metrics, /readyz; psql {url} -c 'SELECT * FROM ops.meeting_status'");
@@ -150,10 +150,7 @@ async fn fresh_demo_database(url: &str) -> anyhow::Result<String> {
 }
 
 async fn summarize(pool: &sqlx::PgPool, sim: &Sim) -> anyhow::Result<DemoSummary> {
-    Ok(DemoSummary {
-        figures: store::runs::demo_figures(pool).await?,
-        duplicate_posts: sim.stats().posts_while_registered,
-    })
+    Ok(DemoSummary { figures: store::demo::figures(pool).await?, duplicate_posts: sim.stats().posts_while_registered })
 }
 
 /// The summary as a table.

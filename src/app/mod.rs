@@ -86,7 +86,7 @@ pub async fn status(settings: &Settings) -> anyhow::Result<String> {
         }
         None => out.push_str("no poll has finished yet\n"),
     }
-    let failures = store::runs::recent_failures(&pool, 20).await?;
+    let failures = store::meetings::recent_failures(&pool, 20).await?;
     if !failures.is_empty() {
         out.push_str("recent failures:\n");
         for f in failures {
@@ -107,7 +107,7 @@ pub async fn retry(settings: &Settings, external_id: Option<&str>) -> anyhow::Re
 }
 
 /// A one-paragraph summary of a tick for people.
-pub fn describe(report: &TickReport) -> String {
+pub fn summary(report: &TickReport) -> String {
     let p = &report.poll;
     let r = &report.reconcile;
     let mut text = format!(

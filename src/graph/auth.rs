@@ -10,7 +10,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::wire::{TokenError, TokenResponse};
-use super::{describe, Error};
+use super::{Error, TIMEOUT_KEY};
+use crate::http;
 
 /// Refresh this long before expiry (or at 80 % of the lifetime if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -43,7 +44,7 @@ struct Cached {
 }
 
 #[derive(Default)]
-struct Slot {
+struct TokenState {
     cached: Option<Cached>,
     failed: Option<(Instant, Error)>,
 }
@@ -52,13 +53,13 @@ struct Slot {
 pub struct TokenCache {
     http: reqwest::Client,
     credentials: Credentials,
-    slot: Mutex<Slot>,
+    slot: Mutex<TokenState>,
 }
 
 impl TokenCache {
     /// A cache that fetches with `http`.
     pub fn new(http: reqwest::Client, credentials: Credentials) -> Self {
-        Self { http, credentials, slot: Mutex::new(Slot::default()) }
+        Self { http, credentials, slot: Mutex::new(TokenState::default()) }
     }
 
     /// A valid token, fetched if the cached one is missing or near expiry.
@@ -77,7 +78,7 @@ impl TokenCache {
         match self.fetch().await {
             Ok(fresh) => {
                 let token = fresh.token.clone();
-                *slot = Slot { cached: Some(fresh), failed: None };
+                *slot = TokenState { cached: Some(fresh), failed: None };
                 Ok(token)
             }
             Err(e) => {
@@ -108,7 +109,7 @@ impl TokenCache {
         let response = self.http.post(&c.token_url).form(&form).send().await.map_err(|e| Error::Token {
             status: None,
             error: "unreachable".into(),
-            detail: describe(&e),
+            detail: http::error_text(&e, TIMEOUT_KEY),
             hint: TOKEN_UNREACHABLE_HINT,
             retry_after: None,
         })?;

@@ -13,9 +13,10 @@ use uuid::Uuid;
 
 use super::auth::{Credentials, TokenCache};
 use super::wire::{CreateRegistration, ErrorBody, Registration, EXTERNAL_REGISTRATION_TYPE};
-use super::{describe, parse_retry_after, Deleted, Error};
+use super::{parse_retry_after, Deleted, Error, TIMEOUT_KEY};
 use crate::config::GraphSettings;
 use crate::domain::{AllowedRegistrant, CallRecord, Location, RegistrationId, RemoteRegistration};
+use crate::http;
 
 /// Everything but RFC 3986 unreserved characters is encoded, so an id can
 /// never add a segment, a query or a fragment to the path.
@@ -227,12 +228,16 @@ impl Client {
                     Err(e) => Err(Error::Transient {
                         status: Some(status.as_u16()),
                         may_have_acted: true,
-                        detail: describe(&e),
+                        detail: http::error_text(&e, TIMEOUT_KEY),
                     }),
                 }
             }
             // A failed connect never reached Graph; anything later may have.
-            Err(e) => Err(Error::Transient { status: None, may_have_acted: !e.is_connect(), detail: describe(&e) }),
+            Err(e) => Err(Error::Transient {
+                status: None,
+                may_have_acted: !e.is_connect(),
+                detail: http::error_text(&e, TIMEOUT_KEY),
+            }),
         };
         record.duration = started.elapsed();
         let outcome = result.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));

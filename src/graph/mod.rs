@@ -190,9 +190,8 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(CAP))
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    crate::http::describe(e, "graph.timeout_ms")
-}
+/// The setting a Graph or token request's timeout comes from.
+const TIMEOUT_KEY: &str = "graph.timeout_ms";
 
 #[cfg(test)]
 mod tests {

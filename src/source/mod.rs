@@ -163,8 +163,10 @@ impl Client {
         let _ = shown.set_username("");
         let _ = shown.set_password(None);
         let shown = shown.to_string();
-        let fetch_error =
-            |e: reqwest::Error| Error::FetchPage { url: shown.clone(), reason: describe(&e.without_url()) };
+        let fetch_error = |e: reqwest::Error| Error::FetchPage {
+            url: shown.clone(),
+            reason: crate::http::error_text(&e.without_url(), "source.timeout_ms"),
+        };
         let mut response = self.http.get(url.clone()).send().await.map_err(fetch_error)?;
         let status = response.status();
         let limit = self.settings.max_page_bytes;
@@ -188,8 +190,4 @@ impl Client {
         }
         wire::parse_page(&body, &self.shape)
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    crate::http::describe(e, "source.timeout_ms")
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use super::throttle::throttle_sql;
 use super::{query_error, Error};
-use crate::domain::{Actual, CallRecord, Location};
-use crate::domain::{AllowedRegistrant, Desired, ExternalId, OnlineMeetingId, OrganizerId, RegistrationId};
+use crate::domain::{
+    Actual, AllowedRegistrant, CallRecord, Desired, ExternalId, Location, OnlineMeetingId, OrganizerId, RegistrationId,
+};
 
 /// A meeting claimed under a lease: a snapshot of the row at claim time.
 #[derive(Debug, Clone)]
@@ -40,7 +42,7 @@ pub struct Claimed {
 
 /// The sync states of `ops.meeting_status.state` that an outcome can set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinalState {
+pub enum NextState {
     /// Due again at once (more work to do).
     Pending,
     /// Due again after a delay.
@@ -51,7 +53,7 @@ pub enum FinalState {
     Failed,
 }
 
-impl FinalState {
+impl NextState {
     fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -66,7 +68,7 @@ impl FinalState {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The new state.
-    pub state: FinalState,
+    pub state: NextState,
     /// What Graph holds now.
     pub actual: Option<Actual>,
     /// Whether the last write's outcome is still unknown.
@@ -93,7 +95,7 @@ pub struct Outcome {
 pub enum SendGate {
     /// The lease is ours and renewed; the intent is committed: send. `probe`:
     /// this is the one request after a throttle hold; report its answer with
-    /// [`crate::store::runs::end_recovery`] unless it is throttled again.
+    /// [`crate::store::throttle::end_recovery`] unless it is throttled again.
     Open {
         /// Whether this request is the probe.
         probe: bool,
@@ -154,11 +156,10 @@ pub async fn claim_due(
     max_attempts: u32,
     replica: Uuid,
 ) -> Result<Vec<Claimed>, Error> {
-    let rows = sqlx::query(
-        r#"
-        WITH held AS (
-            SELECT 1 FROM graph_throttle WHERE throttled_until > now() OR (recovering AND probe_until > now())
-        ),
+    let rows = sqlx::query(concat!(
+        "WITH ",
+        throttle_sql!(held),
+        r#",
         -- Two index scans, not one OR: expired leases first (their worker is
         -- gone), then what is due, oldest first.
         expired AS (
@@ -201,8 +202,8 @@ pub async fn claim_due(
                       m.graph_checked, taken.parked
         )
         SELECT * FROM claimed WHERE NOT parked
-        "#,
-    )
+        "#
+    ))
     .bind(i64::from(limit))
     .bind(ttl.as_secs_f64())
     .bind(replica)
@@ -268,23 +269,10 @@ pub async fn prepare_send(
     ttl: Duration,
     probe_ttl: Duration,
 ) -> Result<SendGate, Error> {
-    let row = sqlx::query(
-        r#"
-        WITH probe AS (
-            -- The first sender after a hold becomes the probe.
-            UPDATE graph_throttle SET probe_until = now() + make_interval(secs => $11)
-            WHERE recovering AND throttled_until <= now() AND (probe_until IS NULL OR probe_until <= now())
-            RETURNING 1
-        ),
-        t AS (
-            SELECT CASE
-                WHEN throttled_until > now() THEN throttled_until - now()
-                WHEN recovering AND NOT EXISTS (SELECT 1 FROM probe)
-                    THEN GREATEST(coalesce(probe_until, now()) - now(), interval '100 milliseconds')
-                ELSE interval '0'
-            END AS wait
-            FROM graph_throttle
-        ),
+    let row = sqlx::query(concat!(
+        "WITH ",
+        throttle_sql!(gate),
+        r#",
         -- Who else wants or holds a registration where this write goes.
         other AS (
             (SELECT external_id FROM meetings
@@ -319,8 +307,8 @@ pub async fn prepare_send(
                EXISTS (SELECT 1 FROM u) AS committed,
                (SELECT external_id FROM other) AS contested_by,
                EXISTS (SELECT 1 FROM probe) AS probe
-        "#,
-    )
+        "#
+    ))
     .bind(claimed.id)
     .bind(claimed.lease_token)
     .bind(write.is_some())
@@ -371,7 +359,12 @@ pub async fn prepare_send(
 ///
 /// # Errors
 /// The statement failed.
-pub async fn finish(pool: &PgPool, claimed: &Claimed, outcome: &Outcome, calls: &[CallRecord]) -> Result<bool, Error> {
+pub async fn record_outcome(
+    pool: &PgPool,
+    claimed: &Claimed,
+    outcome: &Outcome,
+    calls: &[CallRecord],
+) -> Result<bool, Error> {
     let actual = outcome.actual.as_ref();
     let mut methods = Vec::with_capacity(calls.len());
     let mut paths = Vec::with_capacity(calls.len());

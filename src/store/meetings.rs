@@ -2,6 +2,7 @@
 //! missing-meeting policy, operator retries and counts. Claims live in
 //! `claims`.
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 
 use super::{query_error, Error};
@@ -215,22 +216,37 @@ pub async fn count_by_state(pool: &PgPool) -> Result<Vec<StateCount>, Error> {
         .map_err(query_error("count meetings"))
 }
 
-/// Whether any meeting is due now (for `regsync once`).
+/// A failed meeting for `regsync status`.
+#[derive(Debug, Clone)]
+pub struct FailedMeeting {
+    /// The platform's id.
+    pub external_id: String,
+    /// What went wrong and what to do.
+    pub last_error: Option<String>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The most recent failed meetings.
 ///
 /// # Errors
 /// The statement failed.
-pub async fn any_due_now(pool: &PgPool) -> Result<bool, Error> {
-    sqlx::query_scalar(
-        r#"
-        SELECT EXISTS (
-            SELECT 1 FROM meetings
-            WHERE (state IN ('pending', 'retrying') AND next_attempt_at <= now())
-               OR (state = 'in_flight' AND lease_expires_at < now()))
-          AND NOT EXISTS (SELECT 1 FROM graph_throttle
-                          WHERE throttled_until > now() OR (recovering AND probe_until > now()))
-        "#,
+pub async fn recent_failures(pool: &PgPool, limit: i64) -> Result<Vec<FailedMeeting>, Error> {
+    let rows = sqlx::query(
+        "SELECT external_id, last_error, updated_at FROM meetings WHERE state = 'failed' ORDER BY updated_at DESC LIMIT $1",
     )
-    .fetch_one(pool)
+    .bind(limit)
+    .fetch_all(pool)
     .await
-    .map_err(query_error("look for due meetings"))
+    .map_err(query_error("list failures"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(FailedMeeting {
+                external_id: r.try_get("external_id")?,
+                last_error: r.try_get("last_error")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(query_error("list failures"))
 }

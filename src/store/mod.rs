@@ -1,14 +1,20 @@
-//! PostgreSQL: the only place SQL lives. Meetings (ingest, claims, outcomes)
-//! in `meetings`, cycles, audit rows, rejections and the shared throttle in
-//! `runs`. Calls no other regsync module but `config`, `domain` and the
-//! plain records of `graph` it stores.
+//! PostgreSQL: the only place SQL lives, one file per table group.
+//! `meetings`: what the platform says (bulk ingest, the missing-meeting
+//! policy, operator retries, counts and failures); `claims`: leases, the
+//! pre-send intent, the fenced outcome write with its audit rows;
+//! `throttle`: the deployment-wide Graph hold; `runs`: poll cycles, their
+//! rejected items and the poll lease; `retention`: pruning old rows.
+//! Calls no other regsync module but `config` and `domain`.
 
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod claims;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod meetings;
 pub mod retention;
 pub mod runs;
+pub mod throttle;
 
 use std::time::Duration;
 
@@ -17,9 +23,9 @@ use sqlx::PgPool;
 
 use crate::config::DatabaseSettings;
 
-pub use claims::{Claimed, FinalState, Intent, Outcome, SendGate};
-pub use meetings::{StateCount, Upserted};
-pub use runs::{DemoFigures, FailedMeeting, RunReport};
+pub use claims::{Claimed, Intent, NextState, Outcome, SendGate};
+pub use meetings::{FailedMeeting, StateCount, Upserted};
+pub use runs::RunReport;
 
 /// A database operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -113,7 +113,7 @@ const READ_AHEAD: usize = 2;
 /// The database failed; the platform's failures are not errors here.
 #[tracing::instrument(skip_all)]
 pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
-    let run_id = store::runs::start(&ctx.pool).await?;
+    let run_id = store::runs::start_run(&ctx.pool).await?;
     let mut report = PollReport { run_id, ..PollReport::default() };
     let mut seen_ids: HashSet<String> = HashSet::new();
     // Pages are fetched and parsed on another task while earlier ones are

@@ -3,14 +3,14 @@
 //! out the steps `plan` decides) under the error policy of `retry`. Uses
 //! `source`, `store` and `graph`; nothing but `app` and tests use it.
 
-mod concurrency;
 pub mod ingest;
 mod plan;
 pub mod reconcile;
 pub mod retry;
+pub mod throttle;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -24,13 +24,10 @@ use crate::domain::CallRecord;
 use crate::metrics::Metrics;
 use crate::store::{self, Claimed, Outcome, RunReport};
 use crate::{graph, source};
+use throttle::Throttle;
 
-pub use concurrency::{Concurrency, Slot};
 pub use ingest::PollReport;
 pub use reconcile::Reconciled;
-
-/// How long Graph calls stop after the app's credentials failed.
-const AUTH_HOLD: Duration = Duration::from_secs(30);
 
 /// A cycle that could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -73,9 +70,8 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Graph calls this process may have in flight now.
-    pub concurrency: Concurrency,
-    hold_until: Mutex<Option<Instant>>,
+    /// This process's side of the Graph throttle.
+    pub throttle: Throttle,
 }
 
 /// What reconciling the due meetings did.
@@ -134,34 +130,8 @@ impl Ctx {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
-        let concurrency = Concurrency::new(settings.graph.max_concurrency);
-        Self {
-            pool,
-            source,
-            graph,
-            settings,
-            replica: Uuid::new_v4(),
-            shutdown,
-            metrics,
-            concurrency,
-            hold_until: Mutex::new(None),
-        }
-    }
-
-    /// The remaining in-process Graph hold, if any. It mirrors the shared
-    /// throttle row so workers already past their gate do not send either.
-    fn local_hold(&self) -> Option<Duration> {
-        let until = (*self.hold_until.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let now = Instant::now();
-        (until > now).then(|| until - now)
-    }
-
-    fn hold_locally(&self, wait: Duration) {
-        let mut hold = self.hold_until.lock().unwrap_or_else(|p| p.into_inner());
-        let until = Instant::now() + wait;
-        if hold.is_none_or(|h| h < until) {
-            *hold = Some(until);
-        }
+        let throttle = Throttle::new(settings.graph.max_concurrency);
+        Self { pool, source, graph, settings, replica: Uuid::new_v4(), shutdown, metrics, throttle }
     }
 
     /// Records an outcome, retrying while the database is briefly away: the
@@ -177,7 +147,7 @@ impl Ctx {
         let give_up = Instant::now() + self.settings.sync.lease_ttl() / 2;
         let mut delay = Duration::from_millis(100);
         loop {
-            match store::claims::finish(&self.pool, claimed, outcome, calls).await {
+            match store::claims::record_outcome(&self.pool, claimed, outcome, calls).await {
                 Err(e) if e.is_transient() && Instant::now() + delay < give_up => {
                     tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
                     tokio::time::sleep(delay).await;
@@ -209,7 +179,7 @@ pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
         Err(e) => {
             let report = RunReport { status: "failed", error: Some(e.to_string()), ..RunReport::default() };
             // Best effort: the database may be what failed.
-            let _ = store::runs::finish(&ctx.pool, poll.run_id, &report).await;
+            let _ = store::runs::finish_run(&ctx.pool, poll.run_id, &report).await;
             return Err(e);
         }
     };
@@ -224,12 +194,12 @@ pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
         failed: reconcile.failed,
         error: error.clone().or_else(|| poll.partial.clone()),
     };
-    store::runs::finish(&ctx.pool, poll.run_id, &run).await?;
+    store::runs::finish_run(&ctx.pool, poll.run_id, &run).await?;
     Ok(TickReport { poll, reconcile, error })
 }
 
 /// Claims and reconciles meetings until none is due now, with at most
-/// [`Concurrency::current`] Graph calls (up to `graph.max_concurrency`) in
+/// [`Throttle::limit`] Graph calls (up to `graph.max_concurrency`) in
 /// flight. Claims a batch ahead of the workers; what is left unstarted at
 /// the end (shutdown, a hold) is released at once.
 ///
@@ -245,7 +215,7 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
                    stop: &mut Option<SyncError>| match done {
         Ok(Ok(r)) => report.add(r),
         Ok(Err(SyncError::Auth(e))) => {
-            ctx.hold_locally(AUTH_HOLD);
+            ctx.throttle.credentials_failed();
             stop.get_or_insert(SyncError::Auth(e));
         }
         Ok(Err(e)) => {
@@ -260,10 +230,10 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
     let mut queue: VecDeque<Claimed> = VecDeque::new();
     let mut drained = false;
     // A hold (throttling, failed credentials) stops claiming: nothing could be sent.
-    while stop.is_none() && !ctx.shutdown.is_cancelled() && ctx.local_hold().is_none() {
+    while stop.is_none() && !ctx.shutdown.is_cancelled() && ctx.throttle.local_hold().is_none() {
         // Twice the Graph slots: while some meetings wait for Graph, others
         // commit their intent or record their outcome.
-        let limit = 2 * ctx.concurrency.current();
+        let limit = 2 * ctx.throttle.limit();
         while running.len() < limit {
             let Some(row) = queue.pop_front() else { break };
             let ctx = ctx.clone();
@@ -321,35 +291,5 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
     match stop {
         Some(e) => Err(e),
         None => Ok(report),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A context whose clients and pool never connect in these tests.
-    fn offline_ctx() -> Ctx {
-        let mut settings = Settings::default();
-        settings.source.base_url = Some("http://127.0.0.1:9".into());
-        settings.graph.tenant_id = Some("t".into());
-        settings.graph.client_id = Some("c".into());
-        settings.graph.client_secret = Some("s".into());
-        let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://127.0.0.1:9/none").expect("lazy pool");
-        let source = source::Client::new(&settings.source, crate::domain::AllowedRegistrant::Everyone).expect("source");
-        let graph = graph::Client::new(&settings.graph).expect("graph");
-        Ctx::new(pool, source, graph, Arc::new(settings), Arc::default(), CancellationToken::new())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_local_hold_ends_exactly_when_asked_and_is_never_shortened() {
-        let ctx = offline_ctx();
-        ctx.hold_locally(Duration::from_secs(5));
-        ctx.hold_locally(Duration::from_secs(2));
-
-        tokio::time::advance(Duration::from_millis(4_999)).await;
-        assert_eq!(ctx.local_hold(), Some(Duration::from_millis(1)));
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(ctx.local_hold(), None);
     }
 }

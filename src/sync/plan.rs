@@ -1,6 +1,6 @@
 //! The state machine of one meeting, without effects: from what the claim
 //! and the answers so far say, the next step; from each answer, what is now
-//! known. `reconcile` carries the steps out.
+//! progress. `reconcile` carries the steps out.
 
 use crate::domain::{Actual, Desired, Location, RemoteRegistration};
 use crate::store::Claimed;
@@ -17,7 +17,7 @@ pub(super) enum Plan {
 
 /// What the engine knows while it works on one meeting.
 #[derive(Debug, Clone)]
-pub(super) struct Known {
+pub(super) struct Progress {
     pub(super) actual: Option<Actual>,
     pub(super) needs_lookup: bool,
     pub(super) lookup_at: Option<Location>,
@@ -39,7 +39,7 @@ pub(super) struct Known {
 /// [S11].
 ///
 /// The next step for a claimed meeting, given what is known so far.
-pub(super) fn plan(c: &Claimed, k: &Known) -> Plan {
+pub(super) fn plan(c: &Claimed, k: &Progress) -> Plan {
     if k.needs_lookup {
         let at = k.lookup_at.clone().or_else(|| k.actual.as_ref().map(|a| a.location.clone()));
         return Plan::Lookup(at.unwrap_or_else(|| c.location.clone()));
@@ -69,19 +69,19 @@ pub(super) fn plan(c: &Claimed, k: &Known) -> Plan {
     }
 }
 
-/// Model step \[S6\] (model/exactly_once.pml), with [`learn_create`].
+/// Model step \[S6\] (model/exactly_once.pml), with [`after_create`].
 ///
 /// What a lookup's answer teaches.
-pub(super) fn learn_lookup(known: &mut Known, at: &Location, found: Option<RemoteRegistration>) {
-    known.needs_lookup = false;
-    known.checked = true;
-    known.actual = match found {
+pub(super) fn after_lookup(progress: &mut Progress, at: &Location, found: Option<RemoteRegistration>) {
+    progress.needs_lookup = false;
+    progress.checked = true;
+    progress.actual = match found {
         Some(RemoteRegistration::External { id, allowed_registrant }) => {
             tracing::info!(registration_id = %id, "found the registration at Graph; adopting it");
             Some(Actual { registration_id: id, location: at.clone(), audience: allowed_registrant })
         }
         Some(RemoteRegistration::Foreign { odata_type }) => {
-            known.foreign_at = Some((at.clone(), odata_type));
+            progress.foreign_at = Some((at.clone(), odata_type));
             None
         }
         None => None,
@@ -89,20 +89,20 @@ pub(super) fn learn_lookup(known: &mut Known, at: &Location, found: Option<Remot
 }
 
 /// What a create's answer teaches.
-pub(super) fn learn_create(known: &mut Known, at: &Location, made: RemoteRegistration, claimed: &Claimed) {
-    known.needs_lookup = false;
-    known.checked = true;
+pub(super) fn after_create(progress: &mut Progress, at: &Location, made: RemoteRegistration, claimed: &Claimed) {
+    progress.needs_lookup = false;
+    progress.checked = true;
     match made {
         RemoteRegistration::External { id, allowed_registrant } => {
             tracing::info!(registration_id = %id, "registration created");
-            known.created = true;
-            known.actual = Some(Actual {
+            progress.created = true;
+            progress.actual = Some(Actual {
                 registration_id: id,
                 location: at.clone(),
                 audience: allowed_registrant.or(Some(claimed.allowed_registrant)),
             });
         }
-        RemoteRegistration::Foreign { odata_type } => known.foreign_at = Some((at.clone(), odata_type)),
+        RemoteRegistration::Foreign { odata_type } => progress.foreign_at = Some((at.clone(), odata_type)),
     }
 }
 
@@ -131,8 +131,8 @@ mod tests {
         }
     }
 
-    fn known(actual: Option<Actual>) -> Known {
-        Known {
+    fn progress(actual: Option<Actual>) -> Progress {
+        Progress {
             actual,
             needs_lookup: false,
             lookup_at: None,
@@ -154,13 +154,13 @@ mod tests {
 
     #[test]
     fn a_new_meeting_is_created_and_a_registered_one_left_alone() {
-        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &known(None)), Plan::Create(loc("m1")));
-        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &known(registered_at("m1", Everyone))), Plan::Done);
+        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &progress(None)), Plan::Create(loc("m1")));
+        assert_eq!(plan(&claimed(Desired::Registered, Everyone), &progress(registered_at("m1", Everyone))), Plan::Done);
     }
 
     #[test]
     fn an_unknown_outcome_is_looked_up_where_the_write_went_before_anything_else() {
-        let mut k = known(registered_at("m1", Everyone));
+        let mut k = progress(registered_at("m1", Everyone));
         k.needs_lookup = true;
         k.lookup_at = Some(loc("m0"));
         assert_eq!(plan(&claimed(Desired::Registered, Everyone), &k), Plan::Lookup(loc("m0")));
@@ -169,33 +169,33 @@ mod tests {
     #[test]
     fn an_audience_change_or_a_moved_meeting_deletes_first() {
         let c = claimed(Desired::Registered, Organization);
-        assert_eq!(plan(&c, &known(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
-        assert_eq!(plan(&c, &known(registered_at("m0", Organization))), Plan::Delete(loc("m0")));
+        assert_eq!(plan(&c, &progress(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
+        assert_eq!(plan(&c, &progress(registered_at("m0", Organization))), Plan::Delete(loc("m0")));
     }
 
     #[test]
     fn a_cancelled_meeting_is_deleted_once() {
         let c = claimed(Desired::Unregistered, Everyone);
-        assert_eq!(plan(&c, &known(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
-        assert_eq!(plan(&c, &known(None)), Plan::Done);
+        assert_eq!(plan(&c, &progress(registered_at("m1", Everyone))), Plan::Delete(loc("m1")));
+        assert_eq!(plan(&c, &progress(None)), Plan::Done);
     }
 
     #[test]
     fn a_meeting_first_met_cancelled_is_looked_up_once_and_nothing_of_another_kind_is_touched() {
         let mut c = claimed(Desired::Unregistered, Everyone);
         c.graph_checked = false;
-        assert_eq!(plan(&c, &known(None)), Plan::Lookup(loc("m1")));
-        let mut k = known(None);
-        learn_lookup(&mut k, &loc("m1"), None);
+        assert_eq!(plan(&c, &progress(None)), Plan::Lookup(loc("m1")));
+        let mut k = progress(None);
+        after_lookup(&mut k, &loc("m1"), None);
         assert_eq!(plan(&c, &k), Plan::Done);
-        let mut k = known(None);
-        learn_lookup(&mut k, &loc("m1"), Some(RemoteRegistration::Foreign { odata_type: "x".into() }));
+        let mut k = progress(None);
+        after_lookup(&mut k, &loc("m1"), Some(RemoteRegistration::Foreign { odata_type: "x".into() }));
         assert_eq!(plan(&c, &k), Plan::Done);
     }
 
     #[test]
     fn a_foreign_registration_is_never_replaced() {
-        let mut k = known(None);
+        let mut k = progress(None);
         k.foreign_at = Some((loc("m1"), "#microsoft.graph.meetingRegistration".into()));
         assert!(matches!(plan(&claimed(Desired::Registered, Everyone), &k), Plan::Fail(_)));
     }

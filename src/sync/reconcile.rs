@@ -13,14 +13,12 @@ use std::time::{Duration, Instant};
 
 use crate::domain::CallRecord;
 use crate::graph::{self, Deleted};
-use crate::store::{self, Claimed, FinalState, Intent, Outcome, SendGate};
+use crate::store::{self, Claimed, Intent, NextState, Outcome, SendGate};
 
-use super::plan::{learn_create, learn_lookup, plan, Known, Plan};
+use super::plan::{after_create, after_lookup, plan, Plan, Progress};
 use super::retry::{self, AfterFailure, Decision};
-use super::{Ctx, SyncError};
+use super::{throttle, Ctx, SyncError};
 
-/// How long the probe after a throttle hold keeps others waiting.
-const PROBE_TTL: Duration = Duration::from_secs(1);
 /// Lookup, delete, create and their retries after a conflict fit in this.
 const MAX_STEPS: usize = 8;
 
@@ -54,7 +52,7 @@ pub enum Reconciled {
 #[tracing::instrument(skip_all, fields(external_id = %claimed.external_id, organizer_id = %claimed.location.organizer))]
 pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncError> {
     crash_point("after-claim");
-    let mut known = Known {
+    let mut progress = Progress {
         actual: claimed.actual.clone(),
         needs_lookup: claimed.needs_lookup,
         lookup_at: claimed.lookup_at.clone(),
@@ -69,12 +67,12 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
     let mut calls = Vec::new();
     let mut token_refreshed = false;
     for _ in 0..MAX_STEPS {
-        let step = plan(&claimed, &known);
+        let step = plan(&claimed, &progress);
         let (at, intent) = match &step {
-            Plan::Done => return record(ctx, &claimed, &known, FinalState::Synced, None, &calls).await,
+            Plan::Done => return record(ctx, &claimed, &progress, NextState::Synced, None, &calls).await,
             Plan::Fail(reason) => {
                 let failure = Failure { message: reason.clone(), http_status: None };
-                return record(ctx, &claimed, &known, FinalState::Failed, Some(failure), &calls).await;
+                return record(ctx, &claimed, &progress, NextState::Failed, Some(failure), &calls).await;
             }
             Plan::Lookup(at) => (at.clone(), None),
             Plan::Create(at) => (at.clone(), Some(Intent::Create(at))),
@@ -83,10 +81,10 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         let is_write = intent.is_some();
         // The slot, the pace and the token come before the gate, so the
         // send follows it at once.
-        let slot = ctx.concurrency.slot().await;
+        let slot = ctx.throttle.slot().await;
         let permit = match ctx.graph.permit().await {
             Ok(permit) => permit,
-            Err(e) => return record_failure(ctx, &claimed, &mut known, &e, &calls).await,
+            Err(e) => return record_failure(ctx, &claimed, &mut progress, &e, &calls).await,
         };
         let gate_opened = Instant::now();
         let mut is_probe = false;
@@ -94,9 +92,9 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
             &ctx.pool,
             &claimed,
             intent,
-            known.actual.as_ref(),
+            progress.actual.as_ref(),
             ctx.settings.sync.lease_ttl(),
-            PROBE_TTL.min(ctx.settings.graph.timeout()),
+            throttle::PROBE_TTL.min(ctx.settings.graph.timeout()),
         )
         .await?;
         let held = match gate {
@@ -109,7 +107,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 // Another active meeting maps to this Teams meeting now: the
                 // registration is its to adopt, not ours to delete.
                 tracing::info!(meeting = %by, "handing the registration over to another meeting instead of deleting it");
-                known.actual = None;
+                progress.actual = None;
                 continue;
             }
             SendGate::Contested { by } => {
@@ -117,11 +115,11 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                     "waiting for platform meeting {by:?} to give up its registration of this Teams meeting \
                      (it is cancelled or moved, and its own sync removes or hands it over)"
                 );
-                return record_wait(ctx, &claimed, &mut known, message, &calls).await;
+                return record_wait(ctx, &claimed, &mut progress, message, &calls).await;
             }
             SendGate::Open { probe } => {
                 is_probe = probe;
-                ctx.local_hold()
+                ctx.throttle.local_hold()
             }
         };
         if let Some(wait) = held {
@@ -131,11 +129,11 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                 http_status: None,
             };
             let wait = retry::throttle_wait(wait, rand::random());
-            return record_at(ctx, &claimed, &known, FinalState::Retrying, wait, Some(failure), &calls).await;
+            return record_at(ctx, &claimed, &progress, NextState::Retrying, wait, Some(failure), &calls).await;
         }
         if is_write {
-            known.needs_lookup = true;
-            known.lookup_at = Some(at.clone());
+            progress.needs_lookup = true;
+            progress.lookup_at = Some(at.clone());
         }
         // The pre-send guard on the monotonic clock: a process paused after
         // renewing its lease must not send once the lease may have passed
@@ -144,18 +142,18 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         crash_point("after-intent");
         let result = match step {
             Plan::Lookup(_) => {
-                ctx.graph.get(permit, &at, &mut calls).await.map(|found| learn_lookup(&mut known, &at, found))
+                ctx.graph.get(permit, &at, &mut calls).await.map(|found| after_lookup(&mut progress, &at, found))
             }
             Plan::Create(_) => ctx
                 .graph
                 .create(permit, &at, claimed.allowed_registrant, &mut calls)
                 .await
-                .map(|made| learn_create(&mut known, &at, made, &claimed)),
+                .map(|made| after_create(&mut progress, &at, made, &claimed)),
             Plan::Delete(_) => ctx.graph.delete(permit, &at, &mut calls).await.map(|gone| {
-                known.actual = None;
-                known.needs_lookup = false;
-                known.checked = true;
-                known.deleted |= gone == Deleted::Removed;
+                progress.actual = None;
+                progress.needs_lookup = false;
+                progress.checked = true;
+                progress.deleted |= gone == Deleted::Removed;
             }),
             Plan::Done | Plan::Fail(_) => unreachable!("handled above"),
         };
@@ -164,15 +162,12 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         // Anything but a throttle (or a missing token: nothing reached Graph)
         // shows Graph is taking requests again.
         if !matches!(result, Err(graph::Error::Throttled { .. } | graph::Error::Token { .. })) {
-            ctx.concurrency.answered();
-            if is_probe {
-                if let Err(e) = store::runs::end_recovery(&ctx.pool).await {
-                    tracing::warn!(error = %e, "cannot end the throttle recovery; the probe lease will lapse");
-                }
-            }
+            ctx.throttle.answered(&ctx.pool, is_probe).await;
         }
-        let conflict_unexplained =
-            !is_write && std::mem::take(&mut known.conflicted) && known.actual.is_none() && known.foreign_at.is_none();
+        let conflict_unexplained = !is_write
+            && std::mem::take(&mut progress.conflicted)
+            && progress.actual.is_none()
+            && progress.foreign_at.is_none();
         match result {
             Ok(()) if conflict_unexplained => {
                 // 409, yet nothing there: do not POST again in a loop.
@@ -181,32 +176,32 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
                     may_have_acted: true,
                     detail: "Graph answered 409 Conflict but holds no registration".into(),
                 };
-                return record_failure(ctx, &claimed, &mut known, &e, &calls).await;
+                return record_failure(ctx, &claimed, &mut progress, &e, &calls).await;
             }
             Ok(()) => {}
             Err(graph::Error::PermitExpired) => {
                 tracing::warn!("paused past half the lease before sending; giving the meeting up unsent");
-                return record(ctx, &claimed, &known, FinalState::Pending, None, &calls).await;
+                return record(ctx, &claimed, &progress, NextState::Pending, None, &calls).await;
             }
             Err(graph::Error::Unauthorized) if !token_refreshed => {
                 // A revoked or rotated token: one more try with a fresh one,
                 // through the same gate as every send.
                 token_refreshed = true;
-                known.needs_lookup &= !is_write;
+                progress.needs_lookup &= !is_write;
             }
             // Model step \[S7\] (model/exactly_once.pml).
             Err(graph::Error::Conflict { code }) => {
                 tracing::info!(code, "create answered 409; looking up the existing registration");
-                known.conflicted = true;
-                known.needs_lookup = true;
+                progress.conflicted = true;
+                progress.needs_lookup = true;
             }
             Err(e) => {
                 if is_write && e.maybe_acted() {
-                    known.write_unsettled = true;
+                    progress.write_unsettled = true;
                 } else if is_write {
-                    known.needs_lookup = false;
+                    progress.needs_lookup = false;
                 }
-                return record_failure(ctx, &claimed, &mut known, &e, &calls).await;
+                return record_failure(ctx, &claimed, &mut progress, &e, &calls).await;
             }
         }
     }
@@ -217,7 +212,7 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
         may_have_acted: true,
         detail: format!("the meeting did not settle within {MAX_STEPS} Graph calls"),
     };
-    record_failure(ctx, &claimed, &mut known, &e, &calls).await
+    record_failure(ctx, &claimed, &mut progress, &e, &calls).await
 }
 
 /// Aborts the process here when the crash-matrix tests ask for it (the
@@ -231,8 +226,8 @@ fn crash_point(name: &str) {
 ///
 /// How long the lookup of an unknown outcome must wait: a write Graph may
 /// still be working on finishes within the request timeout.
-fn lookup_settle(ctx: &Ctx, known: &Known) -> Duration {
-    if known.write_unsettled {
+fn lookup_settle(ctx: &Ctx, progress: &Progress) -> Duration {
+    if progress.write_unsettled {
         ctx.settings.graph.timeout()
     } else {
         Duration::ZERO
@@ -240,13 +235,13 @@ fn lookup_settle(ctx: &Ctx, known: &Known) -> Duration {
 }
 
 /// The error policy's settings for this meeting.
-fn retry_policy(ctx: &Ctx, known: &Known) -> retry::Policy {
+fn retry_policy(ctx: &Ctx, progress: &Progress) -> retry::Policy {
     let s = &ctx.settings.sync;
     retry::Policy {
         max_attempts: s.max_attempts,
         base: Duration::from_millis(s.backoff_base_ms),
         cap: Duration::from_millis(s.backoff_max_ms),
-        settle: lookup_settle(ctx, known),
+        settle: lookup_settle(ctx, progress),
     }
 }
 
@@ -258,33 +253,33 @@ struct Failure {
 async fn record_failure(
     ctx: &Ctx,
     claimed: &Claimed,
-    known: &mut Known,
+    progress: &mut Progress,
     e: &graph::Error,
     calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
     let failure = Failure { message: e.to_string(), http_status: e.http_status() };
-    let policy = retry_policy(ctx, known);
-    let before = u32::try_from(known.attempts).unwrap_or(0);
+    let policy = retry_policy(ctx, progress);
+    let before = u32::try_from(progress.attempts).unwrap_or(0);
     let (next, attempts) = retry::after_failure(e, before, policy, rand::random());
-    known.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+    progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
     match next {
         AfterFailure::AuthPause => {
             tracing::error!(error = %e, "Graph credentials failed; stopping Graph calls for this cycle");
             // The app's trouble, not the meeting's: it is due again at once,
             // so the first cycle after the fix syncs it.
             let state =
-                if known.attempts > 0 || known.needs_lookup { FinalState::Retrying } else { FinalState::Pending };
-            record(ctx, claimed, known, state, Some(failure), calls).await?;
+                if progress.attempts > 0 || progress.needs_lookup { NextState::Retrying } else { NextState::Pending };
+            record(ctx, claimed, progress, state, Some(failure), calls).await?;
             Err(SyncError::Auth(e.to_string()))
         }
-        AfterFailure::Hold(wait) => record_throttled(ctx, claimed, known, wait, calls).await,
+        AfterFailure::Hold(wait) => record_throttled(ctx, claimed, progress, wait, calls).await,
         AfterFailure::Park => {
             tracing::warn!(error = %e, "permanent Graph error; meeting parked as failed");
-            record(ctx, claimed, known, FinalState::Failed, Some(failure), calls).await
+            record(ctx, claimed, progress, NextState::Failed, Some(failure), calls).await
         }
         AfterFailure::Attempt(Decision::RetryAfter(delay)) => {
             tracing::warn!(error = %e, attempts, retry_in_ms = delay.as_millis() as u64, "Graph call failed; will retry");
-            record_at(ctx, claimed, known, FinalState::Retrying, delay, Some(failure), calls).await
+            record_at(ctx, claimed, progress, NextState::Retrying, delay, Some(failure), calls).await
         }
         AfterFailure::Attempt(Decision::Park) => {
             tracing::error!(error = %e, attempts, "attempts exhausted; meeting parked as failed");
@@ -296,7 +291,7 @@ async fn record_failure(
                 ),
                 ..failure
             };
-            record(ctx, claimed, known, FinalState::Failed, Some(failure), calls).await
+            record(ctx, claimed, progress, NextState::Failed, Some(failure), calls).await
         }
     }
 }
@@ -306,19 +301,19 @@ async fn record_failure(
 async fn record_wait(
     ctx: &Ctx,
     claimed: &Claimed,
-    known: &mut Known,
+    progress: &mut Progress,
     message: String,
     calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
-    let policy = retry_policy(ctx, known);
-    let attempts = u32::try_from(known.attempts).unwrap_or(0).saturating_add(1);
-    known.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+    let policy = retry_policy(ctx, progress);
+    let attempts = u32::try_from(progress.attempts).unwrap_or(0).saturating_add(1);
+    progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
     let failure = Some(Failure { message, http_status: None });
     match retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, rand::random()) {
         Decision::RetryAfter(delay) => {
-            record_at(ctx, claimed, known, FinalState::Retrying, delay, failure, calls).await
+            record_at(ctx, claimed, progress, NextState::Retrying, delay, failure, calls).await
         }
-        Decision::Park => record(ctx, claimed, known, FinalState::Failed, failure, calls).await,
+        Decision::Park => record(ctx, claimed, progress, NextState::Failed, failure, calls).await,
     }
 }
 
@@ -327,53 +322,51 @@ async fn record_wait(
 async fn record_throttled(
     ctx: &Ctx,
     claimed: &Claimed,
-    known: &Known,
+    progress: &Progress,
     wait: Duration,
     calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
-    let held = store::runs::hold_graph(&ctx.pool, wait).await?;
-    ctx.hold_locally(held);
-    ctx.concurrency.throttled();
+    let held = ctx.throttle.throttled(&ctx.pool, wait).await?;
     ctx.metrics.throttled();
     tracing::info!(hold_ms = held.as_millis() as u64, "Graph is throttling; holding all requests");
     let failure = Failure {
         message: format!("throttled by Graph; retrying in {:.1} s", held.as_secs_f64()),
         http_status: calls.last().and_then(|c| c.http_status),
     };
-    record_at(ctx, claimed, known, FinalState::Retrying, held, Some(failure), calls).await
+    record_at(ctx, claimed, progress, NextState::Retrying, held, Some(failure), calls).await
 }
 
 async fn record(
     ctx: &Ctx,
     claimed: &Claimed,
-    known: &Known,
-    state: FinalState,
+    progress: &Progress,
+    state: NextState,
     failure: Option<Failure>,
     calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
-    record_at(ctx, claimed, known, state, Duration::ZERO, failure, calls).await
+    record_at(ctx, claimed, progress, state, Duration::ZERO, failure, calls).await
 }
 
 async fn record_at(
     ctx: &Ctx,
     claimed: &Claimed,
-    known: &Known,
-    state: FinalState,
+    progress: &Progress,
+    state: NextState,
     delay: Duration,
     failure: Option<Failure>,
     calls: &[CallRecord],
 ) -> Result<Reconciled, SyncError> {
     let outcome = Outcome {
         state,
-        actual: known.actual.clone(),
-        needs_lookup: known.needs_lookup,
-        lookup_at: if known.needs_lookup { known.lookup_at.clone() } else { None },
-        attempts: if state == FinalState::Synced { 0 } else { known.attempts },
+        actual: progress.actual.clone(),
+        needs_lookup: progress.needs_lookup,
+        lookup_at: if progress.needs_lookup { progress.lookup_at.clone() } else { None },
+        attempts: if state == NextState::Synced { 0 } else { progress.attempts },
         next_attempt_in: delay,
         last_error: failure.as_ref().map(|f| f.message.clone()),
         last_http_status: failure.and_then(|f| f.http_status),
-        checked: known.checked,
-        lookup_settle: lookup_settle(ctx, known),
+        checked: progress.checked,
+        lookup_settle: lookup_settle(ctx, progress),
     };
     ctx.metrics.graph_calls(calls);
     let applied = ctx.record_with_retries(claimed, &outcome, calls).await?;
@@ -383,10 +376,10 @@ async fn record_at(
         return Ok(Reconciled::LeaseLost);
     }
     let (reconciled, kind) = match state {
-        FinalState::Synced => (Reconciled::Synced { created: known.created, deleted: known.deleted }, "synced"),
-        FinalState::Retrying => (Reconciled::Retrying, "retrying"),
-        FinalState::Failed => (Reconciled::Failed, "failed"),
-        FinalState::Pending => (Reconciled::Pending, "pending"),
+        NextState::Synced => (Reconciled::Synced { created: progress.created, deleted: progress.deleted }, "synced"),
+        NextState::Retrying => (Reconciled::Retrying, "retrying"),
+        NextState::Failed => (Reconciled::Failed, "failed"),
+        NextState::Pending => (Reconciled::Pending, "pending"),
     };
     ctx.metrics.outcome(kind);
     Ok(reconciled)

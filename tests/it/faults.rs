@@ -283,7 +283,7 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
     let synced = app.status("evt-22").await;
 
     let outcome = store::Outcome {
-        state: store::FinalState::Failed,
+        state: store::NextState::Failed,
         actual: None,
         needs_lookup: false,
         lookup_at: None,
@@ -294,7 +294,7 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
         checked: false,
         lookup_settle: Duration::ZERO,
     };
-    let applied = store::claims::finish(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
+    let applied = store::claims::record_outcome(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
     let gate =
         store::claims::prepare_send(&app.pool, &stale, Some(store::Intent::Create(&stale.location)), None, ttl, ttl)
             .await

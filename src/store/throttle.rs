@@ -1,0 +1,79 @@
+//! The deployment-wide Graph throttle: one row (`graph_throttle`) every
+//! replica reads before it claims or sends. `sync::throttle` explains the
+//! protocol; this file holds all of its SQL. The claim and the pre-send
+//! statement (`claims`) embed the two fragments below, so that checking the
+//! hold costs no extra round trip.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use super::{query_error, Error};
+
+/// SQL fragments for the statements in `claims`, as literals for `concat!`.
+///
+/// - `held`: a CTE `held` with a row while nothing may be claimed: a hold,
+///   or the probe after one still out.
+/// - `gate`: CTEs `probe` (a row if this sender takes the probe: the first
+///   after a hold, for `$probe_ttl` seconds) and `t` (`wait`: how long this
+///   sender must still wait; zero when it may send). Takes the probe's
+///   lifetime as bind parameter `$11`.
+macro_rules! throttle_sql {
+    (held) => {
+        "held AS (
+            SELECT 1 FROM graph_throttle WHERE throttled_until > now() OR (recovering AND probe_until > now())
+        )"
+    };
+    (gate) => {
+        "probe AS (
+            -- The first sender after a hold becomes the probe.
+            UPDATE graph_throttle SET probe_until = now() + make_interval(secs => $11)
+            WHERE recovering AND throttled_until <= now() AND (probe_until IS NULL OR probe_until <= now())
+            RETURNING 1
+        ),
+        t AS (
+            SELECT CASE
+                WHEN throttled_until > now() THEN throttled_until - now()
+                WHEN recovering AND NOT EXISTS (SELECT 1 FROM probe)
+                    THEN GREATEST(coalesce(probe_until, now()) - now(), interval '100 milliseconds')
+                ELSE interval '0'
+            END AS wait
+            FROM graph_throttle
+        )"
+    };
+}
+pub(super) use throttle_sql;
+
+/// Holds every replica's Graph requests for `wait` (never shortens a longer
+/// hold) and starts the recovery: the first request after it is the probe.
+/// Returns how long the deployment is now held.
+///
+/// # Errors
+/// The statement failed.
+pub async fn hold(pool: &PgPool, wait: Duration) -> Result<Duration, Error> {
+    let secs: f64 = sqlx::query_scalar(
+        r#"
+        UPDATE graph_throttle SET throttled_until = GREATEST(throttled_until, now() + make_interval(secs => $1)),
+                                  recovering = TRUE, probe_until = NULL
+        RETURNING EXTRACT(EPOCH FROM (throttled_until - now()))::float8
+        "#,
+    )
+    .bind(wait.as_secs_f64())
+    .fetch_one(pool)
+    .await
+    .map_err(query_error("record Graph throttling"))?;
+    Ok(Duration::from_secs_f64(secs.max(0.0)))
+}
+
+/// Ends the recovery after a hold: the probe got an answer that was not a
+/// throttle, so every replica may send at full speed again.
+///
+/// # Errors
+/// The statement failed.
+pub async fn end_recovery(pool: &PgPool) -> Result<(), Error> {
+    sqlx::query("UPDATE graph_throttle SET recovering = FALSE, probe_until = NULL WHERE recovering")
+        .execute(pool)
+        .await
+        .map_err(query_error("end throttle recovery"))?;
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The throttle protocol, in one place. When Graph answers 429 (or 503 with
+//! `Retry-After`) to any request of any replica:
+//!
+//! 1. **Deployment-wide hold.** [`Throttle::throttled`] writes the time into
+//!    the one `graph_throttle` row (`store::throttle`); until it has passed,
+//!    no replica claims a meeting (`store::claims::claim_due`) or sends
+//!    (`store::claims::prepare_send` answers `Throttled`). The meeting that
+//!    met the 429 is released without losing an attempt.
+//! 2. **Local hold.** The process also keeps the hold in memory: workers
+//!    already past their gate do not send, and the claim loop stops.
+//! 3. **Probe.** After the hold, the first sender becomes the probe (for
+//!    [`PROBE_TTL`]); every other sender waits for its answer. An answer
+//!    that is not a throttle ends the recovery ([`Throttle::answered`]);
+//!    a probe that never answers lapses and the next sender probes.
+//! 4. **Concurrency.** The process drops to one call in flight and climbs
+//!    back by one per answer, up to `graph.max_concurrency`.
+//!
+//! Failed app credentials use the local hold alone ([`CREDENTIALS_HOLD`]):
+//! they are this process's configuration, not Graph's load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::time::Instant;
+
+use crate::store;
+
+/// How long the probe after a hold keeps other senders waiting for its
+/// answer (at most the request timeout).
+pub const PROBE_TTL: Duration = Duration::from_secs(1);
+
+/// How long this process stops calling Graph after its credentials failed.
+pub const CREDENTIALS_HOLD: Duration = Duration::from_secs(30);
+
+/// This process's side of the throttle: the local hold and the adaptive
+/// concurrency.
+#[derive(Debug)]
+pub struct Throttle {
+    hold_until: Mutex<Option<Instant>>,
+    concurrency: Concurrency,
+}
+
+impl Throttle {
+    /// No hold, `max_concurrency` calls in flight.
+    pub fn new(max_concurrency: usize) -> Self {
+        Self { hold_until: Mutex::new(None), concurrency: Concurrency::new(max_concurrency) }
+    }
+
+    /// The remaining local hold, if any.
+    pub fn local_hold(&self) -> Option<Duration> {
+        let until = (*self.hold_until.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let now = Instant::now();
+        (until > now).then(|| until - now)
+    }
+
+    /// Holds this process for `wait`; never shortens a longer hold.
+    fn hold_locally(&self, wait: Duration) {
+        let mut hold = self.hold_until.lock().unwrap_or_else(|p| p.into_inner());
+        let until = Instant::now() + wait;
+        if hold.is_none_or(|h| h < until) {
+            *hold = Some(until);
+        }
+    }
+
+    /// Graph throttled: holds the deployment and this process for `wait` (or
+    /// the longer hold already recorded) and drops to one call in flight.
+    /// Returns how long the deployment is held.
+    ///
+    /// # Errors
+    /// The hold could not be recorded.
+    pub async fn throttled(&self, pool: &PgPool, wait: Duration) -> Result<Duration, store::Error> {
+        let held = store::throttle::hold(pool, wait).await?;
+        self.hold_locally(held);
+        self.concurrency.throttled();
+        Ok(held)
+    }
+
+    /// Graph answered without throttling; `probe`: the request was the probe
+    /// after a hold, so every replica may send at full speed again.
+    pub async fn answered(&self, pool: &PgPool, probe: bool) {
+        self.concurrency.answered();
+        if probe {
+            if let Err(e) = store::throttle::end_recovery(pool).await {
+                tracing::warn!(error = %e, "cannot end the throttle recovery; the probe lease will lapse");
+            }
+        }
+    }
+
+    /// The app's credentials failed: this process stops calling Graph for
+    /// [`CREDENTIALS_HOLD`].
+    pub fn credentials_failed(&self) {
+        self.hold_locally(CREDENTIALS_HOLD);
+    }
+
+    /// Waits for a free Graph call slot.
+    pub async fn slot(&self) -> CallSlot<'_> {
+        self.concurrency.slot().await
+    }
+
+    /// How many Graph calls may be in flight now.
+    pub fn limit(&self) -> usize {
+        self.concurrency.current()
+    }
+}
+
+/// How many Graph calls may be in flight, adapted to throttling: a throttle
+/// drops it to one (requests already under way when Graph throttles are
+/// wasted, so fewer of them are better), each answer that is not a throttle
+/// raises it by one, up to `graph.max_concurrency`. Only the Graph call holds
+/// a slot: the database work around it overlaps other calls.
+#[derive(Debug)]
+struct Concurrency {
+    current: AtomicUsize,
+    max: usize,
+    in_flight: Mutex<usize>,
+    freed: tokio::sync::Notify,
+}
+
+/// A Graph call slot; freed on drop.
+pub struct CallSlot<'a>(&'a Concurrency);
+
+impl Drop for CallSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.0.freed.notify_waiters();
+    }
+}
+
+impl Concurrency {
+    /// Starts at `max`.
+    fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Self { current: AtomicUsize::new(max), max, in_flight: Mutex::new(0), freed: tokio::sync::Notify::new() }
+    }
+
+    /// The limit now.
+    fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a free slot under the current limit.
+    async fn slot(&self) -> CallSlot<'_> {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if *in_flight < self.current() {
+                    *in_flight += 1;
+                    return CallSlot(self);
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// Graph throttled: one at a time.
+    fn throttled(&self) {
+        self.current.store(1, Ordering::Relaxed);
+    }
+
+    /// Graph answered without throttling: one more.
+    fn answered(&self) {
+        let _ = self.current.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some((c + 1).min(self.max)));
+        self.freed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_local_hold_ends_exactly_when_asked_and_is_never_shortened() {
+        let throttle = Throttle::new(4);
+        throttle.hold_locally(Duration::from_secs(5));
+        throttle.hold_locally(Duration::from_secs(2));
+
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert_eq!(throttle.local_hold(), Some(Duration::from_millis(1)));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(throttle.local_hold(), None);
+    }
+
+    #[test]
+    fn concurrency_drops_to_one_on_throttling_and_climbs_back_one_answer_at_a_time() {
+        let c = Concurrency::new(4);
+        assert_eq!(c.current(), 4);
+        c.throttled();
+        assert_eq!(c.current(), 1);
+        c.answered();
+        c.answered();
+        assert_eq!(c.current(), 3);
+        for _ in 0..10 {
+            c.answered();
+        }
+        assert_eq!(c.current(), 4);
+    }
+}
