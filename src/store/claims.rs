@@ -2,8 +2,11 @@
 //! fenced outcome write (with the audit rows) and the release of unstarted
 //! claims. Every statement after the claim names the lease token.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
@@ -269,62 +272,78 @@ pub async fn prepare_send(
     ttl: Duration,
     probe_ttl: Duration,
 ) -> Result<SendGate, Error> {
+    let params = GateParams {
+        meeting_id: claimed.id,
+        lease_token: claimed.lease_token,
+        write: match write {
+            Some(Intent::Create(_)) => "create",
+            Some(Intent::Delete(_)) => "delete",
+            None => "lookup",
+        },
+        write_organizer_id: write.map(|w| w.at().organizer.as_str()),
+        write_meeting_id: write.map(|w| w.at().meeting.as_str()),
+        registration_id: actual.map(|a| a.registration_id.as_str()),
+        registered_organizer_id: actual.map(|a| a.location.organizer.as_str()),
+        registered_meeting_id: actual.map(|a| a.location.meeting.as_str()),
+        registered_audience: actual.and_then(|a| a.audience).map(AllowedRegistrant::as_str),
+        lease_ttl_secs: ttl.as_secs_f64(),
+        probe_ttl_secs: probe_ttl.as_secs_f64(),
+    };
+    // Parameters are unpacked by name from one JSON document, as in
+    // [`record_outcome`].
     let row = sqlx::query(concat!(
-        "WITH ",
+        r#"
+        WITH p AS (
+            SELECT * FROM jsonb_to_record($1) AS p(
+                meeting_id int8, lease_token uuid, write text, write_organizer_id text, write_meeting_id text,
+                registration_id text, registered_organizer_id text, registered_meeting_id text,
+                registered_audience text, lease_ttl_secs float8, probe_ttl_secs float8)
+        ),
+        "#,
         throttle_sql!(gate),
         r#",
         -- Who else wants or holds a registration where this write goes.
         other AS (
-            (SELECT external_id FROM meetings
-             WHERE $12 = 'delete' AND desired = 'registered' AND organizer_id = $4 AND online_meeting_id = $5
-               AND id <> $1 LIMIT 1)
+            (SELECT external_id FROM meetings, p
+             WHERE p.write = 'delete' AND desired = 'registered' AND meetings.organizer_id = p.write_organizer_id
+               AND online_meeting_id = p.write_meeting_id AND id <> p.meeting_id LIMIT 1)
             UNION ALL
-            (SELECT external_id FROM meetings
-             WHERE $12 = 'create' AND registration_id IS NOT NULL
-               AND registered_organizer_id = $4 AND registered_meeting_id = $5 AND id <> $1 LIMIT 1)
+            (SELECT external_id FROM meetings, p
+             WHERE p.write = 'create' AND meetings.registration_id IS NOT NULL
+               AND meetings.registered_organizer_id = p.write_organizer_id
+               AND meetings.registered_meeting_id = p.write_meeting_id AND id <> p.meeting_id LIMIT 1)
             UNION ALL
-            (SELECT external_id FROM meetings
-             WHERE $12 = 'create' AND needs_lookup AND lookup_organizer_id = $4 AND lookup_meeting_id = $5
-               AND id <> $1 LIMIT 1)
+            (SELECT external_id FROM meetings, p
+             WHERE p.write = 'create' AND needs_lookup AND lookup_organizer_id = p.write_organizer_id
+               AND lookup_meeting_id = p.write_meeting_id AND id <> p.meeting_id LIMIT 1)
             LIMIT 1
         ),
         u AS (
-            UPDATE meetings SET
-                needs_lookup            = needs_lookup OR $3,
-                lookup_organizer_id     = CASE WHEN $3 THEN $4 ELSE lookup_organizer_id END,
-                lookup_meeting_id       = CASE WHEN $3 THEN $5 ELSE lookup_meeting_id END,
-                registration_id         = $6,
-                registered_organizer_id = $7,
-                registered_meeting_id   = $8,
-                registered_audience     = $9,
-                lease_expires_at        = now() + make_interval(secs => $10)
-            WHERE id = $1 AND lease_token = $2 AND (SELECT wait FROM t) = interval '0'
+            UPDATE meetings AS m SET
+                needs_lookup            = m.needs_lookup OR p.write <> 'lookup',
+                lookup_organizer_id     = CASE WHEN p.write <> 'lookup' THEN p.write_organizer_id
+                                               ELSE m.lookup_organizer_id END,
+                lookup_meeting_id       = CASE WHEN p.write <> 'lookup' THEN p.write_meeting_id
+                                               ELSE m.lookup_meeting_id END,
+                registration_id         = p.registration_id,
+                registered_organizer_id = p.registered_organizer_id,
+                registered_meeting_id   = p.registered_meeting_id,
+                registered_audience     = p.registered_audience,
+                lease_expires_at        = now() + make_interval(secs => p.lease_ttl_secs)
+            FROM p
+            WHERE m.id = p.meeting_id AND m.lease_token = p.lease_token AND (SELECT wait FROM t) = interval '0'
               AND NOT EXISTS (SELECT 1 FROM other)
             RETURNING 1
         )
         SELECT EXTRACT(EPOCH FROM (SELECT wait FROM t))::float8 AS wait_secs,
-               EXISTS (SELECT 1 FROM meetings WHERE id = $1 AND lease_token = $2) AS owned,
+               EXISTS (SELECT 1 FROM meetings, p WHERE id = p.meeting_id AND meetings.lease_token = p.lease_token)
+                   AS owned,
                EXISTS (SELECT 1 FROM u) AS committed,
                (SELECT external_id FROM other) AS contested_by,
                EXISTS (SELECT 1 FROM probe) AS probe
         "#
     ))
-    .bind(claimed.id)
-    .bind(claimed.lease_token)
-    .bind(write.is_some())
-    .bind(write.map(|w| w.at().organizer.as_str()))
-    .bind(write.map(|w| w.at().meeting.as_str()))
-    .bind(actual.map(|a| a.registration_id.as_str()))
-    .bind(actual.map(|a| a.location.organizer.as_str()))
-    .bind(actual.map(|a| a.location.meeting.as_str()))
-    .bind(actual.and_then(|a| a.audience).map(AllowedRegistrant::as_str))
-    .bind(ttl.as_secs_f64())
-    .bind(probe_ttl.as_secs_f64())
-    .bind(match write {
-        Some(Intent::Create(_)) => "create",
-        Some(Intent::Delete(_)) => "delete",
-        None => "lookup",
-    })
+    .bind(Json(params))
     .fetch_one(pool)
     .await
     .map_err(query_error("commit intent"))?;
@@ -365,32 +384,27 @@ pub async fn record_outcome(
     outcome: &Outcome,
     calls: &[CallRecord],
 ) -> Result<bool, Error> {
-    let actual = outcome.actual.as_ref();
-    let mut methods = Vec::with_capacity(calls.len());
-    let mut paths = Vec::with_capacity(calls.len());
-    let mut statuses = Vec::with_capacity(calls.len());
-    let mut durations = Vec::with_capacity(calls.len());
-    let mut request_ids = Vec::with_capacity(calls.len());
-    let mut client_ids = Vec::with_capacity(calls.len());
-    let mut codes = Vec::with_capacity(calls.len());
-    let mut outcomes = Vec::with_capacity(calls.len());
-    for c in calls {
-        methods.push(c.method);
-        paths.push(c.path.as_str());
-        statuses.push(c.http_status.map(i32::from));
-        durations.push(i32::try_from(c.duration.as_millis()).unwrap_or(i32::MAX));
-        request_ids.push(c.graph_request_id.as_deref());
-        client_ids.push(c.client_request_id);
-        codes.push(c.error_code.as_deref().map(super::storable));
-        outcomes.push(c.outcome);
-    }
-    let row = sqlx::query(
+    // Parameters travel as two JSON documents unpacked by name
+    // (`jsonb_to_record`), so no value can be bound to the wrong column.
+    let audit: Vec<AuditRow> = calls.iter().map(AuditRow::from).collect();
+    let applied: bool = sqlx::query_scalar(
         r#"
-        WITH audit AS (
+        WITH o AS (
+            SELECT * FROM jsonb_to_record($1) AS o(
+                meeting_id int8, lease_token uuid, external_id text,
+                state text, attempts int4, next_attempt_in_secs float8,
+                needs_lookup bool, lookup_organizer_id text, lookup_meeting_id text, lookup_settle_secs float8,
+                registration_id text, registered_organizer_id text, registered_meeting_id text,
+                registered_audience text, checked bool, last_error text, last_http_status int4,
+                organizer_id text, online_meeting_id text, allowed_registrant text, desired text)
+        ),
+        audit AS (
             INSERT INTO graph_calls (meeting_id, external_id, method, path, http_status, duration_ms,
                                      graph_request_id, client_request_id, error_code, outcome)
-            SELECT $1, $3, * FROM UNNEST($20::text[], $21::text[], $22::int4[], $23::int4[], $24::text[],
-                                         $25::uuid[], $26::text[], $27::text[])
+            SELECT o.meeting_id, o.external_id, c.*
+            FROM o, jsonb_to_recordset($2) AS c(method text, path text, http_status int4, duration_ms int4,
+                                                graph_request_id text, client_request_id uuid, error_code text,
+                                                outcome text)
         ),
         done AS (
             UPDATE meetings AS m SET
@@ -400,66 +414,147 @@ pub async fn record_outcome(
                 -- waited for the row lock, PostgreSQL re-evaluates it on the
                 -- new version.
                 (state, attempts, next_attempt_at, last_synced_at) = (
-                    SELECT CASE WHEN changed THEN 'pending' ELSE $4 END,
-                           CASE WHEN changed THEN 0 ELSE $5 END,
-                           now() + CASE WHEN changed THEN interval '0' ELSE make_interval(secs => $6) END,
-                           CASE WHEN $4 = 'synced' AND NOT changed THEN now() ELSE m.last_synced_at END
+                    SELECT CASE WHEN changed THEN 'pending' ELSE o.state END,
+                           CASE WHEN changed THEN 0 ELSE o.attempts END,
+                           now() + CASE WHEN changed THEN interval '0'
+                                        ELSE make_interval(secs => o.next_attempt_in_secs) END,
+                           CASE WHEN o.state = 'synced' AND NOT changed THEN now() ELSE m.last_synced_at END
                     FROM (SELECT (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
-                                 IS DISTINCT FROM ($16, $17, $18, $19) AS changed) AS platform
+                                 IS DISTINCT FROM (o.organizer_id, o.online_meeting_id, o.allowed_registrant,
+                                                   o.desired) AS changed) AS platform
                 ),
-                needs_lookup = $7,
-                lookup_organizer_id = $8,
-                lookup_meeting_id = $9,
-                lookup_not_before = CASE WHEN $7 THEN GREATEST(m.lookup_not_before, now() + make_interval(secs => $28))
+                needs_lookup = o.needs_lookup,
+                lookup_organizer_id = o.lookup_organizer_id,
+                lookup_meeting_id = o.lookup_meeting_id,
+                lookup_not_before = CASE WHEN o.needs_lookup
+                                         THEN GREATEST(m.lookup_not_before,
+                                                       now() + make_interval(secs => o.lookup_settle_secs))
                                     END,
-                registration_id = $10,
-                registered_organizer_id = $11,
-                registered_meeting_id = $12,
-                registered_audience = $13,
-                graph_checked = m.graph_checked OR $29,
-                last_error = $14,
-                last_http_status = $15,
+                registration_id = o.registration_id,
+                registered_organizer_id = o.registered_organizer_id,
+                registered_meeting_id = o.registered_meeting_id,
+                registered_audience = o.registered_audience,
+                graph_checked = m.graph_checked OR o.checked,
+                last_error = o.last_error,
+                last_http_status = o.last_http_status,
                 updated_at = now(),
                 lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL
-            WHERE m.id = $1 AND m.lease_token = $2
+            FROM o
+            WHERE m.id = o.meeting_id AND m.lease_token = o.lease_token
             RETURNING 1
         )
-        SELECT EXISTS (SELECT 1 FROM done) AS applied
+        SELECT EXISTS (SELECT 1 FROM done)
         "#,
     )
-    .bind(claimed.id)
-    .bind(claimed.lease_token)
-    .bind(claimed.external_id.as_str())
-    .bind(outcome.state.as_str())
-    .bind(outcome.attempts)
-    .bind(outcome.next_attempt_in.as_secs_f64())
-    .bind(outcome.needs_lookup)
-    .bind(outcome.lookup_at.as_ref().map(|l| l.organizer.as_str()))
-    .bind(outcome.lookup_at.as_ref().map(|l| l.meeting.as_str()))
-    .bind(actual.map(|a| a.registration_id.as_str()))
-    .bind(actual.map(|a| a.location.organizer.as_str()))
-    .bind(actual.map(|a| a.location.meeting.as_str()))
-    .bind(actual.and_then(|a| a.audience).map(AllowedRegistrant::as_str))
-    .bind(outcome.last_error.as_deref().map(super::storable))
-    .bind(outcome.last_http_status.map(i32::from))
-    .bind(claimed.location.organizer.as_str())
-    .bind(claimed.location.meeting.as_str())
-    .bind(claimed.allowed_registrant.as_str())
-    .bind(claimed.desired.as_str())
-    .bind(&methods)
-    .bind(&paths)
-    .bind(&statuses)
-    .bind(&durations)
-    .bind(&request_ids)
-    .bind(&client_ids)
-    .bind(&codes)
-    .bind(&outcomes)
-    .bind(outcome.lookup_settle.as_secs_f64())
-    .bind(outcome.checked)
+    .bind(Json(OutcomeRow::new(claimed, outcome)))
+    .bind(Json(audit))
     .fetch_one(pool)
     .await
     .map_err(query_error("record outcome"))?;
-    row.try_get("applied").map_err(query_error("record outcome"))
+    Ok(applied)
+}
+
+/// The values [`prepare_send`] reads, named as its statement reads them.
+#[derive(Serialize)]
+struct GateParams<'a> {
+    meeting_id: i64,
+    lease_token: Uuid,
+    /// `create`, `delete` or `lookup`.
+    write: &'static str,
+    /// Where the write goes (none for a lookup).
+    write_organizer_id: Option<&'a str>,
+    write_meeting_id: Option<&'a str>,
+    /// What regsync knows Graph holds, committed with the intent.
+    registration_id: Option<&'a str>,
+    registered_organizer_id: Option<&'a str>,
+    registered_meeting_id: Option<&'a str>,
+    registered_audience: Option<&'static str>,
+    lease_ttl_secs: f64,
+    probe_ttl_secs: f64,
+}
+
+/// The values [`record_outcome`] writes, named as its statement reads them.
+#[derive(Serialize)]
+struct OutcomeRow<'a> {
+    meeting_id: i64,
+    lease_token: Uuid,
+    external_id: &'a str,
+    state: &'static str,
+    attempts: i32,
+    next_attempt_in_secs: f64,
+    needs_lookup: bool,
+    lookup_organizer_id: Option<&'a str>,
+    lookup_meeting_id: Option<&'a str>,
+    lookup_settle_secs: f64,
+    registration_id: Option<&'a str>,
+    registered_organizer_id: Option<&'a str>,
+    registered_meeting_id: Option<&'a str>,
+    registered_audience: Option<&'static str>,
+    checked: bool,
+    last_error: Option<Cow<'a, str>>,
+    last_http_status: Option<i32>,
+    /// The platform's data as claimed: a change since makes the row due.
+    organizer_id: &'a str,
+    online_meeting_id: &'a str,
+    allowed_registrant: &'static str,
+    desired: &'static str,
+}
+
+impl<'a> OutcomeRow<'a> {
+    fn new(claimed: &'a Claimed, outcome: &'a Outcome) -> Self {
+        let actual = outcome.actual.as_ref();
+        Self {
+            meeting_id: claimed.id,
+            lease_token: claimed.lease_token,
+            external_id: claimed.external_id.as_str(),
+            state: outcome.state.as_str(),
+            attempts: outcome.attempts,
+            next_attempt_in_secs: outcome.next_attempt_in.as_secs_f64(),
+            needs_lookup: outcome.needs_lookup,
+            lookup_organizer_id: outcome.lookup_at.as_ref().map(|l| l.organizer.as_str()),
+            lookup_meeting_id: outcome.lookup_at.as_ref().map(|l| l.meeting.as_str()),
+            lookup_settle_secs: outcome.lookup_settle.as_secs_f64(),
+            registration_id: actual.map(|a| a.registration_id.as_str()),
+            registered_organizer_id: actual.map(|a| a.location.organizer.as_str()),
+            registered_meeting_id: actual.map(|a| a.location.meeting.as_str()),
+            registered_audience: actual.and_then(|a| a.audience).map(AllowedRegistrant::as_str),
+            checked: outcome.checked,
+            last_error: outcome.last_error.as_deref().map(super::storable),
+            last_http_status: outcome.last_http_status.map(i32::from),
+            organizer_id: claimed.location.organizer.as_str(),
+            online_meeting_id: claimed.location.meeting.as_str(),
+            allowed_registrant: claimed.allowed_registrant.as_str(),
+            desired: claimed.desired.as_str(),
+        }
+    }
+}
+
+/// One `graph_calls` row, named as [`record_outcome`] reads it.
+#[derive(Serialize)]
+struct AuditRow<'a> {
+    method: &'static str,
+    path: &'a str,
+    http_status: Option<i32>,
+    duration_ms: i32,
+    graph_request_id: Option<&'a str>,
+    client_request_id: Uuid,
+    error_code: Option<Cow<'a, str>>,
+    outcome: &'static str,
+}
+
+impl<'a> From<&'a CallRecord> for AuditRow<'a> {
+    fn from(c: &'a CallRecord) -> Self {
+        Self {
+            method: c.method,
+            path: &c.path,
+            http_status: c.http_status.map(i32::from),
+            duration_ms: i32::try_from(c.duration.as_millis()).unwrap_or(i32::MAX),
+            graph_request_id: c.graph_request_id.as_deref(),
+            client_request_id: c.client_request_id,
+            error_code: c.error_code.as_deref().map(super::storable),
+            outcome: c.outcome,
+        }
+    }
 }
 
 /// Gives back claimed meetings that were never started (shutdown, a hold):

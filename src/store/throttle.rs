@@ -15,9 +15,9 @@ use super::{query_error, Error};
 /// - `held`: a CTE `held` with a row while nothing may be claimed: a hold,
 ///   or the probe after one still out.
 /// - `gate`: CTEs `probe` (a row if this sender takes the probe: the first
-///   after a hold, for `$probe_ttl` seconds) and `t` (`wait`: how long this
-///   sender must still wait; zero when it may send). Takes the probe's
-///   lifetime as bind parameter `$11`.
+///   after a hold, for `p.probe_ttl_secs` seconds, from a CTE `p` the
+///   statement defines first) and `t` (`wait`: how long this sender must
+///   still wait; zero when it may send).
 macro_rules! throttle_sql {
     (held) => {
         "held AS (
@@ -27,7 +27,7 @@ macro_rules! throttle_sql {
     (gate) => {
         "probe AS (
             -- The first sender after a hold becomes the probe.
-            UPDATE graph_throttle SET probe_until = now() + make_interval(secs => $11)
+            UPDATE graph_throttle SET probe_until = now() + make_interval(secs => (SELECT probe_ttl_secs FROM p))
             WHERE recovering AND throttled_until <= now() AND (probe_until IS NULL OR probe_until <= now())
             RETURNING 1
         ),
