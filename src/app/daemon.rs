@@ -39,36 +39,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let readiness = Arc::new(Readiness::new(std::time::Duration::from_secs(settings.server.ready_max_poll_age_secs)));
     let ctx = context(settings.clone(), pool.clone(), metrics.clone(), shutdown.clone())?;
 
-    let listener = tokio::net::TcpListener::bind(&settings.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on server.listen = {}", settings.server.listen))?;
-    tracing::info!(addr = %settings.server.listen, "serving /healthz, /readyz and /metrics");
-    // Its own pool: no scrape can take a connection from the engine.
-    let router = server::router(store::connect_observer(&settings.database)?, readiness.clone(), metrics);
-    let server_stop = shutdown.clone();
-    tracker.spawn(async move {
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await {
-            tracing::error!(error = %e, "health server failed");
-        }
-    });
+    serve_health(&settings, readiness.clone(), metrics, &tracker, shutdown.clone()).await?;
     if !migrate_when_reachable(&pool, &shutdown).await? {
         tracker.close();
         tracker.wait().await;
         return Ok(());
     }
 
-    // The scheduler only rings a bell; the engine loop polls, so polls never
-    // overlap and shutdown is ours, not the scheduler's.
     let poll_due = Arc::new(Notify::new());
-    let scheduler = JobScheduler::new().await.context("cannot start the scheduler")?;
-    let bell = poll_due.clone();
-    let job = Job::new_async(settings.sync.poll_schedule.as_str(), move |_, _| {
-        let bell = bell.clone();
-        Box::pin(async move { bell.notify_one() })
-    })
-    .context("sync.poll_schedule")?;
-    scheduler.add(job).await.context("cannot schedule polls")?;
-    scheduler.start().await.context("cannot start the scheduler")?;
+    let mut scheduler = poll_bell(&settings.sync.poll_schedule, poll_due.clone()).await?;
 
     let mut engine = tracker.spawn(engine(ctx, poll_due));
     tracker.close();
@@ -92,7 +71,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopping: no new claims; calls in flight finish and are recorded");
     readiness.stopping();
-    let mut scheduler = scheduler;
     let _ = scheduler.shutdown().await;
     tokio::select! {
         _ = tracker.wait() => {
@@ -104,6 +82,42 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         _ = wait_for_signal() => anyhow::bail!("second signal: stopped at once"),
     }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` until shutdown, from a pool
+/// of its own: no scrape can take a connection from the engine.
+async fn serve_health(
+    settings: &Settings,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&settings.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on server.listen = {}", settings.server.listen))?;
+    tracing::info!(addr = %settings.server.listen, "serving /healthz, /readyz and /metrics");
+    let router = server::router(store::connect_observer(&settings.database)?, readiness, metrics);
+    tracker.spawn(async move {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+            tracing::error!(error = %e, "health server failed");
+        }
+    });
+    Ok(())
+}
+
+/// The scheduler only rings a bell on `schedule`; the engine loop polls, so
+/// polls never overlap and shutdown is ours, not the scheduler's.
+async fn poll_bell(schedule: &str, bell: Arc<Notify>) -> anyhow::Result<JobScheduler> {
+    let scheduler = JobScheduler::new().await.context("cannot start the scheduler")?;
+    let job = Job::new_async(schedule, move |_, _| {
+        let bell = bell.clone();
+        Box::pin(async move { bell.notify_one() })
+    })
+    .context("sync.poll_schedule")?;
+    scheduler.add(job).await.context("cannot schedule polls")?;
+    scheduler.start().await.context("cannot start the scheduler")?;
+    Ok(scheduler)
 }
 
 /// Applies migrations, retrying while the database is away: a replica

@@ -12,6 +12,20 @@ impl Settings {
     /// [`Error::Invalid`] listing each bad key.
     pub fn validate(&self) -> Result<(), Error> {
         let mut bad = Vec::new();
+        self.check_required(&mut bad);
+        self.check_urls(&mut bad);
+        self.check_source(&mut bad);
+        self.check_limits(&mut bad);
+        self.check_sync(&mut bad);
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(bad))
+        }
+    }
+
+    /// Keys without a default.
+    fn check_required(&self, bad: &mut Vec<String>) {
         let mut require = |present: bool, key: &str, env: &str| {
             if !present {
                 bad.push(format!("{key} is required (set it in the config file or {env})"));
@@ -28,6 +42,10 @@ impl Settings {
             "graph.client_secret",
             "REGSYNC__GRAPH__CLIENT_SECRET or REGSYNC__GRAPH__CLIENT_SECRET_FILE",
         );
+    }
+
+    /// URLs that must parse.
+    fn check_urls(&self, bad: &mut Vec<String>) {
         for (key, url) in [
             ("source.base_url", self.source.base_url.as_deref()),
             ("graph.base_url", Some(self.graph.base_url.as_str())),
@@ -46,6 +64,10 @@ impl Settings {
                 bad.push(format!("database.url is not a valid Postgres URL: {}", redact_sqlx_error(&e)));
             }
         }
+    }
+
+    /// The platform connector: credentials, page shape, pointers.
+    fn check_source(&self, bad: &mut Vec<String>) {
         if self.source.auth != SourceAuth::None && self.source.token.is_none() {
             bad.push("source.token (or source.token_file) is required when source.auth is bearer or api_key".into());
         }
@@ -69,6 +91,10 @@ impl Settings {
                 bad.push(format!("{key} must be a JSON pointer starting with '/', got {ptr:?}"));
             }
         }
+    }
+
+    /// Sizes, intervals and timeouts that must not be zero.
+    fn check_limits(&self, bad: &mut Vec<String>) {
         for (key, value) in [
             ("database.max_connections", u64::from(self.database.max_connections)),
             ("database.acquire_timeout_ms", self.database.acquire_timeout_ms),
@@ -88,6 +114,10 @@ impl Settings {
         if self.graph.timeout_ms == 0 {
             bad.push("graph.timeout_ms must be at least 1".into());
         }
+    }
+
+    /// The engine: audience, attempts, backoff, lease and timeout, schedule, listen address.
+    fn check_sync(&self, bad: &mut Vec<String>) {
         if AllowedRegistrant::parse(&self.sync.default_allowed_registrant).is_none() {
             bad.push(format!(
                 "sync.default_allowed_registrant must be \"everyone\" or \"organization\", got {:?}",
@@ -119,11 +149,6 @@ impl Settings {
         }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             bad.push(format!("server.listen must be an address like 127.0.0.1:9090, got {:?}", self.server.listen));
-        }
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Invalid(bad))
         }
     }
 }

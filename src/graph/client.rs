@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -24,7 +25,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'
 
 /// Leave to send one request: the pace allowed it and a token is at hand.
 /// The caller takes it before its last checks (the lease, the throttle:
-/// `store::claims::prepare_send`), so nothing slow sits between those and
+/// `store::send::prepare_send`), so nothing slow sits between those and
 /// the request, and bounds it with [`Permit::send_by`].
 pub struct Permit {
     token: Arc<SecretString>,
@@ -197,59 +198,37 @@ impl Client {
         // Crash-matrix hook: the process pauses (or dies) between the
         // pre-send checks and the request.
         fail_point!("before-send", |_| std::process::abort());
-        // Model step \[S4\] (model/exactly_once.pml). The last check before the request leaves. What remains is the time
-        // reqwest takes to connect and write, bounded by graph.timeout_ms.
+        // Model step \[S4\] (model/exactly_once.pml). The last check before
+        // the request leaves. What remains is the time reqwest takes to
+        // connect and write, bounded by graph.timeout_ms.
         if send_by.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(Error::PermitExpired);
         }
         let started = Instant::now();
-        let mut record = CallRecord {
-            method: method_name(&method),
-            path: path.clone(),
-            http_status: None,
-            duration: Default::default(),
-            graph_request_id: None,
-            client_request_id,
-            error_code: None,
-            outcome: "transient",
-        };
         let sent = request.send().await;
         // Crash-matrix hook: the request went out; its answer (or its
         // loss) is neither read nor recorded.
         fail_point!("after-send", |_| std::process::abort());
-        let result = match sent {
-            Ok(response) => {
-                let status = response.status();
-                let headers = response.headers().clone();
-                record.http_status = Some(status.as_u16());
-                record.graph_request_id = header(&headers, "request-id");
-                match response.bytes().await {
-                    Ok(bytes) => Ok((status, headers, bytes)),
-                    Err(e) => Err(Error::Transient {
-                        status: Some(status.as_u16()),
-                        may_have_acted: true,
-                        detail: http::error_text(&e, TIMEOUT_KEY),
-                    }),
-                }
-            }
-            // A failed connect never reached Graph; anything later may have.
-            Err(e) => Err(Error::Transient {
-                status: None,
-                may_have_acted: !e.is_connect(),
-                detail: http::error_text(&e, TIMEOUT_KEY),
-            }),
+        let answer = Answer::read(sent).await;
+        let outcome = answer.body.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));
+        let record = CallRecord {
+            method: method_name(&method),
+            path,
+            http_status: answer.status,
+            duration: started.elapsed(),
+            graph_request_id: answer.request_id,
+            client_request_id,
+            error_code: match &outcome {
+                Err(Error::Rejected { code, .. } | Error::Conflict { code }) => Some(code.clone()),
+                _ => None,
+            },
+            outcome: match &outcome {
+                Ok(_) if method == Method::POST => "created",
+                Ok(_) if method == Method::DELETE => "deleted",
+                Ok(_) => "found",
+                Err(e) => e.kind(),
+            },
         };
-        record.duration = started.elapsed();
-        let outcome = result.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));
-        record.outcome = match &outcome {
-            Ok(_) if method == Method::POST => "created",
-            Ok(_) if method == Method::DELETE => "deleted",
-            Ok(_) => "found",
-            Err(e) => e.kind(),
-        };
-        if let Err(Error::Rejected { code, .. } | Error::Conflict { code }) = &outcome {
-            record.error_code = Some(code.clone());
-        }
         tracing::info!(
             method = record.method,
             status = record.http_status,
@@ -272,7 +251,7 @@ impl Client {
 fn classify(
     method: &Method,
     status: StatusCode,
-    headers: &reqwest::header::HeaderMap,
+    headers: &HeaderMap,
     body: bytes::Bytes,
 ) -> Result<(StatusCode, bytes::Bytes), Error> {
     if status.is_success() {
@@ -344,13 +323,47 @@ fn unexpected(status: StatusCode, detail: &str) -> Error {
     Error::UnexpectedBody { status: status.as_u16(), detail: detail.to_owned() }
 }
 
-fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 fn mark_last(calls: &mut [CallRecord], outcome: &'static str) {
     if let Some(last) = calls.last_mut() {
         last.outcome = outcome;
+    }
+}
+
+/// What came back for one request, read in full.
+struct Answer {
+    status: Option<u16>,
+    request_id: Option<String>,
+    body: Result<(StatusCode, HeaderMap, bytes::Bytes), Error>,
+}
+
+impl Answer {
+    async fn read(sent: reqwest::Result<reqwest::Response>) -> Self {
+        let response = match sent {
+            Ok(response) => response,
+            // A failed connect never reached Graph; anything later may have.
+            Err(e) => {
+                let may_have_acted = !e.is_connect();
+                let detail = http::error_text(&e, TIMEOUT_KEY);
+                let body = Err(Error::Transient { status: None, may_have_acted, detail });
+                return Self { status: None, request_id: None, body };
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let request_id = header(&headers, "request-id");
+        let body = match response.bytes().await {
+            Ok(bytes) => Ok((status, headers, bytes)),
+            Err(e) => Err(Error::Transient {
+                status: Some(status.as_u16()),
+                may_have_acted: true,
+                detail: http::error_text(&e, TIMEOUT_KEY),
+            }),
+        };
+        Self { status: Some(status.as_u16()), request_id, body }
     }
 }
 

@@ -27,6 +27,82 @@ pub struct Upserted {
     pub shared: Vec<(String, String)>,
 }
 
+/// [`upsert_page`]: `$1`..`$6` are the page's columns, in item order.
+const UPSERT_PAGE: &str = r#"
+    WITH page AS (
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+            WITH ORDINALITY
+            AS p(external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at, ord)
+    ),
+    -- A plain read finds the unchanged rows, so they cost neither an
+    -- insert attempt nor a row lock. OFFSET 0 keeps the check a lookup
+    -- by key per row: as a join the planner picks a scan of the whole
+    -- table for a large page, and a poll becomes quadratic.
+    changed AS (
+        SELECT p.external_id, p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired,
+               p.source_updated_at, p.ord
+        FROM page p
+        WHERE NOT EXISTS (
+            SELECT FROM meetings m
+            WHERE m.external_id = p.external_id
+              AND (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
+                  IS NOT DISTINCT FROM (p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired)
+            OFFSET 0
+        )
+    ),
+    -- A changed active meeting whose Teams meeting another active
+    -- meeting has: one stored before, or an earlier changed item of this
+    -- page (an unchanged one is stored already). Only changed rows are
+    -- checked, so a steady poll pays nothing for it.
+    firsts AS (
+        SELECT c.*, first_value(c.external_id) OVER (
+                   PARTITION BY c.organizer_id, c.online_meeting_id ORDER BY c.ord) AS first_in_page
+        FROM changed c WHERE c.desired = 'registered'
+    ),
+    shared AS (
+        SELECT f.external_id, coalesce(nullif(f.first_in_page, f.external_id), holder.external_id) AS holder
+        FROM firsts f
+        LEFT JOIN LATERAL (
+            SELECT m.external_id FROM meetings m
+            WHERE m.organizer_id = f.organizer_id AND m.online_meeting_id = f.online_meeting_id
+              AND m.desired = 'registered' AND m.external_id <> f.external_id
+            LIMIT 1
+        ) holder ON true
+        WHERE f.first_in_page <> f.external_id OR holder.external_id IS NOT NULL
+    ),
+    upserted AS (
+        -- Rows locked in one order: concurrent pollers of overlapping
+        -- pages never deadlock.
+        -- A meeting first met cancelled is looked up once (graph_checked),
+        -- unless its Teams meeting belongs to another active meeting.
+        INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired,
+                                   source_updated_at, graph_checked)
+        SELECT c.external_id, c.organizer_id, c.online_meeting_id, c.allowed_registrant, c.desired,
+               c.source_updated_at, c.desired = 'unregistered' AND EXISTS (
+                   SELECT FROM meetings o
+                   WHERE o.organizer_id = c.organizer_id AND o.online_meeting_id = c.online_meeting_id
+                     AND o.desired = 'registered' AND o.external_id <> c.external_id)
+        FROM changed c WHERE c.external_id NOT IN (SELECT external_id FROM shared) ORDER BY c.external_id
+        ON CONFLICT (external_id) DO UPDATE SET
+            organizer_id       = EXCLUDED.organizer_id,
+            online_meeting_id  = EXCLUDED.online_meeting_id,
+            allowed_registrant = EXCLUDED.allowed_registrant,
+            desired            = EXCLUDED.desired,
+            source_updated_at  = EXCLUDED.source_updated_at,
+            updated_at         = now(),
+            state              = CASE WHEN m.state = 'in_flight' THEN m.state ELSE 'pending' END,
+            attempts           = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
+            next_attempt_at    = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
+        WHERE (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
+              IS DISTINCT FROM
+              (EXCLUDED.organizer_id, EXCLUDED.online_meeting_id, EXCLUDED.allowed_registrant, EXCLUDED.desired)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM upserted) AS changed,
+           coalesce((SELECT array_agg(external_id) FROM shared), '{}') AS shared_ids,
+           coalesce((SELECT array_agg(holder) FROM shared), '{}') AS holders
+    "#;
+
 /// Model step \[S10\] (model/exactly_once.pml).
 ///
 /// Upserts one page of meetings in one statement. A meeting whose desired
@@ -43,91 +119,16 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
     }
     let [ids, organizers, online, audiences, desired] = page_columns(meetings);
     let updated: Vec<_> = meetings.iter().map(|m| m.updated_at).collect();
-    let row = sqlx::query(
-        r#"
-        WITH page AS (
-            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-                WITH ORDINALITY
-                AS p(external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at, ord)
-        ),
-        -- A plain read finds the unchanged rows, so they cost neither an
-        -- insert attempt nor a row lock. OFFSET 0 keeps the check a lookup
-        -- by key per row: as a join the planner picks a scan of the whole
-        -- table for a large page, and a poll becomes quadratic.
-        changed AS (
-            SELECT p.external_id, p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired,
-                   p.source_updated_at, p.ord
-            FROM page p
-            WHERE NOT EXISTS (
-                SELECT FROM meetings m
-                WHERE m.external_id = p.external_id
-                  AND (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
-                      IS NOT DISTINCT FROM (p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired)
-                OFFSET 0
-            )
-        ),
-        -- A changed active meeting whose Teams meeting another active
-        -- meeting has: one stored before, or an earlier changed item of this
-        -- page (an unchanged one is stored already). Only changed rows are
-        -- checked, so a steady poll pays nothing for it.
-        firsts AS (
-            SELECT c.*, first_value(c.external_id) OVER (
-                       PARTITION BY c.organizer_id, c.online_meeting_id ORDER BY c.ord) AS first_in_page
-            FROM changed c WHERE c.desired = 'registered'
-        ),
-        shared AS (
-            SELECT f.external_id, coalesce(nullif(f.first_in_page, f.external_id), holder.external_id) AS holder
-            FROM firsts f
-            LEFT JOIN LATERAL (
-                SELECT m.external_id FROM meetings m
-                WHERE m.organizer_id = f.organizer_id AND m.online_meeting_id = f.online_meeting_id
-                  AND m.desired = 'registered' AND m.external_id <> f.external_id
-                LIMIT 1
-            ) holder ON true
-            WHERE f.first_in_page <> f.external_id OR holder.external_id IS NOT NULL
-        ),
-        upserted AS (
-            -- Rows locked in one order: concurrent pollers of overlapping
-            -- pages never deadlock.
-            -- A meeting first met cancelled is looked up once (graph_checked),
-            -- unless its Teams meeting belongs to another active meeting.
-            INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired,
-                                       source_updated_at, graph_checked)
-            SELECT c.external_id, c.organizer_id, c.online_meeting_id, c.allowed_registrant, c.desired,
-                   c.source_updated_at, c.desired = 'unregistered' AND EXISTS (
-                       SELECT FROM meetings o
-                       WHERE o.organizer_id = c.organizer_id AND o.online_meeting_id = c.online_meeting_id
-                         AND o.desired = 'registered' AND o.external_id <> c.external_id)
-            FROM changed c WHERE c.external_id NOT IN (SELECT external_id FROM shared) ORDER BY c.external_id
-            ON CONFLICT (external_id) DO UPDATE SET
-                organizer_id       = EXCLUDED.organizer_id,
-                online_meeting_id  = EXCLUDED.online_meeting_id,
-                allowed_registrant = EXCLUDED.allowed_registrant,
-                desired            = EXCLUDED.desired,
-                source_updated_at  = EXCLUDED.source_updated_at,
-                updated_at         = now(),
-                state              = CASE WHEN m.state = 'in_flight' THEN m.state ELSE 'pending' END,
-                attempts           = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
-                next_attempt_at    = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
-            WHERE (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
-                  IS DISTINCT FROM
-                  (EXCLUDED.organizer_id, EXCLUDED.online_meeting_id, EXCLUDED.allowed_registrant, EXCLUDED.desired)
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM upserted) AS changed,
-               coalesce((SELECT array_agg(external_id) FROM shared), '{}') AS shared_ids,
-               coalesce((SELECT array_agg(holder) FROM shared), '{}') AS holders
-        "#,
-    )
-    .bind(&ids)
-    .bind(&organizers)
-    .bind(&online)
-    .bind(&audiences)
-    .bind(&desired)
-    .bind(&updated)
-    .fetch_one(pool)
-    .await
-    .map_err(query_error("upsert meetings"))?;
+    let row = sqlx::query(UPSERT_PAGE)
+        .bind(&ids)
+        .bind(&organizers)
+        .bind(&online)
+        .bind(&audiences)
+        .bind(&desired)
+        .bind(&updated)
+        .fetch_one(pool)
+        .await
+        .map_err(query_error("upsert meetings"))?;
     let read = |e| query_error("upsert meetings")(e);
     let changed: i64 = row.try_get("changed").map_err(read)?;
     let shared_ids: Vec<String> = row.try_get("shared_ids").map_err(read)?;

@@ -1,7 +1,8 @@
 //! PostgreSQL: the only place SQL lives, one file per table group.
 //! `meetings`: what the platform says (bulk ingest, the missing-meeting
-//! policy, operator retries, counts and failures); `claims`: leases, the
-//! pre-send intent, the fenced outcome write with its audit rows;
+//! policy, operator retries, counts and failures); `claims`: leases with
+//! fencing tokens; `send`: the pre-send gate and intent; `outcome`: the
+//! fenced outcome write with its audit rows;
 //! `throttle`: the deployment-wide Graph hold; `runs`: poll cycles, their
 //! rejected items and the poll lease; `retention`: pruning old rows.
 //! Calls no other regsync module but `config` and `domain`.
@@ -12,8 +13,10 @@ pub mod claims;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod meetings;
+pub mod outcome;
 pub mod retention;
 pub mod runs;
+pub mod send;
 pub mod throttle;
 
 use std::time::Duration;
@@ -23,9 +26,11 @@ use sqlx::PgPool;
 
 use crate::config::DatabaseSettings;
 
-pub use claims::{Claimed, Intent, NextState, Outcome, SendGate};
+pub use claims::Claimed;
 pub use meetings::{FailedMeeting, StateCount, Upserted};
+pub use outcome::{NextState, Outcome};
 pub use runs::RunReport;
+pub use send::{Intent, SendGate};
 
 /// A database operation that failed.
 #[derive(Debug, thiserror::Error)]

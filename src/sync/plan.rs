@@ -35,6 +35,24 @@ pub(super) struct Progress {
     pub(super) write_unsettled: bool,
 }
 
+impl Progress {
+    /// What the claim says, before any call.
+    pub(super) fn from_claim(c: &Claimed) -> Self {
+        Self {
+            actual: c.actual.clone(),
+            needs_lookup: c.needs_lookup,
+            lookup_at: c.lookup_at.clone(),
+            foreign_at: None,
+            conflicted: false,
+            attempts: c.attempts,
+            created: false,
+            deleted: false,
+            checked: false,
+            write_unsettled: false,
+        }
+    }
+}
+
 /// Model step \[S2\] (model/exactly_once.pml); the look at a meeting first met cancelled is
 /// [S11].
 ///
@@ -88,6 +106,14 @@ pub(super) fn after_lookup(progress: &mut Progress, at: &Location, found: Option
     };
 }
 
+/// What a delete's answer teaches: nothing is there now.
+pub(super) fn after_delete(progress: &mut Progress, removed: bool) {
+    progress.actual = None;
+    progress.needs_lookup = false;
+    progress.checked = true;
+    progress.deleted |= removed;
+}
+
 /// What a create's answer teaches.
 pub(super) fn after_create(progress: &mut Progress, at: &Location, made: RemoteRegistration, claimed: &Claimed) {
     progress.needs_lookup = false;
@@ -132,18 +158,7 @@ mod tests {
     }
 
     fn progress(actual: Option<Actual>) -> Progress {
-        Progress {
-            actual,
-            needs_lookup: false,
-            lookup_at: None,
-            foreign_at: None,
-            conflicted: false,
-            attempts: 0,
-            created: false,
-            deleted: false,
-            checked: false,
-            write_unsettled: false,
-        }
+        Progress { actual, ..Progress::from_claim(&claimed(Desired::Registered, AllowedRegistrant::Everyone)) }
     }
 
     fn registered_at(m: &str, audience: AllowedRegistrant) -> Option<Actual> {

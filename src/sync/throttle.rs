@@ -4,7 +4,7 @@
 //! 1. **Deployment-wide hold.** [`Throttle::throttled`] writes the time into
 //!    the one `graph_throttle` row (`store::throttle`); until it has passed,
 //!    no replica claims a meeting (`store::claims::claim_due`) or sends
-//!    (`store::claims::prepare_send` answers `Throttled`). The meeting that
+//!    (`store::send::prepare_send` answers `Throttled`). The meeting that
 //!    met the 429 is released without losing an attempt.
 //! 2. **Local hold.** The process also keeps the hold in memory: workers
 //!    already past their gate do not send, and the claim loop stops.

@@ -214,16 +214,10 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
     let claimed = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    let gate = store::claims::prepare_send(
-        &app.pool,
-        &claimed,
-        Some(store::Intent::Create(&claimed.location)),
-        None,
-        ttl,
-        ttl,
-    )
-    .await
-    .expect("intent");
+    let gate =
+        store::send::prepare_send(&app.pool, &claimed, Some(store::Intent::Create(&claimed.location)), None, ttl, ttl)
+            .await
+            .expect("intent");
     assert_eq!(gate, store::SendGate::Open { probe: false });
     let at = &claimed.location;
     let permit = app.ctx.graph.permit().await.expect("a token");
@@ -253,7 +247,7 @@ async fn a_crash_before_the_send_is_recovered_with_exactly_one_post() {
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
     let claimed = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    store::claims::prepare_send(&app.pool, &claimed, Some(store::Intent::Create(&claimed.location)), None, ttl, ttl)
+    store::send::prepare_send(&app.pool, &claimed, Some(store::Intent::Create(&claimed.location)), None, ttl, ttl)
         .await
         .expect("intent");
     sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
@@ -294,9 +288,9 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
         checked: false,
         lookup_settle: Duration::ZERO,
     };
-    let applied = store::claims::record_outcome(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
+    let applied = store::outcome::record_outcome(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
     let gate =
-        store::claims::prepare_send(&app.pool, &stale, Some(store::Intent::Create(&stale.location)), None, ttl, ttl)
+        store::send::prepare_send(&app.pool, &stale, Some(store::Intent::Create(&stale.location)), None, ttl, ttl)
             .await
             .expect("statement ran");
 

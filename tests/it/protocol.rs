@@ -47,7 +47,7 @@ async fn a_platform_change_committed_while_the_outcome_write_waits_makes_the_mee
     let outcome = Outcome { actual: claimed.actual.clone(), checked: true, ..synced_outcome() };
     let finish = tokio::spawn({
         let (pool, claimed) = (app.pool.clone(), claimed.clone());
-        async move { store::claims::record_outcome(&pool, &claimed, &outcome, &[]).await }
+        async move { store::outcome::record_outcome(&pool, &claimed, &outcome, &[]).await }
     });
     until_blocked_on_a_lock(&app).await;
     poll.commit().await.expect("commit the poll");

@@ -172,7 +172,7 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
             .expect("expire");
         let outcome = synced_outcome();
         let (completed, rescued) = tokio::join!(
-            store::claims::record_outcome(&app.pool, &old, &outcome, &[]),
+            store::outcome::record_outcome(&app.pool, &old, &outcome, &[]),
             store::claims::claim_due(&app.pool, 1, ttl, 8, b),
         );
         let (completed, rescued) = (completed.expect("finish"), rescued.expect("claim"));
@@ -202,9 +202,9 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
         let owner = store::claims::claim_due(&app.pool, 1, ttl, 8, a).await.expect("claim").remove(0);
         let mut done = synced_outcome();
         done.last_error = Some("first".into());
-        assert!(store::claims::record_outcome(&app.pool, &owner, &done, &[]).await.expect("finish"));
+        assert!(store::outcome::record_outcome(&app.pool, &owner, &done, &[]).await.expect("finish"));
         done.last_error = Some("retried".into());
-        assert!(!store::claims::record_outcome(&app.pool, &owner, &done, &[]).await.expect("finish again"));
+        assert!(!store::outcome::record_outcome(&app.pool, &owner, &done, &[]).await.expect("finish again"));
         let kept: Option<String> =
             sqlx::query_scalar("SELECT last_error FROM meetings").fetch_one(&app.pool).await.expect("row");
         assert_eq!(kept.as_deref(), Some("first"), "the retry is a no-op");

@@ -1,0 +1,154 @@
+//! How a reconcile ends: the outcome, written with the lease release, for
+//! each way it can end (synced, a failure under the error policy, a wait
+//! for another meeting, a throttle hold).
+
+use std::time::Duration;
+
+use super::{crash_point, Reconciled, Work};
+use crate::graph;
+use crate::store::{NextState, Outcome};
+use crate::sync::plan::Progress;
+use crate::sync::retry::{self, AfterFailure, Decision};
+use crate::sync::{Ctx, SyncError};
+
+/// Model step \[S9\] (model/exactly_once.pml).
+///
+/// How long the lookup of an unknown outcome must wait: a write Graph may
+/// still be working on finishes within the request timeout.
+fn lookup_settle(ctx: &Ctx, progress: &Progress) -> Duration {
+    if progress.write_unsettled {
+        ctx.settings.graph.timeout()
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// What went wrong, for `last_error` and `last_http_status`.
+pub(super) struct Failure {
+    pub(super) message: String,
+    pub(super) http_status: Option<u16>,
+}
+
+/// The ways a reconcile ends: each writes the outcome with the lease release.
+impl Work<'_> {
+    /// The error policy's settings for this meeting.
+    fn retry_policy(&self) -> retry::Policy {
+        let s = &self.ctx.settings.sync;
+        retry::Policy {
+            max_attempts: s.max_attempts,
+            base: Duration::from_millis(s.backoff_base_ms),
+            cap: Duration::from_millis(s.backoff_max_ms),
+            settle: lookup_settle(self.ctx, &self.progress),
+        }
+    }
+
+    pub(super) async fn record_failure(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
+        let failure = Failure { message: e.to_string(), http_status: e.http_status() };
+        let before = u32::try_from(self.progress.attempts).unwrap_or(0);
+        let (next, attempts) = retry::after_failure(e, before, self.retry_policy(), rand::random());
+        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        match next {
+            AfterFailure::AuthPause => {
+                tracing::error!(error = %e, "Graph credentials failed; stopping Graph calls for this cycle");
+                // The app's trouble, not the meeting's: it is due again at once,
+                // so the first cycle after the fix syncs it.
+                let state = if self.progress.attempts > 0 || self.progress.needs_lookup {
+                    NextState::Retrying
+                } else {
+                    NextState::Pending
+                };
+                self.record(state, Some(failure)).await?;
+                Err(SyncError::Auth(e.to_string()))
+            }
+            AfterFailure::Hold(wait) => self.record_throttled(wait).await,
+            AfterFailure::Park => {
+                tracing::warn!(error = %e, "permanent Graph error; meeting parked as failed");
+                self.record(NextState::Failed, Some(failure)).await
+            }
+            AfterFailure::Attempt(Decision::RetryAfter(delay)) => {
+                tracing::warn!(error = %e, attempts, retry_in_ms = delay.as_millis() as u64, "Graph call failed; will retry");
+                self.record_at(NextState::Retrying, delay, Some(failure)).await
+            }
+            AfterFailure::Attempt(Decision::Park) => {
+                tracing::error!(error = %e, attempts, "attempts exhausted; meeting parked as failed");
+                let failure = Failure {
+                    message: format!(
+                        "gave up after {attempts} attempts (sync.max_attempts); last error: {e}. \
+                         Run `regsync retry {}` once the cause is fixed",
+                        self.claimed.external_id
+                    ),
+                    ..failure
+                };
+                self.record(NextState::Failed, Some(failure)).await
+            }
+        }
+    }
+
+    /// Waits for another meeting without sending: counts an attempt, so a
+    /// meeting that never gets its turn ends `failed` with the reason.
+    pub(super) async fn record_wait(&mut self, message: String) -> Result<Reconciled, SyncError> {
+        let policy = self.retry_policy();
+        let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
+        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        let failure = Some(Failure { message, http_status: None });
+        match retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, rand::random()) {
+            Decision::RetryAfter(delay) => self.record_at(NextState::Retrying, delay, failure).await,
+            Decision::Park => self.record(NextState::Failed, failure).await,
+        }
+    }
+
+    /// Holds the whole deployment for `wait` and releases the meeting until
+    /// then, without counting an attempt.
+    pub(super) async fn record_throttled(&mut self, wait: Duration) -> Result<Reconciled, SyncError> {
+        let held = self.ctx.throttle.throttled(&self.ctx.pool, wait).await?;
+        self.ctx.metrics.throttled();
+        tracing::info!(hold_ms = held.as_millis() as u64, "Graph is throttling; holding all requests");
+        let failure = Failure {
+            message: format!("throttled by Graph; retrying in {:.1} s", held.as_secs_f64()),
+            http_status: self.calls.last().and_then(|c| c.http_status),
+        };
+        self.record_at(NextState::Retrying, held, Some(failure)).await
+    }
+
+    pub(super) async fn record(&mut self, state: NextState, failure: Option<Failure>) -> Result<Reconciled, SyncError> {
+        self.record_at(state, Duration::ZERO, failure).await
+    }
+
+    pub(super) async fn record_at(
+        &mut self,
+        state: NextState,
+        delay: Duration,
+        failure: Option<Failure>,
+    ) -> Result<Reconciled, SyncError> {
+        let progress = &self.progress;
+        let outcome = Outcome {
+            state,
+            actual: progress.actual.clone(),
+            needs_lookup: progress.needs_lookup,
+            lookup_at: if progress.needs_lookup { progress.lookup_at.clone() } else { None },
+            attempts: if state == NextState::Synced { 0 } else { progress.attempts },
+            next_attempt_in: delay,
+            last_error: failure.as_ref().map(|f| f.message.clone()),
+            last_http_status: failure.and_then(|f| f.http_status),
+            checked: progress.checked,
+            lookup_settle: lookup_settle(self.ctx, progress),
+        };
+        self.ctx.metrics.graph_calls(&self.calls);
+        let applied = self.ctx.record_with_retries(&self.claimed, &outcome, &self.calls).await?;
+        crash_point("after-record");
+        if !applied {
+            tracing::warn!("outcome not recorded: the lease passed to another worker, which will look the outcome up");
+            return Ok(Reconciled::LeaseLost);
+        }
+        let (reconciled, kind) = match state {
+            NextState::Synced => {
+                (Reconciled::Synced { created: progress.created, deleted: progress.deleted }, "synced")
+            }
+            NextState::Retrying => (Reconciled::Retrying, "retrying"),
+            NextState::Failed => (Reconciled::Failed, "failed"),
+            NextState::Pending => (Reconciled::Pending, "pending"),
+        };
+        self.ctx.metrics.outcome(kind);
+        Ok(reconciled)
+    }
+}
