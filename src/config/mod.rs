@@ -11,8 +11,10 @@ use serde::Deserialize;
 use crate::domain::AllowedRegistrant;
 
 mod load;
+mod source;
 mod validate;
 
+pub use source::{FieldPointers, SourceAuth, SourceSettings};
 use validate::{parse_schedule, redact_sqlx_error};
 
 /// Configuration that could not be loaded or is invalid.
@@ -103,111 +105,6 @@ pub struct DatabaseSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self { url: None, max_connections: 10, acquire_timeout_ms: 10_000, statement_timeout_ms: 30_000 }
-    }
-}
-
-/// How the platform's API is authenticated.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceAuth {
-    /// No auth header.
-    #[default]
-    None,
-    /// `Authorization: Bearer {token}`.
-    Bearer,
-    /// `{api_key_header}: {token}`.
-    ApiKey,
-}
-
-/// `[source]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SourceSettings {
-    /// Platform API root, e.g. `https://events.example.com/api`.
-    pub base_url: Option<String>,
-    /// List endpoint, appended to `base_url`.
-    pub meetings_path: String,
-    /// Items asked for per page.
-    pub page_size: u32,
-    /// Query parameter carrying the page size.
-    pub limit_param: String,
-    /// Query parameter carrying the cursor.
-    pub cursor_param: String,
-    /// Per-request timeout.
-    pub timeout_ms: u64,
-    /// `none`, `bearer` or `api_key`.
-    pub auth: SourceAuth,
-    /// Bearer token or API key.
-    pub token: Option<SecretString>,
-    /// File holding the token (wins over `token`).
-    pub token_file: Option<PathBuf>,
-    /// Header for `auth = "api_key"`.
-    pub api_key_header: String,
-    /// JSON pointer to the items array in a page.
-    pub items_pointer: String,
-    /// JSON pointer to the next cursor in a page (null or absent: last page).
-    pub cursor_pointer: String,
-    /// JSON pointers to each field inside an item.
-    pub fields: FieldPointers,
-    /// A listing with more pages than this is cut off and treated as partial.
-    pub max_pages: u32,
-    /// A page body larger than this fails the page.
-    pub max_page_bytes: usize,
-    /// An item whose JSON is larger than this is rejected.
-    pub max_item_bytes: usize,
-}
-
-impl Default for SourceSettings {
-    fn default() -> Self {
-        Self {
-            base_url: None,
-            meetings_path: "/meetings".into(),
-            page_size: 200,
-            limit_param: "limit".into(),
-            cursor_param: "cursor".into(),
-            timeout_ms: 30_000,
-            auth: SourceAuth::None,
-            token: None,
-            token_file: None,
-            api_key_header: "x-api-key".into(),
-            items_pointer: "/meetings".into(),
-            cursor_pointer: "/next_cursor".into(),
-            fields: FieldPointers::default(),
-            max_pages: 10_000,
-            max_page_bytes: 16 * 1024 * 1024,
-            max_item_bytes: 16 * 1024,
-        }
-    }
-}
-
-/// `[source.fields]`: JSON pointers into one item.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FieldPointers {
-    /// The platform's meeting id (required).
-    pub id: String,
-    /// The organizer's Entra object id (required).
-    pub organizer_id: String,
-    /// Graph's online meeting id (required).
-    pub online_meeting_id: String,
-    /// `everyone` or `organization` (optional).
-    pub allowed_registrant: String,
-    /// `active` or `cancelled` (optional).
-    pub status: String,
-    /// RFC 3339 time of the last change (optional).
-    pub updated_at: String,
-}
-
-impl Default for FieldPointers {
-    fn default() -> Self {
-        Self {
-            id: "/id".into(),
-            organizer_id: "/organizer_id".into(),
-            online_meeting_id: "/online_meeting_id".into(),
-            allowed_registrant: "/allowed_registrant".into(),
-            status: "/status".into(),
-            updated_at: "/updated_at".into(),
-        }
     }
 }
 
@@ -388,13 +285,6 @@ impl DatabaseSettings {
     /// How long to wait for a pooled connection.
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
-    }
-}
-
-impl SourceSettings {
-    /// Per-request timeout.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
     }
 }
 

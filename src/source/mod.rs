@@ -2,6 +2,7 @@
 //! one page at a time and validates each item. Owns no state and calls no
 //! other regsync module but `config` and `domain`.
 
+mod repair;
 mod wire;
 
 use std::time::Duration;

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod devdb;
+mod faults;
 mod graph;
 mod platform;
 
@@ -31,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use faults::{Fault, FaultRates, TokenFault};
 pub use graph::{GraphRequest, Registration};
 pub use platform::{PageFault, SimMeeting};
 
@@ -43,87 +45,6 @@ pub const CLIENT_SECRET: &str = "sim-client-secret-value";
 
 /// Requests arriving this soon after a 429 were already under way.
 pub const RETRY_AFTER_TOLERANCE: Duration = Duration::from_millis(100);
-
-/// A fault for the next matching Graph registration request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
-    /// Answer with this status without acting (`retry_after` as sent).
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// Retry-After header value.
-        retry_after: Option<String>,
-    },
-    /// Act, then answer with this status (e.g. 504 after creating).
-    ActThenStatus(u16),
-    /// Act, then close the connection without answering.
-    LostResponse,
-    /// Act, then answer only after this delay (past the client's timeout).
-    SlowResponse(Duration),
-    /// Act only after this delay, then answer: a request that Graph carries
-    /// out after the client gave up on it.
-    ActLate(Duration),
-}
-
-/// Random faults applied to Graph registration requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct FaultRates {
-    /// Share of requests answered 429 with `retry_after_secs`.
-    pub throttle: f64,
-    /// Retry-After of random throttling, in seconds.
-    pub retry_after_secs: f64,
-    /// Share answered 500 or 503 without acting.
-    pub error: f64,
-    /// Share acted on and then left without an answer.
-    pub lost_response: f64,
-    /// Share acted on and answered only after `timeout_delay` (past the
-    /// client's timeout).
-    pub timeout: f64,
-    /// How late those answers come.
-    #[serde(with = "millis")]
-    pub timeout_delay: Duration,
-    /// Latency added to every Graph request.
-    #[serde(with = "millis")]
-    pub latency: Duration,
-}
-
-/// Durations as milliseconds in `POST /_sim/rates`.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-/// A fault for the next token request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenFault {
-    /// HTTP status.
-    pub status: u16,
-    /// The `error` field.
-    pub error: String,
-    /// The `error_description` field.
-    pub description: String,
-}
-
-impl TokenFault {
-    /// The identity platform is unavailable and asks to come back later.
-    pub fn unavailable() -> Self {
-        Self {
-            status: 503,
-            error: "temporarily_unavailable".into(),
-            description: "AADSTS90033: A transient error has occurred. Please try again.".into(),
-        }
-    }
-}
 
 /// Everything the simulator holds.
 #[derive(Default)]
