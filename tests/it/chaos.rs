@@ -1,4 +1,4 @@
-//! T2 + T3 (CI size): three `regsync run` replicas against their own
+//! The chaos run (CI size): three `regsync run` replicas against their own
 //! PostgreSQL, Graph injecting throttling, 5xx, timeouts and lost
 //! responses, replicas killed with SIGKILL at random and restarted, every
 //! regsync database session terminated after each kill, the postmaster
@@ -18,7 +18,7 @@ use regsync_sim::devdb::Cluster;
 use regsync_sim::{FaultRates, Sim, SimMeeting};
 use sqlx::ConnectOptions;
 
-use crate::helpers::{free_port, send_signal, Signal};
+use crate::helpers::{eventually, exit_within, free_port, send_signal, Signal};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -90,12 +90,8 @@ impl Replica {
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         send_signal(&child, Signal::SIGTERM);
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(status) = exit_within(&mut child, Duration::from_secs(30)) {
+            return Some(status);
         }
         let _ = child.kill();
         None
@@ -197,7 +193,7 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
             })
             .await
             .expect("joined");
-            // T3: every replica answers /readyz (its pool reaches the
+            // Every replica answers /readyz (its pool reaches the
             // database again) within 15 s of PostgreSQL accepting connections.
             let back = Instant::now();
             for r in &replicas {
@@ -215,15 +211,11 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     }
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
     let valid: Vec<SimMeeting> = (1..=meetings).map(SimMeeting::generated).filter(|m| m.status == "active").collect();
-    let quiet_by = Instant::now() + Duration::from_secs(240);
-    loop {
-        let registered = sim.stats().registrations;
-        if registered == valid.len() && open_meetings(&pool).await == Some(0) {
-            break;
-        }
-        assert!(Instant::now() < quiet_by, "not quiescent: {registered}/{} registered", valid.len());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let quiet = eventually(Duration::from_secs(240), async || {
+        sim.stats().registrations == valid.len() && open_meetings(&pool).await == Some(0)
+    })
+    .await;
+    assert!(quiet, "not quiescent: {}/{} registered", sim.stats().registrations, valid.len());
     let exits: Vec<_> = replicas.iter_mut().map(|r| r.terminate()).collect();
 
     // Assert

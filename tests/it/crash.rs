@@ -1,10 +1,10 @@
-//! T1, the crash-point matrix: `regsync once` aborts at each crash point,
+//! The crash-point matrix: `regsync once` aborts at each crash point,
 //! crossed with each remote outcome; a second run must finish the job with
 //! exactly one registration at Graph. Needs `--features failpoints`.
 
 use regsync_sim::{Fault, Sim};
 
-use crate::helpers::{fresh_database, meeting, regsync_cli};
+use crate::helpers::{eventually, expire_leases, fresh_database, meeting, regsync_cli};
 
 /// Retries after an unknown outcome wait for the request timeout: keep it short.
 const SHORT_TIMEOUT: (&str, &str) = ("REGSYNC__GRAPH__TIMEOUT_MS", "200");
@@ -40,10 +40,7 @@ async fn crash_then_recover(point: &str, remote: Remote) {
     };
     // The dead worker's lease runs out.
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
-    sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second' WHERE state = 'in_flight'")
-        .execute(&pool)
-        .await
-        .expect("expire");
+    expire_leases(&pool).await;
     // `once` stops when nothing is due now; a retry after an unknown outcome
     // waits for the request timeout first, so run it until the meeting settles.
     let mut recovered = None;
@@ -112,18 +109,16 @@ async fn a_worker_paused_past_its_lease_right_before_the_send_never_sends() {
         tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &env))
     };
     // The successor starts once the paused worker's lease has run out.
-    for _ in 0..200 {
-        let expired: bool = sqlx::query_scalar(
+    let expired = eventually(std::time::Duration::from_secs(30), async || {
+        sqlx::query_scalar::<_, bool>(
             "SELECT count(*) FILTER (WHERE state = 'in_flight' AND lease_expires_at < now()) = 1 FROM meetings",
         )
         .fetch_one(&pool)
         .await
-        .expect("lease");
-        if expired {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        .expect("lease")
+    })
+    .await;
+    assert!(expired, "the paused worker's lease never ran out");
     let successor = {
         let (db, sim) = (db.clone(), sim.clone());
         tokio::task::spawn_blocking(move || regsync_cli(&["once"], &db, &sim, &short_lease)).await.expect("joined")

@@ -6,7 +6,7 @@ use std::time::Duration;
 use regsync::store;
 use regsync_sim::{Fault, TokenFault};
 
-use crate::helpers::{meeting, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{eventually, meeting, spawn_app, spawn_app_with, TestApp};
 
 /// Retries wait a minute, so a test can look at the state between attempts.
 fn slow_backoff(s: &mut regsync::config::Settings) {
@@ -210,23 +210,16 @@ async fn a_foreign_registration_fails_the_meeting_with_a_clear_reason() {
 async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplicate() {
     let app = spawn_app().await;
     let m = meeting(20);
-    app.sim.upsert_meeting(m.clone());
-    regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
-    let ttl = app.settings.sync.lease_ttl();
-    let claimed = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    let gate =
-        store::send::prepare_send(&app.pool, &claimed, Some(store::Intent::Create(&claimed.location)), None, ttl, ttl)
-            .await
-            .expect("intent");
-    assert_eq!(gate, store::SendGate::Open { probe: false });
-    let at = &claimed.location;
+    let claimed = app.claim_listed(&m).await;
+    assert_eq!(app.commit_create_intent(&claimed).await, store::SendGate::Open { probe: false });
     let permit = app.ctx.graph.permit().await.expect("a token");
-    app.ctx.graph.create(permit, at, claimed.allowed_registrant, &mut Vec::new()).await.expect("created");
-    // The process dies here. Its lease runs out.
-    sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
-        .execute(&app.pool)
+    app.ctx
+        .graph
+        .create(permit, &claimed.location, claimed.allowed_registrant, &mut Vec::new())
         .await
-        .expect("expire");
+        .expect("created");
+    // The process dies here. Its lease runs out.
+    app.expire_leases().await;
 
     app.settle().await;
 
@@ -243,17 +236,9 @@ async fn a_crash_between_the_call_and_the_outcome_is_recovered_without_a_duplica
 async fn a_crash_before_the_send_is_recovered_with_exactly_one_post() {
     let app = spawn_app().await;
     let m = meeting(21);
-    app.sim.upsert_meeting(m.clone());
-    regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
-    let ttl = app.settings.sync.lease_ttl();
-    let claimed = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    store::send::prepare_send(&app.pool, &claimed, Some(store::Intent::Create(&claimed.location)), None, ttl, ttl)
-        .await
-        .expect("intent");
-    sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
-        .execute(&app.pool)
-        .await
-        .expect("expire");
+    let claimed = app.claim_listed(&m).await;
+    assert_eq!(app.commit_create_intent(&claimed).await, store::SendGate::Open { probe: false });
+    app.expire_leases().await;
 
     app.settle().await;
 
@@ -265,14 +250,8 @@ async fn a_crash_before_the_send_is_recovered_with_exactly_one_post() {
 #[tokio::test]
 async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
     let app = spawn_app().await;
-    app.sim.upsert_meeting(meeting(22));
-    regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
-    let ttl = app.settings.sync.lease_ttl();
-    let stale = store::claims::claim_due(&app.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
-    sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second'")
-        .execute(&app.pool)
-        .await
-        .expect("expire");
+    let stale = app.claim_listed(&meeting(22)).await;
+    app.expire_leases().await;
     app.settle().await;
     let synced = app.status("evt-22").await;
 
@@ -289,10 +268,7 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
         lookup_settle: Duration::ZERO,
     };
     let applied = store::outcome::record_outcome(&app.pool, &stale, &outcome, &[]).await.expect("statement ran");
-    let gate =
-        store::send::prepare_send(&app.pool, &stale, Some(store::Intent::Create(&stale.location)), None, ttl, ttl)
-            .await
-            .expect("statement ran");
+    let gate = app.commit_create_intent(&stale).await;
 
     assert!(!applied);
     assert_eq!(gate, store::SendGate::LeaseLost);
@@ -354,9 +330,10 @@ async fn the_resend_after_a_401_waits_for_a_throttle_hold_like_any_send() {
         let ctx = app.ctx.clone();
         async move { regsync::sync::tick(&ctx).await }
     });
-    while !app.sim.log().iter().any(|r| r.status == 401) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(30), async || app.sim.log().iter().any(|r| r.status == 401)).await,
+        "the POST was never answered 401"
+    );
     // Another replica was throttled meanwhile: the deployment holds.
     let hold_until = tokio::time::Instant::now() + Duration::from_secs(3);
     sqlx::query("UPDATE graph_throttle SET throttled_until = now() + interval '3 seconds'")

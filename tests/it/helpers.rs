@@ -153,6 +153,29 @@ impl TestApp {
         self.requests_for(meeting).iter().map(|r| format!("{} {}", r.method, r.status)).collect()
     }
 
+    /// Lists `m` on the platform, polls it in and claims it, as a worker
+    /// that is about to die holding it.
+    pub async fn claim_listed(&self, m: &SimMeeting) -> regsync::store::Claimed {
+        self.sim.upsert_meeting(m.clone());
+        sync::ingest::poll(&self.ctx).await.expect("poll");
+        let ttl = self.settings.sync.lease_ttl();
+        let mut claimed = store::claims::claim_due(&self.pool, 1, ttl, 8, uuid::Uuid::new_v4()).await.expect("claim");
+        assert_eq!(claimed.len(), 1, "the listed meeting is due");
+        claimed.remove(0)
+    }
+
+    /// Commits the intent to create `claimed`'s registration, as a worker
+    /// does right before its POST.
+    pub async fn commit_create_intent(&self, claimed: &regsync::store::Claimed) -> regsync::store::SendGate {
+        let ttl = self.settings.sync.lease_ttl();
+        let create = Some(regsync::store::Intent::Create(&claimed.location));
+        store::send::prepare_send(&self.pool, claimed, create, None, ttl, ttl).await.expect("the gate ran")
+    }
+
+    pub async fn expire_leases(&self) {
+        expire_leases(&self.pool).await;
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("scalar query")
     }
@@ -183,6 +206,56 @@ pub fn synced_outcome() -> regsync::store::Outcome {
         checked: false,
         lookup_settle: Duration::ZERO,
     }
+}
+
+/// Whether `check` comes true within `limit`, asked every 50 ms.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The child's exit status, if it ends within `limit`, asked without
+/// blocking the thread (an in-process simulator may be serving it).
+pub async fn exited_within(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    eventually(limit, async || {
+        status = child.try_wait().expect("wait");
+        status.is_some()
+    })
+    .await;
+    status
+}
+
+/// The child's exit status, if it ends within `limit` (blocks the thread).
+pub fn exit_within(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every lease runs out now, as if its worker had died.
+pub async fn expire_leases(pool: &PgPool) {
+    sqlx::query(
+        "UPDATE meetings SET lease_expires_at = now() - interval '1 second' WHERE lease_expires_at IS NOT NULL",
+    )
+    .execute(pool)
+    .await
+    .expect("leases expire");
 }
 
 /// A loopback port free right now, for a server started as a process.
@@ -231,14 +304,10 @@ pub fn regsync_cli_within(
         .stderr(Stdio::piped())
         .spawn()
         .expect("regsync runs");
-    let until = std::time::Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if exit_within(&mut child, limit).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
     }
     Some(child.wait_with_output().expect("output"))
 }

@@ -1,7 +1,7 @@
 //! A meeting's life: first sync, idle cycles, cancellation, audience
 //! changes, moves, vanishing, replicas, shutdown.
 
-use crate::helpers::{meeting, spawn_app, spawn_app_with};
+use crate::helpers::{eventually, meeting, spawn_app, spawn_app_with};
 use regsync::config::OnMissing;
 use regsync_sim::SimMeeting;
 
@@ -169,11 +169,8 @@ async fn shutdown_during_a_tick_leaves_no_meeting_leased() {
     let running = tokio::spawn(async move { regsync::sync::tick(&ctx).await });
 
     // Let some calls happen, then stop.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while app.sim.log().len() < 5 {
-        assert!(std::time::Instant::now() < until, "no five Graph calls within a minute");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let five_calls = eventually(std::time::Duration::from_secs(60), async || app.sim.log().len() >= 5).await;
+    assert!(five_calls, "no five Graph calls within a minute");
     app.ctx.shutdown.cancel();
     let report = tokio::time::timeout(std::time::Duration::from_secs(30), running)
         .await

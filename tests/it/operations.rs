@@ -4,12 +4,12 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use regsync::server::{self, Readiness};
 use regsync_sim::{PageFault, Sim};
 
-use crate::helpers::{free_port, fresh_database, meeting, simulator_env, spawn_app};
+use crate::helpers::{eventually, exited_within, free_port, fresh_database, meeting, simulator_env, spawn_app};
 
 /// Kills the child if the test fails before it exits.
 struct Process(Child);
@@ -44,18 +44,6 @@ async fn get(url: &str) -> Option<(u16, String)> {
     Some((response.status().as_u16(), response.text().await.ok()?))
 }
 
-/// The exit status, once the process ended within `limit`.
-async fn exit_within(process: &mut Process, limit: Duration) -> Option<std::process::ExitStatus> {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if let Some(status) = process.0.try_wait().expect("wait") {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
 #[tokio::test]
 async fn a_platform_that_is_down_is_no_successful_poll() {
     let db = fresh_database().await;
@@ -67,18 +55,15 @@ async fn a_platform_that_is_down_is_no_successful_poll() {
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
 
     // Three polls, each refused by the platform.
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let polls: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE finished_at IS NOT NULL")
+    let three_polls = eventually(Duration::from_secs(60), async || {
+        let polls: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE finished_at IS NOT NULL")
             .fetch_one(&pool)
             .await
-            .unwrap_or(0);
-        if polls >= 3 {
-            break;
-        }
-        assert!(Instant::now() < until, "no three polls in a minute");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .ok();
+        polls.is_some_and(|n| n >= 3)
+    })
+    .await;
+    assert!(three_polls, "no three polls in a minute");
     let (status, body) = get(&format!("http://{listen}/readyz")).await.expect("readyz");
     let (_, metrics) = get(&format!("http://{listen}/metrics")).await.expect("metrics");
 
@@ -157,7 +142,7 @@ async fn a_dead_engine_ends_the_daemon_with_a_failure() {
     let listen = format!("127.0.0.1:{}", free_port());
     let mut daemon = start_daemon(&db, &sim, &listen, &[("FAILPOINTS", "engine-loop=panic")]);
 
-    let exit = exit_within(&mut daemon, Duration::from_secs(60)).await;
+    let exit = exited_within(&mut daemon.0, Duration::from_secs(60)).await;
 
     assert!(exit.is_some_and(|s| !s.success()), "the daemon ended with a failure: {exit:?}");
 }
@@ -174,7 +159,7 @@ async fn settings_that_would_stop_the_engine_are_refused_at_start_naming_the_key
         let listen = format!("127.0.0.1:{}", free_port());
         let mut daemon = start_daemon(&db, &sim, &listen, &[(key, value)]);
 
-        let exit = exit_within(&mut daemon, Duration::from_secs(30)).await;
+        let exit = exited_within(&mut daemon.0, Duration::from_secs(30)).await;
 
         assert!(exit.is_some_and(|s| !s.success()), "{key}: {exit:?}");
         let mut stderr = String::new();

@@ -8,23 +8,19 @@ use std::time::Duration;
 use regsync::store::{self, Outcome};
 use regsync_sim::Fault;
 
-use crate::helpers::{meeting, spawn_app, spawn_app_with, synced_outcome, TestApp};
+use crate::helpers::{eventually, meeting, spawn_app, spawn_app_with, synced_outcome, TestApp};
 
 /// Waits until some session of the test database waits for a row lock.
 async fn until_blocked_on_a_lock(app: &TestApp) {
-    for _ in 0..500 {
-        let waiting = app
-            .scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .await;
-        if waiting > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no session ever waited for the lock");
+    let blocked = eventually(Duration::from_secs(30), async || {
+        app.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+            > 0
+    })
+    .await;
+    assert!(blocked, "no session ever waited for the lock");
 }
 
 #[tokio::test]
@@ -247,10 +243,7 @@ async fn a_meeting_whose_worker_stops_every_time_is_parked_as_failed() {
         // Each worker claims the meeting and dies before recording anything.
         let claimed = store::claims::claim_due(&app.pool, 1, ttl, 2, uuid::Uuid::new_v4()).await.expect("claim");
         claims += claimed.len();
-        sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 second' WHERE state = 'in_flight'")
-            .execute(&app.pool)
-            .await
-            .expect("the lease runs out");
+        app.expire_leases().await;
     }
 
     assert_eq!(claims, 2, "claimed by the first worker and one successor, then parked");

@@ -1,6 +1,6 @@
 //! The CI-sized reliability designs that run in-process
-//! (docs/reliability.md): T5 (429 storm), T7 (poller idempotency), T9 (race
-//! windows, 100 loops each), T11 (lost-response storm).
+//! (docs/reliability.md): a 429 storm, poller idempotency, race windows
+//! (100 loops each) and a lost-response storm.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use regsync::store;
 use regsync::sync::{self, Ctx};
 use regsync_sim::{Fault, SimMeeting};
 
-use crate::helpers::{meeting, spawn_app, spawn_app_with, synced_outcome, TestApp};
+use crate::helpers::{eventually, meeting, spawn_app, spawn_app_with, synced_outcome, TestApp};
 
 async fn all_synced(app: &TestApp) -> bool {
     app.scalar("SELECT count(*) FROM meetings WHERE state <> 'synced'").await == 0
@@ -27,7 +27,7 @@ async fn replica_loop(ctx: Arc<Ctx>, until: Instant) {
 }
 
 #[tokio::test]
-async fn t5_a_429_storm_is_honoured_by_every_replica_with_one_probe_per_window() {
+async fn a_429_storm_is_honoured_by_every_replica_with_one_probe_per_window() {
     let app = spawn_app().await;
     app.sim.seed(500);
     sync::ingest::poll(&app.ctx).await.expect("poll");
@@ -45,10 +45,8 @@ async fn t5_a_429_storm_is_honoured_by_every_replica_with_one_probe_per_window()
     let loops: Vec<_> = replicas.iter().map(|ctx| tokio::spawn(replica_loop(ctx.clone(), deadline))).collect();
     tokio::time::sleep(storm).await;
     let attempts_after_storm = app.scalar("SELECT coalesce(max(attempts), 0)::int8 FROM meetings").await;
-    while !all_synced(&app).await {
-        assert!(Instant::now() < deadline, "not all synced after the storm");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let synced = eventually(deadline.saturating_duration_since(Instant::now()), async || all_synced(&app).await).await;
+    assert!(synced, "not all synced after the storm");
     for ctx in &replicas {
         ctx.shutdown.cancel();
     }
@@ -80,7 +78,7 @@ fn external(i: usize) -> ExternalMeeting {
 }
 
 #[tokio::test]
-async fn t7_ten_concurrent_pollers_of_shuffled_duplicated_partial_pages_keep_one_row_per_meeting() {
+async fn ten_concurrent_pollers_of_shuffled_duplicated_partial_pages_keep_one_row_per_meeting() {
     let app = spawn_app().await;
     let all: Vec<ExternalMeeting> = (0..1_000).map(external).collect();
 
@@ -116,7 +114,7 @@ async fn t7_ten_concurrent_pollers_of_shuffled_duplicated_partial_pages_keep_one
 }
 
 #[tokio::test]
-async fn t7_concurrent_polls_and_a_meeting_removed_and_readded_keep_one_row_and_one_create() {
+async fn concurrent_polls_and_a_meeting_removed_and_readded_keep_one_row_and_one_create() {
     let app = spawn_app_with(|s| s.source.page_size = 50).await;
     for i in 0..300 {
         app.sim.upsert_meeting(meeting(i));
@@ -156,7 +154,7 @@ async fn reset(app: &TestApp) {
 }
 
 #[tokio::test]
-async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completion() {
+async fn race_windows_never_resurrect_double_claim_or_apply_a_stale_completion() {
     let app = spawn_app().await;
     store::meetings::upsert_page(&app.pool, &[external(1)]).await.expect("row");
     let ttl = Duration::from_secs(60);
@@ -166,10 +164,7 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
         // (a)+(b): the old owner completes while a rescuer claims the expired row.
         reset(&app).await;
         let old = store::claims::claim_due(&app.pool, 1, ttl, 8, a).await.expect("claim").remove(0);
-        sqlx::query("UPDATE meetings SET lease_expires_at = now() - interval '1 ms'")
-            .execute(&app.pool)
-            .await
-            .expect("expire");
+        app.expire_leases().await;
         let outcome = synced_outcome();
         let (completed, rescued) = tokio::join!(
             store::outcome::record_outcome(&app.pool, &old, &outcome, &[]),
@@ -212,7 +207,7 @@ async fn t9_race_windows_never_resurrect_double_claim_or_apply_a_stale_completio
 }
 
 #[tokio::test]
-async fn t11_every_first_post_losing_its_response_still_gives_one_registration_each() {
+async fn every_first_post_losing_its_response_still_gives_one_registration_each() {
     let app = spawn_app().await;
     let meetings: Vec<SimMeeting> = (0..100).map(meeting).collect();
     for m in &meetings {
