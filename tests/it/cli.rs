@@ -3,7 +3,7 @@
 
 use regsync_sim::{SimMeeting, CLIENT_SECRET};
 
-use crate::helpers::{fresh_database, regsync_cli as regsync};
+use crate::helpers::{fresh_database, regsync_cli as regsync, scalar_at};
 
 #[tokio::test]
 async fn migrate_then_once_registers_every_valid_meeting_and_records_graphs_ids() {
@@ -113,11 +113,7 @@ async fn the_first_once_after_the_credentials_are_fixed_syncs_everything_that_wa
 
     assert!(!refused.status.success(), "the refused cycle exits non-zero");
     assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stderr));
-    let pool = sqlx::PgPool::connect(&db).await.expect("db");
-    let unsynced: i64 = sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state <> 'synced' OR attempts > 0")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
+    let unsynced = scalar_at(&db, "SELECT count(*) FROM meetings WHERE state <> 'synced' OR attempts > 0").await;
     assert_eq!(unsynced, 0);
     assert_eq!(sim.stats().registrations, 18);
 }

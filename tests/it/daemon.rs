@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use regsync_sim::{FaultRates, Sim};
 
-use crate::helpers::{eventually, exited_within, free_port, fresh_database, send_signal, simulator_env, Signal};
+use crate::helpers::{
+    eventually, exited_within, free_port, fresh_database, scalar_at, send_signal, simulator_env, Signal,
+};
 
 /// Kills the child if the test fails before stopping it.
 struct Process(Child);
@@ -104,11 +106,7 @@ async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
     assert!(exit.success(), "exit status {exit}");
-    let pool = sqlx::PgPool::connect(&db).await.expect("db");
-    let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM meetings WHERE lease_token IS NOT NULL")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
+    let leased = scalar_at(&db, "SELECT count(*) FROM meetings WHERE lease_token IS NOT NULL").await;
     assert_eq!(leased, 0);
     let _ = std::fs::remove_file(&log_path);
 }

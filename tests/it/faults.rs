@@ -25,8 +25,7 @@ async fn time_passes(app: &TestApp) {
 #[tokio::test]
 async fn a_429_holds_every_request_for_retry_after_and_costs_no_attempt() {
     let app = spawn_app().await;
-    let m = meeting(1);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(1));
     // Long enough that the next reconcile comes inside it on a loaded machine.
     app.sim.fail_next(Some("POST"), Fault::Status { status: 429, retry_after: Some("2".into()) });
 
@@ -47,8 +46,7 @@ async fn a_429_holds_every_request_for_retry_after_and_costs_no_attempt() {
 #[tokio::test]
 async fn a_server_error_is_retried_with_a_lookup_first_because_it_may_have_acted() {
     let app = spawn_app_with(slow_backoff).await;
-    let m = meeting(2);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(2));
     app.sim.fail_next(Some("POST"), Fault::Status { status: 500, retry_after: None });
 
     app.tick().await;
@@ -66,8 +64,7 @@ async fn a_server_error_is_retried_with_a_lookup_first_because_it_may_have_acted
 #[tokio::test]
 async fn attempts_exhausted_park_the_meeting_as_failed_with_the_last_error() {
     let app = spawn_app_with(|s| s.sync.max_attempts = 2).await;
-    let m = meeting(3);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(3));
     for _ in 0..4 {
         app.sim.fail_next(None, Fault::Status { status: 502, retry_after: None });
     }
@@ -113,8 +110,7 @@ async fn permanent_errors_park_at_once_with_an_actionable_message() {
 #[tokio::test]
 async fn a_lost_response_after_graph_acted_is_resolved_by_a_lookup_without_a_second_post() {
     let app = spawn_app_with(slow_backoff).await;
-    let m = meeting(4);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(4));
     app.sim.fail_next(Some("POST"), Fault::LostResponse);
 
     app.tick().await;
@@ -131,8 +127,7 @@ async fn a_lost_response_after_graph_acted_is_resolved_by_a_lookup_without_a_sec
 #[tokio::test]
 async fn a_timeout_after_graph_acted_is_resolved_by_a_lookup() {
     let app = spawn_app_with(|s| s.graph.timeout_ms = 300).await;
-    let m = meeting(5);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(5));
     app.sim.fail_next(Some("POST"), Fault::SlowResponse(Duration::from_millis(1_500)));
 
     app.tick().await;
@@ -146,8 +141,7 @@ async fn a_timeout_after_graph_acted_is_resolved_by_a_lookup() {
 #[tokio::test]
 async fn a_504_after_graph_acted_is_resolved_by_a_lookup() {
     let app = spawn_app().await;
-    let m = meeting(6);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(6));
     app.sim.fail_next(Some("POST"), Fault::ActThenStatus(504));
 
     app.tick().await;
@@ -160,8 +154,7 @@ async fn a_504_after_graph_acted_is_resolved_by_a_lookup() {
 #[tokio::test]
 async fn a_409_adopts_the_registration_graph_already_holds() {
     let app = spawn_app().await;
-    let m = meeting(7);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(7));
     let existing = app.sim.put_registration(&m.organizer_id, &m.online_meeting_id, "everyone", false);
 
     app.tick().await;
@@ -174,8 +167,7 @@ async fn a_409_adopts_the_registration_graph_already_holds() {
 #[tokio::test]
 async fn a_registration_of_another_kind_is_never_deleted() {
     let app = spawn_app().await;
-    let m = meeting(8);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(8));
     app.sim.put_registration(&m.organizer_id, &m.online_meeting_id, "everyone", true);
 
     app.tick().await;
@@ -193,8 +185,7 @@ async fn a_registration_of_another_kind_is_never_deleted() {
 #[tokio::test]
 async fn a_foreign_registration_fails_the_meeting_with_a_clear_reason() {
     let app = spawn_app().await;
-    let m = meeting(9);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(9));
     app.sim.put_registration(&m.organizer_id, &m.online_meeting_id, "everyone", true);
 
     app.tick().await;
@@ -320,8 +311,7 @@ async fn a_refused_token_stops_graph_calls_reports_the_fix_and_burns_no_attempt(
 #[tokio::test]
 async fn the_resend_after_a_401_waits_for_a_throttle_hold_like_any_send() {
     let app = spawn_app().await;
-    let m = meeting(32);
-    app.sim.upsert_meeting(m.clone());
+    app.listed(meeting(32));
     app.ctx.graph.permit().await.expect("a token in the cache");
     app.sim.delay_tokens(Duration::from_millis(800));
     app.sim.fail_next(Some("POST"), Fault::Status { status: 401, retry_after: None });

@@ -153,6 +153,19 @@ impl TestApp {
         self.requests_for(meeting).iter().map(|r| format!("{} {}", r.method, r.status)).collect()
     }
 
+    /// Lists `m` on the platform.
+    pub fn listed(&self, m: SimMeeting) -> SimMeeting {
+        self.sim.upsert_meeting(m.clone());
+        m
+    }
+
+    /// Lists `m` on the platform and runs a cycle: it is registered.
+    pub async fn synced(&self, m: SimMeeting) -> SimMeeting {
+        self.sim.upsert_meeting(m.clone());
+        self.tick().await;
+        m
+    }
+
     /// Lists `m` on the platform, polls it in and claims it, as a worker
     /// that is about to die holding it.
     pub async fn claim_listed(&self, m: &SimMeeting) -> regsync::store::Claimed {
@@ -246,6 +259,12 @@ pub fn exit_within(child: &mut std::process::Child, limit: Duration) -> Option<s
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// One number from the database at `db`: a count, usually.
+pub async fn scalar_at(db: &str, sql: &str) -> i64 {
+    let pool = PgPool::connect(db).await.expect("the test database");
+    sqlx::query_scalar(sql).fetch_one(&pool).await.expect("scalar query")
 }
 
 /// Every lease runs out now, as if its worker had died.

@@ -2,7 +2,7 @@
 //! changes, moves, vanishing, replicas, shutdown.
 
 use crate::helpers::{eventually, meeting, spawn_app, spawn_app_with};
-use regsync::config::OnMissing;
+use regsync::config::{OnMissing, Settings};
 use regsync_sim::SimMeeting;
 
 #[tokio::test]
@@ -58,9 +58,7 @@ async fn a_second_cycle_without_changes_makes_no_graph_call_and_no_write() {
 #[tokio::test]
 async fn a_cancelled_meeting_has_its_registration_deleted_once() {
     let app = spawn_app().await;
-    let m = meeting(1);
-    app.sim.upsert_meeting(m.clone());
-    app.tick().await;
+    let m = app.synced(meeting(1)).await;
 
     app.sim.update_meeting(&m.id, |m| m.status = "cancelled".into());
     app.tick().await;
@@ -76,9 +74,7 @@ async fn a_cancelled_meeting_has_its_registration_deleted_once() {
 #[tokio::test]
 async fn an_audience_change_deletes_then_creates_because_graph_cannot_update_it() {
     let app = spawn_app().await;
-    let m = meeting(2);
-    app.sim.upsert_meeting(m.clone());
-    app.tick().await;
+    let m = app.synced(meeting(2)).await;
     let first = app.status(&m.id).await.registration_id;
 
     app.sim.update_meeting(&m.id, |m| m.allowed_registrant = "organization".into());
@@ -95,9 +91,7 @@ async fn an_audience_change_deletes_then_creates_because_graph_cannot_update_it(
 #[tokio::test]
 async fn a_meeting_moved_to_another_online_meeting_is_deleted_at_the_old_and_created_at_the_new() {
     let app = spawn_app().await;
-    let m = meeting(3);
-    app.sim.upsert_meeting(m.clone());
-    app.tick().await;
+    let m = app.synced(meeting(3)).await;
 
     app.sim.update_meeting(&m.id, |m| m.online_meeting_id = "MSpMoved".into());
     app.tick().await;
@@ -108,9 +102,11 @@ async fn a_meeting_moved_to_another_online_meeting_is_deleted_at_the_old_and_cre
     assert_eq!(app.status(&m.id).await.state, "synced");
 }
 
-#[tokio::test]
-async fn a_vanished_meeting_is_kept_by_default() {
-    let app = spawn_app().await;
+/// Syncs two meetings, then the platform stops listing the second. Returns
+/// whether Graph still holds each one's registration, and the second's
+/// `desired`.
+async fn vanish_one_of_two(on_missing: OnMissing) -> (bool, bool, String) {
+    let app = spawn_app_with(|s| s.sync.on_missing = on_missing).await;
     let (a, b) = (meeting(4), meeting(5));
     app.sim.upsert_meeting(a.clone());
     app.sim.upsert_meeting(b.clone());
@@ -119,24 +115,24 @@ async fn a_vanished_meeting_is_kept_by_default() {
     app.sim.remove_meeting(&b.id);
     app.tick().await;
 
-    assert!(app.sim.registration(&b.organizer_id, &b.online_meeting_id).is_some());
-    assert_eq!(app.status(&b.id).await.desired, "registered");
+    let held = |m: &SimMeeting| app.sim.registration(&m.organizer_id, &m.online_meeting_id).is_some();
+    (held(&a), held(&b), app.status(&b.id).await.desired)
+}
+
+#[tokio::test]
+async fn a_vanished_meeting_is_kept_by_default() {
+    assert_eq!(Settings::default().sync.on_missing, OnMissing::Keep);
+    let (a_held, b_held, b_desired) = vanish_one_of_two(OnMissing::Keep).await;
+    assert!(a_held && b_held);
+    assert_eq!(b_desired, "registered");
 }
 
 #[tokio::test]
 async fn a_vanished_meeting_is_unregistered_when_configured() {
-    let app = spawn_app_with(|s| s.sync.on_missing = OnMissing::Unregister).await;
-    let (a, b) = (meeting(4), meeting(5));
-    app.sim.upsert_meeting(a.clone());
-    app.sim.upsert_meeting(b.clone());
-    app.tick().await;
-
-    app.sim.remove_meeting(&b.id);
-    app.tick().await;
-
-    assert!(app.sim.registration(&b.organizer_id, &b.online_meeting_id).is_none());
-    assert!(app.sim.registration(&a.organizer_id, &a.online_meeting_id).is_some());
-    assert_eq!(app.status(&b.id).await.desired, "unregistered");
+    let (a_held, b_held, b_desired) = vanish_one_of_two(OnMissing::Unregister).await;
+    assert!(a_held, "the meeting still listed keeps its registration");
+    assert!(!b_held);
+    assert_eq!(b_desired, "unregistered");
 }
 
 #[tokio::test]

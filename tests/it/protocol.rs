@@ -26,9 +26,7 @@ async fn until_blocked_on_a_lock(app: &TestApp) {
 #[tokio::test]
 async fn a_platform_change_committed_while_the_outcome_write_waits_makes_the_meeting_due_again() {
     let app = spawn_app().await;
-    let m = meeting(1);
-    app.sim.upsert_meeting(m.clone());
-    app.tick().await;
+    let m = app.synced(meeting(1)).await;
     store::meetings::retry(&app.pool, Some(&m.id)).await.expect("due again");
     let ttl = app.settings.sync.lease_ttl();
     let claimed = store::claims::claim_due(&app.pool, 1, ttl, 3, uuid::Uuid::new_v4()).await.expect("claim").remove(0);
@@ -59,8 +57,7 @@ async fn a_platform_change_committed_while_the_outcome_write_waits_makes_the_mee
 /// A request Graph carries out after the client gave up on it: the client's
 /// timeout is 2 s, Graph acts 2.5 s after the request arrived.
 async fn a_create_that_acts_after_the_timeout(app: &TestApp) -> regsync_sim::SimMeeting {
-    let m = meeting(2);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(2));
     app.sim.fail_next(Some("POST"), Fault::ActLate(Duration::from_millis(2_500)));
     app.tick().await;
     let unknown = app.status(&m.id).await;
@@ -146,8 +143,7 @@ async fn a_408_is_transient_and_looked_up_like_any_timeout() {
         s.sync.backoff_max_ms = 60_000;
     })
     .await;
-    let m = meeting(5);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(5));
     app.sim.fail_next(Some("POST"), Fault::Status { status: 408, retry_after: None });
 
     app.tick().await;
@@ -233,8 +229,7 @@ async fn a_meeting_missing_from_the_listing_has_an_earlier_external_registration
 #[tokio::test]
 async fn a_meeting_whose_worker_stops_every_time_is_parked_as_failed() {
     let app = spawn_app_with(|s| s.sync.max_attempts = 2).await;
-    let m = meeting(13);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(13));
     regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
     let ttl = app.settings.sync.lease_ttl();
 
@@ -323,8 +318,7 @@ async fn a_cancel_never_deletes_a_registration_another_active_meeting_took_over(
 #[tokio::test]
 async fn ids_that_differ_only_by_surrounding_whitespace_are_one_meeting() {
     let app = spawn_app().await;
-    let m = meeting(22);
-    app.sim.upsert_meeting(m.clone());
+    let m = app.listed(meeting(22));
     let mut padded = m.clone();
     padded.id = format!("{} ", m.id);
     app.sim.upsert_meeting(padded);
