@@ -2,6 +2,12 @@
 //! an event-registration platform, exactly once per meeting.
 //!
 //! Data flows `source` → `store` → `sync` → `graph`; `app` wires them.
+//! `docs/architecture.md` is the map.
+//!
+//! Errors: every module returns a typed enum whose message is complete —
+//! what failed, its cause, and what to do — and exposes no `source()`, so
+//! no text is ever printed twice. Commands add the step they were on with
+//! `anyhow` context; `main` prints that chain once (`{:#}`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

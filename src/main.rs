@@ -64,26 +64,12 @@ async fn main() -> ExitCode {
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("regsync: {}", chain_text(&e));
+            // The steps that led here, then the error itself (`{:#}`): each
+            // regsync error says its cause once, in its own message.
+            eprintln!("regsync: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, skipping a cause whose text the
-/// message before it already includes.
-fn chain_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&line);
-        }
-    }
-    text
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {

@@ -62,7 +62,7 @@ impl Settings {
         fn read(key: &'static str, path: &Path) -> Result<SecretString, Error> {
             std::fs::read_to_string(path)
                 .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|source| Error::ReadSecretFile { key, path: path.to_owned(), source })
+                .map_err(|cause| Error::ReadSecretFile { key, path: path.to_owned(), cause })
         }
         if let Some(path) = &self.graph.client_secret_file {
             self.graph.client_secret = Some(read("graph.client_secret_file", path)?);

@@ -22,7 +22,7 @@ use validate::{parse_schedule, redact_sqlx_error};
 pub enum Error {
     /// The file or an environment variable could not be parsed.
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     /// The configuration file is not valid TOML (the line is not shown: it
     /// may hold a secret).
     #[error("configuration: {path}: {detail}")]
@@ -33,15 +33,14 @@ pub enum Error {
         detail: String,
     },
     /// A `*_file` secret could not be read.
-    #[error("configuration: {key}: cannot read {path}: {source}")]
+    #[error("configuration: {key}: cannot read {path}: {cause}")]
     ReadSecretFile {
         /// The setting naming the file.
         key: &'static str,
         /// The file.
         path: PathBuf,
         /// Why it could not be read.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// One or more settings are missing or out of range; one line each.
     #[error("invalid configuration: {}", problems(.0))]
@@ -56,15 +55,9 @@ fn problems(lines: &[String]) -> String {
     }
 }
 
-impl Error {
-    /// A short label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Load(_) => "load",
-            Self::ParseFile { .. } => "parse_file",
-            Self::ReadSecretFile { .. } => "read_secret_file",
-            Self::Invalid(_) => "invalid",
-        }
+impl From<config::ConfigError> for Error {
+    fn from(e: config::ConfigError) -> Self {
+        Self::Load(e)
     }
 }
 

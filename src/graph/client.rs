@@ -55,7 +55,7 @@ impl Client {
     /// # Errors
     /// Missing credentials or an HTTP client that cannot be built.
     pub fn new(settings: &GraphSettings) -> Result<Self, Error> {
-        let setup = |what: &str| Error::InvalidId(format!("graph settings: {what}"));
+        let setup = |what: &str| Error::Setup(what.to_owned());
         // Graph and the token endpoint never redirect these calls: a
         // redirect is refused rather than followed with a token or a secret.
         let http = reqwest::Client::builder()

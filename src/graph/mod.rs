@@ -87,6 +87,9 @@ pub enum Error {
     /// An id that cannot be put in a URL path safely (never sent).
     #[error("{0}")]
     InvalidId(String),
+    /// The client could not be built from its settings (never sent).
+    #[error("cannot set up the Graph client: {0}")]
+    Setup(String),
     /// A success response that is not the documented JSON.
     #[error("Graph answered HTTP {status} with an unexpected body: {detail}")]
     UnexpectedBody {
@@ -115,6 +118,7 @@ impl Error {
             | Self::Rejected { .. }
             | Self::Unauthorized
             | Self::InvalidId(_)
+            | Self::Setup(_)
             | Self::PermitExpired => false,
         }
     }
@@ -138,6 +142,7 @@ impl Error {
             | Self::Unauthorized
             | Self::Token { .. }
             | Self::InvalidId(_)
+            | Self::Setup(_)
             | Self::PermitExpired => false,
         }
     }
@@ -157,11 +162,11 @@ impl Error {
             Self::Transient { status, .. } => *status,
             Self::Conflict { .. } => Some(409),
             Self::Unauthorized => Some(401),
-            Self::Token { .. } | Self::InvalidId(_) | Self::PermitExpired => None,
+            Self::Token { .. } | Self::InvalidId(_) | Self::Setup(_) | Self::PermitExpired => None,
         }
     }
 
-    /// A short label for logs, metrics and the audit table.
+    /// The audit table's `outcome` for a request that ended this way.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Throttled { .. } => "throttled",
@@ -171,6 +176,7 @@ impl Error {
             Self::Unauthorized => "unauthorized",
             Self::Token { .. } => "token",
             Self::InvalidId(_) => "invalid_id",
+            Self::Setup(_) => "setup",
             Self::PermitExpired => "not_sent",
             Self::UnexpectedBody { .. } => "unexpected_body",
         }

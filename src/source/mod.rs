@@ -57,28 +57,13 @@ pub enum Error {
     },
     /// The body is not JSON.
     #[error("meeting list page is not valid JSON: {0}")]
-    DecodePage(#[source] serde_json::Error),
+    DecodePage(serde_json::Error),
     /// The JSON is not shaped as configured.
     #[error("meeting list page has an unexpected shape: {0}")]
     PageShape(String),
     /// The HTTP client could not be built (bad TLS setup, bad header value).
     #[error("cannot set up the meeting list client: {0}")]
     Setup(String),
-}
-
-impl Error {
-    /// A short label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::FetchPage { .. } => "fetch_page",
-            Self::PageStatus { .. } => "page_status",
-            Self::Redirected { .. } => "redirected",
-            Self::PageTooLarge { .. } => "page_too_large",
-            Self::DecodePage(_) => "decode_page",
-            Self::PageShape(_) => "page_shape",
-            Self::Setup(_) => "setup",
-        }
-    }
 }
 
 /// Fetches pages of the platform's meeting list.

@@ -32,21 +32,21 @@ pub use outcome::{NextState, Outcome};
 pub use runs::RunReport;
 pub use send::{Intent, SendGate};
 
-/// A database operation that failed.
+/// A database operation that failed. Like every regsync error, its message
+/// is complete, cause included, and it exposes no `source()` (crate docs).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A statement failed; `op` names what regsync was doing.
-    #[error("database: {op} failed: {source}")]
+    #[error("database: {op} failed: {cause}")]
     Query {
         /// The operation.
         op: &'static str,
         /// The cause.
-        #[source]
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     /// Migrations could not be applied.
     #[error("database: migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     /// Connection settings are unusable.
     #[error("database: {0}")]
     Settings(String),
@@ -56,8 +56,8 @@ impl Error {
     /// A connection loss, restart, deadlock or serialization failure that a
     /// later try may not hit (SQLSTATE 08xxx, 57P01, 40001, 40P01, pool timeouts).
     pub fn is_transient(&self) -> bool {
-        let Self::Query { source, .. } = self else { return false };
-        match source {
+        let Self::Query { cause, .. } = self else { return false };
+        match cause {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
             sqlx::Error::Database(db) => db.code().is_some_and(|code| {
                 code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01")
@@ -70,26 +70,23 @@ impl Error {
     /// handshake or certificate check failed, or the connection settings are
     /// unusable.
     pub fn is_connection_setup(&self) -> bool {
-        let source = match self {
-            Self::Query { source, .. } | Self::Migrate(sqlx::migrate::MigrateError::Execute(source)) => source,
+        let cause = match self {
+            Self::Query { cause, .. } | Self::Migrate(sqlx::migrate::MigrateError::Execute(cause)) => cause,
             Self::Settings(_) => return true,
             Self::Migrate(_) => return false,
         };
-        match source {
+        match cause {
             sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => true,
             // rustls reports a certificate it refuses as invalid data.
             sqlx::Error::Io(e) => e.kind() == std::io::ErrorKind::InvalidData,
             _ => false,
         }
     }
+}
 
-    /// A short label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Query { op, .. } => op,
-            Self::Migrate(_) => "migrate",
-            Self::Settings(_) => "settings",
-        }
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(e)
     }
 }
 
@@ -104,7 +101,7 @@ pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 pub(crate) fn query_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |source| Error::Query { op, source }
+    move |cause| Error::Query { op, cause }
 }
 
 /// Opens a pool. Connections are tested before use, so a restarted server

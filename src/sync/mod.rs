@@ -43,17 +43,6 @@ pub enum SyncError {
     Task(String),
 }
 
-impl SyncError {
-    /// A short label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Store(e) => e.kind(),
-            Self::Auth(_) => "auth",
-            Self::Task(_) => "task",
-        }
-    }
-}
-
 /// Everything a tick needs.
 pub struct Ctx {
     /// The database.

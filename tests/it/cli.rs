@@ -117,3 +117,20 @@ async fn the_first_once_after_the_credentials_are_fixed_syncs_everything_that_wa
     assert_eq!(unsynced, 0);
     assert_eq!(sim.stats().registrations, 18);
 }
+
+#[tokio::test]
+async fn a_failed_command_says_each_cause_once_with_the_step_it_was_on() {
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let out = tokio::task::spawn_blocking(move || {
+        let unreachable = "postgres://regsync@127.0.0.1:1/none";
+        regsync(&["migrate"], unreachable, &sim, &[("REGSYNC__DATABASE__ACQUIRE_TIMEOUT_MS", "200")])
+    })
+    .await
+    .expect("joined");
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.starts_with("regsync: cannot prepare the database"), "{stderr}");
+    assert_eq!(stderr.matches("migration failed").count(), 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
