@@ -184,6 +184,7 @@ pub struct CallRecord {
     /// Graph's `error.code`, when it failed.
     pub error_code: Option<String>,
     /// created, found, absent, deleted, conflict, throttled, transient,
-    /// rejected, unauthorized.
+    /// rejected, unauthorized or unexpected_body (the column's comment in
+    /// the migrations says what each means).
     pub outcome: &'static str,
 }

@@ -37,8 +37,26 @@ pub async fn server_url() -> String {
     tokio::task::spawn_blocking(|| server().url.clone()).await.expect("test server")
 }
 
+/// With `TEST_LOG` set (to a filter such as `debug` or
+/// `regsync=trace`, or `1` for `info`), regsync's logs go to the test's
+/// output: shown for a failing test, or for all with `--nocapture`.
+/// `regsync` processes a test starts log to their own stderr as usual.
+fn log_if_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(filter) = std::env::var("TEST_LOG") else { return };
+        let filter = if filter == "1" { "info".to_owned() } else { filter };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .compact()
+            .try_init();
+    });
+}
+
 /// A fresh, empty database on the test server; returns its URL.
 pub async fn fresh_database() -> String {
+    log_if_asked();
     let url = server_url().await;
     let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a Postgres URL");
     let name = format!("regsync_t_{}", uuid::Uuid::new_v4().simple());
