@@ -1,6 +1,7 @@
 //! The meetings table as the platform fills it: bulk ingest, the
-//! missing-meeting policy, operator retries and counts. Claims live in
-//! `claims`.
+//! missing-meeting policy, operator retries, and the counts and failure
+//! list operators read. What workers do to a row is in `claims`, `send`
+//! and `outcome`.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
@@ -174,9 +175,10 @@ pub async fn unregister_missing(pool: &PgPool, seen: &[String]) -> Result<u64, E
 
 /// Model step \[S12\] (model/exactly_once.pml).
 ///
-/// Puts meetings back to `pending`/`retrying` as they were, for operator
-/// retries: `external_id` or every failed meeting. In-flight rows are left
-/// to their worker.
+/// `regsync retry`: makes one meeting (`external_id`), or every failed one,
+/// `pending` and due now with its attempts reset. A meeting in flight is
+/// left to its worker. An unknown outcome stays unknown: its lookup still
+/// waits for `lookup_not_before`.
 ///
 /// # Errors
 /// The statement failed.
