@@ -130,7 +130,7 @@ pub struct RejectedItem {
 }
 
 /// Where a registration lives at Graph: organizer and online meeting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {
     /// `/users/{organizer}`.
     pub organizer: OrganizerId,
@@ -187,4 +187,54 @@ pub struct CallRecord {
     /// rejected, unauthorized or unexpected_body (the column's comment in
     /// the migrations says what each means).
     pub outcome: &'static str,
+}
+
+/// Why a meeting is not synced, for grouping on a dashboard; the free-text
+/// error next to it says what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCategory {
+    /// The app's credentials were refused (token endpoint, or a 401).
+    Auth,
+    /// Graph refused access (403): permission, consent or access policy.
+    Permission,
+    /// Graph has no such online meeting for the organizer (404).
+    NotFound,
+    /// Graph refused the request as malformed (400 and other 4xx).
+    InvalidRequest,
+    /// Graph is throttling.
+    Throttled,
+    /// A 5xx, timeout or lost connection: retried.
+    Transient,
+    /// Graph says the API is gone (410).
+    TargetRetired,
+    /// Teams' own registration sits on the meeting; regsync never replaces it.
+    ForeignRegistration,
+    /// Another platform meeting holds the Teams meeting's registration.
+    SharedMeeting,
+    /// The platform's data cannot be used (an id that is not a Graph id).
+    PlatformData,
+    /// The worker stopped (crashed) on the meeting every time.
+    WorkerCrashed,
+    /// regsync's own settings are unusable.
+    Configuration,
+}
+
+impl FailureCategory {
+    /// The value `ops.meeting_status.error_category` holds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Permission => "permission",
+            Self::NotFound => "not_found",
+            Self::InvalidRequest => "invalid_request",
+            Self::Throttled => "throttled",
+            Self::Transient => "transient",
+            Self::TargetRetired => "target_retired",
+            Self::ForeignRegistration => "foreign_registration",
+            Self::SharedMeeting => "shared_meeting",
+            Self::PlatformData => "platform_data",
+            Self::WorkerCrashed => "worker_crashed",
+            Self::Configuration => "configuration",
+        }
+    }
 }

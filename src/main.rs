@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use regsync::app;
-use regsync::config::Settings;
+use regsync::config::{Scope, Settings};
 use regsync::telemetry::{self, LogFormat};
 
 /// Keeps Teams external meeting registration in step with an event platform.
@@ -17,8 +17,12 @@ struct Cli {
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "REGSYNC__LOG__FORMAT")]
     log_format: LogFormat,
+    /// `run` and `once` do not apply migrations (`regsync migrate` must
+    /// have); the same as `database.migrate = false`.
+    #[arg(long, global = true)]
+    no_migrate: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,8 +35,11 @@ enum Command {
     Run,
     /// One poll, then reconcile until nothing is due now.
     Once,
-    /// Meetings per state and recent failures.
+    /// Meetings per state and recent failures (reads only).
     Status,
+    /// A dry run: polls the platform and prints what the next cycle would
+    /// do for each meeting, writing nothing at Graph or in the database.
+    Plan,
     /// Make a meeting (or every failed one) due again.
     Retry {
         /// The platform's meeting id.
@@ -59,7 +66,7 @@ async fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _crash_points = fail::FailScenario::setup();
     // The demo and status print tables: only errors should interrupt them.
-    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Status);
+    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Status | Command::Plan);
     telemetry::init(cli.log_format, if quiet { "error" } else { "info" });
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,12 +83,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo { meetings, keep_running } = cli.command {
         return demo(meetings, keep_running).await;
     }
-    let settings = Settings::load(cli.config.as_deref())?;
+    // Each command checks only the settings it uses.
+    let scope = match cli.command {
+        Command::Migrate | Command::Status | Command::Retry { .. } => Scope::Database,
+        _ => Scope::Everything,
+    };
+    let mut settings = Settings::load_for(cli.config.as_deref(), scope)?;
+    settings.database.migrate &= !cli.no_migrate;
     match cli.command {
         Command::Migrate => app::migrate(&settings).await?,
         Command::Run => app::run(settings).await?,
         Command::Once => println!("{}", app::summary(&app::once(settings).await?)),
         Command::Status => print!("{}", app::status(&settings).await?),
+        Command::Plan => print!("{}", app::plan(settings).await?),
         Command::Retry { external_id, .. } => {
             let n = app::retry(&settings, external_id.as_deref()).await?;
             println!("{n} meeting(s) due again");

@@ -1,11 +1,12 @@
 //! Prometheus metrics (names start with `regsync_`), rendered as OpenMetrics
-//! text by `/metrics`. Counters are fed by the engine; meetings per state and
-//! the last successful poll are the deployment's, read from the store, so
-//! every replica reports the same.
+//! text by `/metrics`. Counters and histograms are this process's, fed by
+//! the engine: sum them over replicas. Gauges marked "the deployment's"
+//! (meetings per state, the backlog, the throttle, live replicas, the last
+//! successful poll) are read from the database, so every replica reports the
+//! same value: aggregate them with `max`, never `sum`.
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -14,10 +15,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::domain::CallRecord;
-use crate::store::StateCount;
+use crate::store::dashboard::Deployment;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -50,7 +52,17 @@ pub struct Metrics {
     poll_duration: Histogram,
     last_poll: Gauge<f64, std::sync::atomic::AtomicU64>,
     throttle_pauses: Counter,
+    credential_errors: Counter,
     meetings: Family<StateLabels, Gauge>,
+    due_now: Gauge,
+    oldest_due_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    throttle_active: Gauge,
+    replicas_alive: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
 }
 
 impl Default for Metrics {
@@ -64,7 +76,12 @@ impl Default for Metrics {
             poll_duration: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
             last_poll: Gauge::default(),
             throttle_pauses: Counter::default(),
+            credential_errors: Counter::default(),
             meetings: Family::default(),
+            due_now: Gauge::default(),
+            oldest_due_age: Gauge::default(),
+            throttle_active: Gauge::default(),
+            replicas_alive: Gauge::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -87,7 +104,30 @@ impl Default for Metrics {
                 "Times Graph asked regsync to wait (429/503 with Retry-After)",
                 m.throttle_pauses.clone(),
             );
-            r.register("meetings", "Meetings per sync state", m.meetings.clone());
+            r.register(
+                "credential_errors",
+                "Cycles whose Graph credentials were refused (token endpoint, or a second 401)",
+                m.credential_errors.clone(),
+            );
+            r.register("meetings", "Meetings per sync state (the deployment's)", m.meetings.clone());
+            r.register("backlog_due_meetings", "Meetings due now (the deployment's)", m.due_now.clone());
+            r.register(
+                "backlog_oldest_due_age_seconds",
+                "How long the meeting waiting longest has been due (the deployment's)",
+                m.oldest_due_age.clone(),
+            );
+            r.register(
+                "throttle_active",
+                "1 while Graph is held for the whole deployment after a 429 (the deployment's)",
+                m.throttle_active.clone(),
+            );
+            r.register(
+                "replicas_alive",
+                "regsync run processes whose heartbeat is recent (the deployment's)",
+                m.replicas_alive.clone(),
+            );
+            let build = Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION").into() });
+            r.register("build", "This process's regsync version", build);
         }
         m
     }
@@ -121,14 +161,25 @@ impl Metrics {
         self.poll_duration.observe(took.as_secs_f64());
     }
 
-    /// The text exposition, with the deployment's meetings per state and
-    /// last successful poll when the store answered.
-    pub fn render(&self, states: Option<&[StateCount]>, last_poll: Option<DateTime<Utc>>) -> String {
-        for s in states.unwrap_or_default() {
-            self.meetings.get_or_create(&StateLabels { state: s.state.clone() }).set(s.count);
-        }
-        if let Some(at) = last_poll {
-            self.last_poll.set(at.timestamp_millis() as f64 / 1_000.0);
+    /// Counts a cycle whose Graph credentials were refused.
+    pub fn credentials_refused(&self) {
+        self.credential_errors.inc();
+    }
+
+    /// The text exposition, with the deployment's figures when the store
+    /// answered (the last values otherwise).
+    pub fn render(&self, deployment: Option<&Deployment>) -> String {
+        if let Some(d) = deployment {
+            for s in &d.states {
+                self.meetings.get_or_create(&StateLabels { state: s.state.clone() }).set(s.count);
+            }
+            if let Some(at) = d.last_poll {
+                self.last_poll.set(at.timestamp_millis() as f64 / 1_000.0);
+            }
+            self.due_now.set(d.due_now);
+            self.oldest_due_age.set(d.oldest_due_age_secs);
+            self.throttle_active.set(i64::from(d.throttled));
+            self.replicas_alive.set(d.replicas_alive);
         }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

@@ -18,7 +18,8 @@ use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::store::{self, StateCount};
+use crate::store::dashboard::Deployment;
+use crate::store::{self};
 
 /// Scrapes and probes within this long of each other share one read of the
 /// database, so a flood of them costs the database nothing more.
@@ -65,13 +66,7 @@ impl Readiness {
 #[derive(Debug, Clone)]
 struct Snapshot {
     read_at: Instant,
-    figures: Result<Figures, String>,
-}
-
-#[derive(Debug, Clone)]
-struct Figures {
-    states: Vec<StateCount>,
-    last_poll: Option<DateTime<Utc>>,
+    figures: Result<Deployment, String>,
 }
 
 #[derive(Clone)]
@@ -85,17 +80,12 @@ struct AppState {
 impl AppState {
     /// The figures, read again when older than [`SNAPSHOT_TTL`]; concurrent
     /// callers wait for one read.
-    async fn figures(&self) -> Result<Figures, String> {
+    async fn figures(&self) -> Result<Deployment, String> {
         let mut snapshot = self.snapshot.lock().await;
         if let Some(s) = snapshot.as_ref().filter(|s| s.read_at.elapsed() < SNAPSHOT_TTL) {
             return s.figures.clone();
         }
-        let read = async {
-            let states = store::meetings::count_by_state(&self.pool).await?;
-            let last_poll = store::runs::last_poll_at(&self.pool).await?;
-            Ok::<_, store::Error>(Figures { states, last_poll })
-        };
-        let figures = match tokio::time::timeout(SNAPSHOT_TTL, read).await {
+        let figures = match tokio::time::timeout(SNAPSHOT_TTL, store::dashboard::read(&self.pool)).await {
             Err(_) => Err(format!("the database did not answer within {} s", SNAPSHOT_TTL.as_secs())),
             Ok(Err(e)) => Err(format!("database unreachable: {e}")),
             Ok(Ok(figures)) => Ok(figures),
@@ -128,8 +118,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let figures = state.figures().await.ok();
-    let body =
-        state.metrics.render(figures.as_ref().map(|f| f.states.as_slice()), figures.as_ref().and_then(|f| f.last_poll));
+    let body = state.metrics.render(figures.as_ref());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
 

@@ -40,7 +40,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = context(settings.clone(), pool.clone(), metrics.clone(), shutdown.clone())?;
 
     serve_health(&settings, readiness.clone(), metrics, &tracker, shutdown.clone()).await?;
-    if !migrate_when_reachable(&pool, &shutdown).await? {
+    if !migrate_when_reachable(&pool, settings.database.migrate, &shutdown).await? {
         tracker.close();
         tracker.wait().await;
         return Ok(());
@@ -49,6 +49,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let poll_due = Arc::new(Notify::new());
     let mut scheduler = poll_bell(&settings.sync.poll_schedule, poll_due.clone()).await?;
 
+    tracker.spawn(heartbeat(ctx.clone()));
     let mut engine = tracker.spawn(engine(ctx, poll_due));
     tracker.close();
 
@@ -120,18 +121,31 @@ async fn poll_bell(schedule: &str, bell: Arc<Notify>) -> anyhow::Result<JobSched
     Ok(scheduler)
 }
 
-/// Applies migrations, retrying while the database is away: a replica
-/// started during a database outage waits for it instead of exiting. False
-/// when shutdown came first.
+/// Applies migrations (or, with `migrate` false, checks they were applied),
+/// retrying while the database is away: a replica started during a
+/// database outage waits for it instead of exiting. False when shutdown
+/// came first.
 ///
 /// # Errors
-/// A failure waiting cannot mend: TLS or connection settings.
-async fn migrate_when_reachable(pool: &sqlx::PgPool, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+/// A failure waiting cannot mend: TLS or connection settings, a missing
+/// migration.
+async fn migrate_when_reachable(
+    pool: &sqlx::PgPool,
+    migrate: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
     let mut delay = std::time::Duration::from_millis(500);
     loop {
+        let prepare = async {
+            if migrate {
+                store::migrate(pool).await
+            } else {
+                store::check_migrated(pool).await
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(false),
-            migrated = store::migrate(pool) => match migrated {
+            migrated = prepare => match migrated {
                 Ok(()) => return Ok(true),
                 Err(e) if e.is_connection_setup() => {
                     return Err(anyhow::Error::new(e).context("cannot connect to the database (check database.url and its sslmode, sslrootcert)"));
@@ -181,7 +195,7 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>) {
                     }
                     Err(e) => {
                         ctx.metrics.poll("failed", started.elapsed());
-                        tracing::error!(error = %e, error.chain = ?e, "poll cycle failed; retrying at the next scheduled poll");
+                        tracing::error!(error = %e, "poll cycle failed; retrying at the next scheduled poll");
                     }
                 }
             }
@@ -193,6 +207,31 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>) {
         }
     }
 }
+
+/// Keeps this process's row in `ops.replicas` fresh until shutdown.
+async fn heartbeat(ctx: Arc<Ctx>) {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    let mut every = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = every.tick() => {
+                if let Err(e) = store::dashboard::heartbeat(&ctx.pool, ctx.replica, &host, env!("CARGO_PKG_VERSION")).await {
+                    tracing::warn!(error = %e, "cannot record the heartbeat; retrying");
+                }
+            }
+        }
+    }
+}
+
+/// How often a replica refreshes its row; `ops.replicas` calls it alive for
+/// three times as long.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn wait_for_signal() {
     #[cfg(unix)]

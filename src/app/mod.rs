@@ -21,13 +21,28 @@ use crate::{graph, source, store};
 pub use daemon::run;
 
 /// Opens the pool and applies pending migrations (safe from several replicas
-/// at once: sqlx serialises them with an advisory lock).
+/// at once: sqlx serialises them with an advisory lock) — or, with
+/// `database.migrate = false`, checks that they have been applied.
 ///
 /// # Errors
-/// The database is unreachable or a migration failed.
+/// The database is unreachable, a migration failed or is missing.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+    if !settings.database.migrate {
+        return connect_migrated(settings).await;
+    }
     let pool = store::connect(&settings.database)?;
     store::migrate(&pool).await.context("cannot prepare the database (is it running and is database.url right?)")?;
+    Ok(pool)
+}
+
+/// Opens the pool of a database that must already be migrated; writes
+/// nothing.
+///
+/// # Errors
+/// The database is unreachable or lacks a migration.
+pub async fn connect_migrated(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = store::connect(&settings.database)?;
+    store::check_migrated(&pool).await.context("cannot use the database (is it running and is database.url right?)")?;
     Ok(pool)
 }
 
@@ -75,7 +90,7 @@ pub async fn once(settings: Settings) -> anyhow::Result<TickReport> {
 /// # Errors
 /// The database is unreachable.
 pub async fn status(settings: &Settings) -> anyhow::Result<String> {
-    let pool = connect_and_migrate(settings).await?;
+    let pool = connect_migrated(settings).await?;
     let mut out = String::from("meetings by state:\n");
     for s in store::meetings::count_by_state(&pool).await? {
         let _ = writeln!(out, "  {:<10} {}", s.state, s.count);
@@ -93,6 +108,26 @@ pub async fn status(settings: &Settings) -> anyhow::Result<String> {
             let _ = writeln!(out, "  {} ({}): {}", f.external_id, f.updated_at, f.last_error.unwrap_or_default());
         }
     }
+    Ok(out)
+}
+
+/// `regsync plan`: what the next cycle would do for each meeting, one line
+/// each; writes nothing at Graph or in the database.
+///
+/// # Errors
+/// The database is unreachable or lacks a migration.
+pub async fn plan(settings: Settings) -> anyhow::Result<String> {
+    let pool = connect_migrated(&settings).await?;
+    let ctx = context(Arc::new(settings), pool, Arc::default(), CancellationToken::new())?;
+    let preview = sync::preview::preview(&ctx).await?;
+    let mut out = String::new();
+    if let Some(why) = &preview.partial {
+        let _ = writeln!(out, "the listing is partial ({why}): no meeting is treated as missing");
+    }
+    for (id, intent) in &preview.meetings {
+        let _ = writeln!(out, "{id}: {intent}");
+    }
+    let _ = writeln!(out, "{} meeting(s); nothing was written", preview.meetings.len());
     Ok(out)
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use secrecy::SecretString;
 
-use super::{Error, Settings, DEFAULT_FILE};
+use super::{Error, Scope, Settings, DEFAULT_FILE};
 
 impl Settings {
     /// Loads `path` (or `config/default.toml` when present), then the process
@@ -16,22 +16,35 @@ impl Settings {
     /// A file or variable that does not parse, an unreadable secret file, or
     /// any invalid setting (all reported at once).
     pub fn load(path: Option<&Path>) -> Result<Self, Error> {
-        let env: HashMap<String, String> = std::env::vars().collect();
-        Self::load_from(path, &env)
+        Self::load_for(path, Scope::Everything)
     }
 
-    /// [`Settings::load`] with the environment given as a map (for tests).
+    /// [`Settings::load`] checking only what `scope` needs.
+    ///
+    /// # Errors
+    /// As [`Settings::load`], for the settings in `scope`.
+    pub fn load_for(path: Option<&Path>, scope: Scope) -> Result<Self, Error> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(path, &env, scope)
+    }
+
+    /// [`Settings::load_for`] with the environment given as a map (for tests).
     ///
     /// # Errors
     /// As [`Settings::load`].
-    pub fn load_from(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, Error> {
+    pub fn load_from(path: Option<&Path>, env: &HashMap<String, String>, scope: Scope) -> Result<Self, Error> {
         let file = match path {
             Some(path) => Some(config::File::from(path).required(true)),
             None if Path::new(DEFAULT_FILE).exists() => Some(config::File::with_name(DEFAULT_FILE)),
             None => None,
         };
-        let regsync_env: HashMap<String, String> =
-            env.iter().filter(|(k, _)| k.starts_with("REGSYNC__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        // REGSYNC__LOG__* configure logging, which starts before settings
+        // load (`main` reads them); they are not settings.
+        let regsync_env: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("REGSYNC__") && !k.starts_with("REGSYNC__LOG__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut builder = config::Config::builder();
         if let Some(file) = file {
             builder = builder.add_source(file);
@@ -53,16 +66,25 @@ impl Settings {
             settings.database.url =
                 env.get("DATABASE_URL").filter(|url| !url.is_empty()).map(|url| SecretString::from(url.clone()));
         }
-        settings.read_secret_files()?;
-        settings.validate()?;
+        settings.read_secret_files(scope)?;
+        settings.validate_for(scope)?;
         Ok(settings)
     }
 
-    fn read_secret_files(&mut self) -> Result<(), Error> {
+    fn read_secret_files(&mut self, scope: Scope) -> Result<(), Error> {
         fn read(key: &'static str, path: &Path) -> Result<SecretString, Error> {
             std::fs::read_to_string(path)
                 .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_owned()))
                 .map_err(|cause| Error::ReadSecretFile { key, path: path.to_owned(), cause })
+        }
+        if let Some(path) = &self.database.url_file {
+            self.database.url = Some(read("database.url_file", path)?);
+        }
+        if let Some(path) = &self.database.password_file {
+            self.database.password = Some(read("database.password_file", path)?);
+        }
+        if scope == Scope::Database {
+            return Ok(());
         }
         if let Some(path) = &self.graph.client_secret_file {
             self.graph.client_secret = Some(read("graph.client_secret_file", path)?);

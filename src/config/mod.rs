@@ -87,6 +87,17 @@ pub struct Settings {
 pub struct DatabaseSettings {
     /// Postgres URL; falls back to `DATABASE_URL`.
     pub url: Option<SecretString>,
+    /// A file holding the URL (a mounted secret), read at start.
+    pub url_file: Option<PathBuf>,
+    /// A file holding the password, which then replaces any in the URL.
+    pub password_file: Option<PathBuf>,
+    /// The password read from `password_file`.
+    #[serde(skip)]
+    pub password: Option<SecretString>,
+    /// `run` and `once` apply pending migrations first; with `false` they
+    /// refuse to start until `regsync migrate` has (for deployments that
+    /// migrate in a separate step).
+    pub migrate: bool,
     /// Pool size.
     pub max_connections: u32,
     /// How long to wait for a pooled connection.
@@ -97,7 +108,16 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, max_connections: 10, acquire_timeout_ms: 10_000, statement_timeout_ms: 30_000 }
+        Self {
+            url: None,
+            url_file: None,
+            password_file: None,
+            password: None,
+            migrate: true,
+            max_connections: 10,
+            acquire_timeout_ms: 10_000,
+            statement_timeout_ms: 30_000,
+        }
     }
 }
 
@@ -254,6 +274,16 @@ impl RetentionSettings {
 
 const DEFAULT_FILE: &str = "config/default.toml";
 
+/// What a command needs, so each checks only its own settings: `migrate`,
+/// `status` and `retry` need no Graph credentials or platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The database only.
+    Database,
+    /// The database, the platform and Graph.
+    Everything,
+}
+
 impl Settings {
     /// The default audience for items that do not name one.
     pub fn default_allowed_registrant(&self) -> AllowedRegistrant {
@@ -272,6 +302,10 @@ impl DatabaseSettings {
             .expose_secret()
             .parse()
             .map_err(|e| Error::Invalid(vec![format!("database.url: {}", redact_sqlx_error(&e))]))?;
+        let options = match &self.password {
+            Some(password) => options.password(password.expose_secret()),
+            None => options,
+        };
         Ok(options.application_name("regsync").options([("statement_timeout", self.statement_timeout_ms.to_string())]))
     }
 

@@ -21,7 +21,7 @@ fn complete_env() -> HashMap<String, String> {
 
 #[test]
 fn environment_fills_every_required_key() {
-    let settings = Settings::load_from(None, &complete_env()).expect("valid");
+    let settings = Settings::load_from(None, &complete_env(), Scope::Everything).expect("valid");
     assert_eq!(settings.graph.client_id.as_deref(), Some("client"));
     assert_eq!(settings.source.page_size, 200);
     assert_eq!(settings.graph.base_url, "https://graph.microsoft.com/beta");
@@ -29,7 +29,7 @@ fn environment_fills_every_required_key() {
 
 #[test]
 fn missing_keys_are_all_named_in_one_error() {
-    let err = Settings::load_from(None, &HashMap::new()).unwrap_err().to_string();
+    let err = Settings::load_from(None, &HashMap::new(), Scope::Everything).unwrap_err().to_string();
     for key in ["database.url", "source.base_url", "graph.tenant_id", "graph.client_id", "graph.client_secret"] {
         assert!(err.contains(key), "{key} not named in {err}");
     }
@@ -39,7 +39,7 @@ fn missing_keys_are_all_named_in_one_error() {
 fn numbers_from_the_environment_are_parsed() {
     let mut vars = complete_env();
     vars.insert("REGSYNC__GRAPH__MAX_CONCURRENCY".into(), "9".into());
-    let settings = Settings::load_from(None, &vars).expect("valid");
+    let settings = Settings::load_from(None, &vars, Scope::Everything).expect("valid");
     assert_eq!(settings.graph.max_concurrency, 9);
 }
 
@@ -47,7 +47,7 @@ fn numbers_from_the_environment_are_parsed() {
 fn an_unknown_key_is_an_error_naming_it() {
     let mut vars = complete_env();
     vars.insert("REGSYNC__GRAPH__CLIENT_SECRT".into(), "typo".into());
-    let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+    let err = Settings::load_from(None, &vars, Scope::Everything).unwrap_err().to_string();
     assert!(err.contains("client_secrt"), "{err}");
 }
 
@@ -55,7 +55,7 @@ fn an_unknown_key_is_an_error_naming_it() {
 fn a_malformed_number_names_the_key() {
     let mut vars = complete_env();
     vars.insert("REGSYNC__SYNC__MAX_ATTEMPTS".into(), "many".into());
-    let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+    let err = Settings::load_from(None, &vars, Scope::Everything).unwrap_err().to_string();
     assert!(err.contains("max_attempts"), "{err}");
 }
 
@@ -63,7 +63,7 @@ fn a_malformed_number_names_the_key() {
 fn a_timeout_longer_than_a_quarter_lease_is_rejected() {
     let mut vars = complete_env();
     vars.insert("REGSYNC__GRAPH__TIMEOUT_MS".into(), "60000".into());
-    let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+    let err = Settings::load_from(None, &vars, Scope::Everything).unwrap_err().to_string();
     assert!(err.contains("graph.timeout_ms"), "{err}");
 }
 
@@ -76,7 +76,7 @@ fn the_client_secret_can_come_from_a_file_and_never_prints() {
     let mut vars = complete_env();
     vars.remove("REGSYNC__GRAPH__CLIENT_SECRET");
     vars.insert("REGSYNC__GRAPH__CLIENT_SECRET_FILE".into(), file.display().to_string());
-    let settings = Settings::load_from(None, &vars).expect("valid");
+    let settings = Settings::load_from(None, &vars, Scope::Everything).expect("valid");
     assert_eq!(settings.graph.client_secret.as_ref().unwrap().expose_secret(), "from-file-secret");
     assert!(!format!("{settings:?}").contains("from-file-secret"));
     assert!(!format!("{settings:?}").contains("postgres://"));
@@ -86,7 +86,7 @@ fn the_client_secret_can_come_from_a_file_and_never_prints() {
 #[test]
 fn the_shipped_default_file_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_FILE);
-    let settings = Settings::load_from(Some(&path), &complete_env()).expect("default.toml is valid");
+    let settings = Settings::load_from(Some(&path), &complete_env(), Scope::Everything).expect("default.toml is valid");
     assert_eq!(settings.sync.poll_schedule, "0 */5 * * * *");
     assert_eq!(settings.sync.poll_period(), Duration::from_secs(300));
 }
@@ -98,7 +98,7 @@ fn a_toml_syntax_error_names_the_place_but_never_prints_the_line() {
     let file = dir.join("broken.toml");
     std::fs::write(&file, "[graph]\nclient_secret = \"hunter2-very-secret\n").unwrap();
 
-    let err = Settings::load_from(Some(&file), &complete_env()).unwrap_err().to_string();
+    let err = Settings::load_from(Some(&file), &complete_env(), Scope::Everything).unwrap_err().to_string();
 
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("broken.toml") && err.contains("line 2"), "{err}");
@@ -112,8 +112,45 @@ fn secrets_from_the_environment_arrive_exactly_as_written() {
         vars.insert("REGSYNC__GRAPH__CLIENT_SECRET".into(), secret.into());
         vars.insert("REGSYNC__SOURCE__AUTH".into(), "bearer".into());
         vars.insert("REGSYNC__SOURCE__TOKEN".into(), secret.into());
-        let settings = Settings::load_from(None, &vars).expect("valid");
+        let settings = Settings::load_from(None, &vars, Scope::Everything).expect("valid");
         assert_eq!(settings.graph.client_secret.as_ref().unwrap().expose_secret(), secret);
         assert_eq!(settings.source.token.as_ref().unwrap().expose_secret(), secret);
     }
+}
+
+#[test]
+fn database_commands_need_only_the_database() {
+    let vars = HashMap::from([("DATABASE_URL".to_owned(), "postgres://regsync@db/regsync".to_owned())]);
+    assert!(Settings::load_from(None, &vars, Scope::Database).is_ok());
+
+    let err = Settings::load_from(None, &HashMap::new(), Scope::Database).unwrap_err().to_string();
+    assert!(err.contains("database.url is required"), "{err}");
+    assert!(!err.contains("graph.") && !err.contains("source."), "{err}");
+}
+
+#[test]
+fn the_database_url_and_password_can_come_from_files() {
+    let dir = std::env::temp_dir().join(format!("regsync-config-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("url"), "postgres://regsync@db/regsync\n").expect("url file");
+    std::fs::write(dir.join("password"), "s3cret\n").expect("password file");
+    let vars = HashMap::from([
+        ("REGSYNC__DATABASE__URL_FILE".to_owned(), dir.join("url").display().to_string()),
+        ("REGSYNC__DATABASE__PASSWORD_FILE".to_owned(), dir.join("password").display().to_string()),
+    ]);
+
+    let settings = Settings::load_from(None, &vars, Scope::Database).expect("valid");
+
+    let options = settings.database.connect_options().expect("options");
+    assert_eq!(options.get_host(), "db");
+    assert_eq!(options.get_username(), "regsync");
+    assert_eq!(settings.database.password.as_ref().map(|p| p.expose_secret().to_owned()).as_deref(), Some("s3cret"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn log_variables_are_not_settings() {
+    let mut vars = complete_env();
+    vars.insert("REGSYNC__LOG__FORMAT".into(), "json".into());
+    assert!(Settings::load_from(None, &vars, Scope::Everything).is_ok());
 }

@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Error, Settings, SourceAuth};
+use super::{Error, Scope, Settings, SourceAuth};
 use crate::domain::AllowedRegistrant;
 
 impl Settings {
@@ -11,10 +11,22 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] listing each bad key.
     pub fn validate(&self) -> Result<(), Error> {
+        self.validate_for(Scope::Everything)
+    }
+
+    /// [`Settings::validate`] for what `scope` needs: with
+    /// [`Scope::Database`] the platform and Graph settings may be missing.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] listing each bad key.
+    pub fn validate_for(&self, scope: Scope) -> Result<(), Error> {
         let mut bad = Vec::new();
-        self.check_required(&mut bad);
-        self.check_urls(&mut bad);
-        self.check_source(&mut bad);
+        self.check_database(&mut bad);
+        if scope == Scope::Everything {
+            self.check_required(&mut bad);
+            self.check_urls(&mut bad);
+            self.check_source(&mut bad);
+        }
         self.check_limits(&mut bad);
         self.check_sync(&mut bad);
         if bad.is_empty() {
@@ -24,7 +36,24 @@ impl Settings {
         }
     }
 
-    /// Keys without a default.
+    /// The database URL: present and parseable.
+    fn check_database(&self, bad: &mut Vec<String>) {
+        match self.database.url.as_ref().filter(|u| !u.expose_secret().is_empty()) {
+            None => bad.push(
+                "database.url is required (set it in the config file, REGSYNC__DATABASE__URL, \
+                 REGSYNC__DATABASE__URL_FILE or DATABASE_URL)"
+                    .into(),
+            ),
+            Some(url) => {
+                if let Err(e) = url.expose_secret().parse::<sqlx::postgres::PgConnectOptions>() {
+                    // The URL may hold a password: name the problem, not the value.
+                    bad.push(format!("database.url is not a valid Postgres URL: {}", redact_sqlx_error(&e)));
+                }
+            }
+        }
+    }
+
+    /// The platform's and Graph's keys without a default.
     fn check_required(&self, bad: &mut Vec<String>) {
         let mut require = |present: bool, key: &str, env: &str| {
             if !present {
@@ -33,7 +62,6 @@ impl Settings {
         };
         let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
         let secret_set = |v: &Option<SecretString>| v.as_ref().is_some_and(|v| !v.expose_secret().is_empty());
-        require(secret_set(&self.database.url), "database.url", "REGSYNC__DATABASE__URL or DATABASE_URL");
         require(set(&self.source.base_url), "source.base_url", "REGSYNC__SOURCE__BASE_URL");
         require(set(&self.graph.tenant_id), "graph.tenant_id", "REGSYNC__GRAPH__TENANT_ID");
         require(set(&self.graph.client_id), "graph.client_id", "REGSYNC__GRAPH__CLIENT_ID");
@@ -56,12 +84,6 @@ impl Settings {
                     Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                     _ => bad.push(format!("{key} must be an http(s) URL, got {url:?}")),
                 }
-            }
-        }
-        if let Some(url) = self.database.url.as_ref().filter(|u| !u.expose_secret().is_empty()) {
-            if let Err(e) = url.expose_secret().parse::<sqlx::postgres::PgConnectOptions>() {
-                // The URL may hold a password: name the problem, not the value.
-                bad.push(format!("database.url is not a valid Postgres URL: {}", redact_sqlx_error(&e)));
             }
         }
     }

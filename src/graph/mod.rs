@@ -10,6 +10,8 @@ mod wire;
 
 use std::time::{Duration, SystemTime};
 
+use crate::domain::FailureCategory;
+
 pub use client::{Client, Permit};
 
 /// What a delete found.
@@ -163,6 +165,23 @@ impl Error {
             Self::Conflict { .. } => Some(409),
             Self::Unauthorized => Some(401),
             Self::Token { .. } | Self::InvalidId(_) | Self::Setup(_) | Self::PermitExpired => None,
+        }
+    }
+
+    /// The kind of failure, for `ops.meeting_status.error_category`.
+    pub fn category(&self) -> FailureCategory {
+        match self {
+            Self::Token { .. } | Self::Unauthorized => FailureCategory::Auth,
+            Self::Rejected { status: 403, .. } => FailureCategory::Permission,
+            Self::Rejected { status: 404, .. } => FailureCategory::NotFound,
+            Self::Rejected { status: 410, .. } => FailureCategory::TargetRetired,
+            Self::Rejected { .. } => FailureCategory::InvalidRequest,
+            Self::Throttled { .. } => FailureCategory::Throttled,
+            Self::Transient { .. } | Self::Conflict { .. } | Self::UnexpectedBody { .. } | Self::PermitExpired => {
+                FailureCategory::Transient
+            }
+            Self::InvalidId(_) => FailureCategory::PlatformData,
+            Self::Setup(_) => FailureCategory::Configuration,
         }
     }
 

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
@@ -79,6 +81,7 @@ const CLAIM_DUE: &str = concat!(
             last_error       = CASE WHEN parked THEN format(
                 'its worker stopped %s times while handling it (sync.max_attempts): look for a crash in the logs, '
                 'then run `regsync retry %s`', m.attempts + 1, m.external_id) ELSE m.last_error END,
+            last_error_category = CASE WHEN parked THEN 'worker_crashed' ELSE m.last_error_category END,
             updated_at       = CASE WHEN parked THEN now() ELSE m.updated_at END
         FROM taken
         WHERE m.id = taken.id
@@ -124,6 +127,50 @@ pub async fn claim_due(
         .await
         .map_err(query_error("claim due meetings"))?;
     rows.iter().map(claimed_from_row).collect::<Result<_, sqlx::Error>>().map_err(query_error("read claimed meetings"))
+}
+
+/// A meeting as stored, for `regsync plan`: the row a claim would see, and
+/// where it rests.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The row as a claim would see it (with a nil lease token).
+    pub row: Claimed,
+    /// pending, in_flight, retrying, synced or failed.
+    pub state: String,
+    /// When a pending or retrying meeting is due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// What went wrong last.
+    pub last_error: Option<String>,
+}
+
+/// Every stored meeting, read without a lock or a write.
+///
+/// # Errors
+/// The statement failed.
+pub async fn stored(pool: &PgPool) -> Result<Vec<Stored>, Error> {
+    let rows = sqlx::query(
+        r#"
+        SELECT id, coalesce(lease_token, '00000000-0000-0000-0000-000000000000') AS lease_token, external_id, desired,
+               organizer_id, online_meeting_id, allowed_registrant, registration_id, registered_organizer_id,
+               registered_meeting_id, registered_audience, needs_lookup, lookup_organizer_id, lookup_meeting_id,
+               attempts, graph_checked, state, next_attempt_at, last_error
+        FROM meetings ORDER BY external_id
+        "#,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(query_error("read meetings"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(Stored {
+                row: claimed_from_row(r)?,
+                state: r.try_get("state")?,
+                next_attempt_at: r.try_get("next_attempt_at")?,
+                last_error: r.try_get("last_error")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(query_error("read meetings"))
 }
 
 fn location(organizer: Option<String>, meeting: Option<String>) -> Option<Location> {

@@ -4,12 +4,14 @@
 //! fencing tokens; `send`: the pre-send gate and intent; `outcome`: the
 //! fenced outcome write with its audit rows;
 //! `throttle`: the deployment-wide Graph hold; `runs`: poll cycles, their
-//! rejected items and the poll lease; `retention`: pruning old rows.
+//! rejected items and the poll lease; `dashboard`: the deployment's
+//! figures and replica heartbeats; `retention`: pruning old rows.
 //! Calls no other regsync module but `config` and `domain`.
 
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod claims;
+pub mod dashboard;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod meetings;
@@ -156,8 +158,36 @@ pub fn connect_observer(settings: &DatabaseSettings) -> Result<PgPool, Error> {
 /// # Errors
 /// The database is unreachable or a migration failed.
 pub async fn migrate(pool: &PgPool) -> Result<(), Error> {
-    sqlx::migrate!("./migrations").run(pool).await?;
+    MIGRATOR.run(pool).await?;
     Ok(())
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Checks, without changing anything, that every migration this build
+/// knows has been applied.
+///
+/// # Errors
+/// [`Error::Settings`] naming the first missing migration (and what to
+/// run), or the query failed.
+pub async fn check_migrated(pool: &PgPool) -> Result<(), Error> {
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .or_else(
+            // No table at all: nothing was ever applied.
+            |e| match &e {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+                _ => Err(query_error("read applied migrations")(e)),
+            },
+        )?;
+    match MIGRATOR.iter().find(|m| !applied.contains(&m.version)) {
+        None => Ok(()),
+        Some(m) => Err(Error::Settings(format!(
+            "the database lacks migration {} ({}): run `regsync migrate` with this version first",
+            m.version, m.description
+        ))),
+    }
 }
 
 /// A cheap round trip for readiness checks.

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{query_error, Claimed, Error};
-use crate::domain::{Actual, AllowedRegistrant, CallRecord, Location};
+use crate::domain::{Actual, AllowedRegistrant, CallRecord, FailureCategory, Location};
 
 /// The sync states of `ops.meeting_status.state` that an outcome can set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub struct Outcome {
     pub last_error: Option<String>,
     /// Graph's status of the last failure.
     pub last_http_status: Option<u16>,
+    /// The last failure's category.
+    pub error_category: Option<FailureCategory>,
     /// Graph answered about the meeting's registration in this reconcile.
     pub checked: bool,
     /// While `needs_lookup`, the lookup waits at least this long from now:
@@ -70,7 +72,7 @@ const RECORD_OUTCOME: &str = r#"
             state text, attempts int4, next_attempt_in_secs float8,
             needs_lookup bool, lookup_organizer_id text, lookup_meeting_id text, lookup_settle_secs float8,
             registration_id text, registered_organizer_id text, registered_meeting_id text,
-            registered_audience text, checked bool, last_error text, last_http_status int4,
+            registered_audience text, checked bool, last_error text, last_http_status int4, last_error_category text,
             organizer_id text, online_meeting_id text, allowed_registrant text, desired text)
     ),
     audit AS (
@@ -112,6 +114,7 @@ const RECORD_OUTCOME: &str = r#"
             graph_checked = m.graph_checked OR o.checked,
             last_error = o.last_error,
             last_http_status = o.last_http_status,
+            last_error_category = o.last_error_category,
             updated_at = now(),
             lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL
         FROM o
@@ -171,6 +174,7 @@ struct OutcomeRow<'a> {
     checked: bool,
     last_error: Option<Cow<'a, str>>,
     last_http_status: Option<i32>,
+    last_error_category: Option<&'static str>,
     /// The platform's data as claimed: a change since makes the row due.
     organizer_id: &'a str,
     online_meeting_id: &'a str,
@@ -199,6 +203,7 @@ impl<'a> OutcomeRow<'a> {
             checked: outcome.checked,
             last_error: outcome.last_error.as_deref().map(super::storable),
             last_http_status: outcome.last_http_status.map(i32::from),
+            last_error_category: outcome.error_category.map(FailureCategory::as_str),
             organizer_id: claimed.location.organizer.as_str(),
             online_meeting_id: claimed.location.meeting.as_str(),
             allowed_registrant: claimed.allowed_registrant.as_str(),

@@ -1,4 +1,5 @@
-//! Retention: the audit of Graph calls, rejected items and poll cycles older
+//! Retention: the audit of Graph calls, rejected items, poll cycles and the
+//! heartbeats of replicas gone older
 //! than a configured age are deleted in small batches, so no table grows
 //! without bound and no delete holds many locks for long.
 
@@ -9,7 +10,7 @@ use sqlx::PgPool;
 use super::{query_error, Error};
 
 /// Each table's pruning statement: `$1` the age in seconds, `$2` the batch.
-const PRUNE: [(&str, &str); 3] = [
+const PRUNE: [(&str, &str); 4] = [
     (
         "prune graph calls",
         "DELETE FROM graph_calls WHERE id IN (
@@ -25,6 +26,11 @@ const PRUNE: [(&str, &str); 3] = [
         "DELETE FROM sync_runs WHERE id IN (
              SELECT id FROM sync_runs WHERE started_at < now() - make_interval(secs => $1)
                AND finished_at IS NOT NULL LIMIT $2)",
+    ),
+    (
+        "prune replicas gone",
+        "DELETE FROM replicas WHERE id IN (
+             SELECT id FROM replicas WHERE last_seen_at < now() - make_interval(secs => $1) LIMIT $2)",
     ),
 ];
 

@@ -152,7 +152,7 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
 /// Fetches the listing page by page into `pages` until it ends, fails or
 /// cannot be trusted further. Returns the pages read and, for a partial
 /// listing, why.
-async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u32, Option<String>) {
+pub(super) async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u32, Option<String>) {
     // Hashes, not the cursors: a listing remembers 8 bytes a page however
     // long the platform's cursors are (and at most source.max_pages of them).
     let seen_cursor = RandomState::new();

@@ -5,6 +5,7 @@
 
 pub mod ingest;
 mod plan;
+pub mod preview;
 pub mod reconcile;
 pub mod retry;
 pub mod throttle;
@@ -129,7 +130,10 @@ pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
     }
     let (reconcile, error) = match reconcile_due(ctx).await {
         Ok(report) => (report, None),
-        Err(SyncError::Auth(e)) => (ReconcileReport::default(), Some(e)),
+        Err(SyncError::Auth(e)) => {
+            ctx.metrics.credentials_refused();
+            (ReconcileReport::default(), Some(e))
+        }
         Err(e) => {
             let report = RunReport { status: "failed", error: Some(e.to_string()), ..RunReport::default() };
             // Best effort: the database may be what failed.

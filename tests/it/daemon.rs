@@ -1,24 +1,14 @@
 //! `regsync run` as a real process: a full sync, health, readiness, metrics,
 //! and a graceful stop on SIGTERM.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use regsync_sim::{FaultRates, Sim};
 
 use crate::helpers::{
-    eventually, exited_within, free_port, fresh_database, scalar_at, send_signal, simulator_env, Signal,
+    eventually, exited_within, free_port, fresh_database, scalar_at, send_signal, simulator_env, Process, Signal,
 };
-
-/// Kills the child if the test fails before stopping it.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn get(url: &str) -> Option<(u16, String)> {
     let response = reqwest::get(url).await.ok()?;

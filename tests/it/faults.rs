@@ -255,6 +255,7 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
         next_attempt_in: Duration::ZERO,
         last_error: Some("stale".into()),
         last_http_status: None,
+        error_category: None,
         checked: false,
         lookup_settle: Duration::ZERO,
     };

@@ -234,6 +234,7 @@ pub fn synced_outcome() -> regsync::store::Outcome {
         next_attempt_in: Duration::ZERO,
         last_error: None,
         last_http_status: None,
+        error_category: None,
         checked: false,
         lookup_settle: Duration::ZERO,
     }
@@ -363,6 +364,36 @@ fn regsync_command(args: &[&str], db: &str, sim: &Sim, extra: &[(&str, &str)]) -
         command.env(k, v);
     }
     command
+}
+
+/// Kills the child if the test fails before it exits.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `regsync run` as a process against `db` and `sim`, polling every second,
+/// serving on `listen`.
+pub fn start_daemon(db: &str, sim: &Sim, listen: &str, extra: &[(&str, &str)]) -> Process {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regsync"));
+    command
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(simulator_env(db, sim))
+        .env("REGSYNC__SYNC__POLL_SCHEDULE", "* * * * * *")
+        .env("REGSYNC__SERVER__LISTEN", listen)
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    Process(command.spawn().expect("regsync run starts"))
 }
 
 /// Sends `signal` to a child process of this test.

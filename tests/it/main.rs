@@ -6,6 +6,7 @@ mod cli;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod daemon;
+mod dashboard;
 #[cfg(feature = "demo")]
 mod demo;
 mod faults;

@@ -2,42 +2,14 @@
 //! tell the deployment's truth, a daemon that never lingers as a zombie,
 //! and a health server that cannot starve the engine.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use regsync::server::{self, Readiness};
 use regsync_sim::{PageFault, Sim};
 
-use crate::helpers::{eventually, exited_within, free_port, fresh_database, meeting, simulator_env, spawn_app};
-
-/// Kills the child if the test fails before it exits.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_daemon(db: &str, sim: &Sim, listen: &str, extra: &[(&str, &str)]) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regsync"));
-    command
-        .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(simulator_env(db, sim))
-        .env("REGSYNC__SYNC__POLL_SCHEDULE", "* * * * * *")
-        .env("REGSYNC__SERVER__LISTEN", listen)
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in extra {
-        command.env(k, v);
-    }
-    Process(command.spawn().expect("regsync run starts"))
-}
+use crate::helpers::{eventually, exited_within, free_port, fresh_database, meeting, spawn_app, start_daemon};
 
 async fn get(url: &str) -> Option<(u16, String)> {
     let response = reqwest::get(url).await.ok()?;

@@ -18,7 +18,7 @@ use record::Failure;
 
 use super::plan::{after_create, after_delete, after_lookup, plan, Plan, Progress};
 use super::{retry, throttle, Ctx, SyncError};
-use crate::domain::{CallRecord, Location};
+use crate::domain::{CallRecord, FailureCategory, Location};
 use crate::graph::{self, Deleted};
 use crate::store::{self, Claimed, Intent, NextState, SendGate};
 
@@ -101,7 +101,7 @@ impl Work<'_> {
         let (at, intent) = match &step {
             Plan::Done => return ControlFlow::Break(self.record(NextState::Synced, None).await),
             Plan::Fail(reason) => {
-                let failure = Failure { message: reason.clone(), http_status: None };
+                let failure = Failure::new(reason.clone(), FailureCategory::ForeignRegistration);
                 return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
             }
             Plan::Lookup(at) => (at.clone(), None),
@@ -182,10 +182,8 @@ impl Work<'_> {
         };
         if let Some(wait) = held {
             // Another request's throttle: wait it out without touching the hold.
-            let failure = Failure {
-                message: format!("waiting out Graph throttling ({:.1} s)", wait.as_secs_f64()),
-                http_status: None,
-            };
+            let message = format!("waiting out Graph throttling ({:.1} s)", wait.as_secs_f64());
+            let failure = Failure::new(message, FailureCategory::Throttled);
             let wait = retry::throttle_wait(wait, rand::random());
             return ControlFlow::Break(self.record_at(NextState::Retrying, wait, Some(failure)).await);
         }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{crash_point, Reconciled, Work};
+use crate::domain::FailureCategory;
 use crate::graph;
 use crate::store::{NextState, Outcome};
 use crate::sync::plan::Progress;
@@ -23,10 +24,22 @@ fn lookup_settle(ctx: &Ctx, progress: &Progress) -> Duration {
     }
 }
 
-/// What went wrong, for `last_error` and `last_http_status`.
+/// What went wrong, for `last_error`, `last_http_status` and the category.
 pub(super) struct Failure {
-    pub(super) message: String,
-    pub(super) http_status: Option<u16>,
+    message: String,
+    http_status: Option<u16>,
+    category: FailureCategory,
+}
+
+impl Failure {
+    /// A failure without an HTTP status of its own.
+    pub(super) fn new(message: String, category: FailureCategory) -> Self {
+        Self { message, http_status: None, category }
+    }
+
+    fn of(e: &graph::Error) -> Self {
+        Self { message: e.to_string(), http_status: e.http_status(), category: e.category() }
+    }
 }
 
 /// The ways a reconcile ends: each writes the outcome with the lease release.
@@ -43,7 +56,7 @@ impl Work<'_> {
     }
 
     pub(super) async fn record_failure(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
-        let failure = Failure { message: e.to_string(), http_status: e.http_status() };
+        let failure = Failure::of(e);
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
         let (next, attempts) = retry::after_failure(e, before, self.retry_policy(), rand::random());
         self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
@@ -90,7 +103,7 @@ impl Work<'_> {
         let policy = self.retry_policy();
         let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
         self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        let failure = Some(Failure { message, http_status: None });
+        let failure = Some(Failure::new(message, FailureCategory::SharedMeeting));
         match retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, rand::random()) {
             Decision::RetryAfter(delay) => self.record_at(NextState::Retrying, delay, failure).await,
             Decision::Park => self.record(NextState::Failed, failure).await,
@@ -106,6 +119,7 @@ impl Work<'_> {
         let failure = Failure {
             message: format!("throttled by Graph; retrying in {:.1} s", held.as_secs_f64()),
             http_status: self.calls.last().and_then(|c| c.http_status),
+            category: FailureCategory::Throttled,
         };
         self.record_at(NextState::Retrying, held, Some(failure)).await
     }
@@ -129,7 +143,8 @@ impl Work<'_> {
             attempts: if state == NextState::Synced { 0 } else { progress.attempts },
             next_attempt_in: delay,
             last_error: failure.as_ref().map(|f| f.message.clone()),
-            last_http_status: failure.and_then(|f| f.http_status),
+            last_http_status: failure.as_ref().and_then(|f| f.http_status),
+            error_category: failure.map(|f| f.category),
             checked: progress.checked,
             lookup_settle: lookup_settle(self.ctx, progress),
         };
