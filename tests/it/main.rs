@@ -3,6 +3,7 @@
 
 mod chaos;
 mod cli;
+mod commands;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod daemon;
