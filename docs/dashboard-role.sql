@@ -30,5 +30,7 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA ops TO regsync_dashboard;
 -- Views read their tables with their owner's rights: no grant on the tables.
--- Re-run this script after an upgrade that adds a view.
 GRANT SELECT ON ALL TABLES IN SCHEMA ops TO regsync_dashboard;
+-- Views later migrations add are readable too when this script runs as the
+-- role that migrates (regsync's own); otherwise re-run it after an upgrade.
+ALTER DEFAULT PRIVILEGES IN SCHEMA ops GRANT SELECT ON TABLES TO regsync_dashboard;
