@@ -16,16 +16,23 @@ use crate::helpers::{
     eventually, free_port, fresh_database, meeting, spawn_app, spawn_app_with, start_daemon, Process, TestApp,
 };
 
-const DASHBOARD: &str = include_str!("../../config/grafana/dashboards/regsync.json");
 const ALERTS: &str = include_str!("../../config/prometheus/alerts.yml");
 
-/// Every panel's query: (title, SQL or PromQL, is it SQL).
+/// Every panel's query in every dashboard Grafana is given: (title, SQL or
+/// PromQL, is it SQL).
 fn panel_queries() -> Vec<(String, String, bool)> {
-    let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
-    let panels = dashboard["panels"].as_array().expect("panels");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/grafana/dashboards");
+    let mut panels = Vec::new();
+    for file in std::fs::read_dir(&dir).expect("the dashboards folder") {
+        let path = file.expect("an entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        panels.extend(dashboard["panels"].as_array().cloned().unwrap_or_default());
+    }
     assert!(!panels.is_empty());
     let mut queries = Vec::new();
-    for panel in panels {
+    for panel in &panels {
         let title = panel["title"].as_str().expect("a title").to_owned();
         for target in panel["targets"].as_array().expect("targets") {
             match (target["rawSql"].as_str(), target["expr"].as_str()) {
