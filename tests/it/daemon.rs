@@ -80,6 +80,7 @@ async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm
     })
     .await;
     let health = get(&format!("http://{listen}/healthz")).await.expect("healthz");
+    let alive = scalar_at(&db, "SELECT count(*) FROM ops.replicas WHERE alive AND version <> ''").await;
     send_signal(&daemon.0, Signal::SIGTERM);
     let exit = exited_within(&mut daemon.0, Duration::from_secs(30)).await.expect("the daemon stopped within 30 s");
 
@@ -98,5 +99,6 @@ async fn the_daemon_syncs_serves_health_and_metrics_and_stops_cleanly_on_sigterm
     assert!(exit.success(), "exit status {exit}");
     let leased = scalar_at(&db, "SELECT count(*) FROM meetings WHERE lease_token IS NOT NULL").await;
     assert_eq!(leased, 0);
+    assert_eq!(alive, 1, "the daemon's heartbeat in ops.replicas");
     let _ = std::fs::remove_file(&log_path);
 }
