@@ -75,6 +75,9 @@ CREATE VIEW ops.backlog AS
 SELECT count(*) FILTER (WHERE state IN ('pending', 'retrying') AND next_attempt_at <= now()) AS due_now,
        count(*) FILTER (WHERE state = 'retrying') AS retrying,
        count(*) FILTER (WHERE state = 'in_flight') AS in_flight,
+       -- In flight past its lease: its worker died or stalled; another
+       -- replica takes it over (and looks its outcome up).
+       count(*) FILTER (WHERE state = 'in_flight' AND lease_expires_at < now()) AS stuck_leases,
        count(*) FILTER (WHERE needs_lookup AND state IN ('pending', 'retrying', 'in_flight')) AS waiting_on_lookup,
        count(*) FILTER (WHERE state IN ('pending', 'retrying', 'in_flight')) AS open,
        coalesce(EXTRACT(EPOCH FROM (now() - min(due_since))), 0)::float8 AS oldest_due_age_secs
