@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod credentials;
 mod daemon;
 mod dashboard;
 #[cfg(feature = "demo")]
