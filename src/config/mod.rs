@@ -14,7 +14,7 @@ mod load;
 mod source;
 mod validate;
 
-pub use source::{FieldPointers, SourceAuth, SourceSettings};
+pub use source::{FieldPointers, Paging, SourceAuth, SourceSettings};
 use validate::{parse_schedule, redact_sqlx_error};
 
 /// Configuration that could not be loaded or is invalid.

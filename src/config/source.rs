@@ -19,6 +19,23 @@ pub enum SourceAuth {
     ApiKey,
 }
 
+/// How the platform's list is paged.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Paging {
+    /// An opaque cursor at `cursor_pointer`, sent back as `cursor_param`.
+    #[default]
+    Cursor,
+    /// The next page's URL (absolute or relative) at `next_url_pointer`.
+    NextUrl,
+    /// The next page's URL in an RFC 8288 `Link: <…>; rel="next"` header.
+    LinkHeader,
+    /// Page numbers in `page_param`, from `first_page`.
+    PageNumber,
+    /// Item offsets in `offset_param`, from 0.
+    Offset,
+}
+
 /// `[source]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,8 +62,29 @@ pub struct SourceSettings {
     pub api_key_header: String,
     /// JSON pointer to the items array in a page.
     pub items_pointer: String,
-    /// JSON pointer to the next cursor in a page (null or absent: last page).
+    /// JSON pointer to the next cursor in a page (null or absent: last
+    /// page; `""`: the platform does not page).
     pub cursor_pointer: String,
+    /// How the list is paged.
+    pub paging: Paging,
+    /// `next_url`: JSON pointer to the next page's URL.
+    pub next_url_pointer: String,
+    /// JSON pointer to a boolean: `false` means this is the last page.
+    pub has_more_pointer: String,
+    /// JSON pointer to the number of items in the whole listing.
+    pub total_pointer: String,
+    /// `page_number`: the query parameter.
+    pub page_param: String,
+    /// `page_number`: the first page's number.
+    pub first_page: u64,
+    /// `offset`: the query parameter.
+    pub offset_param: String,
+    /// JSON pointer to a boolean: `false` means the platform truncated the
+    /// result, so the listing is partial.
+    pub complete_pointer: String,
+    /// Each platform status value (compared without case; booleans as
+    /// `true`/`false`) mapped to `active`, `cancelled` or `ignore`.
+    pub status_map: std::collections::BTreeMap<String, String>,
     /// JSON pointers to each field inside an item.
     pub fields: FieldPointers,
     /// A listing with more pages than this is cut off and treated as partial.
@@ -72,6 +110,15 @@ impl Default for SourceSettings {
             api_key_header: "x-api-key".into(),
             items_pointer: "/meetings".into(),
             cursor_pointer: "/next_cursor".into(),
+            paging: Paging::Cursor,
+            next_url_pointer: "/next".into(),
+            has_more_pointer: String::new(),
+            total_pointer: String::new(),
+            page_param: "page".into(),
+            first_page: 1,
+            offset_param: "offset".into(),
+            complete_pointer: String::new(),
+            status_map: std::collections::BTreeMap::new(),
             fields: FieldPointers::default(),
             max_pages: 10_000,
             max_page_bytes: 16 * 1024 * 1024,

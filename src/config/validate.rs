@@ -99,18 +99,37 @@ impl Settings {
         if self.source.max_pages == 0 {
             bad.push("source.max_pages must be at least 1".into());
         }
+        let s = &self.source;
         for (key, ptr) in [
-            ("source.items_pointer", &self.source.items_pointer),
-            ("source.cursor_pointer", &self.source.cursor_pointer),
-            ("source.fields.id", &self.source.fields.id),
-            ("source.fields.organizer_id", &self.source.fields.organizer_id),
-            ("source.fields.online_meeting_id", &self.source.fields.online_meeting_id),
-            ("source.fields.allowed_registrant", &self.source.fields.allowed_registrant),
-            ("source.fields.status", &self.source.fields.status),
-            ("source.fields.updated_at", &self.source.fields.updated_at),
+            ("source.items_pointer", &s.items_pointer),
+            ("source.cursor_pointer", &s.cursor_pointer),
+            ("source.next_url_pointer", &s.next_url_pointer),
+            ("source.has_more_pointer", &s.has_more_pointer),
+            ("source.total_pointer", &s.total_pointer),
+            ("source.complete_pointer", &s.complete_pointer),
         ] {
             if !ptr.is_empty() && !ptr.starts_with('/') {
                 bad.push(format!("{key} must be a JSON pointer starting with '/', got {ptr:?}"));
+            }
+        }
+        let f = &s.fields;
+        for (key, selector) in [
+            ("source.fields.id", &f.id),
+            ("source.fields.organizer_id", &f.organizer_id),
+            ("source.fields.online_meeting_id", &f.online_meeting_id),
+            ("source.fields.allowed_registrant", &f.allowed_registrant),
+            ("source.fields.status", &f.status),
+            ("source.fields.updated_at", &f.updated_at),
+        ] {
+            if let Err(e) = crate::domain::Selector::parse(selector) {
+                bad.push(format!("{key}: {e}"));
+            }
+        }
+        for (value, meaning) in &s.status_map {
+            if !matches!(meaning.as_str(), "active" | "cancelled" | "ignore") {
+                bad.push(format!(
+                    "source.status_map.{value} is {meaning:?}; expected \"active\", \"cancelled\" or \"ignore\""
+                ));
             }
         }
     }

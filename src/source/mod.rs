@@ -2,18 +2,22 @@
 //! one page at a time and validates each item. Owns no state and calls no
 //! other regsync module but `config` and `domain`.
 
+mod paging;
 mod repair;
+mod shape;
 mod wire;
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, LOCATION};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, LINK, LOCATION};
 use secrecy::ExposeSecret;
 
-use crate::config::{SourceAuth, SourceSettings};
+use crate::config::{Paging, SourceAuth, SourceSettings};
 use crate::domain::AllowedRegistrant;
 
-pub use wire::{Page, PageShape};
+pub use paging::{Next, PageRequest};
+pub use shape::PageShape;
+pub use wire::Page;
 
 /// A page that could not be fetched or read. Any of these makes the listing
 /// partial.
@@ -113,13 +117,7 @@ impl Client {
             .user_agent(crate::http::USER_AGENT)
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
-        let shape = PageShape {
-            items_pointer: settings.items_pointer.clone(),
-            cursor_pointer: settings.cursor_pointer.clone(),
-            fields: settings.fields.clone(),
-            default_allowed_registrant,
-            max_item_bytes: settings.max_item_bytes,
-        };
+        let shape = PageShape::new(settings, default_allowed_registrant)?;
         Ok(Self { http, url, settings: settings.clone(), shape })
     }
 
@@ -128,21 +126,53 @@ impl Client {
         self.settings.max_pages
     }
 
-    /// Fetches and validates the page at `cursor` (the first page for `None`).
+    /// The URL of `request`.
+    pub fn url_of(&self, request: &PageRequest) -> reqwest::Url {
+        if let PageRequest::Url(url) = request {
+            return url.clone();
+        }
+        let s = &self.settings;
+        let mut url = self.url.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair(&s.limit_param, &s.page_size.to_string());
+            match request {
+                PageRequest::First if s.paging == Paging::PageNumber => {
+                    query.append_pair(&s.page_param, &s.first_page.to_string());
+                }
+                PageRequest::First if s.paging == Paging::Offset => {
+                    query.append_pair(&s.offset_param, "0");
+                }
+                PageRequest::First | PageRequest::Url(_) => {}
+                PageRequest::Cursor(cursor) => {
+                    query.append_pair(&s.cursor_param, cursor);
+                }
+                PageRequest::Number(n) => {
+                    query.append_pair(&s.page_param, &n.to_string());
+                }
+                PageRequest::Offset(n) => {
+                    query.append_pair(&s.offset_param, &n.to_string());
+                }
+            }
+        }
+        url
+    }
+
+    /// What follows `page`, fetched as `request`, with `listed` items read
+    /// so far.
+    pub fn next(&self, request: &PageRequest, page: &Page, listed: u64) -> Next {
+        let limits = paging::Limits { page_size: self.settings.page_size, first_page: self.settings.first_page };
+        paging::next(self.settings.paging, request, &self.url_of(request), page, listed, limits)
+    }
+
+    /// Fetches and validates the page `request` names.
     ///
     /// # Errors
     /// Any failure to get a well-formed page; item-level problems are not
     /// errors but rejections inside the page.
-    #[tracing::instrument(skip_all, fields(cursor = cursor.unwrap_or("")))]
-    pub async fn fetch_page(&self, cursor: Option<&str>) -> Result<Page, Error> {
-        let mut url = self.url.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair(&self.settings.limit_param, &self.settings.page_size.to_string());
-            if let Some(cursor) = cursor {
-                query.append_pair(&self.settings.cursor_param, cursor);
-            }
-        }
+    #[tracing::instrument(skip_all, fields(page = ?request))]
+    pub async fn fetch_page(&self, request: &PageRequest) -> Result<Page, Error> {
+        let url = self.url_of(request);
         // The URL as logs and records show it: without the user and password
         // that base_url may carry.
         let mut shown = url.clone();
@@ -155,6 +185,7 @@ impl Client {
         };
         let mut response = self.http.get(url.clone()).send().await.map_err(fetch_error)?;
         let status = response.status();
+        let link = response.headers().get(LINK).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let limit = self.settings.max_page_bytes;
         if response.content_length().is_some_and(|len| len as usize > limit) {
             return Err(Error::PageTooLarge { limit });
@@ -174,6 +205,10 @@ impl Client {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             return Err(Error::PageStatus { url: shown, status: status.as_u16(), body: text });
         }
-        wire::parse_page(&body, &self.shape)
+        let mut page = wire::parse_page(&body, &self.shape)?;
+        if self.settings.paging == Paging::LinkHeader {
+            page.next_url = link.as_deref().and_then(paging::link_next);
+        }
+        Ok(page)
     }
 }

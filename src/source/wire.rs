@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::repair::{holds_nul, repair_strings};
-use crate::config::FieldPointers;
+use super::shape::{PageShape, Status};
+use crate::config::Paging;
 use crate::domain::{
-    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId, RejectedItem,
+    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId, RejectedItem, Selector,
 };
 
 use super::Error;
@@ -17,30 +18,29 @@ const RAW_KEEP_BYTES: usize = 2_048;
 /// Ids longer than this are not ids.
 const MAX_ID_CHARS: usize = 1_024;
 
-/// Where things are in a page, and the rules for its items.
-#[derive(Debug, Clone)]
-pub struct PageShape {
-    /// Pointer to the items array.
-    pub items_pointer: String,
-    /// Pointer to the next cursor.
-    pub cursor_pointer: String,
-    /// Pointers to the fields of an item.
-    pub fields: FieldPointers,
-    /// Audience for items that name none.
-    pub default_allowed_registrant: AllowedRegistrant,
-    /// Items larger than this (serialized) are rejected.
-    pub max_item_bytes: usize,
-}
-
-/// One page, validated item by item.
+/// One page, validated item by item, with what it says about the pages
+/// after it.
 #[derive(Debug, Default)]
 pub struct Page {
     /// Items that passed validation, in page order.
     pub meetings: Vec<ExternalMeeting>,
     /// Items that did not, with reasons.
     pub rejected: Vec<RejectedItem>,
+    /// Ids of items whose status the platform maps to `ignore`.
+    pub ignored: Vec<String>,
+    /// Items on the page, whatever became of them.
+    pub items: usize,
     /// The cursor of the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+    /// The next page's URL (`next_url` at its pointer, `link_header` from the
+    /// response), as the platform wrote it.
+    pub next_url: Option<String>,
+    /// The platform says whether more pages follow.
+    pub has_more: Option<bool>,
+    /// The platform says how many items the listing holds.
+    pub total: Option<u64>,
+    /// The platform says whether the result is complete.
+    pub complete: Option<bool>,
 }
 
 /// Parses one page body.
@@ -66,30 +66,77 @@ pub fn parse_page(body: &[u8], shape: &PageShape) -> Result<Page, Error> {
             )))
         }
     };
-    let next_cursor = match doc.pointer(&shape.cursor_pointer) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(other) => {
-            return Err(Error::PageShape(format!(
-                "cursor at {:?} is {}, expected a string or null",
-                shape.cursor_pointer,
-                type_name(other)
-            )))
-        }
+    let mut page = Page {
+        items: items.len(),
+        next_cursor: hint_text(&doc, &shape.cursor_pointer, "cursor")?,
+        next_url: match shape.paging {
+            Paging::NextUrl => hint_text(&doc, &shape.next_url_pointer, "next page URL")?,
+            _ => None,
+        },
+        has_more: hint_bool(&doc, &shape.has_more_pointer, "has_more")?,
+        total: match hint(&doc, &shape.total_pointer) {
+            None => None,
+            Some(Value::Number(n)) if n.is_u64() => n.as_u64(),
+            Some(other) => {
+                return Err(Error::PageShape(format!(
+                    "total at {:?} is {}, expected a whole number",
+                    shape.total_pointer,
+                    type_name(other)
+                )))
+            }
+        },
+        complete: hint_bool(&doc, &shape.complete_pointer, "complete")?,
+        ..Page::default()
     };
-    let mut page = Page { next_cursor, ..Page::default() };
     for item in items {
         match parse_item(item, shape) {
-            Ok(meeting) => page.meetings.push(meeting),
+            Ok(Parsed::Meeting(meeting)) => page.meetings.push(meeting),
+            Ok(Parsed::Ignored(id)) => page.ignored.extend(id),
             Err(rejected) => page.rejected.push(rejected),
         }
     }
     Ok(page)
 }
 
-fn parse_item(item: &Value, shape: &PageShape) -> Result<ExternalMeeting, RejectedItem> {
+/// A paging hint at `pointer`: `None` when the pointer is empty (not
+/// configured) or the value absent or null.
+fn hint<'v>(doc: &'v Value, pointer: &str) -> Option<&'v Value> {
+    if pointer.is_empty() {
+        return None;
+    }
+    doc.pointer(pointer).filter(|v| !v.is_null())
+}
+
+fn hint_text(doc: &Value, pointer: &str, what: &str) -> Result<Option<String>, Error> {
+    match hint(doc, pointer) {
+        None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => {
+            Err(Error::PageShape(format!("{what} at {pointer:?} is {}, expected a string or null", type_name(other))))
+        }
+    }
+}
+
+fn hint_bool(doc: &Value, pointer: &str, what: &str) -> Result<Option<bool>, Error> {
+    match hint(doc, pointer) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => {
+            Err(Error::PageShape(format!("{what} at {pointer:?} is {}, expected a boolean", type_name(other))))
+        }
+    }
+}
+
+/// What one item became.
+enum Parsed {
+    Meeting(ExternalMeeting),
+    /// Its status is mapped to `ignore`; its id, if it had one.
+    Ignored(Option<String>),
+}
+
+fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed, RejectedItem> {
     let raw = serde_json::to_string(item).unwrap_or_default();
     // "evt-7" and "evt-7 " are one meeting.
     let id = text_field(item, "id", &shape.fields.id, true).map(|id| id.map(|id| id.trim().to_owned()));
@@ -118,12 +165,16 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<ExternalMeeting, Reject
                 reject(format!("allowed_registrant is {value:?}; expected \"everyone\" or \"organization\""))
             })?,
         };
-    let desired = match text_field(item, "status", &shape.fields.status, false).map_err(&reject)? {
+    let desired = match status_word(item, &shape.fields.status).map_err(&reject)? {
         None => Desired::Registered,
-        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "active" => Desired::Registered,
-            "cancelled" | "canceled" => Desired::Unregistered,
-            _ => return Err(reject(format!("status is {value:?}; expected \"active\" or \"cancelled\""))),
+        Some(word) => match shape.status(&word) {
+            Some(Status::Meeting(desired)) => desired,
+            Some(Status::Ignore) => return Ok(Parsed::Ignored(Some(external_id))),
+            None => {
+                return Err(reject(format!(
+                    "status is {word:?}, which is not \"active\" or \"cancelled\": map it with source.status_map.{word}"
+                )))
+            }
         },
     };
     // Informational only: an odd format is kept out, never a reason to reject.
@@ -137,14 +188,22 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<ExternalMeeting, Reject
             "item holds a NUL character or an unpaired UTF-16 surrogate, which regsync cannot store".into(),
         ));
     }
-    Ok(ExternalMeeting {
+    Ok(Parsed::Meeting(ExternalMeeting {
         external_id: ExternalId(external_id),
         organizer_id: OrganizerId(organizer_id),
         online_meeting_id: OnlineMeetingId(online_meeting_id),
         allowed_registrant,
         desired,
         updated_at,
-    })
+    }))
+}
+
+/// The status field: a string, or a boolean read as `true`/`false`.
+fn status_word(item: &Value, selector: &Selector) -> Result<Option<String>, String> {
+    match selector.select(item) {
+        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+        _ => text_field(item, "status", selector, false),
+    }
 }
 
 /// RFC 3339, or a date and time without a zone (taken as UTC).
@@ -160,11 +219,8 @@ fn parse_time(value: &str) -> Option<DateTime<Utc>> {
 
 /// Reads a text field; `Ok(None)` when absent or null. The platform's `id`
 /// may also be an integer, which many platforms use.
-fn text_field(item: &Value, name: &str, pointer: &str, integer_ok: bool) -> Result<Option<String>, String> {
-    if pointer.is_empty() {
-        return Ok(None);
-    }
-    match item.pointer(pointer) {
+fn text_field(item: &Value, name: &str, pointer: &Selector, integer_ok: bool) -> Result<Option<String>, String> {
+    match pointer.select(item) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Err(format!("{name} (at {pointer}) is empty")),
         Some(Value::String(s)) if s.chars().count() > MAX_ID_CHARS => {
@@ -182,7 +238,7 @@ fn text_field(item: &Value, name: &str, pointer: &str, integer_ok: bool) -> Resu
 /// A required id that goes into a Graph URL path. Percent-encoding keeps any
 /// character from changing the path, except the dot segments, which URL
 /// normalisation would resolve: those and whitespace are never Graph ids.
-fn graph_id(item: &Value, name: &str, pointer: &str) -> Result<String, String> {
+fn graph_id(item: &Value, name: &str, pointer: &Selector) -> Result<String, String> {
     let value = text_field(item, name, pointer, false)?.ok_or_else(|| missing(name, pointer))?;
     if value == "." || value == ".." {
         return Err(format!("{name} is {value:?}, which is not an id and would change the Graph URL path"));
@@ -193,7 +249,7 @@ fn graph_id(item: &Value, name: &str, pointer: &str) -> Result<String, String> {
     Ok(value)
 }
 
-fn missing(name: &str, pointer: &str) -> String {
+fn missing(name: &str, pointer: &Selector) -> String {
     format!("{name} (at {pointer}) is missing")
 }
 
@@ -224,14 +280,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn shape_with(change: impl FnOnce(&mut crate::config::SourceSettings)) -> PageShape {
+        let mut settings = crate::config::SourceSettings { max_item_bytes: 4_096, ..Default::default() };
+        change(&mut settings);
+        PageShape::new(&settings, AllowedRegistrant::Everyone).expect("a valid shape")
+    }
+
     fn shape() -> PageShape {
-        PageShape {
-            items_pointer: "/meetings".into(),
-            cursor_pointer: "/next_cursor".into(),
-            fields: FieldPointers::default(),
-            default_allowed_registrant: AllowedRegistrant::Everyone,
-            max_item_bytes: 4_096,
-        }
+        shape_with(|_| {})
     }
 
     fn page(items: Value) -> Page {
@@ -348,15 +404,79 @@ mod tests {
 
     #[test]
     fn custom_pointers_map_another_platforms_list() {
-        let mut shape = shape();
-        shape.items_pointer = "/data/items".into();
-        shape.cursor_pointer = "/paging/next".into();
-        shape.fields.id = "/uid".into();
-        shape.fields.organizer_id = "/teams/organizer".into();
-        shape.fields.online_meeting_id = "/teams/meeting".into();
+        let shape = shape_with(|s| {
+            s.items_pointer = "/data/items".into();
+            s.cursor_pointer = "/paging/next".into();
+            s.fields.id = "/uid".into();
+            s.fields.organizer_id = "/teams/organizer".into();
+            s.fields.online_meeting_id = "/teams/meeting".into();
+        });
         let body = json!({"data": {"items": [{"uid": "u1", "teams": {"organizer": "o", "meeting": "m"}}]}, "paging": {"next": null}});
         let page = parse_page(body.to_string().as_bytes(), &shape).unwrap();
         assert_eq!(page.meetings[0].external_id.as_str(), "u1");
         assert_eq!(page.next_cursor, None);
+    }
+
+    #[test]
+    fn a_jsonpath_finds_a_value_inside_an_array_of_named_fields() {
+        let shape = shape_with(|s| {
+            s.fields.online_meeting_id = "$.customFields[?@.name=='Teams meeting'].value".into();
+        });
+        let mut item = good();
+        item.as_object_mut().unwrap().remove("online_meeting_id");
+        item["customFields"] =
+            json!([{"name": "Room", "value": "A"}, {"name": "Teams meeting", "value": "MSpFromPath"}]);
+        let body = json!({ "meetings": [item] }).to_string();
+        let page = parse_page(body.as_bytes(), &shape).unwrap();
+        assert_eq!(page.meetings[0].online_meeting_id.as_str(), "MSpFromPath");
+    }
+
+    #[test]
+    fn the_platforms_own_status_words_and_booleans_map_and_ignored_items_are_kept_apart() {
+        let shape = shape_with(|s| {
+            s.fields.status = "/live".into();
+            s.status_map = [("true", "active"), ("false", "cancelled"), ("Draft", "ignore")]
+                .into_iter()
+                .map(|(w, m)| (w.to_owned(), m.to_owned()))
+                .collect();
+        });
+        let with = |id: &str, live: Value| {
+            let mut item = good();
+            item["id"] = json!(id);
+            item["live"] = live;
+            item
+        };
+        let items = json!([
+            with("a", json!(true)),
+            with("b", json!(false)),
+            with("c", json!("draft")),
+            with("d", json!("gone"))
+        ]);
+        let page = parse_page(json!({ "meetings": items }).to_string().as_bytes(), &shape).unwrap();
+        let desired: Vec<_> = page.meetings.iter().map(|m| (m.external_id.as_str(), m.desired)).collect();
+        assert_eq!(desired, [("a", Desired::Registered), ("b", Desired::Unregistered)]);
+        assert_eq!(page.ignored, ["c"]);
+        assert!(page.rejected[0].reason.contains("source.status_map.gone"), "{}", page.rejected[0].reason);
+    }
+
+    #[test]
+    fn paging_hints_are_read_and_an_empty_cursor_pointer_means_no_paging() {
+        let shape = shape_with(|s| {
+            s.cursor_pointer = String::new();
+            s.items_pointer = String::new();
+            s.has_more_pointer = "/0/more".into();
+        });
+        let page = parse_page(json!([good()]).to_string().as_bytes(), &shape).unwrap();
+        assert_eq!((page.items, page.next_cursor, page.has_more), (1, None, None));
+
+        let shape = shape_with(|s| {
+            s.has_more_pointer = "/pagination/has_more_items".into();
+            s.total_pointer = "/pagination/object_count".into();
+            s.complete_pointer = "/complete".into();
+        });
+        let body = json!({"meetings": [good()], "next_cursor": "c", "complete": false,
+                          "pagination": {"has_more_items": true, "object_count": 7}});
+        let page = parse_page(body.to_string().as_bytes(), &shape).unwrap();
+        assert_eq!((page.has_more, page.total, page.complete), (Some(true), Some(7), Some(false)));
     }
 }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::config::OnMissing;
 use crate::domain::{ExternalMeeting, RejectedItem};
-use crate::source::Page;
+use crate::source::{Next, Page, PageRequest};
 use crate::store;
 
 use super::{Ctx, SyncError};
@@ -54,6 +54,8 @@ async fn store_page(
     seen_ids: &mut HashSet<String>,
     report: &mut PollReport,
 ) -> Result<(), SyncError> {
+    // Ignored items (source.status_map) are listed: never "missing".
+    seen_ids.extend(page.ignored);
     let mut rejected = page.rejected;
     let mut meetings = Vec::with_capacity(page.meetings.len());
     for meeting in page.meetings {
@@ -153,14 +155,14 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
 /// cannot be trusted further. Returns the pages read and, for a partial
 /// listing, why.
 pub(super) async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u32, Option<String>) {
-    // Hashes, not the cursors: a listing remembers 8 bytes a page however
-    // long the platform's cursors are (and at most source.max_pages of them).
-    let seen_cursor = RandomState::new();
-    let mut cursors: HashSet<u64> = HashSet::new();
-    let mut cursor: Option<String> = None;
-    let mut read = 0;
+    // Hashes, not the requests: a listing remembers 8 bytes a page however
+    // long the platform's cursors or URLs are (and at most source.max_pages).
+    let seen_request = RandomState::new();
+    let mut requested: HashSet<u64> = HashSet::new();
+    let mut request = PageRequest::First;
+    let (mut read, mut listed) = (0, 0);
     loop {
-        let page = match ctx.source.fetch_page(cursor.as_deref()).await {
+        let page = match ctx.source.fetch_page(&request).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, pages_read = read, "meeting list is partial; nothing is deregistered this cycle");
@@ -168,23 +170,27 @@ pub(super) async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u
             }
         };
         read += 1;
-        let next = page.next_cursor.clone();
+        listed += page.items as u64;
+        let next = ctx.source.next(&request, &page, listed);
         if pages.send(page).await.is_err() {
             return (read, None); // storing failed; poll reports that
         }
-        cursor = match next {
-            None => return (read, None),
-            Some(next) if !cursors.insert(seen_cursor.hash_one(&next)) => {
-                return (read, Some(format!("the platform returned cursor {next:?} twice; the listing was cut there")));
+        request = match next {
+            Next::End => return (read, None),
+            Next::Partial(why) => return (read, Some(why)),
+            Next::Page(next) if !requested.insert(seen_request.hash_one(&next)) => {
+                return (read, Some(format!("the platform led to page {next:?} twice; the listing was cut there")));
             }
-            Some(_) if read >= ctx.source.max_pages() => {
+            Next::Page(_) if read >= ctx.source.max_pages() => {
                 return (
                     read,
                     Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages())),
                 );
             }
-            Some(_) if ctx.shutdown.is_cancelled() => return (read, Some("shutdown began during the listing".into())),
-            Some(next) => Some(next),
+            Next::Page(_) if ctx.shutdown.is_cancelled() => {
+                return (read, Some("shutdown began during the listing".into()))
+            }
+            Next::Page(next) => next,
         };
     }
 }

@@ -94,6 +94,9 @@ pub async fn preview(ctx: &Arc<Ctx>) -> Result<Preview, SyncError> {
             let id = r.external_id.clone().unwrap_or_else(|| "(no id)".into());
             preview.meetings.insert(id, Intent::Reject(r.reason));
         }
+        for id in page.ignored {
+            preview.meetings.insert(id, Intent::Nothing("its status is ignored (source.status_map)".into()));
+        }
         listed.extend(page.meetings);
     }
     (_, preview.partial) = reader.await.map_err(|e| SyncError::Task(e.to_string()))?;

@@ -17,6 +17,7 @@ mod lifecycle;
 mod listing;
 mod nightly;
 mod operations;
+mod paging;
 mod protocol;
 mod reliability;
 mod tls;

@@ -68,6 +68,12 @@ pub enum PageFault {
     BrokenJson,
     /// Answer 502 with a body that holds a NUL byte.
     NulInErrorBody,
+    /// Answer the page, marked incomplete (`"complete": false`), as a
+    /// platform that truncated its result does.
+    Incomplete,
+    /// Answer the page with the cursor (or next link) of the page before:
+    /// a platform that loops.
+    RepeatCursor,
 }
 
 /// One entry of the list.
@@ -151,6 +157,7 @@ struct PageQuery {
 pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
     Router::new()
         .route("/platform/meetings", get(list))
+        .route("/platform/styles/{style}/meetings", get(list_styled))
         .route("/_sim/meetings", post(upsert))
         .route("/_sim/meetings/{id}", delete(remove))
         .route("/_sim/meetings/{id}/cancel", post(cancel))
@@ -180,6 +187,75 @@ async fn remove(AxumState(state): AxumState<Arc<Mutex<State>>>, Path(id): Path<S
     StatusCode::NO_CONTENT
 }
 
+/// The query of the paging styles other platforms use.
+#[derive(Deserialize)]
+struct StyledQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    page: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// `GET /platform/styles/{style}/meetings`: the same list, paged as other
+/// platforms page theirs (the items are the same objects):
+/// - `cursor`: `{"events": [...], "pagination": {"continuation", "has_more_items"}}`;
+/// - `next_url`: `{"data": [...], "links": {"next": "<relative URL>"}}`;
+/// - `link_header`: the page is the array; `Link: <…>; rel="next"`;
+/// - `page_number`: `{"items": [...], "total": N}`, `page` from 1;
+/// - `offset`: `{"results": [...], "count": N}`.
+///
+/// Every page says `"complete": true` unless a [`PageFault::Incomplete`]
+/// is set on it.
+async fn list_styled(
+    AxumState(state): AxumState<Arc<Mutex<State>>>,
+    Path(style): Path<String>,
+    Query(q): Query<StyledQuery>,
+) -> Response {
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let limit = q.limit.unwrap_or(200).clamp(1, 1_000);
+    let offset = match style.as_str() {
+        "page_number" => q.page.unwrap_or(1).saturating_sub(1) * limit,
+        "offset" => q.offset.unwrap_or(0),
+        _ => q.cursor.as_deref().and_then(|c| c.strip_prefix("o:")).and_then(|n| n.parse().ok()).unwrap_or(0),
+    };
+    let fault = s.platform.page_faults.get(&(offset / limit)).copied();
+    if fault == Some(PageFault::ServerError) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"}))).into_response();
+    }
+    let (items, next) = s.platform.page(offset, limit);
+    let next = match fault {
+        Some(PageFault::RepeatCursor) => Some(format!("o:{}", offset.saturating_sub(limit))),
+        _ => next,
+    };
+    let items = items.join(", ");
+    let total = s.platform.len();
+    let complete = fault != Some(PageFault::Incomplete);
+    let next_link = next.as_ref().map(|c| format!("/platform/styles/{style}/meetings?limit={limit}&cursor={c}"));
+    let (body, link) = match style.as_str() {
+        "cursor" => (
+            format!(
+                r#"{{"events": [{items}], "complete": {complete}, "pagination": {{"continuation": {}, "has_more_items": {}}}}}"#,
+                json!(next),
+                next.is_some()
+            ),
+            None,
+        ),
+        "next_url" => (
+            format!(r#"{{"data": [{items}], "complete": {complete}, "links": {{"next": {}}}}}"#, json!(next_link)),
+            None,
+        ),
+        "link_header" => (format!("[{items}]"), next_link.map(|l| format!("<{l}>; rel=\"next\""))),
+        "page_number" => (format!(r#"{{"items": [{items}], "complete": {complete}, "total": {total}}}"#), None),
+        "offset" => (format!(r#"{{"results": [{items}], "complete": {complete}, "count": {total}}}"#), None),
+        _ => return (StatusCode::NOT_FOUND, Json(json!({"error": "no such paging style"}))).into_response(),
+    };
+    let mut response = (StatusCode::OK, [("content-type", "application/json")], body).into_response();
+    if let Some(link) = link.and_then(|l| axum::http::HeaderValue::try_from(l).ok()) {
+        response.headers_mut().insert(axum::http::header::LINK, link);
+    }
+    response
+}
+
 async fn list(AxumState(state): AxumState<Arc<Mutex<State>>>, Query(q): Query<PageQuery>) -> Response {
     let s = state.lock().unwrap_or_else(|p| p.into_inner());
     let limit = q.limit.unwrap_or(200).clamp(1, 1_000);
@@ -196,11 +272,11 @@ async fn list(AxumState(state): AxumState<Arc<Mutex<State>>>, Query(q): Query<Pa
         Some(PageFault::NulInErrorBody) => {
             return (StatusCode::BAD_GATEWAY, "upstream\0failed").into_response();
         }
+        Some(PageFault::Incomplete | PageFault::RepeatCursor) | None => {}
         Some(PageFault::BrokenJson) => {
             return (StatusCode::OK, [("content-type", "application/json")], r#"{"meetings": [{"id": "evt-"#)
                 .into_response()
         }
-        None => {}
     }
     let (items, next) = s.platform.page(offset, limit);
     // Written out by hand, so an item's text reaches the client as it is.

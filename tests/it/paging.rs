@@ -1,0 +1,95 @@
+//! The paging styles real platforms use, each syncing a multi-page listing
+//! from the simulator, and the ways a listing stops short.
+
+use regsync::config::{Paging, Settings};
+use regsync_sim::PageFault;
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+/// Points the source at the simulator's listing paged in `style`.
+fn paged(style: &str, s: &mut Settings) {
+    s.source.meetings_path = format!("/styles/{style}/meetings");
+    s.source.page_size = 10;
+    s.source.complete_pointer = "/complete".into();
+    s.source.cursor_pointer = String::new();
+    match style {
+        "cursor" => {
+            s.source.paging = Paging::Cursor;
+            s.source.items_pointer = "/events".into();
+            s.source.cursor_pointer = "/pagination/continuation".into();
+            s.source.has_more_pointer = "/pagination/has_more_items".into();
+        }
+        "next_url" => {
+            s.source.paging = Paging::NextUrl;
+            s.source.items_pointer = "/data".into();
+            s.source.next_url_pointer = "/links/next".into();
+        }
+        "link_header" => {
+            s.source.paging = Paging::LinkHeader;
+            s.source.items_pointer = String::new();
+            s.source.complete_pointer = String::new();
+        }
+        "page_number" => {
+            s.source.paging = Paging::PageNumber;
+            s.source.items_pointer = "/items".into();
+            s.source.total_pointer = "/total".into();
+        }
+        "offset" => {
+            s.source.paging = Paging::Offset;
+            s.source.items_pointer = "/results".into();
+            s.source.total_pointer = "/count".into();
+        }
+        other => panic!("no style {other}"),
+    }
+}
+
+async fn app_paged(style: &'static str) -> TestApp {
+    let app = spawn_app_with(|s| paged(style, s)).await;
+    app.sim.seed(25);
+    app
+}
+
+#[tokio::test]
+async fn every_paging_style_syncs_a_multi_page_listing() {
+    for style in ["cursor", "next_url", "link_header", "page_number", "offset"] {
+        let app = app_paged(style).await;
+
+        let report = app.tick().await;
+
+        assert_eq!(report.poll.partial, None, "{style}");
+        assert_eq!((report.poll.pages, report.poll.seen), (3, 25), "{style}");
+        let stored = app.scalar("SELECT count(*) FROM meetings").await;
+        let synced = app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await;
+        assert_eq!((stored, synced), (25, 25), "{style}");
+        assert_eq!(app.sim.stats().registrations, 23, "{style}: every active meeting registered");
+    }
+}
+
+#[tokio::test]
+async fn a_page_the_platform_marks_incomplete_makes_the_listing_partial() {
+    for style in ["cursor", "next_url", "page_number", "offset"] {
+        let app = app_paged(style).await;
+        app.sim.fail_page(1, PageFault::Incomplete);
+
+        let report = app.tick().await;
+
+        let partial = report.poll.partial.unwrap_or_default();
+        assert!(partial.contains("incomplete"), "{style}: {partial:?}");
+        assert_eq!(report.poll.pages, 2, "{style}: nothing after the incomplete page");
+        assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 20, "{style}: what was read is kept");
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_or_link_seen_twice_makes_the_listing_partial_instead_of_looping() {
+    for style in ["cursor", "next_url", "link_header"] {
+        let app = app_paged(style).await;
+        app.sim.fail_page(2, PageFault::RepeatCursor);
+
+        let report = app.tick().await;
+
+        let partial = report.poll.partial.unwrap_or_default();
+        assert!(partial.contains("twice"), "{style}: {partial:?}");
+        assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 25, "{style}");
+    }
+}
