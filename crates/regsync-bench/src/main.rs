@@ -310,12 +310,13 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let (mut fetch_secs, mut steady_secs, mut steady_calls) = (f64::MAX, f64::MAX, 0);
     for _ in 0..args.steady_cycles.max(1) {
         let started = Instant::now();
-        let mut cursor: Option<String> = None;
+        let (mut request, mut listed) = (source::PageRequest::First, 0);
         loop {
-            let page = source.fetch_page(cursor.as_deref()).await?;
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
+            let page = source.fetch_page(&request).await?;
+            listed += page.items as u64;
+            match source.next(&request, &page, listed) {
+                source::Next::Page(next) => request = next,
+                _ => break,
             }
         }
         fetch_secs = fetch_secs.min(started.elapsed().as_secs_f64());
