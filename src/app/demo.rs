@@ -132,8 +132,11 @@ pub fn simulator_settings(sim: &Sim, url: &str) -> Settings {
     s.graph.client_id = Some(CLIENT_ID.into());
     s.graph.client_secret = Some(SecretString::from(CLIENT_SECRET));
     s.graph.max_concurrency = 8;
-    // The simulator has no limit to respect.
+    // The simulator has no limit to respect, and its pages fail only when
+    // a test says so: one more try is enough to show the retry.
     s.graph.max_requests_per_second = 0;
+    s.source.max_requests_per_second = 0;
+    s.source.page_retries = 1;
     s.graph.timeout_ms = 2_000;
     s.sync.lease_ttl_ms = 10_000;
     s.sync.backoff_base_ms = 200;

@@ -89,6 +89,12 @@ pub struct SourceSettings {
     pub fields: FieldPointers,
     /// A listing with more pages than this is cut off and treated as partial.
     pub max_pages: u32,
+    /// Requests per second toward the platform (0: no pace).
+    pub max_requests_per_second: u32,
+    /// A page that fails (network, 5xx, 429) is asked again this many
+    /// times, with backoff or the platform's `Retry-After`, before the
+    /// listing is declared partial.
+    pub page_retries: u32,
     /// A page body larger than this fails the page.
     pub max_page_bytes: usize,
     /// An item whose JSON is larger than this is rejected.
@@ -121,6 +127,8 @@ impl Default for SourceSettings {
             status_map: std::collections::BTreeMap::new(),
             fields: FieldPointers::default(),
             max_pages: 10_000,
+            max_requests_per_second: 10,
+            page_retries: 3,
             max_page_bytes: 16 * 1024 * 1024,
             max_item_bytes: 16 * 1024,
         }

@@ -118,7 +118,7 @@ impl TokenCache {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()));
+            .and_then(|v| crate::http::parse_retry_after(v, std::time::SystemTime::now()));
         let body = response.bytes().await.unwrap_or_default();
         if status.is_success() {
             let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Token {

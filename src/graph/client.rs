@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use super::auth::{Credentials, TokenCache};
 use super::wire::{CreateRegistration, ErrorBody, Registration, EXTERNAL_REGISTRATION_TYPE};
-use super::{parse_retry_after, Deleted, Error, TIMEOUT_KEY};
+use super::{Deleted, Error, TIMEOUT_KEY};
 use crate::config::GraphSettings;
 use crate::domain::{AllowedRegistrant, CallRecord, Location, RegistrationId, RemoteRegistration};
 use crate::http;
+use crate::http::parse_retry_after;
 
 /// Everything but RFC 3986 unreserved characters is encoded, so an id can
 /// never add a segment, a query or a fragment to the path.

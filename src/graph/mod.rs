@@ -8,7 +8,7 @@ mod auth;
 mod client;
 mod wire;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::domain::FailureCategory;
 
@@ -202,38 +202,12 @@ impl Error {
     }
 }
 
-/// Parses `Retry-After`: seconds (possibly fractional, as Graph sends) or an
-/// HTTP-date. Garbage, negative and non-finite values give `None`, so the
-/// caller falls back to its own backoff; values are capped at one hour.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    const CAP: Duration = Duration::from_secs(3_600);
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(CAP.as_secs_f64())));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(CAP))
-}
-
 /// The setting a Graph or token request's timeout comes from.
 const TIMEOUT_KEY: &str = "graph.timeout_ms";
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_takes_fractional_seconds_and_http_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("10", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("2.128", now), Some(Duration::from_secs_f64(2.128)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
-        assert_eq!(parse_retry_after("NaN", now), None);
-        assert_eq!(parse_retry_after("1e12", now), Some(Duration::from_secs(3_600)));
-    }
 
     #[test]
     fn only_a_429_is_known_not_to_have_acted() {

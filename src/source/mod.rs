@@ -7,9 +7,10 @@ mod repair;
 mod shape;
 mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, LINK, LOCATION};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, LINK, LOCATION, RETRY_AFTER};
 use secrecy::ExposeSecret;
 
 use crate::config::{Paging, SourceAuth, SourceSettings};
@@ -40,6 +41,8 @@ pub enum Error {
         status: u16,
         /// The start of the body.
         body: String,
+        /// The platform's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
     },
     /// The platform redirected to another host: not followed, since the
     /// request carries credentials.
@@ -70,10 +73,34 @@ pub enum Error {
     Setup(String),
 }
 
+/// The longest a page waits before it is asked again, whatever the
+/// platform's `Retry-After` says: longer, and the listing is partial.
+const MAX_PAGE_BACKOFF: Duration = Duration::from_secs(60);
+
+impl Error {
+    /// How long to wait before asking again (`backoff` unless the platform
+    /// said), or `None` when asking again cannot help.
+    fn retry_in(&self, backoff: Duration) -> Option<Duration> {
+        match self {
+            Self::FetchPage { .. } => Some(backoff),
+            Self::PageStatus { status, retry_after, .. } if *status == 429 || *status >= 500 || *status == 408 => {
+                match retry_after {
+                    Some(asked) if *asked > MAX_PAGE_BACKOFF => None,
+                    Some(asked) => Some(*asked),
+                    None => Some(backoff),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Fetches pages of the platform's meeting list.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// `source.max_requests_per_second`, shared by every clone.
+    pace: Option<Arc<governor::DefaultDirectRateLimiter>>,
     url: reqwest::Url,
     settings: SourceSettings,
     shape: PageShape,
@@ -118,7 +145,9 @@ impl Client {
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
         let shape = PageShape::new(settings, default_allowed_registrant)?;
-        Ok(Self { http, url, settings: settings.clone(), shape })
+        let pace = std::num::NonZeroU32::new(settings.max_requests_per_second)
+            .map(|rate| Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(rate))));
+        Ok(Self { http, pace, url, settings: settings.clone(), shape })
     }
 
     /// The most pages one listing may have.
@@ -165,13 +194,37 @@ impl Client {
         paging::next(self.settings.paging, request, &self.url_of(request), page, listed, limits)
     }
 
-    /// Fetches and validates the page `request` names.
+    /// Fetches and validates the page `request` names, at the configured
+    /// pace. A failure a later try may not meet (network, 5xx, 429) is
+    /// tried again up to `source.page_retries` times, after the platform's
+    /// `Retry-After` or a doubling backoff.
     ///
     /// # Errors
     /// Any failure to get a well-formed page; item-level problems are not
     /// errors but rejections inside the page.
     #[tracing::instrument(skip_all, fields(page = ?request))]
     pub async fn fetch_page(&self, request: &PageRequest) -> Result<Page, Error> {
+        let mut backoff = Duration::from_millis(500);
+        let mut tries = 0;
+        loop {
+            if let Some(pace) = &self.pace {
+                pace.until_ready().await;
+            }
+            let wait = match self.fetch_once(request).await {
+                Err(e) if tries < self.settings.page_retries => match e.retry_in(backoff) {
+                    Some(wait) => wait,
+                    None => return Err(e),
+                },
+                done => return done,
+            };
+            tries += 1;
+            tracing::warn!(retry_in_ms = wait.as_millis() as u64, tries, "meeting list page failed; asking again");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(MAX_PAGE_BACKOFF);
+        }
+    }
+
+    async fn fetch_once(&self, request: &PageRequest) -> Result<Page, Error> {
         let url = self.url_of(request);
         // The URL as logs and records show it: without the user and password
         // that base_url may carry.
@@ -185,7 +238,8 @@ impl Client {
         };
         let mut response = self.http.get(url.clone()).send().await.map_err(fetch_error)?;
         let status = response.status();
-        let link = response.headers().get(LINK).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+        let (link, retry_after) = (header(LINK), header(RETRY_AFTER));
         let limit = self.settings.max_page_bytes;
         if response.content_length().is_some_and(|len| len as usize > limit) {
             return Err(Error::PageTooLarge { limit });
@@ -203,7 +257,9 @@ impl Client {
         }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-            return Err(Error::PageStatus { url: shown, status: status.as_u16(), body: text });
+            let retry_after =
+                retry_after.and_then(|v| crate::http::parse_retry_after(&v, std::time::SystemTime::now()));
+            return Err(Error::PageStatus { url: shown, status: status.as_u16(), body: text, retry_after });
         }
         let mut page = wire::parse_page(&body, &self.shape)?;
         if self.settings.paging == Paging::LinkHeader {

@@ -173,10 +173,10 @@ mod tests {
         fn retry_after_is_honoured_exactly_or_rejected(secs in 0u32..3_600, millis in 0u32..1_000, garbage in "[^0-9.]{1,12}") {
             let now = std::time::SystemTime::now();
             let text = format!("{secs}.{millis:03}");
-            let parsed = graph::parse_retry_after(&text, now).expect("a number of seconds");
+            let parsed = crate::http::parse_retry_after(&text, now).expect("a number of seconds");
             let expected = Duration::from_secs(u64::from(secs)) + Duration::from_millis(u64::from(millis));
             prop_assert!(parsed.abs_diff(expected) < Duration::from_micros(1));
-            prop_assert_eq!(graph::parse_retry_after(&garbage, now), None, "garbage falls back to the backoff");
+            prop_assert_eq!(crate::http::parse_retry_after(&garbage, now), None, "garbage falls back to the backoff");
         }
     }
 

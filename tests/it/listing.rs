@@ -162,7 +162,9 @@ async fn wrong_types_and_unknown_values_are_each_rejected_while_the_rest_syncs()
     assert_eq!(report.poll.rejected, 5);
     for (id, reason) in [
         ("evt-t1", "online_meeting_id (at /online_meeting_id) is a number"),
-        ("evt-t2", "status (at /status) is a boolean"),
+        // A boolean status is a word like any other: unmapped, it is rejected
+        // with the key that would map it.
+        ("evt-t2", "status is \"true\", which is not \"active\" or \"cancelled\": map it with source.status_map.true"),
         ("evt-t3", "allowed_registrant is \"unknownFutureValue\""),
         ("evt-t5", "contains control characters"),
     ] {

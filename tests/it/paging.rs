@@ -93,3 +93,55 @@ async fn a_cursor_or_link_seen_twice_makes_the_listing_partial_instead_of_loopin
         assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 25, "{style}");
     }
 }
+
+#[tokio::test]
+async fn a_platform_429_is_waited_out_for_its_retry_after_and_the_listing_completes() {
+    let app = app_paged_default(|s| s.source.page_retries = 2).await;
+    app.sim.fail_page(1, PageFault::ThrottledOnce);
+
+    let report = app.tick().await;
+
+    assert_eq!(report.poll.partial, None);
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 25);
+    let requests = app.sim.platform_requests();
+    let statuses: Vec<u16> = requests.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [200, 429, 200, 200]);
+    let waited = requests[2].0 - requests[1].0;
+    assert!(waited >= std::time::Duration::from_secs(1), "asked again after {waited:?}, Retry-After was 1 s");
+}
+
+#[tokio::test]
+async fn a_failing_page_is_asked_again_a_bounded_number_of_times_then_the_listing_is_partial() {
+    let app = app_paged_default(|s| s.source.page_retries = 2).await;
+    app.sim.fail_page(1, PageFault::ServerError);
+
+    let report = app.tick().await;
+
+    assert!(report.poll.partial.unwrap_or_default().contains("HTTP 500"));
+    let statuses: Vec<u16> = app.sim.platform_requests().iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [200, 500, 500, 500], "the first try and two more");
+}
+
+#[tokio::test]
+async fn requests_to_the_platform_keep_to_its_pace() {
+    let app = app_paged_default(|s| s.source.max_requests_per_second = 2).await;
+
+    app.tick().await;
+
+    let requests = app.sim.platform_requests();
+    assert_eq!(requests.len(), 3);
+    // A quota of 2 per second lets a burst of 2 through, then one every 0.5 s.
+    let spread = requests[2].0 - requests[0].0;
+    assert!(spread >= std::time::Duration::from_millis(450), "3 pages in {spread:?} at 2 per second");
+}
+
+/// The simulator's own listing style, 25 meetings on pages of 10.
+async fn app_paged_default(change: impl FnOnce(&mut Settings)) -> TestApp {
+    let app = spawn_app_with(|s| {
+        s.source.page_size = 10;
+        change(s);
+    })
+    .await;
+    app.sim.seed(25);
+    app
+}

@@ -174,6 +174,8 @@ fn settings_for(args: &Args, sim: SocketAddr, db: &str) -> Settings {
     s.database.max_connections = (args.concurrency as u32 + 4).max(10);
     s.source.base_url = Some(at.platform);
     s.source.page_size = args.page_size;
+    // The simulator has no pace to respect: ingest is measured, not paced.
+    s.source.max_requests_per_second = 0;
     s.graph.base_url = at.graph;
     s.graph.authority_url = at.authority;
     s.graph.tenant_id = Some(TENANT.into());

@@ -298,6 +298,11 @@ impl Sim {
         self.lock().log.clone()
     }
 
+    /// When each platform list request arrived, and its status.
+    pub fn platform_requests(&self) -> Vec<(tokio::time::Instant, u16)> {
+        self.lock().platform.requests.clone()
+    }
+
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.lock().stats()

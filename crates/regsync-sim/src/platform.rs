@@ -74,6 +74,9 @@ pub enum PageFault {
     /// Answer the page with the cursor (or next link) of the page before:
     /// a platform that loops.
     RepeatCursor,
+    /// Answer 429 with `Retry-After: 1` once; the next request for the page
+    /// is answered normally.
+    ThrottledOnce,
 }
 
 /// One entry of the list.
@@ -91,6 +94,8 @@ pub(crate) struct Listing {
     items: Vec<Item>,
     index: HashMap<String, usize>,
     pub(crate) page_faults: HashMap<usize, PageFault>,
+    /// Every list request: when, and the status it got.
+    pub(crate) requests: Vec<(tokio::time::Instant, u16)>,
 }
 
 impl Listing {
@@ -257,7 +262,13 @@ async fn list_styled(
 }
 
 async fn list(AxumState(state): AxumState<Arc<Mutex<State>>>, Query(q): Query<PageQuery>) -> Response {
-    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let response = list_page(&mut s, q);
+    s.platform.requests.push((tokio::time::Instant::now(), response.status().as_u16()));
+    response
+}
+
+fn list_page(s: &mut State, q: PageQuery) -> Response {
     let limit = q.limit.unwrap_or(200).clamp(1, 1_000);
     let offset = match q.cursor.as_deref().map(|c| c.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok())) {
         None => 0,
@@ -271,6 +282,11 @@ async fn list(AxumState(state): AxumState<Arc<Mutex<State>>>, Query(q): Query<Pa
         }
         Some(PageFault::NulInErrorBody) => {
             return (StatusCode::BAD_GATEWAY, "upstream\0failed").into_response();
+        }
+        Some(PageFault::ThrottledOnce) => {
+            s.platform.page_faults.remove(&page_index);
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], Json(json!({"error": "rate limited"})))
+                .into_response();
         }
         Some(PageFault::Incomplete | PageFault::RepeatCursor) | None => {}
         Some(PageFault::BrokenJson) => {
