@@ -3,26 +3,27 @@
 -- columns (appended), per the `ops` contract.
 
 -- When the meeting last became due. `updated_at` moves on every retry, so
--- it cannot tell how long a meeting has waited. A trigger keeps this one
--- right whatever statement moves the row: it is set when a meeting becomes
--- due from `synced` or `failed` (or is new), kept while it retries or is in
--- flight, and cleared once it settles.
-ALTER TABLE meetings ADD COLUMN due_since TIMESTAMPTZ;
-UPDATE meetings SET due_since = updated_at WHERE state IN ('pending', 'retrying', 'in_flight');
+-- it cannot tell how long a meeting has waited. New rows are due from their
+-- insert; a trigger keeps the column right whatever statement moves a row
+-- later: set when a meeting becomes due from `synced` or `failed`, kept
+-- while it retries or is in flight, cleared once it settles. Its WHEN
+-- clause lets the hot transitions that keep the value (a claim, a retry)
+-- skip the function call.
+ALTER TABLE meetings ADD COLUMN due_since TIMESTAMPTZ DEFAULT now();
+UPDATE meetings SET due_since = CASE WHEN state IN ('pending', 'retrying', 'in_flight') THEN updated_at END;
 
 CREATE FUNCTION meetings_due_since() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.state IN ('synced', 'failed') THEN
-        NEW.due_since := NULL;
-    ELSIF TG_OP = 'INSERT' OR OLD.state IN ('synced', 'failed') OR OLD.due_since IS NULL THEN
-        NEW.due_since := coalesce(NEW.due_since, now());
-    END IF;
+    NEW.due_since := CASE WHEN NEW.state IN ('synced', 'failed') THEN NULL ELSE now() END;
     RETURN NEW;
 END
 $$;
 
-CREATE TRIGGER meetings_due_since BEFORE INSERT OR UPDATE OF state ON meetings
-    FOR EACH ROW EXECUTE FUNCTION meetings_due_since();
+CREATE TRIGGER meetings_due_since BEFORE UPDATE OF state ON meetings
+    FOR EACH ROW
+    WHEN ((NEW.state IN ('synced', 'failed')) IS DISTINCT FROM (OLD.state IN ('synced', 'failed'))
+          OR (OLD.due_since IS NULL AND NEW.state NOT IN ('synced', 'failed')))
+    EXECUTE FUNCTION meetings_due_since();
 
 -- A failure's category, for grouping: the free text in last_error says what
 -- to do. Written by regsync with the error; NULL when there is none.
