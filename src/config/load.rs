@@ -92,6 +92,12 @@ impl Settings {
         if let Some(path) = &self.source.token_file {
             self.source.token = Some(read("source.token_file", path)?);
         }
+        if let Some(path) = &self.source.password_file {
+            self.source.password = Some(read("source.password_file", path)?);
+        }
+        for (name, path) in &self.source.header_files {
+            self.source.headers.insert(name.clone(), read("source.header_files", path)?);
+        }
         Ok(())
     }
 }

@@ -17,6 +17,8 @@ pub enum SourceAuth {
     Bearer,
     /// `{api_key_header}: {token}`.
     ApiKey,
+    /// HTTP Basic with `username` and `password`.
+    Basic,
 }
 
 /// How the platform's list is paged.
@@ -52,7 +54,7 @@ pub struct SourceSettings {
     pub cursor_param: String,
     /// Per-request timeout.
     pub timeout_ms: u64,
-    /// `none`, `bearer` or `api_key`.
+    /// `none`, `bearer`, `api_key` or `basic`.
     pub auth: SourceAuth,
     /// Bearer token or API key.
     pub token: Option<SecretString>,
@@ -60,6 +62,17 @@ pub struct SourceSettings {
     pub token_file: Option<PathBuf>,
     /// Header for `auth = "api_key"`.
     pub api_key_header: String,
+    /// `auth = "basic"`: the user.
+    pub username: Option<String>,
+    /// `auth = "basic"`: the password.
+    pub password: Option<SecretString>,
+    /// File holding the password (wins over `password`).
+    pub password_file: Option<PathBuf>,
+    /// Extra static request headers, e.g. a second key header; values are
+    /// treated as secrets.
+    pub headers: std::collections::BTreeMap<String, SecretString>,
+    /// Extra headers whose values are read from files (mounted secrets).
+    pub header_files: std::collections::BTreeMap<String, PathBuf>,
     /// JSON pointer to the items array in a page.
     pub items_pointer: String,
     /// JSON pointer to the next cursor in a page (null or absent: last
@@ -114,6 +127,11 @@ impl Default for SourceSettings {
             token: None,
             token_file: None,
             api_key_header: "x-api-key".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            headers: std::collections::BTreeMap::new(),
+            header_files: std::collections::BTreeMap::new(),
             items_pointer: "/meetings".into(),
             cursor_pointer: "/next_cursor".into(),
             paging: Paging::Cursor,

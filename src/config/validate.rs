@@ -90,8 +90,20 @@ impl Settings {
 
     /// The platform connector: credentials, page shape, pointers.
     fn check_source(&self, bad: &mut Vec<String>) {
-        if self.source.auth != SourceAuth::None && self.source.token.is_none() {
-            bad.push("source.token (or source.token_file) is required when source.auth is bearer or api_key".into());
+        match self.source.auth {
+            SourceAuth::Bearer | SourceAuth::ApiKey if self.source.token.is_none() => {
+                bad.push("source.token (or source.token_file) is required when source.auth is bearer or api_key".into())
+            }
+            SourceAuth::Basic if self.source.username.is_none() || self.source.password.is_none() => bad.push(
+                "source.username and source.password (or source.password_file) are required when source.auth is basic"
+                    .into(),
+            ),
+            _ => {}
+        }
+        for name in self.source.headers.keys().chain(self.source.header_files.keys()) {
+            if reqwest::header::HeaderName::try_from(name.as_str()).is_err() {
+                bad.push(format!("source.headers.{name} is not a valid HTTP header name"));
+            }
         }
         if self.source.page_size == 0 {
             bad.push("source.page_size must be at least 1".into());

@@ -10,6 +10,7 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, LINK, LOCATION, RETRY_AFTER};
 use secrecy::ExposeSecret;
 
@@ -73,6 +74,42 @@ pub enum Error {
     Setup(String),
 }
 
+/// The headers every request carries: the auth header of `source.auth` and
+/// the extra `source.headers`, all marked sensitive so they never show in
+/// debug output.
+fn auth_headers(settings: &SourceSettings) -> Result<reqwest::header::HeaderMap, Error> {
+    let invalid = |what: &str| Error::Setup(format!("{what} is not a valid header value"));
+    let mut headers = reqwest::header::HeaderMap::new();
+    let token = settings.token.as_ref().map(|t| t.expose_secret());
+    let auth = match (settings.auth, token) {
+        (SourceAuth::Bearer, Some(token)) => Some((AUTHORIZATION, format!("Bearer {token}"), "source.token")),
+        (SourceAuth::ApiKey, Some(token)) => {
+            let name = HeaderName::try_from(settings.api_key_header.as_str())
+                .map_err(|_| Error::Setup("source.api_key_header is not a valid header name".into()))?;
+            Some((name, token.to_owned(), "source.token"))
+        }
+        (SourceAuth::Basic, _) => {
+            let user = settings.username.as_deref().unwrap_or_default();
+            let password = settings.password.as_ref().map(|p| p.expose_secret()).unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Some((AUTHORIZATION, format!("Basic {encoded}"), "source.username or source.password"))
+        }
+        _ => None,
+    };
+    let extra = settings.headers.iter().map(|(name, value)| {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| Error::Setup(format!("source.headers.{name} is not a valid header name")))?;
+        Ok((name, value.expose_secret().to_owned(), "a source.headers value"))
+    });
+    for header in auth.into_iter().map(Ok).chain(extra) {
+        let (name, value, what) = header?;
+        let mut value = HeaderValue::try_from(value).map_err(|_| invalid(what))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
 /// The longest a page waits before it is asked again, whatever the
 /// platform's `Retry-After` says: longer, and the listing is partial.
 const MAX_PAGE_BACKOFF: Duration = Duration::from_secs(60);
@@ -116,26 +153,7 @@ impl Client {
         let base = settings.base_url.as_deref().ok_or_else(|| Error::Setup("source.base_url is not set".into()))?;
         let url = reqwest::Url::parse(&format!("{}{}", base.trim_end_matches('/'), settings.meetings_path))
             .map_err(|e| Error::Setup(format!("source.base_url + source.meetings_path is not a URL: {e}")))?;
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let (Some(token), auth) = (&settings.token, settings.auth) {
-            let (name, value) = match auth {
-                SourceAuth::None => (None, String::new()),
-                SourceAuth::Bearer => (Some(AUTHORIZATION), format!("Bearer {}", token.expose_secret())),
-                SourceAuth::ApiKey => (
-                    Some(
-                        HeaderName::try_from(settings.api_key_header.as_str())
-                            .map_err(|_| Error::Setup("source.api_key_header is not a valid header name".into()))?,
-                    ),
-                    token.expose_secret().to_owned(),
-                ),
-            };
-            if let Some(name) = name {
-                let mut value = HeaderValue::try_from(value)
-                    .map_err(|_| Error::Setup("source.token is not a valid header value".into()))?;
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-        }
+        let headers = auth_headers(settings)?;
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(settings.timeout())

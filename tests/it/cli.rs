@@ -49,10 +49,19 @@ async fn a_full_sync_at_trace_level_logs_neither_the_secret_nor_any_token() {
     let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
     sim.seed(5);
     sim.fail_next(None, regsync_sim::Fault::Status { status: 401, retry_after: None });
+    // The platform's credentials too: Basic auth and an extra key header.
+    sim.require_platform_headers(&[("x-second-key", "second-key-value-42")]);
+    let platform_credentials = [
+        ("RUST_LOG", "trace"),
+        ("REGSYNC__SOURCE__AUTH", "basic"),
+        ("REGSYNC__SOURCE__USERNAME", "regsync"),
+        ("REGSYNC__SOURCE__PASSWORD", "platform-password-42"),
+        ("REGSYNC__SOURCE__HEADERS__X-SECOND-KEY", "second-key-value-42"),
+    ];
 
     let once = tokio::task::spawn_blocking({
         let (db, sim) = (db.clone(), sim.clone());
-        move || regsync(&["once"], &db, &sim, &[("RUST_LOG", "trace")])
+        move || regsync(&["once"], &db, &sim, &platform_credentials)
     })
     .await
     .expect("joined");
@@ -60,8 +69,11 @@ async fn a_full_sync_at_trace_level_logs_neither_the_secret_nor_any_token() {
     assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
     let output = format!("{}{}", String::from_utf8_lossy(&once.stdout), String::from_utf8_lossy(&once.stderr));
     assert!(output.len() > 10_000, "trace logging produced output");
+    assert_eq!(sim.stats().registrations, 5, "the platform took the credentials: {output:.2000}");
     assert!(!output.contains(CLIENT_SECRET), "the client secret leaked");
     assert!(!output.contains("simtok-"), "a token leaked");
+    assert!(!output.contains("platform-password-42"), "the platform password leaked");
+    assert!(!output.contains("second-key-value-42"), "the platform key header leaked");
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
     let dump: String = sqlx::query_scalar(
         "SELECT concat_ws(' ', (SELECT string_agg(t::text, ' ') FROM ops.graph_calls t),

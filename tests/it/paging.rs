@@ -145,3 +145,30 @@ async fn app_paged_default(change: impl FnOnce(&mut Settings)) -> TestApp {
     app.sim.seed(25);
     app
 }
+
+#[tokio::test]
+async fn basic_auth_and_an_extra_key_header_reach_the_platform_and_without_them_the_poll_fails() {
+    let app = app_paged_default(|s| {
+        s.source.auth = regsync::config::SourceAuth::Basic;
+        s.source.username = Some("regsync".into());
+        s.source.password = Some("pl@tform pass".to_owned().into());
+        s.source.headers.insert("X-Second-Key".into(), "second-key-value".to_owned().into());
+    })
+    .await;
+    // base64("regsync:pl@tform pass")
+    app.sim.require_platform_headers(&[
+        ("authorization", "Basic cmVnc3luYzpwbEB0Zm9ybSBwYXNz"),
+        ("x-second-key", "second-key-value"),
+    ]);
+    let refused = spawn_app_with(|s| s.source.auth = regsync::config::SourceAuth::None).await;
+    refused.sim.seed(3);
+    refused.sim.require_platform_headers(&[("x-second-key", "second-key-value")]);
+
+    let report = app.tick().await;
+    let refused_report = refused.tick().await;
+
+    assert_eq!(report.poll.partial, None);
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await, 25);
+    assert_eq!(refused_report.poll.result(), "failed");
+    assert!(refused_report.poll.partial.unwrap_or_default().contains("HTTP 401"));
+}

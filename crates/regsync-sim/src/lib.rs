@@ -298,6 +298,14 @@ impl Sim {
         self.lock().log.clone()
     }
 
+    /// From now on the platform answers 401 to a list request that lacks
+    /// any of these headers with exactly this value (`Authorization:
+    /// Basic …`, a second key header, …).
+    pub fn require_platform_headers(&self, headers: &[(&str, &str)]) {
+        self.lock().platform.required_headers =
+            headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned())).collect();
+    }
+
     /// When each platform list request arrived, and its status.
     pub fn platform_requests(&self) -> Vec<(tokio::time::Instant, u16)> {
         self.lock().platform.requests.clone()

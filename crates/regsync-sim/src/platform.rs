@@ -96,6 +96,20 @@ pub(crate) struct Listing {
     pub(crate) page_faults: HashMap<usize, PageFault>,
     /// Every list request: when, and the status it got.
     pub(crate) requests: Vec<(tokio::time::Instant, u16)>,
+    /// Headers every list request must carry (name lower-cased, value).
+    pub(crate) required_headers: Vec<(String, String)>,
+}
+
+impl Listing {
+    /// A 401, as a platform answers a request without its credentials.
+    fn refused(&self, headers: &axum::http::HeaderMap) -> Option<Response> {
+        let missing = self
+            .required_headers
+            .iter()
+            .find(|(name, value)| headers.get(name.as_str()).and_then(|v| v.to_str().ok()) != Some(value.as_str()))?;
+        let body = Json(json!({"error": format!("missing or wrong {}", missing.0)}));
+        Some((StatusCode::UNAUTHORIZED, body).into_response())
+    }
 }
 
 impl Listing {
@@ -215,8 +229,12 @@ async fn list_styled(
     AxumState(state): AxumState<Arc<Mutex<State>>>,
     Path(style): Path<String>,
     Query(q): Query<StyledQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(refused) = s.platform.refused(&headers) {
+        return refused;
+    }
     let limit = q.limit.unwrap_or(200).clamp(1, 1_000);
     let offset = match style.as_str() {
         "page_number" => q.page.unwrap_or(1).saturating_sub(1) * limit,
@@ -261,9 +279,13 @@ async fn list_styled(
     response
 }
 
-async fn list(AxumState(state): AxumState<Arc<Mutex<State>>>, Query(q): Query<PageQuery>) -> Response {
+async fn list(
+    AxumState(state): AxumState<Arc<Mutex<State>>>,
+    Query(q): Query<PageQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-    let response = list_page(&mut s, q);
+    let response = s.platform.refused(&headers).unwrap_or_else(|| list_page(&mut s, q));
     s.platform.requests.push((tokio::time::Instant::now(), response.status().as_u16()));
     response
 }
