@@ -1,7 +1,6 @@
-//! The registration calls:
-//! <https://learn.microsoft.com/graph/api/externalmeetingregistration-post?view=graph-rest-beta>
-//! (and `-get`, `-delete`). Each request carries a fresh `client-request-id`
-//! and is returned as a [`CallRecord`] for the audit table.
+//! The registration calls (docs/graph-api.md has Microsoft's pages). Each
+//! request carries a fresh `client-request-id` and is returned as a
+//! [`CallRecord`] for the audit table.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
