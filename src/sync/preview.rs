@@ -39,17 +39,6 @@ pub enum Call {
     Delete,
 }
 
-impl Call {
-    /// The HTTP method.
-    pub fn method(self) -> &'static str {
-        match self {
-            Self::Lookup => "GET",
-            Self::Create => "POST",
-            Self::Delete => "DELETE",
-        }
-    }
-}
-
 impl fmt::Display for Intent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
