@@ -107,15 +107,140 @@ pub struct ExternalMeeting {
     /// The platform's id.
     pub external_id: ExternalId,
     /// The Teams meeting's organizer.
-    pub organizer_id: OrganizerId,
+    pub organizer: OrganizerRef,
     /// The Teams online meeting.
-    pub online_meeting_id: OnlineMeetingId,
+    pub online_meeting: MeetingRef,
     /// Who may register.
     pub allowed_registrant: AllowedRegistrant,
     /// Active or cancelled.
     pub desired: Desired,
     /// When the platform last changed the item, if it says.
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The organizer as the platform names them: Graph's id, or the user
+/// principal name (e-mail) regsync resolves to one through Graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrganizerRef {
+    /// The Entra object id.
+    Id(OrganizerId),
+    /// The UPN, lower-cased (UPNs ignore case).
+    Upn(String),
+}
+
+/// The Teams meeting as the platform names it: Graph's id, or the join link
+/// regsync resolves to one through Graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeetingRef {
+    /// Graph's `onlineMeeting.id`.
+    Id(OnlineMeetingId),
+    /// The meeting's `joinWebUrl`.
+    JoinUrl(String),
+}
+
+impl OrganizerRef {
+    /// The id, when the platform gave one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Id(id) => Some(id.as_str()),
+            Self::Upn(_) => None,
+        }
+    }
+
+    /// The UPN, when the platform gave one.
+    pub fn upn(&self) -> Option<&str> {
+        match self {
+            Self::Upn(upn) => Some(upn),
+            Self::Id(_) => None,
+        }
+    }
+}
+
+impl MeetingRef {
+    /// The id, when the platform gave one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Id(id) => Some(id.as_str()),
+            Self::JoinUrl(_) => None,
+        }
+    }
+
+    /// The join link, when the platform gave one.
+    pub fn join_url(&self) -> Option<&str> {
+        match self {
+            Self::JoinUrl(url) => Some(url),
+            Self::Id(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for OrganizerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "{id}"),
+            Self::Upn(upn) => write!(f, "{upn}"),
+        }
+    }
+}
+
+impl fmt::Display for MeetingRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "{id}"),
+            Self::JoinUrl(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// A Graph id regsync must look up from what the platform holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The organizer's object id, from their UPN (`GET /users/{upn}`).
+    Organizer {
+        /// The UPN.
+        upn: String,
+    },
+    /// The online meeting's id, from its join link, among the organizer's
+    /// meetings (`GET /users/{organizer}/onlineMeetings?$filter=JoinWebUrl eq '…'`).
+    Meeting {
+        /// The organizer, resolved already.
+        organizer: OrganizerId,
+        /// The join link.
+        join_url: String,
+    },
+}
+
+impl Lookup {
+    /// The kind, as `ops.resolutions.kind` spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Organizer { .. } => "organizer",
+            Self::Meeting { .. } => "meeting",
+        }
+    }
+
+    /// What is looked up: the UPN or the join link.
+    pub fn value(&self) -> &str {
+        match self {
+            Self::Organizer { upn } => upn,
+            Self::Meeting { join_url, .. } => join_url,
+        }
+    }
+
+    /// Why a meeting fails when Graph finds nothing, naming the value.
+    pub fn not_found(&self, external_id: &ExternalId) -> String {
+        let retry = format!(
+            "correct it on the platform (regsync looks it up again when it changes), or run `regsync retry {external_id}` once it exists"
+        );
+        match self {
+            Self::Organizer { upn } => {
+                format!("organizer {upn:?} is not a user Graph knows (GET /users/{{upn}} found no one): {retry}")
+            }
+            Self::Meeting { organizer, join_url } => format!(
+                "Teams join link {join_url:?} is not an online meeting of organizer {organizer} (Graph found none): {retry}"
+            ),
+        }
+    }
 }
 
 /// A platform item that failed validation, with the reason an operator reads.
@@ -136,6 +261,14 @@ pub struct Location {
     pub organizer: OrganizerId,
     /// `/onlineMeetings/{meeting}`.
     pub meeting: OnlineMeetingId,
+}
+
+impl Location {
+    /// Both ids are known (a part the platform named by UPN or join link is
+    /// empty until resolved).
+    pub fn is_known(&self) -> bool {
+        !self.organizer.as_str().is_empty() && !self.meeting.as_str().is_empty()
+    }
 }
 
 /// A registration regsync knows Graph holds.

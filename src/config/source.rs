@@ -159,10 +159,16 @@ impl Default for SourceSettings {
 pub struct FieldPointers {
     /// The platform's meeting id (required).
     pub id: String,
-    /// The organizer's Entra object id (required).
+    /// The organizer's Entra object id (required unless `organizer_upn` is set).
     pub organizer_id: String,
-    /// Graph's online meeting id (required).
+    /// Graph's online meeting id (required unless `join_url` is set).
     pub online_meeting_id: String,
+    /// The organizer's UPN or e-mail, resolved through Graph; when set, it
+    /// is used instead of `organizer_id`.
+    pub organizer_upn: String,
+    /// The Teams join link, resolved through Graph; when set, it is used
+    /// instead of `online_meeting_id`.
+    pub join_url: String,
     /// `everyone` or `organization` (optional).
     pub allowed_registrant: String,
     /// `active` or `cancelled` (optional).
@@ -177,6 +183,8 @@ impl Default for FieldPointers {
             id: "/id".into(),
             organizer_id: "/organizer_id".into(),
             online_meeting_id: "/online_meeting_id".into(),
+            organizer_upn: String::new(),
+            join_url: String::new(),
             allowed_registrant: "/allowed_registrant".into(),
             status: "/status".into(),
             updated_at: "/updated_at".into(),

@@ -132,6 +132,8 @@ impl Settings {
             ("source.fields.allowed_registrant", &f.allowed_registrant),
             ("source.fields.status", &f.status),
             ("source.fields.updated_at", &f.updated_at),
+            ("source.fields.organizer_upn", &f.organizer_upn),
+            ("source.fields.join_url", &f.join_url),
         ] {
             if let Err(e) = crate::domain::Selector::parse(selector) {
                 bad.push(format!("{key}: {e}"));

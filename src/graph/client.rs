@@ -21,7 +21,7 @@ use crate::http::parse_retry_after;
 
 /// Everything but RFC 3986 unreserved characters is encoded, so an id can
 /// never add a segment, a query or a fragment to the path.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+pub(super) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Leave to send one request: the pace allowed it and a token is at hand.
 /// The caller takes it before its last checks (the lease, the throttle:
@@ -108,7 +108,7 @@ impl Client {
         calls: &mut Vec<CallRecord>,
     ) -> Result<RemoteRegistration, Error> {
         let body = CreateRegistration { odata_type: EXTERNAL_REGISTRATION_TYPE, allowed_registrant: allowed.as_str() };
-        let (status, bytes) = self.send(permit, Method::POST, at, Some(&body), calls).await?;
+        let (status, bytes) = self.send(permit, Method::POST, Self::path(at)?, Some(&body), calls).await?;
         match decode(status, &bytes)? {
             // Graph's answer names the kind it created; without it the
             // registration cannot be proven regsync's: look it up.
@@ -132,7 +132,7 @@ impl Client {
         at: &Location,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<RemoteRegistration>, Error> {
-        match self.send(permit, Method::GET, at, None, calls).await {
+        match self.send(permit, Method::GET, Self::path(at)?, None, calls).await {
             Ok((status, bytes)) => decode(status, &bytes).map(Some),
             Err(Error::Rejected { status: 404, .. }) => {
                 mark_last(calls, "absent");
@@ -147,7 +147,7 @@ impl Client {
     /// # Errors
     /// Classified failures.
     pub async fn delete(&self, permit: Permit, at: &Location, calls: &mut Vec<CallRecord>) -> Result<Deleted, Error> {
-        match self.send(permit, Method::DELETE, at, None, calls).await {
+        match self.send(permit, Method::DELETE, Self::path(at)?, None, calls).await {
             Ok(_) => Ok(Deleted::Removed),
             Err(Error::Rejected { status: 404, .. }) => {
                 mark_last(calls, "absent");
@@ -176,15 +176,14 @@ impl Client {
     /// else as an [`Error`]. A 401 drops the token from the cache, so the
     /// caller's next permit carries a fresh one; the caller re-sends through
     /// its own checks, never from here.
-    async fn send(
+    pub(super) async fn send(
         &self,
         permit: Permit,
         method: Method,
-        at: &Location,
+        path: String,
         body: Option<&CreateRegistration<'_>>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<(StatusCode, bytes::Bytes), Error> {
-        let path = Self::path(at)?;
         let Permit { token, send_by } = permit;
         let client_request_id = Uuid::new_v4();
         let mut request = self
@@ -319,7 +318,7 @@ fn decode(status: StatusCode, bytes: &[u8]) -> Result<RemoteRegistration, Error>
 /// How a registration without `@odata.type` is named to operators.
 const NO_ODATA_TYPE: &str = "no @odata.type";
 
-fn unexpected(status: StatusCode, detail: &str) -> Error {
+pub(super) fn unexpected(status: StatusCode, detail: &str) -> Error {
     Error::UnexpectedBody { status: status.as_u16(), detail: detail.to_owned() }
 }
 
@@ -327,7 +326,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-fn mark_last(calls: &mut [CallRecord], outcome: &'static str) {
+pub(super) fn mark_last(calls: &mut [CallRecord], outcome: &'static str) {
     if let Some(last) = calls.last_mut() {
         last.outcome = outcome;
     }

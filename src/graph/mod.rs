@@ -6,6 +6,7 @@
 
 mod auth;
 mod client;
+mod lookup;
 mod wire;
 
 use std::time::Duration;

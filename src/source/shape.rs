@@ -25,6 +25,10 @@ pub struct Fields {
     pub organizer_id: Selector,
     /// Graph's online meeting id.
     pub online_meeting_id: Selector,
+    /// The organizer's UPN, resolved through Graph (wins over `organizer_id`).
+    pub organizer_upn: Option<Selector>,
+    /// The Teams join link, resolved through Graph (wins over `online_meeting_id`).
+    pub join_url: Option<Selector>,
     /// Who may register.
     pub allowed_registrant: Selector,
     /// The platform's status word.
@@ -73,6 +77,8 @@ impl PageShape {
             id: select("source.fields.id", &f.id)?,
             organizer_id: select("source.fields.organizer_id", &f.organizer_id)?,
             online_meeting_id: select("source.fields.online_meeting_id", &f.online_meeting_id)?,
+            organizer_upn: optional(select("source.fields.organizer_upn", &f.organizer_upn)?),
+            join_url: optional(select("source.fields.join_url", &f.join_url)?),
             allowed_registrant: select("source.fields.allowed_registrant", &f.allowed_registrant)?,
             status: select("source.fields.status", &f.status)?,
             updated_at: select("source.fields.updated_at", &f.updated_at)?,
@@ -113,5 +119,13 @@ impl PageShape {
     pub fn status(&self, word: &str) -> Option<Status> {
         let word = word.trim().to_lowercase();
         self.statuses.iter().find(|(w, _)| *w == word).map(|(_, s)| *s)
+    }
+}
+
+/// A selector that is configured, or `None` for an unmapped field.
+fn optional(selector: Selector) -> Option<Selector> {
+    match selector {
+        Selector::None => None,
+        selected => Some(selected),
     }
 }

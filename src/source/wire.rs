@@ -8,7 +8,8 @@ use super::repair::{holds_nul, repair_strings};
 use super::shape::{PageShape, Status};
 use crate::config::Paging;
 use crate::domain::{
-    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId, RejectedItem, Selector,
+    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, MeetingRef, OnlineMeetingId, OrganizerId, OrganizerRef,
+    RejectedItem, Selector,
 };
 
 use super::Error;
@@ -156,8 +157,18 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed, RejectedItem> {
         )));
     }
     let external_id = id.clone().map_err(&reject)?.ok_or_else(|| reject(missing("id", &shape.fields.id)))?;
-    let organizer_id = graph_id(item, "organizer_id", &shape.fields.organizer_id).map_err(&reject)?;
-    let online_meeting_id = graph_id(item, "online_meeting_id", &shape.fields.online_meeting_id).map_err(&reject)?;
+    let organizer = match &shape.fields.organizer_upn {
+        Some(selector) => OrganizerRef::Upn(upn(item, selector).map_err(&reject)?),
+        None => {
+            OrganizerRef::Id(OrganizerId(graph_id(item, "organizer_id", &shape.fields.organizer_id).map_err(&reject)?))
+        }
+    };
+    let online_meeting = match &shape.fields.join_url {
+        Some(selector) => MeetingRef::JoinUrl(join_url(item, selector).map_err(&reject)?),
+        None => MeetingRef::Id(OnlineMeetingId(
+            graph_id(item, "online_meeting_id", &shape.fields.online_meeting_id).map_err(&reject)?,
+        )),
+    };
     let allowed_registrant =
         match text_field(item, "allowed_registrant", &shape.fields.allowed_registrant, false).map_err(&reject)? {
             None => shape.default_allowed_registrant,
@@ -190,8 +201,8 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed, RejectedItem> {
     }
     Ok(Parsed::Meeting(ExternalMeeting {
         external_id: ExternalId(external_id),
-        organizer_id: OrganizerId(organizer_id),
-        online_meeting_id: OnlineMeetingId(online_meeting_id),
+        organizer,
+        online_meeting,
         allowed_registrant,
         desired,
         updated_at,
@@ -247,6 +258,29 @@ fn graph_id(item: &Value, name: &str, pointer: &Selector) -> Result<String, Stri
         return Err(format!("{name} {value:?} contains whitespace; Graph ids never do"));
     }
     Ok(value)
+}
+
+/// The organizer's UPN (or e-mail): `name@domain`, compared without case.
+fn upn(item: &Value, selector: &Selector) -> Result<String, String> {
+    let value =
+        text_field(item, "organizer_upn", selector, false)?.ok_or_else(|| missing("organizer_upn", selector))?;
+    let value = value.trim();
+    match value.split_once('@') {
+        Some((user, domain)) if !user.is_empty() && domain.contains('.') && !value.contains(char::is_whitespace) => {
+            Ok(value.to_lowercase())
+        }
+        _ => Err(format!("organizer_upn {value:?} is not a user principal name or e-mail address (name@domain)")),
+    }
+}
+
+/// The Teams join link: an absolute https URL.
+fn join_url(item: &Value, selector: &Selector) -> Result<String, String> {
+    let value = text_field(item, "join_url", selector, false)?.ok_or_else(|| missing("join_url", selector))?;
+    let value = value.trim();
+    match reqwest::Url::parse(value) {
+        Ok(url) if url.scheme() == "https" && url.host_str().is_some() => Ok(value.to_owned()),
+        _ => Err(format!("join_url {value:?} is not a Teams join link (an https URL)")),
+    }
 }
 
 fn missing(name: &str, pointer: &Selector) -> String {

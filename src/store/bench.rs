@@ -3,7 +3,7 @@
 
 use sqlx::PgPool;
 
-use super::meetings::page_columns;
+use super::meetings::PageColumns;
 use super::{query_error, Error};
 use crate::domain::ExternalMeeting;
 
@@ -25,19 +25,22 @@ pub async fn prepare_raw_table(pool: &PgPool) -> Result<(), Error> {
 /// # Errors
 /// The statement failed.
 pub async fn raw_upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<(), Error> {
-    let [ids, organizers, online, audiences, desired] = page_columns(meetings);
+    let c = PageColumns::of(meetings);
     sqlx::query(
         r#"
-        INSERT INTO bench_raw (external_id, organizer_id, online_meeting_id, allowed_registrant, desired)
-        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+        INSERT INTO bench_raw (external_id, organizer_id, organizer_upn, online_meeting_id, join_url,
+                               allowed_registrant, desired)
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
         ON CONFLICT (external_id) DO NOTHING
         "#,
     )
-    .bind(ids)
-    .bind(organizers)
-    .bind(online)
-    .bind(audiences)
-    .bind(desired)
+    .bind(c.ids)
+    .bind(c.organizer_ids)
+    .bind(c.organizer_upns)
+    .bind(c.online_meeting_ids)
+    .bind(c.join_urls)
+    .bind(c.audiences)
+    .bind(c.desired)
     .execute(pool)
     .await
     .map_err(query_error("raw upsert"))?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::throttle::throttle_sql;
 use super::{query_error, Error};
 use crate::domain::{
-    Actual, AllowedRegistrant, Desired, ExternalId, Location, OnlineMeetingId, OrganizerId, RegistrationId,
+    Actual, AllowedRegistrant, Desired, ExternalId, Location, Lookup, OnlineMeetingId, OrganizerId, RegistrationId,
 };
 
 /// A meeting claimed under a lease: a snapshot of the row at claim time.
@@ -26,8 +26,13 @@ pub struct Claimed {
     pub external_id: ExternalId,
     /// What the platform wants.
     pub desired: Desired,
-    /// Where the platform says the meeting is.
+    /// Where the platform says the meeting is. A part the platform named by
+    /// UPN or join link is empty until resolved: see [`Claimed::next_lookup`].
     pub location: Location,
+    /// The organizer's UPN, when the platform gave that instead of an id.
+    pub organizer_upn: Option<String>,
+    /// The Teams join link, when the platform gave that instead of an id.
+    pub join_url: Option<String>,
     /// Who may register.
     pub allowed_registrant: AllowedRegistrant,
     /// What Graph holds, as far as regsync knows.
@@ -40,6 +45,30 @@ pub struct Claimed {
     pub attempts: i32,
     /// Graph has answered about this meeting's registration before.
     pub graph_checked: bool,
+}
+
+impl Claimed {
+    /// The Graph id to look up before the meeting's location is known, or
+    /// `None` once it is: the organizer first, since a join link is looked
+    /// up among the organizer's meetings.
+    pub fn next_lookup(&self) -> Option<Lookup> {
+        if self.location.organizer.as_str().is_empty() {
+            return self.organizer_upn.clone().map(|upn| Lookup::Organizer { upn });
+        }
+        if self.location.meeting.as_str().is_empty() {
+            let organizer = self.location.organizer.clone();
+            return self.join_url.clone().map(|join_url| Lookup::Meeting { organizer, join_url });
+        }
+        None
+    }
+
+    /// Takes in what `lookup` resolved to.
+    pub fn resolved(&mut self, lookup: &Lookup, graph_id: &str) {
+        match lookup {
+            Lookup::Organizer { .. } => self.location.organizer = OrganizerId(graph_id.to_owned()),
+            Lookup::Meeting { .. } => self.location.meeting = OnlineMeetingId(graph_id.to_owned()),
+        }
+    }
 }
 
 /// [`claim_due`]: `$1` the batch size, `$2` the lease in seconds, `$3` the
@@ -86,6 +115,7 @@ const CLAIM_DUE: &str = concat!(
         FROM taken
         WHERE m.id = taken.id
         RETURNING m.id, m.lease_token, m.external_id, m.desired, m.organizer_id, m.online_meeting_id,
+                  m.organizer_upn, m.join_url,
                   m.allowed_registrant, m.registration_id, m.registered_organizer_id, m.registered_meeting_id,
                   m.registered_audience, m.needs_lookup, m.lookup_organizer_id, m.lookup_meeting_id, m.attempts,
                   m.graph_checked, taken.parked
@@ -151,7 +181,7 @@ pub async fn stored(pool: &PgPool) -> Result<Vec<Stored>, Error> {
     let rows = sqlx::query(
         r#"
         SELECT id, coalesce(lease_token, '00000000-0000-0000-0000-000000000000') AS lease_token, external_id, desired,
-               organizer_id, online_meeting_id, allowed_registrant, registration_id, registered_organizer_id,
+               organizer_id, online_meeting_id, organizer_upn, join_url, allowed_registrant, registration_id, registered_organizer_id,
                registered_meeting_id, registered_audience, needs_lookup, lookup_organizer_id, lookup_meeting_id,
                attempts, graph_checked, state, next_attempt_at, last_error
         FROM meetings ORDER BY external_id
@@ -196,9 +226,11 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
         external_id: ExternalId(row.try_get("external_id")?),
         desired: if desired == "unregistered" { Desired::Unregistered } else { Desired::Registered },
         location: Location {
-            organizer: OrganizerId(row.try_get("organizer_id")?),
-            meeting: OnlineMeetingId(row.try_get("online_meeting_id")?),
+            organizer: OrganizerId(row.try_get::<Option<String>, _>("organizer_id")?.unwrap_or_default()),
+            meeting: OnlineMeetingId(row.try_get::<Option<String>, _>("online_meeting_id")?.unwrap_or_default()),
         },
+        organizer_upn: row.try_get("organizer_upn")?,
+        join_url: row.try_get("join_url")?,
         // The column's CHECK constraint allows only the two values.
         allowed_registrant: audience(row.try_get("allowed_registrant")?).unwrap_or(AllowedRegistrant::Everyone),
         actual,

@@ -28,36 +28,82 @@ pub struct Upserted {
     pub shared: Vec<(String, String)>,
 }
 
-/// [`upsert_page`]: `$1`..`$6` are the page's columns, in item order.
-const UPSERT_PAGE: &str = r#"
+/// Whether the stored meeting `m` holds the platform data of the page row
+/// `p`: an id the platform gives is compared, one regsync resolved is not
+/// (the UPN or join link it came from is).
+macro_rules! same_platform_data {
+    ($m:literal, $p:literal) => {
+        concat!(
+            "((",
+            $m,
+            ".organizer_upn, ",
+            $m,
+            ".join_url, ",
+            $m,
+            ".allowed_registrant, ",
+            $m,
+            ".desired) ",
+            "IS NOT DISTINCT FROM (",
+            $p,
+            ".organizer_upn, ",
+            $p,
+            ".join_url, ",
+            $p,
+            ".allowed_registrant, ",
+            $p,
+            ".desired) ",
+            "AND (",
+            $p,
+            ".organizer_upn IS NOT NULL OR ",
+            $m,
+            ".organizer_id IS NOT DISTINCT FROM ",
+            $p,
+            ".organizer_id) ",
+            "AND (",
+            $p,
+            ".join_url IS NOT NULL OR ",
+            $m,
+            ".online_meeting_id IS NOT DISTINCT FROM ",
+            $p,
+            ".online_meeting_id))"
+        )
+    };
+}
+
+/// [`upsert_page`]: `$1`..`$8` are the page's columns, in item order.
+const UPSERT_PAGE: &str = concat!(
+    r#"
     WITH page AS (
-        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                             $8::timestamptz[])
             WITH ORDINALITY
-            AS p(external_id, organizer_id, online_meeting_id, allowed_registrant, desired, source_updated_at, ord)
+            AS p(external_id, organizer_id, organizer_upn, online_meeting_id, join_url, allowed_registrant, desired,
+                 source_updated_at, ord)
     ),
     -- A plain read finds the unchanged rows, so they cost neither an
     -- insert attempt nor a row lock. OFFSET 0 keeps the check a lookup
     -- by key per row: as a join the planner picks a scan of the whole
     -- table for a large page, and a poll becomes quadratic.
     changed AS (
-        SELECT p.external_id, p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired,
-               p.source_updated_at, p.ord
-        FROM page p
+        SELECT p.* FROM page p
         WHERE NOT EXISTS (
-            SELECT FROM meetings m
-            WHERE m.external_id = p.external_id
-              AND (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
-                  IS NOT DISTINCT FROM (p.organizer_id, p.online_meeting_id, p.allowed_registrant, p.desired)
+            SELECT FROM meetings m WHERE m.external_id = p.external_id AND "#,
+    same_platform_data!("m", "p"),
+    r#"
             OFFSET 0
         )
     ),
     -- A changed active meeting whose Teams meeting another active
     -- meeting has: one stored before, or an earlier changed item of this
     -- page (an unchanged one is stored already). Only changed rows are
-    -- checked, so a steady poll pays nothing for it.
+    -- checked, so a steady poll pays nothing for it. Meetings named by UPN
+    -- or join link are compared by those here; once resolved, the send
+    -- gate finds any sharing.
     firsts AS (
         SELECT c.*, first_value(c.external_id) OVER (
-                   PARTITION BY c.organizer_id, c.online_meeting_id ORDER BY c.ord) AS first_in_page
+                   PARTITION BY coalesce(c.organizer_id, 'upn:' || c.organizer_upn),
+                                coalesce(c.online_meeting_id, 'url:' || c.join_url)
+                   ORDER BY c.ord) AS first_in_page
         FROM changed c WHERE c.desired = 'registered'
     ),
     shared AS (
@@ -76,17 +122,22 @@ const UPSERT_PAGE: &str = r#"
         -- pages never deadlock.
         -- A meeting first met cancelled is looked up once (graph_checked),
         -- unless its Teams meeting belongs to another active meeting.
-        INSERT INTO meetings AS m (external_id, organizer_id, online_meeting_id, allowed_registrant, desired,
-                                   source_updated_at, graph_checked)
-        SELECT c.external_id, c.organizer_id, c.online_meeting_id, c.allowed_registrant, c.desired,
-               c.source_updated_at, c.desired = 'unregistered' AND EXISTS (
+        INSERT INTO meetings AS m (external_id, organizer_id, organizer_upn, online_meeting_id, join_url,
+                                   allowed_registrant, desired, source_updated_at, graph_checked)
+        SELECT c.external_id, c.organizer_id, c.organizer_upn, c.online_meeting_id, c.join_url,
+               c.allowed_registrant, c.desired, c.source_updated_at, c.desired = 'unregistered' AND EXISTS (
                    SELECT FROM meetings o
                    WHERE o.organizer_id = c.organizer_id AND o.online_meeting_id = c.online_meeting_id
                      AND o.desired = 'registered' AND o.external_id <> c.external_id)
         FROM changed c WHERE c.external_id NOT IN (SELECT external_id FROM shared) ORDER BY c.external_id
         ON CONFLICT (external_id) DO UPDATE SET
-            organizer_id       = EXCLUDED.organizer_id,
-            online_meeting_id  = EXCLUDED.online_meeting_id,
+            -- What regsync resolved stays while what it came from does.
+            organizer_id       = CASE WHEN EXCLUDED.organizer_upn IS NULL THEN EXCLUDED.organizer_id
+                                      WHEN EXCLUDED.organizer_upn = m.organizer_upn THEN m.organizer_id END,
+            organizer_upn      = EXCLUDED.organizer_upn,
+            online_meeting_id  = CASE WHEN EXCLUDED.join_url IS NULL THEN EXCLUDED.online_meeting_id
+                                      WHEN EXCLUDED.join_url = m.join_url THEN m.online_meeting_id END,
+            join_url           = EXCLUDED.join_url,
             allowed_registrant = EXCLUDED.allowed_registrant,
             desired            = EXCLUDED.desired,
             source_updated_at  = EXCLUDED.source_updated_at,
@@ -94,15 +145,16 @@ const UPSERT_PAGE: &str = r#"
             state              = CASE WHEN m.state = 'in_flight' THEN m.state ELSE 'pending' END,
             attempts           = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
             next_attempt_at    = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
-        WHERE (m.organizer_id, m.online_meeting_id, m.allowed_registrant, m.desired)
-              IS DISTINCT FROM
-              (EXCLUDED.organizer_id, EXCLUDED.online_meeting_id, EXCLUDED.allowed_registrant, EXCLUDED.desired)
+        WHERE NOT "#,
+    same_platform_data!("m", "EXCLUDED"),
+    r#"
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM upserted) AS changed,
            coalesce((SELECT array_agg(external_id) FROM shared), '{}') AS shared_ids,
            coalesce((SELECT array_agg(holder) FROM shared), '{}') AS holders
-    "#;
+    "#
+);
 
 /// Model step \[S10\] (model/exactly_once.pml).
 ///
@@ -118,14 +170,16 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
     if meetings.is_empty() {
         return Ok(Upserted::default());
     }
-    let [ids, organizers, online, audiences, desired] = page_columns(meetings);
+    let c = PageColumns::of(meetings);
     let updated: Vec<_> = meetings.iter().map(|m| m.updated_at).collect();
     let row = sqlx::query(UPSERT_PAGE)
-        .bind(&ids)
-        .bind(&organizers)
-        .bind(&online)
-        .bind(&audiences)
-        .bind(&desired)
+        .bind(&c.ids)
+        .bind(&c.organizer_ids)
+        .bind(&c.organizer_upns)
+        .bind(&c.online_meeting_ids)
+        .bind(&c.join_urls)
+        .bind(&c.audiences)
+        .bind(&c.desired)
         .bind(&updated)
         .fetch_one(pool)
         .await
@@ -137,17 +191,29 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
     Ok(Upserted { changed: changed.unsigned_abs(), shared: shared_ids.into_iter().zip(holders).collect() })
 }
 
-/// A page's text columns in the order `meetings` and the `UNNEST` of a page
-/// take them: id, organizer, online meeting, audience, desired state.
-pub(super) fn page_columns(meetings: &[ExternalMeeting]) -> [Vec<&str>; 5] {
-    let column = |f: fn(&ExternalMeeting) -> &str| meetings.iter().map(f).collect();
-    [
-        column(|m| m.external_id.as_str()),
-        column(|m| m.organizer_id.as_str()),
-        column(|m| m.online_meeting_id.as_str()),
-        column(|m| m.allowed_registrant.as_str()),
-        column(|m| m.desired.as_str()),
-    ]
+/// A page's text columns, as the `UNNEST` of a page takes them.
+pub(super) struct PageColumns<'a> {
+    pub(super) ids: Vec<&'a str>,
+    pub(super) organizer_ids: Vec<Option<&'a str>>,
+    pub(super) organizer_upns: Vec<Option<&'a str>>,
+    pub(super) online_meeting_ids: Vec<Option<&'a str>>,
+    pub(super) join_urls: Vec<Option<&'a str>>,
+    pub(super) audiences: Vec<&'a str>,
+    pub(super) desired: Vec<&'a str>,
+}
+
+impl<'a> PageColumns<'a> {
+    pub(super) fn of(meetings: &'a [ExternalMeeting]) -> Self {
+        Self {
+            ids: meetings.iter().map(|m| m.external_id.as_str()).collect(),
+            organizer_ids: meetings.iter().map(|m| m.organizer.id()).collect(),
+            organizer_upns: meetings.iter().map(|m| m.organizer.upn()).collect(),
+            online_meeting_ids: meetings.iter().map(|m| m.online_meeting.id()).collect(),
+            join_urls: meetings.iter().map(|m| m.online_meeting.join_url()).collect(),
+            audiences: meetings.iter().map(|m| m.allowed_registrant.as_str()).collect(),
+            desired: meetings.iter().map(|m| m.desired.as_str()).collect(),
+        }
+    }
 }
 
 /// After a complete listing with `on_missing = "unregister"`: every meeting

@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod meetings;
 pub mod outcome;
+pub mod resolutions;
 pub mod retention;
 pub mod runs;
 pub mod send;

@@ -176,8 +176,9 @@ struct OutcomeRow<'a> {
     last_http_status: Option<i32>,
     last_error_category: Option<&'static str>,
     /// The platform's data as claimed: a change since makes the row due.
-    organizer_id: &'a str,
-    online_meeting_id: &'a str,
+    /// An id still to resolve is NULL, as in the row.
+    organizer_id: Option<&'a str>,
+    online_meeting_id: Option<&'a str>,
     allowed_registrant: &'static str,
     desired: &'static str,
 }
@@ -204,8 +205,8 @@ impl<'a> OutcomeRow<'a> {
             last_error: outcome.last_error.as_deref().map(super::storable),
             last_http_status: outcome.last_http_status.map(i32::from),
             last_error_category: outcome.error_category.map(FailureCategory::as_str),
-            organizer_id: claimed.location.organizer.as_str(),
-            online_meeting_id: claimed.location.meeting.as_str(),
+            organizer_id: Some(claimed.location.organizer.as_str()).filter(|id| !id.is_empty()),
+            online_meeting_id: Some(claimed.location.meeting.as_str()).filter(|id| !id.is_empty()),
             allowed_registrant: claimed.allowed_registrant.as_str(),
             desired: claimed.desired.as_str(),
         }

@@ -97,7 +97,7 @@ fn shared_teams_meeting(meeting: &ExternalMeeting, holder: &str) -> RejectedItem
         reason: format!(
             "the Teams meeting (organizer {}, online meeting {}) is already mapped to platform meeting {holder:?}; \
              a Teams meeting has one registration: map this meeting to its own Teams meeting, or cancel {holder:?} first",
-            meeting.organizer_id, meeting.online_meeting_id
+            meeting.organizer, meeting.online_meeting
         ),
         external_id: Some(meeting.external_id.0.clone()),
         raw: String::new(),

@@ -62,6 +62,8 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// This process's side of the Graph throttle.
     pub throttle: Throttle,
+    /// UPNs and join links being resolved now, each by one task.
+    pub lookups: reconcile::LookupsInFlight,
 }
 
 /// One poll and the reconcile of everything due now.
@@ -86,7 +88,8 @@ impl Ctx {
         shutdown: CancellationToken,
     ) -> Self {
         let throttle = Throttle::new(settings.graph.max_concurrency);
-        Self { pool, source, graph, settings, replica: Uuid::new_v4(), shutdown, metrics, throttle }
+        let lookups = reconcile::LookupsInFlight::default();
+        Self { pool, source, graph, settings, replica: Uuid::new_v4(), shutdown, metrics, throttle, lookups }
     }
 
     /// Records an outcome, retrying while the database is briefly away: the

@@ -148,6 +148,8 @@ mod tests {
             external_id: ExternalId("evt".into()),
             desired,
             location: loc("m1"),
+            organizer_upn: None,
+            join_url: None,
             allowed_registrant: allowed,
             actual: None,
             needs_lookup: false,

@@ -13,7 +13,7 @@ use super::ingest::read_listing;
 use super::plan::{after_delete, plan, Plan, Progress};
 use super::{Ctx, SyncError};
 use crate::config::OnMissing;
-use crate::domain::{Desired, ExternalMeeting, Location};
+use crate::domain::{Desired, ExternalMeeting, Location, MeetingRef, OnlineMeetingId, OrganizerId, OrganizerRef};
 use crate::store::claims::Stored;
 use crate::store::{self, Claimed};
 
@@ -37,6 +37,9 @@ pub enum Call {
     Create,
     /// DELETE the registration.
     Delete,
+    /// Resolve the organizer's UPN or the join link to Graph's id (unless
+    /// another meeting resolved it first), then act.
+    Resolve,
 }
 
 impl fmt::Display for Intent {
@@ -49,6 +52,7 @@ impl fmt::Display for Intent {
                         Call::Lookup => "look up (then act on what Graph holds)",
                         Call::Create => "create",
                         Call::Delete => "delete",
+                        Call::Resolve => "resolve the organizer or join link (then act)",
                     })
                     .collect();
                 f.write_str(&words.join(", then "))
@@ -102,8 +106,8 @@ pub async fn preview(ctx: &Arc<Ctx>) -> Result<Preview, SyncError> {
             preview.meetings.insert(id.clone(), Intent::Reject("the id appears more than once in the listing".into()));
             continue;
         }
-        let at = Location { organizer: m.organizer_id.clone(), meeting: m.online_meeting_id.clone() };
-        if m.desired == Desired::Registered {
+        let at = location(m, stored.get(&id).map(|s| &s.row));
+        if m.desired == Desired::Registered && at.is_known() {
             if let Some(holder) = holders.get(&at).filter(|h| **h != id) {
                 let why = format!("the Teams meeting is already mapped to platform meeting {holder:?}");
                 preview.meetings.insert(id, Intent::Reject(why));
@@ -132,6 +136,22 @@ pub async fn preview(ctx: &Arc<Ctx>) -> Result<Preview, SyncError> {
     Ok(preview)
 }
 
+/// Where the platform puts `m`: its ids, or those `stored` resolved from the
+/// same UPN and join link; a part still to resolve is empty, as in a claim.
+fn location(m: &ExternalMeeting, stored: Option<&Claimed>) -> Location {
+    let organizer = match (&m.organizer, stored) {
+        (OrganizerRef::Id(id), _) => id.clone(),
+        (OrganizerRef::Upn(upn), Some(s)) if s.organizer_upn.as_ref() == Some(upn) => s.location.organizer.clone(),
+        (OrganizerRef::Upn(_), _) => OrganizerId(String::new()),
+    };
+    let meeting = match (&m.online_meeting, stored) {
+        (MeetingRef::Id(id), _) => id.clone(),
+        (MeetingRef::JoinUrl(url), Some(s)) if s.join_url.as_ref() == Some(url) => s.location.meeting.clone(),
+        (MeetingRef::JoinUrl(_), _) => OnlineMeetingId(String::new()),
+    };
+    Location { organizer, meeting }
+}
+
 /// What the claim of a new meeting's fresh row would see.
 fn new_row(m: &ExternalMeeting) -> Claimed {
     Claimed {
@@ -139,7 +159,9 @@ fn new_row(m: &ExternalMeeting) -> Claimed {
         lease_token: uuid::Uuid::nil(),
         external_id: m.external_id.clone(),
         desired: m.desired,
-        location: Location { organizer: m.organizer_id.clone(), meeting: m.online_meeting_id.clone() },
+        location: location(m, None),
+        organizer_upn: m.organizer.upn().map(str::to_owned),
+        join_url: m.online_meeting.join_url().map(str::to_owned),
         allowed_registrant: m.allowed_registrant,
         actual: None,
         needs_lookup: false,
@@ -155,11 +177,20 @@ fn intent(stored: &Stored, listed: Option<&ExternalMeeting>) -> Intent {
     let mut row = stored.row.clone();
     let changed = match listed {
         Some(m) => {
-            let now = (m.desired, &m.organizer_id, &m.online_meeting_id, m.allowed_registrant);
-            let before = (row.desired, &row.location.organizer, &row.location.meeting, row.allowed_registrant);
+            let at = location(m, Some(&row));
+            let now = (m.desired, &at, m.organizer.upn(), m.online_meeting.join_url(), m.allowed_registrant);
+            let before = (
+                row.desired,
+                &row.location,
+                row.organizer_upn.as_deref(),
+                row.join_url.as_deref(),
+                row.allowed_registrant,
+            );
             let changed = now != before;
             row.desired = m.desired;
-            row.location = Location { organizer: m.organizer_id.clone(), meeting: m.online_meeting_id.clone() };
+            row.location = at;
+            row.organizer_upn = m.organizer.upn().map(str::to_owned);
+            row.join_url = m.online_meeting.join_url().map(str::to_owned);
             row.allowed_registrant = m.allowed_registrant;
             changed
         }
@@ -190,6 +221,9 @@ fn intent(stored: &Stored, listed: Option<&ExternalMeeting>) -> Intent {
 /// The calls a reconcile of `row` would make, assuming each answers as
 /// asked: a lookup's answer is unknown, so the plan stops there.
 fn calls(row: &Claimed) -> Intent {
+    if row.desired == Desired::Registered && row.next_lookup().is_some() {
+        return Intent::Calls(vec![Call::Resolve]);
+    }
     let mut progress = Progress::from_claim(row);
     let mut calls = Vec::new();
     loop {

@@ -20,4 +20,5 @@ mod operations;
 mod paging;
 mod protocol;
 mod reliability;
+mod resolution;
 mod tls;

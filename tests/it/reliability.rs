@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::seq::{IndexedRandom, SliceRandom};
-use regsync::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId};
+use regsync::domain::{
+    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, MeetingRef, OnlineMeetingId, OrganizerId, OrganizerRef,
+};
 use regsync::store;
 use regsync::sync::{self, Ctx};
 use regsync_sim::{Fault, SimMeeting};
@@ -69,8 +71,8 @@ async fn a_429_storm_is_honoured_by_every_replica_with_one_probe_per_window() {
 fn external(i: usize) -> ExternalMeeting {
     ExternalMeeting {
         external_id: ExternalId(format!("evt-{i}")),
-        organizer_id: OrganizerId(format!("org-{}", i % 7)),
-        online_meeting_id: OnlineMeetingId(format!("MSp{i}")),
+        organizer: OrganizerRef::Id(OrganizerId(format!("org-{}", i % 7))),
+        online_meeting: MeetingRef::Id(OnlineMeetingId(format!("MSp{i}"))),
         allowed_registrant: AllowedRegistrant::Everyone,
         desired: Desired::Registered,
         updated_at: None,

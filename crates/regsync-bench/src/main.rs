@@ -19,7 +19,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use regsync::app::{connect_and_migrate, context};
 use regsync::config::Settings;
-use regsync::domain::{AllowedRegistrant, Desired, ExternalId, ExternalMeeting, OnlineMeetingId, OrganizerId};
+use regsync::domain::{
+    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, MeetingRef, OnlineMeetingId, OrganizerId, OrganizerRef,
+};
 use regsync::sync::{self, Ctx};
 use regsync::{source, store};
 use regsync_sim::devdb;
@@ -148,8 +150,8 @@ fn requests(stats: &Stats, method_and_status: &str) -> u64 {
 fn to_domain(m: &SimMeeting) -> ExternalMeeting {
     ExternalMeeting {
         external_id: ExternalId(m.id.clone()),
-        organizer_id: OrganizerId(m.organizer_id.clone()),
-        online_meeting_id: OnlineMeetingId(m.online_meeting_id.clone()),
+        organizer: OrganizerRef::Id(OrganizerId(m.organizer_id.clone())),
+        online_meeting: MeetingRef::Id(OnlineMeetingId(m.online_meeting_id.clone())),
         allowed_registrant: AllowedRegistrant::parse(&m.allowed_registrant).unwrap_or(AllowedRegistrant::Everyone),
         desired: if m.status == "cancelled" { Desired::Unregistered } else { Desired::Registered },
         updated_at: None,

@@ -148,7 +148,7 @@ async fn token(
         .into_response()
 }
 
-fn graph_error(status: u16, code: &str, message: &str) -> (StatusCode, Value) {
+pub(crate) fn graph_error(status: u16, code: &str, message: &str) -> (StatusCode, Value) {
     let body = json!({"error": {"code": code, "message": message, "innerError": {
         "date": "2026-11-29T10:00:00", "request-id": uuid::Uuid::new_v4().to_string()}}});
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod devdb;
+mod directory;
 mod faults;
 mod graph;
 mod platform;
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use directory::{join_url_of, upn_of, LookupRequest};
 pub use faults::{Fault, FaultRates, TokenFault};
 pub use graph::{GraphRequest, Registration};
 pub use platform::{PageFault, SimMeeting};
@@ -73,6 +75,8 @@ pub(crate) struct State {
     /// The Retry-After window announced last: (announced at, until).
     pub(crate) throttle_window: Option<(tokio::time::Instant, tokio::time::Instant)>,
     pub(crate) next_id: u64,
+    /// Every user and meeting lookup.
+    pub(crate) lookups: Vec<directory::LookupRequest>,
 }
 
 /// What the simulator was asked, for `GET /_sim/stats` and assertions.
@@ -137,7 +141,11 @@ impl Sim {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let stop = CancellationToken::new();
-        let router = Router::new().merge(platform::routes()).merge(graph::routes()).with_state(state.clone());
+        let router = Router::new()
+            .merge(platform::routes())
+            .merge(graph::routes())
+            .merge(directory::routes())
+            .with_state(state.clone());
         tokio::spawn(serve(listener, router, stop.clone()));
         Ok(Self { state, addr, _stop: Arc::new(stop.drop_guard()) })
     }
@@ -309,6 +317,17 @@ impl Sim {
     /// When each platform list request arrived, and its status.
     pub fn platform_requests(&self) -> Vec<(tokio::time::Instant, u16)> {
         self.lock().platform.requests.clone()
+    }
+
+    /// Lists meetings by organizer e-mail (`organizer_email`) and Teams join
+    /// link (`join_url`) instead of Graph's ids.
+    pub fn list_by_reference(&self, by_reference: bool) {
+        self.lock().platform.by_reference = by_reference;
+    }
+
+    /// Every user and meeting lookup so far.
+    pub fn lookups(&self) -> Vec<LookupRequest> {
+        self.lock().lookups.clone()
     }
 
     /// Counters.

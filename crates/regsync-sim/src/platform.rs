@@ -59,6 +59,21 @@ impl SimMeeting {
     }
 }
 
+impl SimMeeting {
+    /// The meeting as a platform that holds no Graph ids lists it: the
+    /// organizer's e-mail and the Teams join link.
+    pub fn by_reference(&self) -> Value {
+        json!({
+            "id": self.id,
+            "organizer_email": crate::upn_of(&self.organizer_id),
+            "join_url": crate::join_url_of(&self.online_meeting_id),
+            "allowed_registrant": self.allowed_registrant,
+            "status": self.status,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
 /// How a page fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageFault {
@@ -98,6 +113,9 @@ pub(crate) struct Listing {
     pub(crate) requests: Vec<(tokio::time::Instant, u16)>,
     /// Headers every list request must carry (name lower-cased, value).
     pub(crate) required_headers: Vec<(String, String)>,
+    /// Meetings name their organizer by e-mail and their Teams meeting by
+    /// join link, as real platforms do, instead of by Graph's ids.
+    pub(crate) by_reference: bool,
 }
 
 impl Listing {
@@ -158,6 +176,7 @@ impl Listing {
         let items = page
             .iter()
             .map(|item| match item {
+                Item::Meeting(m) if self.by_reference => m.by_reference().to_string(),
                 Item::Meeting(m) => json!(m).to_string(),
                 Item::Raw(v) => v.to_string(),
                 Item::Text(t) => t.clone(),

@@ -10,6 +10,9 @@
 //! - every write after the claim is fenced by the lease token.
 
 mod record;
+mod resolve;
+
+pub use resolve::LookupsInFlight;
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -18,7 +21,7 @@ use record::Failure;
 
 use super::plan::{after_create, after_delete, after_lookup, plan, Plan, Progress};
 use super::{retry, throttle, Ctx, SyncError};
-use crate::domain::{CallRecord, FailureCategory, Location};
+use crate::domain::{CallRecord, Desired, FailureCategory, Location};
 use crate::graph::{self, Deleted};
 use crate::store::{self, Claimed, Intent, NextState, SendGate};
 
@@ -84,10 +87,10 @@ struct Work<'a> {
 }
 
 /// How a step ends: go on to the next, or finish the reconcile.
-type Step = ControlFlow<Result<Reconciled, SyncError>>;
+pub(super) type Step = ControlFlow<Result<Reconciled, SyncError>>;
 
 /// A step that passed the gate: send now.
-struct Cleared {
+pub(super) struct Cleared {
     permit: graph::Permit,
     /// This request is the probe after a throttle hold.
     probe: bool,
@@ -97,6 +100,14 @@ impl Work<'_> {
     /// Plans the next step and carries it out: through the gate, to Graph,
     /// and what its answer means.
     async fn step(&mut self) -> Step {
+        if let Some(lookup) = self.claimed.next_lookup() {
+            if self.claimed.desired == Desired::Registered {
+                return self.resolve(lookup).await;
+            }
+            // A cancelled meeting regsync never resolved: nothing of regsync's
+            // can be at a place it never knew, so there is nothing to look at.
+            self.claimed.graph_checked = true;
+        }
         let step = plan(&self.claimed, &self.progress);
         let (at, intent) = match &step {
             Plan::Done => return ControlFlow::Break(self.record(NextState::Synced, None).await),
@@ -112,7 +123,7 @@ impl Work<'_> {
         // The slot, the pace and the token come before the gate, so the
         // send follows it at once.
         let slot = self.ctx.throttle.slot().await;
-        let Some(Cleared { permit, probe }) = self.pass_gate(&step, intent).await? else {
+        let Some(Cleared { permit, probe }) = self.pass_gate(matches!(step, Plan::Delete(_)), intent).await? else {
             return ControlFlow::Continue(());
         };
         if is_write {
@@ -137,9 +148,9 @@ impl Work<'_> {
     /// monotonic clock: a process paused after the gate must not send once
     /// the lease may have passed to another worker.
     /// `Continue(None)`: nothing to send after all; plan again.
-    async fn pass_gate(
+    pub(super) async fn pass_gate(
         &mut self,
-        step: &Plan,
+        deleting: bool,
         intent: Option<Intent<'_>>,
     ) -> ControlFlow<Result<Reconciled, SyncError>, Option<Cleared>> {
         let permit = match self.ctx.graph.permit().await {
@@ -164,7 +175,7 @@ impl Work<'_> {
                 return ControlFlow::Break(Ok(Reconciled::LeaseLost));
             }
             Ok(SendGate::Throttled(wait)) => (Some(wait), false),
-            Ok(SendGate::Contested { by }) if matches!(step, Plan::Delete(_)) => {
+            Ok(SendGate::Contested { by }) if deleting => {
                 // Another active meeting maps to this Teams meeting now: the
                 // registration is its to adopt, not ours to delete.
                 tracing::info!(meeting = %by, "handing the registration over to another meeting instead of deleting it");
@@ -208,7 +219,7 @@ impl Work<'_> {
     }
 
     /// What an answer means for the next step, or how the reconcile ends.
-    async fn learn(&mut self, result: Result<(), graph::Error>, is_write: bool) -> Step {
+    pub(super) async fn learn(&mut self, result: Result<(), graph::Error>, is_write: bool) -> Step {
         let conflict_unexplained = !is_write
             && std::mem::take(&mut self.progress.conflicted)
             && self.progress.actual.is_none()
