@@ -92,6 +92,9 @@ impl Settings {
         if let Some(path) = &self.source.token_file {
             self.source.token = Some(read("source.token_file", path)?);
         }
+        if let Some(path) = &self.source.oauth2.client_secret_file {
+            self.source.oauth2.client_secret = Some(read("source.oauth2.client_secret_file", path)?);
+        }
         if let Some(path) = &self.source.password_file {
             self.source.password = Some(read("source.password_file", path)?);
         }

@@ -19,6 +19,25 @@ pub enum SourceAuth {
     ApiKey,
     /// HTTP Basic with `username` and `password`.
     Basic,
+    /// OAuth 2.0 client credentials (`[source.oauth2]`): a bearer token
+    /// from the platform's token endpoint, refreshed before it expires.
+    Oauth2,
+}
+
+/// `[source.oauth2]`: the platform's token endpoint and app credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceOAuth2 {
+    /// The token endpoint, e.g. `https://api.example.com/oauth2/token`.
+    pub token_url: Option<String>,
+    /// The app's client id.
+    pub client_id: Option<String>,
+    /// The app's client secret.
+    pub client_secret: Option<SecretString>,
+    /// File holding the client secret (wins over `client_secret`).
+    pub client_secret_file: Option<PathBuf>,
+    /// The scope asked for, if the platform wants one.
+    pub scope: Option<String>,
 }
 
 /// How the platform's list is paged.
@@ -54,12 +73,15 @@ pub struct SourceSettings {
     pub cursor_param: String,
     /// Per-request timeout.
     pub timeout_ms: u64,
-    /// `none`, `bearer`, `api_key` or `basic`.
+    /// `none`, `bearer`, `api_key`, `basic` or `oauth2`.
     pub auth: SourceAuth,
     /// Bearer token or API key.
     pub token: Option<SecretString>,
-    /// File holding the token (wins over `token`).
+    /// File holding the token (wins over `token`). With `bearer` it is read
+    /// again whenever it changes, so a rotated token needs no restart.
     pub token_file: Option<PathBuf>,
+    /// `auth = "oauth2"`: the token endpoint and credentials.
+    pub oauth2: SourceOAuth2,
     /// Header for `auth = "api_key"`.
     pub api_key_header: String,
     /// `auth = "basic"`: the user.
@@ -126,6 +148,7 @@ impl Default for SourceSettings {
             auth: SourceAuth::None,
             token: None,
             token_file: None,
+            oauth2: SourceOAuth2::default(),
             api_key_header: "x-api-key".into(),
             username: None,
             password: None,

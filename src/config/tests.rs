@@ -154,3 +154,33 @@ fn log_variables_are_not_settings() {
     vars.insert("REGSYNC__LOG__FORMAT".into(), "json".into());
     assert!(Settings::load_from(None, &vars, Scope::Everything).is_ok());
 }
+
+#[test]
+fn platform_credentials_go_over_plain_http_only_to_a_loopback_host() {
+    let with = |base_url: &str, auth: &str| {
+        let mut vars = complete_env();
+        vars.insert("REGSYNC__SOURCE__BASE_URL".into(), base_url.into());
+        vars.insert("REGSYNC__SOURCE__AUTH".into(), auth.into());
+        vars.insert("REGSYNC__SOURCE__TOKEN".into(), "t0ken".into());
+        Settings::load_from(None, &vars, Scope::Everything).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let err = with("http://events.example.com/api", "bearer").unwrap_err();
+    assert!(err.contains("source.base_url must be https"), "{err}");
+    assert!(with("https://events.example.com/api", "bearer").is_ok());
+    assert!(with("http://127.0.0.1:8080/api", "bearer").is_ok());
+    assert!(with("http://[::1]:8080/api", "api_key").is_ok());
+    assert!(with("http://events.example.com/api", "none").is_ok(), "nothing secret is sent");
+}
+
+#[test]
+fn oauth2_needs_its_token_endpoint_and_credentials() {
+    let mut vars = complete_env();
+    vars.insert("REGSYNC__SOURCE__AUTH".into(), "oauth2".into());
+    let err = Settings::load_from(None, &vars, Scope::Everything).unwrap_err().to_string();
+    assert!(err.contains("source.oauth2.token_url, client_id and client_secret"), "{err}");
+    vars.insert("REGSYNC__SOURCE__OAUTH2__TOKEN_URL".into(), "http://platform.example/token".into());
+    vars.insert("REGSYNC__SOURCE__OAUTH2__CLIENT_ID".into(), "app".into());
+    vars.insert("REGSYNC__SOURCE__OAUTH2__CLIENT_SECRET".into(), "s3cret".into());
+    let err = Settings::load_from(None, &vars, Scope::Everything).unwrap_err().to_string();
+    assert!(err.contains("source.oauth2.token_url must be https"), "{err}");
+}

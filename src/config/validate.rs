@@ -98,7 +98,27 @@ impl Settings {
                 "source.username and source.password (or source.password_file) are required when source.auth is basic"
                     .into(),
             ),
+            SourceAuth::Oauth2 => {
+                let o = &self.source.oauth2;
+                if o.token_url.is_none() || o.client_id.is_none() || o.client_secret.is_none() {
+                    bad.push(
+                        "source.oauth2.token_url, client_id and client_secret (or client_secret_file) are required \
+                         when source.auth is oauth2"
+                            .into(),
+                    );
+                }
+            }
             _ => {}
+        }
+        // Credentials travel only over https, except to this machine.
+        let sends_credentials = self.source.auth != SourceAuth::None || !self.source.headers.is_empty();
+        let urls =
+            [("source.base_url", &self.source.base_url), ("source.oauth2.token_url", &self.source.oauth2.token_url)];
+        for (key, url) in urls {
+            let Some(url) = url.as_deref().filter(|_| sends_credentials) else { continue };
+            if let Err(why) = crate::http::credentials_may_go_to(url) {
+                bad.push(format!("{key} {why}"));
+            }
         }
         for name in self.source.headers.keys().chain(self.source.header_files.keys()) {
             if reqwest::header::HeaderName::try_from(name.as_str()).is_err() {

@@ -2,6 +2,7 @@
 //! one page at a time and validates each item. Owns no state and calls no
 //! other regsync module but `config` and `domain`.
 
+mod auth;
 mod paging;
 mod repair;
 mod shape;
@@ -69,6 +70,15 @@ pub enum Error {
     /// The JSON is not shaped as configured.
     #[error("meeting list page has an unexpected shape: {0}")]
     PageShape(String),
+    /// The platform's credential could not be had: its token endpoint
+    /// refused or failed, or the token file cannot be read.
+    #[error("cannot get the platform's token from {from}: {reason}")]
+    Token {
+        /// The token endpoint or the token file.
+        from: String,
+        /// Why, with what to check.
+        reason: String,
+    },
     /// The HTTP client could not be built (bad TLS setup, bad header value).
     #[error("cannot set up the meeting list client: {0}")]
     Setup(String),
@@ -82,6 +92,7 @@ fn auth_headers(settings: &SourceSettings) -> Result<reqwest::header::HeaderMap,
     let mut headers = reqwest::header::HeaderMap::new();
     let token = settings.token.as_ref().map(|t| t.expose_secret());
     let auth = match (settings.auth, token) {
+        (SourceAuth::Bearer, _) if settings.token_file.is_some() => None, // auth::Rotating
         (SourceAuth::Bearer, Some(token)) => Some((AUTHORIZATION, format!("Bearer {token}"), "source.token")),
         (SourceAuth::ApiKey, Some(token)) => {
             let name = HeaderName::try_from(settings.api_key_header.as_str())
@@ -141,6 +152,8 @@ pub struct Client {
     url: reqwest::Url,
     settings: SourceSettings,
     shape: PageShape,
+    /// A credential that changes while regsync runs, shared by every clone.
+    rotating: Option<Arc<auth::Rotating>>,
 }
 
 impl Client {
@@ -163,9 +176,17 @@ impl Client {
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
         let shape = PageShape::new(settings, default_allowed_registrant)?;
+        // The token endpoint gets the client's credentials: no redirect at all.
+        let token_http = reqwest::Client::builder()
+            .timeout(settings.timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(crate::http::USER_AGENT)
+            .build()
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let rotating = auth::Rotating::new(settings, &token_http)?.map(Arc::new);
         let pace = std::num::NonZeroU32::new(settings.max_requests_per_second)
             .map(|rate| Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(rate))));
-        Ok(Self { http, pace, url, settings: settings.clone(), shape })
+        Ok(Self { http, pace, url, settings: settings.clone(), shape, rotating })
     }
 
     /// The most pages one listing may have.
@@ -224,11 +245,25 @@ impl Client {
     pub async fn fetch_page(&self, request: &PageRequest) -> Result<Page, Error> {
         let mut backoff = Duration::from_millis(500);
         let mut tries = 0;
+        let mut reauthorized = false;
         loop {
             if let Some(pace) = &self.pace {
                 pace.until_ready().await;
             }
-            let wait = match self.fetch_once(request).await {
+            let authorization = match &self.rotating {
+                Some(rotating) => Some(rotating.header().await?),
+                None => None,
+            };
+            let wait = match self.fetch_once(request, authorization.clone()).await {
+                // An expired or rotated token: once more with a fresh one.
+                Err(Error::PageStatus { status: 401, .. }) if !reauthorized && authorization.is_some() => {
+                    reauthorized = true;
+                    if let (Some(rotating), Some(sent)) = (&self.rotating, &authorization) {
+                        rotating.refused(sent).await;
+                    }
+                    tracing::info!("the platform refused its token; asking again with a fresh one");
+                    continue;
+                }
                 Err(e) if tries < self.settings.page_retries => match e.retry_in(backoff) {
                     Some(wait) => wait,
                     None => return Err(e),
@@ -242,7 +277,7 @@ impl Client {
         }
     }
 
-    async fn fetch_once(&self, request: &PageRequest) -> Result<Page, Error> {
+    async fn fetch_once(&self, request: &PageRequest, authorization: Option<HeaderValue>) -> Result<Page, Error> {
         let url = self.url_of(request);
         // The URL as logs and records show it: without the user and password
         // that base_url may carry.
@@ -254,7 +289,11 @@ impl Client {
             url: shown.clone(),
             reason: crate::http::error_text(&e.without_url(), "source.timeout_ms"),
         };
-        let mut response = self.http.get(url.clone()).send().await.map_err(fetch_error)?;
+        let mut get = self.http.get(url.clone());
+        if let Some(authorization) = authorization {
+            get = get.header(AUTHORIZATION, authorization);
+        }
+        let mut response = get.send().await.map_err(fetch_error)?;
         let status = response.status();
         let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
         let (link, retry_after) = (header(LINK), header(RETRY_AFTER));

@@ -172,3 +172,95 @@ async fn basic_auth_and_an_extra_key_header_reach_the_platform_and_without_them_
     assert_eq!(refused_report.poll.result(), "failed");
     assert!(refused_report.poll.partial.unwrap_or_default().contains("HTTP 401"));
 }
+
+#[tokio::test]
+async fn oauth2_client_credentials_sync_a_multi_page_listing_through_a_token_that_expires_mid_listing() {
+    let app = app_paged_default(|s| {
+        s.source.auth = regsync::config::SourceAuth::Oauth2;
+        s.source.oauth2.token_url = Some(format!("{}/oauth2/token", s.source.base_url.clone().unwrap_or_default()));
+        s.source.oauth2.client_id = Some(regsync_sim::PLATFORM_CLIENT_ID.into());
+        s.source.oauth2.client_secret = Some(regsync_sim::PLATFORM_CLIENT_SECRET.to_owned().into());
+        s.source.oauth2.scope = Some("event/events:read".into());
+    })
+    .await;
+    app.sim.require_platform_oauth(3600);
+    app.sim.fail_page(1, PageFault::TokenExpired);
+
+    let report = app.tick().await;
+
+    assert_eq!(report.poll.partial, None, "the listing completes with a fresh token");
+    assert_eq!(report.poll.pages, 3);
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await, 25);
+    assert_eq!(app.sim.platform_tokens_issued(), 2, "one token, then one after it expired");
+
+    app.tick().await;
+    assert_eq!(app.sim.platform_tokens_issued(), 2, "the token is cached between polls");
+}
+
+#[tokio::test]
+async fn an_oauth2_token_is_refreshed_before_it_expires() {
+    let app = app_paged_default(|s| {
+        s.source.auth = regsync::config::SourceAuth::Oauth2;
+        s.source.oauth2.token_url = Some(format!("{}/oauth2/token", s.source.base_url.clone().unwrap_or_default()));
+        s.source.oauth2.client_id = Some(regsync_sim::PLATFORM_CLIENT_ID.into());
+        s.source.oauth2.client_secret = Some(regsync_sim::PLATFORM_CLIENT_SECRET.to_owned().into());
+    })
+    .await;
+    // A token of 2 s is used for 1.5 s: the second poll, 2 s later, gets a
+    // new one before asking the platform, so no request is refused.
+    app.sim.require_platform_oauth(2);
+
+    assert_eq!(app.tick().await.poll.partial, None);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(app.tick().await.poll.partial, None);
+
+    assert_eq!(app.sim.platform_tokens_issued(), 2);
+    let refused = app.sim.platform_requests().iter().filter(|(_, status)| *status == 401).count();
+    assert_eq!(refused, 0, "no request went out with an expired token");
+}
+
+#[tokio::test]
+async fn a_wrong_oauth2_secret_fails_the_poll_with_the_endpoints_reason_and_never_the_secret() {
+    let app = app_paged_default(|s| {
+        s.source.auth = regsync::config::SourceAuth::Oauth2;
+        s.source.oauth2.token_url = Some(format!("{}/oauth2/token", s.source.base_url.clone().unwrap_or_default()));
+        s.source.oauth2.client_id = Some(regsync_sim::PLATFORM_CLIENT_ID.into());
+        s.source.oauth2.client_secret = Some("wrong-secret-value".to_owned().into());
+    })
+    .await;
+    app.sim.require_platform_oauth(3600);
+
+    let report = app.tick().await;
+
+    assert_eq!(report.poll.result(), "failed");
+    let why = report.poll.partial.unwrap_or_default();
+    assert!(why.contains("HTTP 401 invalid_client") && why.contains("source.oauth2.client_id"), "{why}");
+    assert!(!why.contains("wrong-secret-value"));
+}
+
+#[tokio::test]
+async fn a_bearer_token_file_is_read_again_when_it_changes() {
+    let file = std::env::temp_dir().join(format!("regsync-platform-token-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "first-token\n").expect("token written");
+    let app = app_paged_default(|s| {
+        s.source.auth = regsync::config::SourceAuth::Bearer;
+        s.source.token = Some("first-token".to_owned().into());
+        s.source.token_file = Some(file.clone());
+    })
+    .await;
+    app.sim.require_platform_headers(&[("authorization", "Bearer first-token")]);
+    assert_eq!(app.tick().await.poll.partial, None);
+
+    // Rotated in place, as a mounted secret is: no restart.
+    std::fs::write(&file, "second-token\n").expect("token rotated");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options().write(true).open(&file).and_then(|f| f.set_modified(later)).expect("mtime");
+    app.sim.require_platform_headers(&[("authorization", "Bearer second-token")]);
+    app.sim.upsert_meeting(regsync_sim::SimMeeting::new("evt-after-rotation", "org-1", "MSpRotated"));
+
+    let report = app.tick().await;
+
+    assert_eq!(report.poll.partial, None);
+    assert_eq!(app.status("evt-after-rotation").await.state, "synced");
+    let _ = std::fs::remove_file(&file);
+}

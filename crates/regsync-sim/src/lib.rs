@@ -45,6 +45,11 @@ pub const CLIENT_ID: &str = "sim-client";
 /// See [`TENANT`].
 pub const CLIENT_SECRET: &str = "sim-client-secret-value";
 
+/// The platform app credentials the simulator's OAuth endpoint accepts.
+pub const PLATFORM_CLIENT_ID: &str = "sim-platform-app";
+/// See [`PLATFORM_CLIENT_ID`].
+pub const PLATFORM_CLIENT_SECRET: &str = "sim-platform-secret-value";
+
 /// Requests arriving this soon after a 429 were already under way.
 pub const RETRY_AFTER_TOLERANCE: Duration = Duration::from_millis(100);
 
@@ -317,6 +322,17 @@ impl Sim {
     /// When each platform list request arrived, and its status.
     pub fn platform_requests(&self) -> Vec<(tokio::time::Instant, u16)> {
         self.lock().platform.requests.clone()
+    }
+
+    /// Asks every listing request for a token from the platform's OAuth
+    /// endpoint (`POST /platform/oauth2/token`), each living `lifetime_secs`.
+    pub fn require_platform_oauth(&self, lifetime_secs: u64) {
+        self.lock().platform.oauth = Some(platform::PlatformOAuth { lifetime_secs, ..Default::default() });
+    }
+
+    /// Tokens the platform's OAuth endpoint issued.
+    pub fn platform_tokens_issued(&self) -> u64 {
+        self.lock().platform.oauth.as_ref().map_or(0, |o| o.issued)
     }
 
     /// Lists meetings by organizer e-mail (`organizer_email`) and Teams join

@@ -92,6 +92,21 @@ pub enum PageFault {
     /// Answer 429 with `Retry-After: 1` once; the next request for the page
     /// is answered normally.
     ThrottledOnce,
+    /// Every OAuth token issued so far expires as this page is asked for:
+    /// answered 401 once, as a platform answers an expired token.
+    TokenExpired,
+}
+
+/// The platform's OAuth 2.0 client-credentials endpoint and the tokens it
+/// issued, when the listing asks for one.
+#[derive(Default)]
+pub(crate) struct PlatformOAuth {
+    /// `expires_in` of issued tokens.
+    pub(crate) lifetime_secs: u64,
+    /// Tokens and when each expires.
+    pub(crate) tokens: HashMap<String, tokio::time::Instant>,
+    /// Tokens issued so far.
+    pub(crate) issued: u64,
 }
 
 /// One entry of the list.
@@ -113,6 +128,8 @@ pub(crate) struct Listing {
     pub(crate) requests: Vec<(tokio::time::Instant, u16)>,
     /// Headers every list request must carry (name lower-cased, value).
     pub(crate) required_headers: Vec<(String, String)>,
+    /// Requests must carry a token from `POST /platform/oauth2/token`.
+    pub(crate) oauth: Option<PlatformOAuth>,
     /// Meetings name their organizer by e-mail and their Teams meeting by
     /// join link, as real platforms do, instead of by Graph's ids.
     pub(crate) by_reference: bool,
@@ -121,6 +138,18 @@ pub(crate) struct Listing {
 impl Listing {
     /// A 401, as a platform answers a request without its credentials.
     fn refused(&self, headers: &axum::http::HeaderMap) -> Option<Response> {
+        if let Some(oauth) = &self.oauth {
+            let bearer =
+                headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            let valid =
+                bearer.and_then(|t| oauth.tokens.get(t)).is_some_and(|expiry| tokio::time::Instant::now() < *expiry);
+            if !valid {
+                let body = Json(
+                    json!({"error": "invalid_token", "error_description": "The access token is missing or expired"}),
+                );
+                return Some((StatusCode::UNAUTHORIZED, body).into_response());
+            }
+        }
         let missing = self
             .required_headers
             .iter()
@@ -196,9 +225,58 @@ pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
     Router::new()
         .route("/platform/meetings", get(list))
         .route("/platform/styles/{style}/meetings", get(list_styled))
+        .route("/platform/oauth2/token", post(token))
         .route("/_sim/meetings", post(upsert))
         .route("/_sim/meetings/{id}", delete(remove))
         .route("/_sim/meetings/{id}/cancel", post(cancel))
+}
+
+/// `POST /platform/oauth2/token`: RFC 6749 client credentials, the client
+/// authenticated with HTTP Basic.
+async fn token(
+    AxumState(state): AxumState<Arc<Mutex<State>>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>,
+) -> Response {
+    use base64::Engine as _;
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(oauth) = s.platform.oauth.as_mut() else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response();
+    };
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        crate::PLATFORM_CLIENT_ID,
+        crate::PLATFORM_CLIENT_SECRET
+    ));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Basic {expected}")) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client", "error_description": "Client authentication failed"})),
+        )
+            .into_response();
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type"}))).into_response();
+    }
+    let access_token = format!("plat-{}", uuid::Uuid::new_v4().simple());
+    let expiry = tokio::time::Instant::now() + std::time::Duration::from_secs(oauth.lifetime_secs);
+    oauth.tokens.insert(access_token.clone(), expiry);
+    oauth.issued += 1;
+    Json(json!({"access_token": access_token, "token_type": "Bearer", "expires_in": oauth.lifetime_secs}))
+        .into_response()
+}
+
+/// A 401 for an expired token, when `fault` says so; every token expires.
+fn expire_tokens(listing: &mut Listing, page_index: usize) -> Option<Response> {
+    if listing.page_faults.get(&page_index) != Some(&PageFault::TokenExpired) {
+        return None;
+    }
+    listing.page_faults.remove(&page_index);
+    if let Some(oauth) = listing.oauth.as_mut() {
+        oauth.tokens.clear();
+    }
+    let body = Json(json!({"error": "invalid_token", "error_description": "The access token expired"}));
+    Some((StatusCode::UNAUTHORIZED, body).into_response())
 }
 
 /// `POST /_sim/meetings` with a meeting's JSON: adds or changes it.
@@ -250,7 +328,7 @@ async fn list_styled(
     Query(q): Query<StyledQuery>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(refused) = s.platform.refused(&headers) {
         return refused;
     }
@@ -260,6 +338,9 @@ async fn list_styled(
         "offset" => q.offset.unwrap_or(0),
         _ => q.cursor.as_deref().and_then(|c| c.strip_prefix("o:")).and_then(|n| n.parse().ok()).unwrap_or(0),
     };
+    if let Some(expired) = expire_tokens(&mut s.platform, offset / limit) {
+        return expired;
+    }
     let fault = s.platform.page_faults.get(&(offset / limit)).copied();
     if fault == Some(PageFault::ServerError) {
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"}))).into_response();
@@ -329,6 +410,7 @@ fn list_page(s: &mut State, q: PageQuery) -> Response {
             return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], Json(json!({"error": "rate limited"})))
                 .into_response();
         }
+        Some(PageFault::TokenExpired) => return expire_tokens(&mut s.platform, page_index).unwrap_or_default(),
         Some(PageFault::Incomplete | PageFault::RepeatCursor) | None => {}
         Some(PageFault::BrokenJson) => {
             return (StatusCode::OK, [("content-type", "application/json")], r#"{"meetings": [{"id": "evt-"#)
