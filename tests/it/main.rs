@@ -18,6 +18,7 @@ mod listing;
 mod nightly;
 mod operations;
 mod paging;
+mod profiles;
 mod protocol;
 mod reliability;
 mod resolution;

@@ -18,6 +18,7 @@ mod directory;
 mod faults;
 mod graph;
 mod platform;
+pub mod profiles;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -150,6 +151,7 @@ impl Sim {
             .merge(platform::routes())
             .merge(graph::routes())
             .merge(directory::routes())
+            .merge(profiles::routes())
             .with_state(state.clone());
         tokio::spawn(serve(listener, router, stop.clone()));
         Ok(Self { state, addr, _stop: Arc::new(stop.drop_guard()) })

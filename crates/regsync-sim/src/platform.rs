@@ -137,7 +137,7 @@ pub(crate) struct Listing {
 
 impl Listing {
     /// A 401, as a platform answers a request without its credentials.
-    fn refused(&self, headers: &axum::http::HeaderMap) -> Option<Response> {
+    pub(crate) fn refused(&self, headers: &axum::http::HeaderMap) -> Option<Response> {
         if let Some(oauth) = &self.oauth {
             let bearer =
                 headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -200,13 +200,24 @@ impl Listing {
 
     /// The items of one page as JSON text, and the next cursor.
     fn page(&self, offset: usize, limit: usize) -> (Vec<String>, Option<String>) {
+        self.page_as(offset, limit, &|_, m| if self.by_reference { m.by_reference() } else { json!(m) })
+    }
+
+    /// [`Listing::page`] with each meeting (and its position in the list)
+    /// shaped by `render`; raw items as they are.
+    pub(crate) fn page_as(
+        &self,
+        offset: usize,
+        limit: usize,
+        render: &dyn Fn(usize, &SimMeeting) -> Value,
+    ) -> (Vec<String>, Option<String>) {
         let end = (offset + limit).min(self.items.len());
         let page = self.items.get(offset..end).unwrap_or_default();
         let items = page
             .iter()
-            .map(|item| match item {
-                Item::Meeting(m) if self.by_reference => m.by_reference().to_string(),
-                Item::Meeting(m) => json!(m).to_string(),
+            .enumerate()
+            .map(|(i, item)| match item {
+                Item::Meeting(m) => render(offset + i, m).to_string(),
                 Item::Raw(v) => v.to_string(),
                 Item::Text(t) => t.clone(),
             })
