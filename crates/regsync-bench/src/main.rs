@@ -60,6 +60,10 @@ struct Args {
     /// Meetings registered under 20 % throttling.
     #[arg(long, default_value_t = 300)]
     throttle_meetings: usize,
+    /// The platform lists organizer e-mails and Teams join links instead of
+    /// Graph's ids, so the first sync resolves each through Graph.
+    #[arg(long)]
+    resolve: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -103,6 +107,7 @@ impl Drop for SimProcess {
 async fn serve_simulator(args: &Args) -> anyhow::Result<()> {
     let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await?;
     sim.seed(args.meetings);
+    sim.list_by_reference(args.resolve);
     sim.set_rates(regsync_sim::FaultRates {
         latency: Duration::from_millis(args.graph_latency_ms),
         ..Default::default()
@@ -117,6 +122,7 @@ fn start_simulator(args: &Args) -> anyhow::Result<SimProcess> {
     let mut child = Command::new(&exe)
         .args(["--serve-simulator", "--meetings", &args.meetings.to_string()])
         .args(["--graph-latency-ms", &args.graph_latency_ms.to_string()])
+        .args(args.resolve.then_some("--resolve"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -139,8 +145,9 @@ async fn sim_stats(http: &reqwest::Client, base: &str) -> anyhow::Result<Stats> 
     Ok(http.get(format!("{base}/_sim/stats")).send().await?.error_for_status()?.json().await?)
 }
 
+/// Every Graph request: registration calls and lookups.
 fn total_requests(stats: &Stats) -> u64 {
-    stats.requests.values().sum()
+    stats.requests.values().sum::<u64>() + stats.lookups
 }
 
 fn requests(stats: &Stats, method_and_status: &str) -> u64 {
@@ -189,6 +196,10 @@ fn settings_for(args: &Args, sim: SocketAddr, db: &str) -> Settings {
     s.sync.backoff_base_ms = 100;
     s.sync.backoff_max_ms = 1_000;
     s.sync.claim_batch = args.concurrency as u32;
+    if args.resolve {
+        s.source.fields.organizer_upn = "/organizer_email".into();
+        s.source.fields.join_url = "/join_url".into();
+    }
     s
 }
 
@@ -297,8 +308,12 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     // be removed). Those lookups (404, under no faults) are counted apart.
     let lookups = requests(&after, "GET 404") - requests(&before, "GET 404");
     let first_seen_cancelled = (args.meetings / 10) as f64;
+    // With --resolve: a user lookup per organizer, a meeting lookup per
+    // active meeting, at most (the five generated organizers).
+    let resolutions = after.lookups - before.lookups;
+    let resolution = args.resolve.then(|| (resolutions, 5 + after.registrations as u64));
     let calls_per_registration =
-        (total_requests(&after) - total_requests(&before) - lookups) as f64 / registered.max(1.0);
+        (total_requests(&after) - total_requests(&before) - lookups - resolutions) as f64 / registered.max(1.0);
     let lookups_per_cancelled = if first_seen_cancelled > 0.0 { lookups as f64 / first_seen_cancelled } else { 1.0 };
     let latency = Duration::from_millis(args.graph_latency_ms.max(1)).as_secs_f64();
     let concurrency_bound = args.concurrency as f64 / latency;
@@ -306,7 +321,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         if args.rate_limit == 0 { concurrency_bound } else { concurrency_bound.min(f64::from(args.rate_limit)) };
     // Meetings settled by a Graph call: registered, or looked up first
     // seen cancelled. Each takes a Graph slot for one latency.
-    let throughput = (registered + lookups as f64) / register_secs;
+    let throughput = (registered + (lookups + resolutions) as f64) / register_secs;
 
     // Steady state: a full cycle with nothing changed vs fetching and
     // parsing the same pages. Best of each, interleaved.
@@ -350,7 +365,8 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     drain(&ctx).await?;
     let after = sim_stats(&http, &sim.base).await?;
     let throttled_registered = (after.registrations - before.registrations) as f64;
-    let throttled_calls = (total_requests(&after) - total_requests(&before)) as f64 / throttled_registered.max(1.0);
+    let throttled_calls = (total_requests(&after) - total_requests(&before) - (after.lookups - before.lookups)) as f64
+        / throttled_registered.max(1.0);
     let violations = after.requests_inside_retry_after - before.requests_inside_retry_after;
 
     let report = Report {
@@ -366,6 +382,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         throughput_bound,
         calls_per_registration,
         lookups_per_cancelled,
+        resolution,
         steady_calls,
         round_trips_per_page: per_page,
         round_trips_per_registration: register_statements as f64 / registered.max(1.0),

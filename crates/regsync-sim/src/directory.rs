@@ -85,8 +85,17 @@ fn answer(
     response
 }
 
+/// Every Graph request takes the configured latency.
+async fn latency(state: &Shared) {
+    let latency = lock(state).rates.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+}
+
 /// `GET /users/{id | userPrincipalName}`: the user, or 404.
 async fn user(AxumState(state): AxumState<Shared>, Path(user): Path<String>, headers: HeaderMap) -> Response {
+    latency(&state).await;
     let mut s = lock(&state);
     let result = refused(&s, &headers).unwrap_or_else(|| {
         let wanted = user.to_lowercase();
@@ -113,6 +122,7 @@ async fn meetings(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    latency(&state).await;
     let mut s = lock(&state);
     let filter = query.get("$filter").cloned().unwrap_or_default();
     let join_url = join_url_literal(&filter);

@@ -104,6 +104,9 @@ pub struct Stats {
     pub token_requests: u64,
     /// Meetings in the platform's list.
     pub platform_meetings: usize,
+    /// User and meeting lookups (resolving e-mails and join links).
+    #[serde(default)]
+    pub lookups: u64,
 }
 
 /// The settings that point regsync at a simulator.
@@ -371,6 +374,7 @@ impl State {
             tokens_issued: self.tokens_issued,
             token_requests: self.token_requests,
             platform_meetings: self.platform.len(),
+            lookups: self.lookups.len() as u64,
             ..Stats::default()
         };
         for r in &self.log {
