@@ -173,13 +173,34 @@ async fn basic_auth_and_an_extra_key_header_reach_the_platform_and_without_them_
     assert!(refused_report.poll.partial.unwrap_or_default().contains("HTTP 401"));
 }
 
+/// OAuth2 client credentials against the simulator's token endpoint.
+fn oauth2_via_simulator(s: &mut Settings, secret: &str) {
+    s.source.auth = regsync::config::SourceAuth::Oauth2;
+    s.source.oauth2.token_url = Some(format!("{}/oauth2/token", s.source.base_url.clone().unwrap_or_default()));
+    s.source.oauth2.client_id = Some(regsync_sim::PLATFORM_CLIENT_ID.into());
+    s.source.oauth2.client_secret = Some(secret.to_owned().into());
+}
+
+#[tokio::test]
+async fn an_api_key_header_syncs_a_multi_page_listing() {
+    let app = app_paged_default(|s| {
+        s.source.auth = regsync::config::SourceAuth::ApiKey;
+        s.source.api_key_header = "X-Api-Key".into();
+        s.source.token = Some("platform-api-key".to_owned().into());
+    })
+    .await;
+    app.sim.require_platform_headers(&[("x-api-key", "platform-api-key")]);
+
+    let report = app.tick().await;
+
+    assert_eq!((report.poll.partial, report.poll.pages), (None, 3));
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await, 25);
+}
+
 #[tokio::test]
 async fn oauth2_client_credentials_sync_a_multi_page_listing_through_a_token_that_expires_mid_listing() {
     let app = app_paged_default(|s| {
-        s.source.auth = regsync::config::SourceAuth::Oauth2;
-        s.source.oauth2.token_url = Some(format!("{}/oauth2/token", s.source.base_url.clone().unwrap_or_default()));
-        s.source.oauth2.client_id = Some(regsync_sim::PLATFORM_CLIENT_ID.into());
-        s.source.oauth2.client_secret = Some(regsync_sim::PLATFORM_CLIENT_SECRET.to_owned().into());
+        oauth2_via_simulator(s, regsync_sim::PLATFORM_CLIENT_SECRET);
         s.source.oauth2.scope = Some("event/events:read".into());
     })
     .await;
@@ -200,10 +221,7 @@ async fn oauth2_client_credentials_sync_a_multi_page_listing_through_a_token_tha
 #[tokio::test]
 async fn an_oauth2_token_is_refreshed_before_it_expires() {
     let app = app_paged_default(|s| {
-        s.source.auth = regsync::config::SourceAuth::Oauth2;
-        s.source.oauth2.token_url = Some(format!("{}/oauth2/token", s.source.base_url.clone().unwrap_or_default()));
-        s.source.oauth2.client_id = Some(regsync_sim::PLATFORM_CLIENT_ID.into());
-        s.source.oauth2.client_secret = Some(regsync_sim::PLATFORM_CLIENT_SECRET.to_owned().into());
+        oauth2_via_simulator(s, regsync_sim::PLATFORM_CLIENT_SECRET);
     })
     .await;
     // A token of 2 s is used for 1.5 s: the second poll, 2 s later, gets a
@@ -222,10 +240,7 @@ async fn an_oauth2_token_is_refreshed_before_it_expires() {
 #[tokio::test]
 async fn a_wrong_oauth2_secret_fails_the_poll_with_the_endpoints_reason_and_never_the_secret() {
     let app = app_paged_default(|s| {
-        s.source.auth = regsync::config::SourceAuth::Oauth2;
-        s.source.oauth2.token_url = Some(format!("{}/oauth2/token", s.source.base_url.clone().unwrap_or_default()));
-        s.source.oauth2.client_id = Some(regsync_sim::PLATFORM_CLIENT_ID.into());
-        s.source.oauth2.client_secret = Some("wrong-secret-value".to_owned().into());
+        oauth2_via_simulator(s, "wrong-secret-value");
     })
     .await;
     app.sim.require_platform_oauth(3600);

@@ -38,6 +38,14 @@ struct Args {
     /// How late those answers come, in milliseconds.
     #[arg(long, default_value_t = 35_000, env = "REGSYNC_SIM_TIMEOUT_DELAY_MS")]
     timeout_delay_ms: u64,
+    /// List meetings by organizer e-mail and Teams join link (as real
+    /// platforms do) instead of Graph's ids.
+    #[arg(long, env = "REGSYNC_SIM_BY_REFERENCE")]
+    by_reference: bool,
+    /// Ask listing requests for an OAuth2 token from /platform/oauth2/token,
+    /// living this many seconds (0: no token asked for).
+    #[arg(long, default_value_t = 0, env = "REGSYNC_SIM_PLATFORM_OAUTH_LIFETIME_SECS")]
+    platform_oauth_lifetime_secs: u64,
 }
 
 #[tokio::main]
@@ -51,6 +59,10 @@ async fn main() -> std::process::ExitCode {
         }
     };
     sim.seed(args.meetings);
+    sim.list_by_reference(args.by_reference);
+    if args.platform_oauth_lifetime_secs > 0 {
+        sim.require_platform_oauth(args.platform_oauth_lifetime_secs);
+    }
     sim.set_rates(FaultRates {
         throttle: args.throttle_rate,
         retry_after_secs: args.retry_after_secs,
