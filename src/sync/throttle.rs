@@ -25,7 +25,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
-use crate::store;
+use crate::{graph, store};
 
 /// How long the probe after a hold keeps other senders waiting for its
 /// answer (at most the request timeout).
@@ -77,9 +77,14 @@ impl Throttle {
         Ok(held)
     }
 
-    /// Graph answered without throttling; `probe`: the request was the probe
-    /// after a hold, so every replica may send at full speed again.
-    pub async fn answered(&self, pool: &PgPool, probe: bool) {
+    /// What a request's `result` shows: anything but a throttle (or a
+    /// missing token: nothing reached Graph) means Graph is taking requests
+    /// again; `probe`: the request was the probe after a hold, so every
+    /// replica may send at full speed again.
+    pub async fn answered<T>(&self, pool: &PgPool, result: &Result<T, graph::Error>, probe: bool) {
+        if matches!(result, Err(graph::Error::Throttled { .. } | graph::Error::Token { .. })) {
+            return;
+        }
         self.concurrency.answered();
         if probe {
             if let Err(e) = store::throttle::end_recovery(pool).await {

@@ -134,11 +134,7 @@ impl Work<'_> {
         let result = self.send(&step, &at, permit).await;
         drop(slot);
         crash_point("after-response");
-        // Anything but a throttle (or a missing token: nothing reached Graph)
-        // shows Graph is taking requests again.
-        if !matches!(result, Err(graph::Error::Throttled { .. } | graph::Error::Token { .. })) {
-            self.ctx.throttle.answered(&self.ctx.pool, probe).await;
-        }
+        self.ctx.throttle.answered(&self.ctx.pool, &result, probe).await;
         self.learn(result, is_write).await
     }
 

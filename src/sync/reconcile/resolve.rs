@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use super::record::Failure;
 use super::{Cleared, Step, Work};
 use crate::domain::{FailureCategory, Lookup};
-use crate::graph;
 use crate::store::{self, NextState};
 
 /// A lookup's kind and value.
@@ -68,9 +67,7 @@ impl Work<'_> {
                 };
                 let result = self.ctx.graph.resolve(permit, &lookup, &mut self.calls).await;
                 drop(slot);
-                if !matches!(result, Err(graph::Error::Throttled { .. } | graph::Error::Token { .. })) {
-                    self.ctx.throttle.answered(pool, probe).await;
-                }
+                self.ctx.throttle.answered(pool, &result, probe).await;
                 match result {
                     Ok(Some(id)) => id,
                     Ok(None) => {
