@@ -132,14 +132,8 @@ impl Client {
         at: &Location,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<RemoteRegistration>, Error> {
-        match self.send(permit, Method::GET, Self::path(at)?, None, calls).await {
-            Ok((status, bytes)) => decode(status, &bytes).map(Some),
-            Err(Error::Rejected { status: 404, .. }) => {
-                mark_last(calls, "absent");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        let answer = self.send(permit, Method::GET, Self::path(at)?, None, calls).await;
+        absent_on_404(answer, calls)?.map(|(status, bytes)| decode(status, &bytes)).transpose()
     }
 
     /// Disables external registration (204); a 404 means it is already gone.
@@ -147,14 +141,11 @@ impl Client {
     /// # Errors
     /// Classified failures.
     pub async fn delete(&self, permit: Permit, at: &Location, calls: &mut Vec<CallRecord>) -> Result<Deleted, Error> {
-        match self.send(permit, Method::DELETE, Self::path(at)?, None, calls).await {
-            Ok(_) => Ok(Deleted::Removed),
-            Err(Error::Rejected { status: 404, .. }) => {
-                mark_last(calls, "absent");
-                Ok(Deleted::AlreadyGone)
-            }
-            Err(e) => Err(e),
-        }
+        let answer = self.send(permit, Method::DELETE, Self::path(at)?, None, calls).await;
+        Ok(match absent_on_404(answer, calls)? {
+            Some(_) => Deleted::Removed,
+            None => Deleted::AlreadyGone,
+        })
     }
 
     fn path(at: &Location) -> Result<String, Error> {
@@ -324,6 +315,18 @@ pub(super) fn unexpected(status: StatusCode, detail: &str) -> Error {
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// A 404 as "Graph has none" (`None`), marked `absent` in the audit.
+pub(super) fn absent_on_404<T>(answer: Result<T, Error>, calls: &mut [CallRecord]) -> Result<Option<T>, Error> {
+    match answer {
+        Ok(answer) => Ok(Some(answer)),
+        Err(Error::Rejected { status: 404, .. }) => {
+            mark_last(calls, "absent");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub(super) fn mark_last(calls: &mut [CallRecord], outcome: &'static str) {

@@ -8,20 +8,21 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::client::{mark_last, unexpected, SEGMENT};
+use super::client::{absent_on_404, mark_last, unexpected, SEGMENT};
 use super::{Client, Error, Permit};
 use crate::domain::{CallRecord, Lookup};
 
-/// `GET /users/{upn}` answers the user; `$select=id` keeps it to the id.
+/// A user or a meeting, of which regsync reads only the id (`$select=id`
+/// keeps a user to it).
 #[derive(Deserialize)]
-struct User {
+struct Found {
     id: String,
 }
 
 /// The collection the `$filter` answers: one meeting, or none.
 #[derive(Deserialize)]
-struct Meetings {
-    value: Vec<User>,
+struct Collection {
+    value: Vec<Found>,
 }
 
 impl Client {
@@ -36,22 +37,17 @@ impl Client {
         lookup: &Lookup,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<String>, Error> {
-        let answer = self.send(permit, Method::GET, path(lookup), None, calls).await;
-        let (status, bytes) = match answer {
-            Ok(answer) => answer,
-            Err(Error::Rejected { status: 404, .. }) => {
-                mark_last(calls, "absent");
-                return Ok(None);
-            }
+        let answer = match self.send(permit, Method::GET, path(lookup), None, calls).await {
             Err(Error::Rejected { status: 403, code, message, .. }) => {
                 return Err(Error::Rejected { status: 403, code, message, hint: permission_hint(lookup) })
             }
-            Err(e) => return Err(e),
+            answer => absent_on_404(answer, calls)?,
         };
+        let Some((status, bytes)) = answer else { return Ok(None) };
         let found = match lookup {
-            Lookup::Organizer { .. } => serde_json::from_slice::<User>(&bytes).map(|user| Some(user.id)),
+            Lookup::Organizer { .. } => serde_json::from_slice::<Found>(&bytes).map(|user| Some(user.id)),
             Lookup::Meeting { .. } => {
-                serde_json::from_slice::<Meetings>(&bytes).map(|m| m.value.into_iter().next().map(|m| m.id))
+                serde_json::from_slice::<Collection>(&bytes).map(|m| m.value.into_iter().next().map(|m| m.id))
             }
         }
         .map_err(|e| unexpected(status, &e.to_string()))?;
