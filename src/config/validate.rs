@@ -111,13 +111,15 @@ impl Settings {
             _ => {}
         }
         // Credentials travel only over https, except to this machine.
-        let sends_credentials = self.source.auth != SourceAuth::None || !self.source.headers.is_empty();
-        let urls =
-            [("source.base_url", &self.source.base_url), ("source.oauth2.token_url", &self.source.oauth2.token_url)];
-        for (key, url) in urls {
-            let Some(url) = url.as_deref().filter(|_| sends_credentials) else { continue };
-            if let Err(why) = crate::http::credentials_may_go_to(url) {
-                bad.push(format!("{key} {why}"));
+        if self.source.auth != SourceAuth::None || !self.source.headers.is_empty() {
+            let urls = [
+                ("source.base_url", &self.source.base_url),
+                ("source.oauth2.token_url", &self.source.oauth2.token_url),
+            ];
+            for (key, url) in urls.into_iter().filter_map(|(key, url)| Some((key, url.as_deref()?))) {
+                if let Err(why) = crate::http::credentials_may_go_to(url) {
+                    bad.push(format!("{key} {why}"));
+                }
             }
         }
         for name in self.source.headers.keys().chain(self.source.header_files.keys()) {

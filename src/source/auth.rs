@@ -1,13 +1,13 @@
-//! Credentials whose header changes while regsync runs: a bearer token file
-//! that is rotated in place, and OAuth 2.0 client-credentials tokens from
-//! the platform's token endpoint. (Static credentials are default headers
-//! of the HTTP client.)
+//! The platform's credentials: static ones, sent as default headers of the
+//! HTTP client, and those whose header changes while regsync runs (a
+//! bearer token file rotated in place, OAuth 2.0 client-credentials tokens
+//! from the platform's token endpoint).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -15,6 +15,55 @@ use tokio::time::Instant;
 
 use super::Error;
 use crate::config::{SourceAuth, SourceSettings};
+
+/// The headers every request carries: the auth header of `source.auth`
+/// (unless a [`Rotating`] credential sends it per request) and the extra
+/// `source.headers`, all marked sensitive so they never show in debug
+/// output.
+pub(super) fn static_headers(settings: &SourceSettings, rotating: bool) -> Result<HeaderMap, Error> {
+    let mut headers = HeaderMap::new();
+    let token = settings.token.as_ref().map(|t| t.expose_secret());
+    let auth = match (settings.auth, token) {
+        (SourceAuth::Bearer, Some(token)) if !rotating => {
+            Some((AUTHORIZATION, format!("Bearer {token}"), "source.token"))
+        }
+        (SourceAuth::ApiKey, Some(token)) => {
+            let name = HeaderName::try_from(settings.api_key_header.as_str())
+                .map_err(|_| Error::Setup("source.api_key_header is not a valid header name".into()))?;
+            Some((name, token.to_owned(), "source.token"))
+        }
+        (SourceAuth::Basic, _) => {
+            let user = settings.username.as_deref().unwrap_or_default();
+            let password = settings.password.as_ref().map(|p| p.expose_secret()).unwrap_or_default();
+            Some((AUTHORIZATION, basic(user, password), "source.username or source.password"))
+        }
+        _ => None,
+    };
+    let extra = settings.headers.iter().map(|(name, value)| {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| Error::Setup(format!("source.headers.{name} is not a valid header name")))?;
+        Ok((name, value.expose_secret().to_owned(), "a source.headers value"))
+    });
+    for header in auth.into_iter().map(Ok).chain(extra) {
+        let (name, value, what) = header?;
+        headers.insert(name, sensitive(value, what)?);
+    }
+    Ok(headers)
+}
+
+/// A header value that never shows in debug output; `what` names the
+/// setting it came from when it is not a valid value.
+fn sensitive(value: String, what: &str) -> Result<HeaderValue, Error> {
+    let mut value =
+        HeaderValue::try_from(value).map_err(|_| Error::Setup(format!("{what} is not a valid header value")))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// HTTP Basic credentials (RFC 7617).
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
 
 /// The `Authorization` header of a credential that can change.
 pub(super) enum Rotating {
@@ -26,12 +75,12 @@ pub(super) enum Rotating {
 
 impl Rotating {
     /// The rotating credential `settings` configure, if any.
-    pub(super) fn new(settings: &SourceSettings, http: &reqwest::Client) -> Result<Option<Self>, Error> {
+    pub(super) fn new(settings: &SourceSettings) -> Result<Option<Self>, Error> {
         Ok(match (settings.auth, &settings.token_file) {
             (SourceAuth::Bearer, Some(path)) => {
                 Some(Self::BearerFile { path: path.clone(), current: Mutex::default() })
             }
-            (SourceAuth::Oauth2, _) => Some(Self::OAuth2(OAuth2::new(settings, http)?)),
+            (SourceAuth::Oauth2, _) => Some(Self::OAuth2(OAuth2::new(settings)?)),
             _ => None,
         })
     }
@@ -74,10 +123,7 @@ impl Rotating {
 }
 
 fn bearer(token: &str) -> Result<HeaderValue, Error> {
-    let mut value = HeaderValue::try_from(format!("Bearer {token}"))
-        .map_err(|_| Error::Setup("the platform token is not a valid header value".into()))?;
-    value.set_sensitive(true);
-    Ok(value)
+    sensitive(format!("Bearer {token}"), "the platform token")
 }
 
 /// OAuth 2.0 client credentials (RFC 6749 §4.4), the client authenticated
@@ -116,17 +162,21 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 impl OAuth2 {
-    fn new(settings: &SourceSettings, http: &reqwest::Client) -> Result<Self, Error> {
+    fn new(settings: &SourceSettings) -> Result<Self, Error> {
         let o = &settings.oauth2;
         let missing = |key: &str| Error::Setup(format!("source.oauth2.{key} is not set"));
         let id = o.client_id.as_deref().ok_or_else(|| missing("client_id"))?;
         let secret = o.client_secret.as_ref().ok_or_else(|| missing("client_secret"))?;
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.expose_secret()));
-        let mut client = HeaderValue::try_from(format!("Basic {basic}"))
-            .map_err(|_| Error::Setup("source.oauth2.client_id is not a valid header value".into()))?;
-        client.set_sensitive(true);
+        let client = sensitive(basic(id, secret.expose_secret()), "source.oauth2.client_id")?;
+        // The token endpoint gets the client's credentials: no redirect at all.
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(crate::http::USER_AGENT)
+            .build()
+            .map_err(|e| Error::Setup(e.to_string()))?;
         Ok(Self {
-            http: http.clone(),
+            http,
             token_url: o.token_url.clone().ok_or_else(|| missing("token_url"))?,
             client,
             scope: o.scope.clone(),

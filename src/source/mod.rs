@@ -1,6 +1,7 @@
 //! The event platform's meeting list (the generic JSON connector): fetches
-//! one page at a time and validates each item. Owns no state and calls no
-//! other regsync module but `config` and `domain`.
+//! one page at a time and validates each item. Owns no state but the
+//! platform's current token, and calls no other regsync module but
+//! `config`, `domain` and `http`.
 
 mod auth;
 mod paging;
@@ -11,11 +12,9 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, LINK, LOCATION, RETRY_AFTER};
-use secrecy::ExposeSecret;
+use reqwest::header::{HeaderValue, AUTHORIZATION, LINK, LOCATION, RETRY_AFTER};
 
-use crate::config::{Paging, SourceAuth, SourceSettings};
+use crate::config::{Paging, SourceSettings};
 use crate::domain::AllowedRegistrant;
 
 pub use paging::{Next, PageRequest};
@@ -84,43 +83,6 @@ pub enum Error {
     Setup(String),
 }
 
-/// The headers every request carries: the auth header of `source.auth` and
-/// the extra `source.headers`, all marked sensitive so they never show in
-/// debug output.
-fn auth_headers(settings: &SourceSettings) -> Result<reqwest::header::HeaderMap, Error> {
-    let invalid = |what: &str| Error::Setup(format!("{what} is not a valid header value"));
-    let mut headers = reqwest::header::HeaderMap::new();
-    let token = settings.token.as_ref().map(|t| t.expose_secret());
-    let auth = match (settings.auth, token) {
-        (SourceAuth::Bearer, _) if settings.token_file.is_some() => None, // auth::Rotating
-        (SourceAuth::Bearer, Some(token)) => Some((AUTHORIZATION, format!("Bearer {token}"), "source.token")),
-        (SourceAuth::ApiKey, Some(token)) => {
-            let name = HeaderName::try_from(settings.api_key_header.as_str())
-                .map_err(|_| Error::Setup("source.api_key_header is not a valid header name".into()))?;
-            Some((name, token.to_owned(), "source.token"))
-        }
-        (SourceAuth::Basic, _) => {
-            let user = settings.username.as_deref().unwrap_or_default();
-            let password = settings.password.as_ref().map(|p| p.expose_secret()).unwrap_or_default();
-            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            Some((AUTHORIZATION, format!("Basic {encoded}"), "source.username or source.password"))
-        }
-        _ => None,
-    };
-    let extra = settings.headers.iter().map(|(name, value)| {
-        let name = HeaderName::try_from(name.as_str())
-            .map_err(|_| Error::Setup(format!("source.headers.{name} is not a valid header name")))?;
-        Ok((name, value.expose_secret().to_owned(), "a source.headers value"))
-    });
-    for header in auth.into_iter().map(Ok).chain(extra) {
-        let (name, value, what) = header?;
-        let mut value = HeaderValue::try_from(value).map_err(|_| invalid(what))?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
-    }
-    Ok(headers)
-}
-
 /// The longest a page waits before it is asked again, whatever the
 /// platform's `Retry-After` says: longer, and the listing is partial.
 const MAX_PAGE_BACKOFF: Duration = Duration::from_secs(60);
@@ -157,8 +119,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Builds the client; the auth header is set once here and marked
-    /// sensitive so it never shows in debug output.
+    /// Builds the client: a static auth header is set once here, a rotating
+    /// one (a token file, OAuth2) is fetched per request; both are marked
+    /// sensitive so they never show in debug output.
     ///
     /// # Errors
     /// `source.base_url` is missing or the token is not a valid header value.
@@ -166,7 +129,8 @@ impl Client {
         let base = settings.base_url.as_deref().ok_or_else(|| Error::Setup("source.base_url is not set".into()))?;
         let url = reqwest::Url::parse(&format!("{}{}", base.trim_end_matches('/'), settings.meetings_path))
             .map_err(|e| Error::Setup(format!("source.base_url + source.meetings_path is not a URL: {e}")))?;
-        let headers = auth_headers(settings)?;
+        let rotating = auth::Rotating::new(settings)?.map(Arc::new);
+        let headers = auth::static_headers(settings, rotating.is_some())?;
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(settings.timeout())
@@ -176,14 +140,6 @@ impl Client {
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
         let shape = PageShape::new(settings, default_allowed_registrant)?;
-        // The token endpoint gets the client's credentials: no redirect at all.
-        let token_http = reqwest::Client::builder()
-            .timeout(settings.timeout())
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(crate::http::USER_AGENT)
-            .build()
-            .map_err(|e| Error::Setup(e.to_string()))?;
-        let rotating = auth::Rotating::new(settings, &token_http)?.map(Arc::new);
         let pace = std::num::NonZeroU32::new(settings.max_requests_per_second)
             .map(|rate| Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(rate))));
         Ok(Self { http, pace, url, settings: settings.clone(), shape, rotating })
