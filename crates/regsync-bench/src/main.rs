@@ -311,7 +311,11 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     // With --resolve: a user lookup per organizer, a meeting lookup per
     // active meeting, at most (the five generated organizers).
     let resolutions = after.lookups - before.lookups;
-    let resolution = args.resolve.then(|| (resolutions, 5 + after.registrations as u64));
+    let resolution = args.resolve.then(|| report::Resolution {
+        lookups: resolutions,
+        most: 5 + after.registrations as u64,
+        registered: after.registrations as u64,
+    });
     let calls_per_registration =
         (total_requests(&after) - total_requests(&before) - lookups - resolutions) as f64 / registered.max(1.0);
     let lookups_per_cancelled = if first_seen_cancelled > 0.0 { lookups as f64 / first_seen_cancelled } else { 1.0 };

@@ -4,6 +4,21 @@ use serde_json::json;
 
 use crate::Args;
 
+/// The lookups a first sync with `--resolve` made, against the most it may
+/// (one per organizer and per registered meeting).
+#[derive(Clone, Copy)]
+pub struct Resolution {
+    pub lookups: u64,
+    pub most: u64,
+    pub registered: u64,
+}
+
+impl Resolution {
+    fn per_registration(&self, n: u64) -> f64 {
+        n as f64 / (self.registered as f64).max(1.0)
+    }
+}
+
 /// Every figure of one run, with the bounds it is judged against.
 pub struct Report {
     pub args: Args,
@@ -18,9 +33,8 @@ pub struct Report {
     pub throughput_bound: f64,
     pub calls_per_registration: f64,
     pub lookups_per_cancelled: f64,
-    /// With `--resolve`: lookups made resolving e-mails and join links, and
-    /// the most allowed (one per organizer and per registered meeting).
-    pub resolution: Option<(u64, u64)>,
+    /// With `--resolve`: the lookups of e-mails and join links.
+    pub resolution: Option<Resolution>,
     pub steady_calls: u64,
     pub round_trips_per_page: f64,
     pub round_trips_per_registration: f64,
@@ -69,10 +83,7 @@ impl Report {
     }
 
     fn resolution_ok(&self) -> bool {
-        self.resolution.is_none_or(|(made, most)| made <= most)
-    }
-    fn registrations(&self) -> f64 {
-        (self.meetings_seen - self.meetings_seen / 10) as f64
+        self.resolution.is_none_or(|r| r.lookups <= r.most)
     }
 
     /// The exact bounds always; the timing ratios with `--check-ratios`.
@@ -104,8 +115,8 @@ impl Report {
                 "throughput_bound_per_sec": self.throughput_bound,
                 "calls_per_registration": self.calls_per_registration,
                 "lookups_per_meeting_first_seen_cancelled": self.lookups_per_cancelled,
-                "resolution_lookups": self.resolution.map(|(made, _)| made),
-                "resolution_lookups_bound": self.resolution.map(|(_, most)| most),
+                "resolution_lookups": self.resolution.map(|r| r.lookups),
+                "resolution_lookups_bound": self.resolution.map(|r| r.most),
                 "steady_state_graph_calls": self.steady_calls,
                 "db_round_trips_per_page": self.round_trips_per_page,
                 "db_round_trips_per_registration": self.round_trips_per_registration,
@@ -167,18 +178,17 @@ impl Report {
             self.lookups_expected(),
             mark(self.lookups_ok())
         );
-        if let Some((made, most)) = self.resolution {
-            let per = |n: u64| n as f64 / self.registrations().max(1.0);
+        if let Some(r) = self.resolution {
             println!(
                 "| resolution lookups per registered meeting (e-mails and join links) | {:.2} | {:.2} (organizers + meetings) | {:.2} | ≤ 1.00 {} |",
-                per(made),
-                per(most),
-                made as f64 / (most as f64).max(1.0),
+                r.per_registration(r.lookups),
+                r.per_registration(r.most),
+                r.lookups as f64 / (r.most as f64).max(1.0),
                 mark(self.resolution_ok())
             );
             println!(
                 "| Graph calls per registered meeting, lookups included | {:.2} | — | — | report |",
-                self.calls_per_registration + per(made)
+                self.calls_per_registration + r.per_registration(r.lookups)
             );
         }
         println!(
