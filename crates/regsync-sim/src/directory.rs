@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::json;
 
-use super::graph::graph_error;
+use super::graph::{graph_error, unauthenticated};
 use super::State;
 
 /// The domain of the simulated tenant's users.
@@ -61,9 +61,8 @@ fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
 
 /// What every Graph request meets first: the token, then any throttling.
 fn refused(s: &State, headers: &HeaderMap) -> Option<(StatusCode, serde_json::Value)> {
-    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !bearer.is_some_and(|t| s.tokens.contains(t)) {
-        return Some(graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid."));
+    if let Some(refused) = unauthenticated(s, headers) {
+        return Some(refused);
     }
     s.storm
         .as_ref()

@@ -154,6 +154,13 @@ pub(crate) fn graph_error(status: u16, code: &str, message: &str) -> (StatusCode
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
 }
 
+/// A 401, as Graph answers a request without a token it issued.
+pub(crate) fn unauthenticated(s: &State, headers: &HeaderMap) -> Option<(StatusCode, Value)> {
+    let token = super::bearer(headers);
+    (!token.is_some_and(|t| s.tokens.contains(t)))
+        .then(|| graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid."))
+}
+
 /// What happens after the state change: answer, drop or answer late.
 enum After {
     Answer,
@@ -252,9 +259,7 @@ fn handle(
     window: Option<(Instant, Instant)>,
     acted: &mut bool,
 ) -> (StatusCode, Value, After, Option<String>) {
-    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !bearer.is_some_and(|t| s.tokens.contains(t)) {
-        let (st, b) = graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.");
+    if let Some((st, b)) = unauthenticated(s, headers) {
         return (st, b, After::Answer, None);
     }
     if let Some((_, until)) = window {

@@ -386,6 +386,11 @@ impl State {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// A connection's handle to close itself without answering.
 #[derive(Clone)]
 pub(crate) struct DropConnection(pub(crate) Arc<Notify>);

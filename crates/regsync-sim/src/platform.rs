@@ -139,8 +139,7 @@ impl Listing {
     /// A 401, as a platform answers a request without its credentials.
     pub(crate) fn refused(&self, headers: &axum::http::HeaderMap) -> Option<Response> {
         if let Some(oauth) = &self.oauth {
-            let bearer =
-                headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            let bearer = crate::bearer(headers);
             let valid =
                 bearer.and_then(|t| oauth.tokens.get(t)).is_some_and(|expiry| tokio::time::Instant::now() < *expiry);
             if !valid {
