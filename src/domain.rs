@@ -316,6 +316,13 @@ pub struct CallRecord {
     pub client_request_id: Uuid,
     /// Graph's `error.code`, when it failed.
     pub error_code: Option<String>,
+    /// The error's `innerError` object as JSON text: `request-id`,
+    /// `client-request-id`, `date` and any nested codes.
+    pub inner_error: Option<String>,
+    /// Graph's `Date` response header.
+    pub response_date: Option<String>,
+    /// Graph's `x-ms-ags-diagnostic` response header (where it was served).
+    pub ags_diagnostic: Option<String>,
     /// created, found, absent, deleted, conflict, throttled, transient,
     /// rejected, unauthorized or unexpected_body (the column's comment in
     /// the migrations says what each means).

@@ -38,6 +38,17 @@ pub fn error_text(e: &reqwest::Error, timeout_key: &str) -> String {
     text
 }
 
+/// Whether `url`'s host is this machine (`localhost` or a loopback address).
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether a request to `url` may carry credentials: over https, or plain
 /// http only to a loopback host (a simulator on this machine).
 ///
@@ -45,16 +56,9 @@ pub fn error_text(e: &reqwest::Error, timeout_key: &str) -> String {
 /// Why not, for the operator: the sentence follows the setting's key.
 pub fn credentials_may_go_to(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("is not a URL ({e})"))?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
         _ => Err(format!(
             "must be https: credentials are sent to it, and plain http is accepted only for a loopback host, got {url:?}"
         )),

@@ -62,6 +62,12 @@ impl Settings {
             .build()
             .map_err(redact_file_error)?;
         let mut settings: Settings = layered.try_deserialize()?;
+        settings.graph.apply_cloud();
+        if settings.graph.federated_token_file.is_none() {
+            // Azure Workload Identity's convention, projected into the pod.
+            settings.graph.federated_token_file =
+                env.get("AZURE_FEDERATED_TOKEN_FILE").filter(|f| !f.is_empty()).map(Into::into);
+        }
         if settings.database.url.is_none() {
             settings.database.url =
                 env.get("DATABASE_URL").filter(|url| !url.is_empty()).map(|url| SecretString::from(url.clone()));
@@ -82,6 +88,10 @@ impl Settings {
         }
         if let Some(path) = &self.database.password_file {
             self.database.password = Some(read("database.password_file", path)?);
+        }
+        // `login`, `logout` and the daemon all seal or unseal sign-ins.
+        if let Some(path) = &self.security.encryption_key_file {
+            self.security.encryption_key = Some(read("security.encryption_key_file", path)?);
         }
         if scope == Scope::Database {
             return Ok(());

@@ -15,6 +15,7 @@ mod source;
 mod validate;
 
 pub use source::{FieldPointers, Paging, SourceAuth, SourceSettings};
+
 use validate::{parse_schedule, redact_sqlx_error};
 
 /// Configuration that could not be loaded or is invalid.
@@ -79,6 +80,92 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// How long audit rows, rejected items and poll cycles are kept.
     pub retention: RetentionSettings,
+    /// Keys that protect what regsync keeps at rest.
+    pub security: SecuritySettings,
+}
+
+/// `[security]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// 32 bytes, base64: seals delegated refresh tokens in the database.
+    pub encryption_key: Option<SecretString>,
+    /// A file holding the key (wins over `encryption_key`).
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+/// How regsync proves who it is to the identity platform (`graph.auth`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphAuth {
+    /// The app's client secret (client credentials).
+    #[default]
+    ClientSecret,
+    /// A client assertion signed with the app's certificate key.
+    Certificate,
+    /// A client assertion from another identity provider, read from a file
+    /// for every token (workload identity federation).
+    Federated,
+    /// Organizers sign in (`regsync login`); regsync acts for each of them.
+    Delegated,
+}
+
+impl GraphAuth {
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecret => "client_secret",
+            Self::Certificate => "certificate",
+            Self::Federated => "federated",
+            Self::Delegated => "delegated",
+        }
+    }
+}
+
+/// A Microsoft cloud: its Graph root, identity platform and token scope.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cloud {
+    /// Microsoft Graph global service (including GCC).
+    #[default]
+    Global,
+    /// US Government L4 (GCC High).
+    Usgov,
+    /// US Government L5 (DoD).
+    UsgovDod,
+    /// Microsoft Graph China, operated by 21Vianet.
+    China,
+}
+
+impl Cloud {
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::Usgov => "usgov",
+            Self::UsgovDod => "usgov-dod",
+            Self::China => "china",
+        }
+    }
+
+    /// The Graph host's root URL.
+    pub fn graph_root(self) -> &'static str {
+        match self {
+            Self::Global => "https://graph.microsoft.com",
+            Self::Usgov => "https://graph.microsoft.us",
+            Self::UsgovDod => "https://dod-graph.microsoft.us",
+            Self::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+
+    /// The identity platform's root URL.
+    pub fn authority(self) -> &'static str {
+        match self {
+            Self::Global => "https://login.microsoftonline.com",
+            Self::Usgov | Self::UsgovDod => "https://login.microsoftonline.us",
+            Self::China => "https://login.partner.microsoftonline.cn",
+        }
+    }
 }
 
 /// `[database]`
@@ -125,6 +212,11 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphSettings {
+    /// The credential kind.
+    pub auth: GraphAuth,
+    /// The Microsoft cloud; sets `base_url`, `authority_url` and `scope`
+    /// where they are left at the global defaults.
+    pub cloud: Cloud,
     /// Graph root, without a trailing slash.
     pub base_url: String,
     /// Identity platform root.
@@ -137,6 +229,13 @@ pub struct GraphSettings {
     pub client_secret: Option<SecretString>,
     /// File holding the client secret (wins over `client_secret`).
     pub client_secret_file: Option<PathBuf>,
+    /// PEM certificate registered with the app (`certificate`).
+    pub certificate_path: Option<PathBuf>,
+    /// PEM private key of that certificate (`certificate`).
+    pub private_key_path: Option<PathBuf>,
+    /// File holding the federated assertion, read for every token
+    /// (`federated`); `AZURE_FEDERATED_TOKEN_FILE` when unset.
+    pub federated_token_file: Option<PathBuf>,
     /// Token scope for client credentials.
     pub scope: String,
     /// Graph calls in flight at once, per process.
@@ -145,17 +244,25 @@ pub struct GraphSettings {
     pub timeout_ms: u64,
     /// Requests per second this process sends at most; 0 for no pacing.
     pub max_requests_per_second: u32,
+    /// While the registration API refuses every call, how long between
+    /// probes that look whether it answers again.
+    pub suspended_probe_interval_ms: u64,
 }
 
 impl Default for GraphSettings {
     fn default() -> Self {
         Self {
+            auth: GraphAuth::ClientSecret,
+            cloud: Cloud::Global,
             base_url: "https://graph.microsoft.com/beta".into(),
             authority_url: "https://login.microsoftonline.com".into(),
             tenant_id: None,
             client_id: None,
             client_secret: None,
             client_secret_file: None,
+            certificate_path: None,
+            private_key_path: None,
+            federated_token_file: None,
             scope: "https://graph.microsoft.com/.default".into(),
             max_concurrency: 4,
             timeout_ms: 30_000,
@@ -163,6 +270,7 @@ impl Default for GraphSettings {
             // is the Teams service limit for writes: 30 per second per app
             // per tenant.
             max_requests_per_second: 30,
+            suspended_probe_interval_ms: 300_000,
         }
     }
 }
@@ -319,6 +427,27 @@ impl GraphSettings {
     /// Per-request timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Time between probes while Graph writes are suspended.
+    pub fn suspended_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.suspended_probe_interval_ms)
+    }
+
+    /// Puts the cloud's Graph root, authority and scope in place of the
+    /// global defaults, leaving any value set explicitly.
+    fn apply_cloud(&mut self) {
+        let global = Self::default();
+        let cloud = self.cloud;
+        if self.base_url == global.base_url {
+            self.base_url = format!("{}/beta", cloud.graph_root());
+        }
+        if self.authority_url == global.authority_url {
+            self.authority_url = cloud.authority().to_owned();
+        }
+        if self.scope == global.scope {
+            self.scope = format!("{}/.default", cloud.graph_root());
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Error, Scope, Settings, SourceAuth};
+use super::{Cloud, Error, GraphAuth, Scope, Settings, SourceAuth};
 use crate::domain::AllowedRegistrant;
 
 impl Settings {
@@ -25,6 +25,7 @@ impl Settings {
         if scope == Scope::Everything {
             self.check_required(&mut bad);
             self.check_urls(&mut bad);
+            self.check_graph(&mut bad);
             self.check_source(&mut bad);
         }
         self.check_limits(&mut bad);
@@ -65,11 +66,86 @@ impl Settings {
         require(set(&self.source.base_url), "source.base_url", "REGSYNC__SOURCE__BASE_URL");
         require(set(&self.graph.tenant_id), "graph.tenant_id", "REGSYNC__GRAPH__TENANT_ID");
         require(set(&self.graph.client_id), "graph.client_id", "REGSYNC__GRAPH__CLIENT_ID");
-        require(
-            secret_set(&self.graph.client_secret),
-            "graph.client_secret",
-            "REGSYNC__GRAPH__CLIENT_SECRET or REGSYNC__GRAPH__CLIENT_SECRET_FILE",
-        );
+        let g = &self.graph;
+        match g.auth {
+            GraphAuth::ClientSecret => require(
+                secret_set(&g.client_secret),
+                "graph.client_secret",
+                "REGSYNC__GRAPH__CLIENT_SECRET or REGSYNC__GRAPH__CLIENT_SECRET_FILE",
+            ),
+            GraphAuth::Certificate => {
+                require(g.certificate_path.is_some(), "graph.certificate_path", "REGSYNC__GRAPH__CERTIFICATE_PATH");
+                require(g.private_key_path.is_some(), "graph.private_key_path", "REGSYNC__GRAPH__PRIVATE_KEY_PATH");
+            }
+            GraphAuth::Federated => require(
+                g.federated_token_file.is_some(),
+                "graph.federated_token_file",
+                "REGSYNC__GRAPH__FEDERATED_TOKEN_FILE or AZURE_FEDERATED_TOKEN_FILE",
+            ),
+            GraphAuth::Delegated => self.check_encryption_key(bad),
+        }
+    }
+
+    /// The key that seals sign-ins: 32 bytes, base64.
+    pub(super) fn check_encryption_key(&self, bad: &mut Vec<String>) {
+        use base64::Engine as _;
+        match &self.security.encryption_key {
+            None => bad.push(
+                "security.encryption_key is required when graph.auth is delegated (set it in the config file, \
+                 REGSYNC__SECURITY__ENCRYPTION_KEY or REGSYNC__SECURITY__ENCRYPTION_KEY_FILE; make one with \
+                 `openssl rand -base64 32`)"
+                    .into(),
+            ),
+            Some(key) => {
+                let decoded = base64::engine::general_purpose::STANDARD.decode(key.expose_secret().trim());
+                if decoded.map(|k| k.len()) != Ok(32) {
+                    bad.push(
+                        "security.encryption_key must be 32 bytes, base64-encoded (make one with \
+                         `openssl rand -base64 32`)"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Where Graph credentials and tokens may go, and whether this cloud and
+    /// root have the registration API.
+    fn check_graph(&self, bad: &mut Vec<String>) {
+        let g = &self.graph;
+        for (key, url) in [("graph.base_url", &g.base_url), ("graph.authority_url", &g.authority_url)] {
+            if let Err(why) = crate::http::credentials_may_go_to(url) {
+                bad.push(format!("{key} {why}"));
+            }
+        }
+        if g.cloud != Cloud::Global {
+            bad.push(format!(
+                "graph.cloud is {:?}: the meeting registration API is available only in the global cloud \
+                 (Microsoft Graph global service), not in US Government or China",
+                g.cloud.as_str()
+            ));
+        }
+        let Ok(base) = reqwest::Url::parse(&g.base_url) else { return };
+        if !base.path().trim_end_matches('/').ends_with("/beta") {
+            bad.push(format!(
+                "graph.base_url must be Graph's beta root (for example https://graph.microsoft.com/beta), got {:?}: \
+                 the externalMeetingRegistration API exists only in beta",
+                g.base_url
+            ));
+        }
+        // The simulator on loopback accepts the global scope.
+        let loopback = crate::http::is_loopback(&base);
+        let scope_host = reqwest::Url::parse(&g.scope).ok().and_then(|u| u.host_str().map(str::to_owned));
+        if !loopback && scope_host.as_deref() != base.host_str() {
+            bad.push(format!(
+                "graph.scope {:?} is not for graph.base_url's host {:?}: a token for one Graph host is refused by \
+                 another (use {}://{}/.default)",
+                g.scope,
+                base.host_str().unwrap_or_default(),
+                base.scheme(),
+                base.host_str().unwrap_or_default()
+            ));
+        }
     }
 
     /// URLs that must parse.
@@ -180,6 +256,7 @@ impl Settings {
             ("sync.lease_ttl_ms", self.sync.lease_ttl_ms),
             ("retention.max_age_days", u64::from(self.retention.max_age_days)),
             ("retention.batch_size", u64::from(self.retention.batch_size)),
+            ("graph.suspended_probe_interval_ms", self.graph.suspended_probe_interval_ms),
         ] {
             if value == 0 {
                 bad.push(format!("{key} must be at least 1"));

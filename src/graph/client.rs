@@ -200,15 +200,20 @@ impl Client {
         // loss) is neither read nor recorded.
         fail_point!("after-send", |_| std::process::abort());
         let answer = Answer::read(sent).await;
+        let inner_error = answer.body.as_ref().ok().and_then(|(status, _, bytes)| inner_error(*status, bytes));
         let outcome = answer.body.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));
         let record = CallRecord {
             method: method_name(&method),
             path,
             http_status: answer.status,
             duration: started.elapsed(),
-            graph_request_id: answer.request_id,
+            graph_request_id: answer.headers.request_id,
             client_request_id,
+            inner_error,
+            response_date: answer.headers.date,
+            ags_diagnostic: answer.headers.ags_diagnostic,
             error_code: match &outcome {
+                Err(Error::Retired { code, .. }) => Some(code.clone()),
                 Err(Error::Rejected { code, .. } | Error::Conflict { code }) => Some(code.clone()),
                 _ => None,
             },
@@ -224,6 +229,8 @@ impl Client {
             status = record.http_status,
             client_request_id = %record.client_request_id,
             request_id = record.graph_request_id.as_deref().unwrap_or(""),
+            date = record.response_date.as_deref().unwrap_or(""),
+            ags_diagnostic = record.ags_diagnostic.as_deref().unwrap_or(""),
             took_ms = record.duration.as_millis() as u64,
             outcome = record.outcome,
             "graph call"
@@ -254,8 +261,15 @@ fn classify(
     let s = status.as_u16();
     Err(match s {
         401 => Error::Unauthorized,
-        429 => Error::Throttled { status: s, retry_after },
-        503 if retry_after.is_some() => Error::Throttled { status: s, retry_after },
+        // Microsoft's error page: 429 and 509 are throttling, and any 5xx
+        // that says when to come back is a wait, not a failure.
+        429 | 509 => Error::Throttled { status: s, retry_after },
+        500..=599 if retry_after.is_some() => Error::Throttled { status: s, retry_after },
+        // A 404 means "none here" only when Graph says the item was not
+        // found; any other 404, a 410 or "not supported" is the API itself.
+        404 if !is_not_found(&code) => Error::Retired { status: s, code, message },
+        410 => Error::Retired { status: s, code, message },
+        403 if is_not_supported(&code) => Error::Retired { status: s, code, message },
         // Only a create has a documented 409 ("already exists").
         409 if *method == Method::POST => Error::Conflict { code },
         // A timeout: the request may have acted, as with any other.
@@ -273,6 +287,20 @@ fn classify(
     })
 }
 
+/// Graph's "not found" codes (`itemNotFound`, `ResourceNotFound`,
+/// `Request_ResourceNotFound`, ...): their case and prefix vary by service.
+fn is_not_found(code: &str) -> bool {
+    code.to_ascii_lowercase().ends_with("notfound")
+}
+
+/// Codes that say the operation or permission is not supported at all
+/// (`notSupported`, `NotSupported`, `UnsupportedApiVersion`, ...), as
+/// opposed to this app lacking access to this meeting.
+fn is_not_supported(code: &str) -> bool {
+    let code = code.to_ascii_lowercase();
+    code.contains("notsupported") || code.starts_with("unsupported")
+}
+
 /// The action an operator takes for a permanent Graph error.
 fn rejection_hint(method: &Method, status: u16, code: &str) -> String {
     let verb = if *method == Method::DELETE { "remove" } else { "enable" };
@@ -284,7 +312,6 @@ fn rejection_hint(method: &Method, status: u16, code: &str) -> String {
         ),
         404 => "Graph has no such online meeting for this organizer: check the platform's organizer_id and online_meeting_id".into(),
         400 => format!("Graph refused the request ({code}): check the meeting's ids; the meeting may not allow external registration"),
-        410 => "Graph says the API is gone: the beta externalMeetingRegistration API is deprecated".into(),
         _ => format!("Graph refused the request ({code}); fix the cause, then run `regsync retry`"),
     }
 }
@@ -335,10 +362,28 @@ pub(super) fn mark_last(calls: &mut [CallRecord], outcome: &'static str) {
     }
 }
 
+/// An error answer's `innerError`, as JSON text (at most 4 KiB of it).
+fn inner_error(status: StatusCode, body: &[u8]) -> Option<String> {
+    if status.is_success() {
+        return None;
+    }
+    let inner = serde_json::from_slice::<ErrorBody>(body).ok()?.error.inner_error?;
+    // PostgreSQL's jsonb refuses the NUL escape.
+    Some(inner.to_string().replace("\\u0000", "\\ufffd")).filter(|text| text.len() <= 4096)
+}
+
+/// The response headers Microsoft support asks for with `client-request-id`.
+#[derive(Default)]
+struct Diagnostics {
+    request_id: Option<String>,
+    date: Option<String>,
+    ags_diagnostic: Option<String>,
+}
+
 /// What came back for one request, read in full.
 struct Answer {
     status: Option<u16>,
-    request_id: Option<String>,
+    headers: Diagnostics,
     body: Result<(StatusCode, HeaderMap, bytes::Bytes), Error>,
 }
 
@@ -351,12 +396,16 @@ impl Answer {
                 let may_have_acted = !e.is_connect();
                 let detail = http::error_text(&e, TIMEOUT_KEY);
                 let body = Err(Error::Transient { status: None, may_have_acted, detail });
-                return Self { status: None, request_id: None, body };
+                return Self { status: None, headers: Diagnostics::default(), body };
             }
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let request_id = header(&headers, "request-id");
+        let diagnostics = Diagnostics {
+            request_id: header(&headers, "request-id"),
+            date: header(&headers, "date"),
+            ags_diagnostic: header(&headers, "x-ms-ags-diagnostic"),
+        };
         let body = match response.bytes().await {
             Ok(bytes) => Ok((status, headers, bytes)),
             Err(e) => Err(Error::Transient {
@@ -365,7 +414,7 @@ impl Answer {
                 detail: http::error_text(&e, TIMEOUT_KEY),
             }),
         };
-        Self { status: Some(status.as_u16()), request_id, body }
+        Self { status: Some(status.as_u16()), headers: diagnostics, body }
     }
 }
 

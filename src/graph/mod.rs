@@ -27,10 +27,11 @@ pub enum Deleted {
 /// A Graph call that did not succeed, classified for the engine.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    /// 429, or 503 with Retry-After: wait, and do not count an attempt.
+    /// 429, 509, or a 5xx with Retry-After: wait, and do not count an
+    /// attempt.
     #[error("Graph throttled the request (HTTP {status}{}); regsync waits and retries", retry_after_text(*.retry_after))]
     Throttled {
-        /// 429 or 503.
+        /// 429, 509 or the 5xx.
         status: u16,
         /// The wait Graph asked for, if it said.
         retry_after: Option<Duration>,
@@ -64,6 +65,19 @@ pub enum Error {
         message: String,
         /// What the operator should do.
         hint: String,
+    },
+    /// The registration API itself refuses: a 404 whose code is not "not
+    /// found", a 410, or a 403 saying the operation is not supported. It is
+    /// the deployment's condition, not the meeting's: writes stop everywhere
+    /// until a probe gets another answer.
+    #[error("Graph's registration API refuses every call (HTTP {status} {code}: {message}); regsync stops writing until it answers again")]
+    Retired {
+        /// 404, 410 or 403.
+        status: u16,
+        /// Graph's error code.
+        code: String,
+        /// Graph's message.
+        message: String,
     },
     /// 401 even with a freshly fetched token.
     #[error("Graph answered 401 Unauthorized with a fresh token: check the app's permission OnlineMeetings.ReadWrite.All and admin consent")]
@@ -119,6 +133,7 @@ impl Error {
             }
             Self::Conflict { .. }
             | Self::Rejected { .. }
+            | Self::Retired { .. }
             | Self::Unauthorized
             | Self::InvalidId(_)
             | Self::Setup(_)
@@ -142,6 +157,7 @@ impl Error {
             Self::Transient { may_have_acted, .. } => *may_have_acted,
             Self::UnexpectedBody { .. } | Self::Conflict { .. } => true,
             Self::Rejected { .. }
+            | Self::Retired { .. }
             | Self::Unauthorized
             | Self::Token { .. }
             | Self::InvalidId(_)
@@ -159,9 +175,10 @@ impl Error {
     /// The HTTP status Graph answered with, if any.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Self::Throttled { status, .. } | Self::Rejected { status, .. } | Self::UnexpectedBody { status, .. } => {
-                Some(*status)
-            }
+            Self::Throttled { status, .. }
+            | Self::Rejected { status, .. }
+            | Self::Retired { status, .. }
+            | Self::UnexpectedBody { status, .. } => Some(*status),
             Self::Transient { status, .. } => *status,
             Self::Conflict { .. } => Some(409),
             Self::Unauthorized => Some(401),
@@ -175,7 +192,7 @@ impl Error {
             Self::Token { .. } | Self::Unauthorized => FailureCategory::Auth,
             Self::Rejected { status: 403, .. } => FailureCategory::Permission,
             Self::Rejected { status: 404, .. } => FailureCategory::NotFound,
-            Self::Rejected { status: 410, .. } => FailureCategory::TargetRetired,
+            Self::Retired { .. } => FailureCategory::TargetRetired,
             Self::Rejected { .. } => FailureCategory::InvalidRequest,
             Self::Throttled { .. } => FailureCategory::Throttled,
             Self::Transient { .. } | Self::Conflict { .. } | Self::UnexpectedBody { .. } | Self::PermitExpired => {
@@ -193,6 +210,7 @@ impl Error {
             Self::Transient { .. } => "transient",
             Self::Conflict { .. } => "conflict",
             Self::Rejected { .. } => "rejected",
+            Self::Retired { .. } => "retired",
             Self::Unauthorized => "unauthorized",
             Self::Token { .. } => "token",
             Self::InvalidId(_) => "invalid_id",

@@ -48,6 +48,10 @@ pub struct ErrorDetail {
     /// Developer text, logged and shown, never branched on.
     #[serde(default)]
     pub message: Option<String>,
+    /// `request-id`, `client-request-id`, `date` and nested codes, which
+    /// Microsoft support asks for; kept as it came.
+    #[serde(rename = "innerError", default)]
+    pub inner_error: Option<serde_json::Value>,
 }
 
 /// A successful client-credentials token response.

@@ -77,11 +77,15 @@ const RECORD_OUTCOME: &str = r#"
     ),
     audit AS (
         INSERT INTO graph_calls (meeting_id, external_id, method, path, http_status, duration_ms,
-                                 graph_request_id, client_request_id, error_code, outcome)
-        SELECT o.meeting_id, o.external_id, c.*
+                                 graph_request_id, client_request_id, error_code, outcome, inner_error,
+                                 response_date, ags_diagnostic)
+        SELECT o.meeting_id, o.external_id, c.method, c.path, c.http_status, c.duration_ms, c.graph_request_id,
+               c.client_request_id, c.error_code, c.outcome, c.inner_error::jsonb, c.response_date,
+               c.ags_diagnostic
         FROM o, jsonb_to_recordset($2) AS c(method text, path text, http_status int4, duration_ms int4,
                                             graph_request_id text, client_request_id uuid, error_code text,
-                                            outcome text)
+                                            outcome text, inner_error text, response_date text,
+                                            ags_diagnostic text)
     ),
     done AS (
         UPDATE meetings AS m SET
@@ -224,6 +228,9 @@ struct AuditRow<'a> {
     client_request_id: Uuid,
     error_code: Option<Cow<'a, str>>,
     outcome: &'static str,
+    inner_error: Option<Cow<'a, str>>,
+    response_date: Option<Cow<'a, str>>,
+    ags_diagnostic: Option<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a CallRecord> for AuditRow<'a> {
@@ -237,6 +244,9 @@ impl<'a> From<&'a CallRecord> for AuditRow<'a> {
             client_request_id: c.client_request_id,
             error_code: c.error_code.as_deref().map(super::storable),
             outcome: c.outcome,
+            inner_error: c.inner_error.as_deref().map(super::storable),
+            response_date: c.response_date.as_deref().map(super::storable),
+            ags_diagnostic: c.ags_diagnostic.as_deref().map(super::storable),
         }
     }
 }

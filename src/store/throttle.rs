@@ -65,13 +65,53 @@ pub async fn hold(pool: &PgPool, wait: Duration) -> Result<Duration, Error> {
     Ok(Duration::from_secs_f64(secs.max(0.0)))
 }
 
+/// Suspends Graph writes for the whole deployment: the registration API
+/// refuses every call (`reason`). Held like a throttle for `probe_after`;
+/// then one request probes, and only an answer that is neither a throttle
+/// nor the same refusal ends it ([`end_recovery`]). Keeps the first
+/// `suspended_since` while the condition lasts. Returns the hold.
+///
+/// # Errors
+/// The statement failed.
+pub async fn suspend(pool: &PgPool, reason: &str, probe_after: Duration) -> Result<Duration, Error> {
+    let secs: f64 = sqlx::query_scalar(
+        r#"
+        UPDATE graph_throttle SET throttled_until = GREATEST(throttled_until, now() + make_interval(secs => $1)),
+                                  recovering = TRUE, probe_until = NULL,
+                                  suspended_since = coalesce(suspended_since, now()), suspended_reason = $2
+        RETURNING EXTRACT(EPOCH FROM (throttled_until - now()))::float8
+        "#,
+    )
+    .bind(probe_after.as_secs_f64())
+    .bind(super::storable(reason))
+    .fetch_one(pool)
+    .await
+    .map_err(query_error("suspend Graph writes"))?;
+    Ok(Duration::from_secs_f64(secs.max(0.0)))
+}
+
+/// Why Graph writes are suspended for the deployment, if they are.
+///
+/// # Errors
+/// The statement failed.
+pub async fn suspension(pool: &PgPool) -> Result<Option<String>, Error> {
+    sqlx::query_scalar("SELECT suspended_reason FROM graph_throttle")
+        .fetch_one(pool)
+        .await
+        .map_err(query_error("read the Graph suspension"))
+}
+
 /// Ends the recovery after a hold: the probe got an answer that was not a
-/// throttle, so every replica may send at full speed again.
+/// throttle (nor the refusal that suspended writes), so every replica may
+/// send at full speed again.
 ///
 /// # Errors
 /// The statement failed.
 pub async fn end_recovery(pool: &PgPool) -> Result<(), Error> {
-    sqlx::query("UPDATE graph_throttle SET recovering = FALSE, probe_until = NULL WHERE recovering")
+    sqlx::query(
+        "UPDATE graph_throttle SET recovering = FALSE, probe_until = NULL, suspended_reason = NULL, \
+         suspended_since = NULL WHERE recovering",
+    )
         .execute(pool)
         .await
         .map_err(query_error("end throttle recovery"))?;

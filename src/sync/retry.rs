@@ -29,6 +29,9 @@ pub enum AfterFailure {
     Hold(Duration),
     /// The app's credentials failed: pause the meeting. Not an attempt.
     AuthPause,
+    /// The registration API refuses every call: suspend writes for the
+    /// deployment. Not an attempt, and nothing is recorded as done.
+    Suspend,
     /// A permanent error: park the meeting now.
     Park,
     /// A transient error, counted as an attempt.
@@ -43,6 +46,9 @@ pub enum AfterFailure {
 pub fn after_failure(e: &graph::Error, attempts: u32, policy: Policy, jitter: f64) -> (AfterFailure, u32) {
     if e.is_auth() {
         return (AfterFailure::AuthPause, attempts);
+    }
+    if matches!(e, graph::Error::Retired { .. }) {
+        return (AfterFailure::Suspend, attempts);
     }
     if let graph::Error::Throttled { retry_after, .. } = e {
         let wait = retry_after.unwrap_or_else(|| backoff(attempts.saturating_add(1), policy.base, policy.cap, jitter));
@@ -100,7 +106,7 @@ mod tests {
     fn error() -> impl Strategy<Value = graph::Error> {
         let retry_after = proptest::option::of((0u64..7_200_000).prop_map(Duration::from_millis));
         prop_oneof![
-            (prop_oneof![Just(429u16), Just(503u16)], retry_after)
+            (prop_oneof![Just(429u16), Just(503u16), Just(509u16)], retry_after)
                 .prop_map(|(status, retry_after)| graph::Error::Throttled { status, retry_after }),
             (proptest::option::of(500u16..600), any::<bool>()).prop_map(|(status, may_have_acted)| {
                 graph::Error::Transient { status, may_have_acted, detail: String::new() }
@@ -120,6 +126,11 @@ mod tests {
                 retry_after: None,
             }),
             Just(graph::Error::Conflict { code: "Conflict".into() }),
+            (prop_oneof![Just(403u16), Just(404u16), Just(410u16)]).prop_map(|status| graph::Error::Retired {
+                status,
+                code: String::new(),
+                message: String::new()
+            }),
         ]
     }
 
@@ -151,7 +162,7 @@ mod tests {
                         prop_assert!(wait >= asked && wait <= asked + asked / 10 + Duration::from_nanos(1));
                     }
                 }
-                AfterFailure::AuthPause => prop_assert_eq!(now, attempts),
+                AfterFailure::AuthPause | AfterFailure::Suspend => prop_assert_eq!(now, attempts),
                 AfterFailure::Park => prop_assert_eq!(now, attempts),
                 AfterFailure::Attempt(decision) => {
                     prop_assert_eq!(now, attempts + 1);

@@ -15,6 +15,10 @@
 //! 4. **Concurrency.** The process drops to one call in flight and climbs
 //!    back by one per answer, up to `graph.max_concurrency`.
 //!
+//! A registration API that refuses every call (`graph::Error::Retired`)
+//! suspends writes the same way, with its reason kept for operators and a
+//! hold of `graph.suspended_probe_interval_ms` before each probe.
+//!
 //! Failed app credentials use the local hold alone ([`CREDENTIALS_HOLD`]):
 //! they are this process's configuration, not Graph's load.
 
@@ -77,12 +81,28 @@ impl Throttle {
         Ok(held)
     }
 
-    /// What a request's `result` shows: anything but a throttle (or a
-    /// missing token: nothing reached Graph) means Graph is taking requests
-    /// again; `probe`: the request was the probe after a hold, so every
-    /// replica may send at full speed again.
+    /// Graph's registration API refuses every call: holds the deployment
+    /// and this process until the probe `probe_after` from now, with the
+    /// reason for operators. Returns the hold.
+    ///
+    /// # Errors
+    /// The suspension could not be recorded.
+    pub async fn suspend(&self, pool: &PgPool, reason: &str, probe_after: Duration) -> Result<Duration, store::Error> {
+        let held = store::throttle::suspend(pool, reason, probe_after).await?;
+        self.hold_locally(held);
+        self.concurrency.throttled();
+        Ok(held)
+    }
+
+    /// What a request's `result` shows: anything but a throttle, the API's
+    /// refusal (or a missing token: nothing reached Graph) means Graph is
+    /// taking requests again; `probe`: the request was the probe after a
+    /// hold, so every replica may send at full speed again.
     pub async fn answered<T>(&self, pool: &PgPool, result: &Result<T, graph::Error>, probe: bool) {
-        if matches!(result, Err(graph::Error::Throttled { .. } | graph::Error::Token { .. })) {
+        if matches!(
+            result,
+            Err(graph::Error::Throttled { .. } | graph::Error::Token { .. } | graph::Error::Retired { .. })
+        ) {
             return;
         }
         self.concurrency.answered();

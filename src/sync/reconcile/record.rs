@@ -74,6 +74,7 @@ impl Work<'_> {
                 Err(SyncError::Auth(e.to_string()))
             }
             AfterFailure::Hold(wait) => self.record_throttled(wait).await,
+            AfterFailure::Suspend => self.record_suspended(e).await,
             AfterFailure::Park => {
                 tracing::warn!(error = %e, "permanent Graph error; meeting parked as failed");
                 self.record(NextState::Failed, Some(failure)).await
@@ -122,6 +123,16 @@ impl Work<'_> {
             category: FailureCategory::Throttled,
         };
         self.record_at(NextState::Retrying, held, Some(failure)).await
+    }
+
+    /// Suspends Graph writes for the deployment and releases the meeting
+    /// until the probe, without counting an attempt: the API's refusal says
+    /// nothing about this meeting.
+    async fn record_suspended(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
+        let probe_after = self.ctx.settings.graph.suspended_probe_interval();
+        let held = self.ctx.throttle.suspend(&self.ctx.pool, &e.to_string(), probe_after).await?;
+        tracing::error!(error = %e, probe_in_ms = held.as_millis() as u64, "Graph writes suspended for the deployment");
+        self.record_at(NextState::Retrying, held, Some(Failure::of(e))).await
     }
 
     pub(super) async fn record(&mut self, state: NextState, failure: Option<Failure>) -> Result<Reconciled, SyncError> {
