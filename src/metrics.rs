@@ -57,6 +57,7 @@ pub struct Metrics {
     due_now: Gauge,
     oldest_due_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     throttle_active: Gauge,
+    writes_suspended: Gauge,
     replicas_alive: Gauge,
 }
 
@@ -81,6 +82,7 @@ impl Default for Metrics {
             due_now: Gauge::default(),
             oldest_due_age: Gauge::default(),
             throttle_active: Gauge::default(),
+            writes_suspended: Gauge::default(),
             replicas_alive: Gauge::default(),
         };
         {
@@ -120,6 +122,12 @@ impl Default for Metrics {
                 "throttle_active",
                 "1 while Graph is held for the whole deployment after a 429 (the deployment's)",
                 m.throttle_active.clone(),
+            );
+            r.register(
+                "graph_writes_suspended",
+                "1 while Graph's registration API refuses every call and writes are suspended (the deployment's; \
+                 the reason is in ops.graph_suspension)",
+                m.writes_suspended.clone(),
             );
             r.register(
                 "replicas_alive",
@@ -179,6 +187,7 @@ impl Metrics {
             self.due_now.set(d.due_now);
             self.oldest_due_age.set(d.oldest_due_age_secs);
             self.throttle_active.set(i64::from(d.throttled));
+            self.writes_suspended.set(i64::from(d.suspended.is_some()));
             self.replicas_alive.set(d.replicas_alive);
         }
         let mut out = String::new();

@@ -101,6 +101,9 @@ pub async fn status(settings: &Settings) -> anyhow::Result<String> {
         }
         None => out.push_str("no poll has finished yet\n"),
     }
+    if let Some(reason) = store::throttle::suspension(&pool).await? {
+        let _ = writeln!(out, "Graph writes are suspended for the deployment: {reason}");
+    }
     let failures = store::meetings::recent_failures(&pool, 20).await?;
     if !failures.is_empty() {
         out.push_str("recent failures:\n");

@@ -20,6 +20,8 @@ pub struct Deployment {
     pub oldest_due_age_secs: f64,
     /// Graph is held for the whole deployment now.
     pub throttled: bool,
+    /// Why Graph writes are suspended for the deployment, if they are.
+    pub suspended: Option<String>,
     /// Replicas that refreshed their heartbeat within 30 s.
     pub replicas_alive: i64,
 }
@@ -31,9 +33,9 @@ pub struct Deployment {
 pub async fn read(pool: &PgPool) -> Result<Deployment, Error> {
     let row = sqlx::query(
         r#"
-        SELECT b.due_now, b.oldest_due_age_secs, t.held,
+        SELECT b.due_now, b.oldest_due_age_secs, t.held, s.reason AS suspended,
                (SELECT count(*) FROM ops.replicas WHERE alive) AS replicas_alive
-        FROM ops.backlog b, ops.throttle t
+        FROM ops.backlog b, ops.throttle t, ops.graph_suspension s
         "#,
     )
     .fetch_one(pool)
@@ -46,6 +48,7 @@ pub async fn read(pool: &PgPool) -> Result<Deployment, Error> {
         due_now: row.try_get("due_now").map_err(read)?,
         oldest_due_age_secs: row.try_get("oldest_due_age_secs").map_err(read)?,
         throttled: row.try_get("held").map_err(read)?,
+        suspended: row.try_get("suspended").map_err(read)?,
         replicas_alive: row.try_get("replicas_alive").map_err(read)?,
     })
 }

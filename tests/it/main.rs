@@ -22,4 +22,5 @@ mod profiles;
 mod protocol;
 mod reliability;
 mod resolution;
+mod retired;
 mod tls;

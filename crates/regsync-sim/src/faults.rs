@@ -85,3 +85,25 @@ impl TokenFault {
         }
     }
 }
+
+/// How a retired or refusing registration API answers every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retirement {
+    /// 410 Gone.
+    Gone,
+    /// 404 with a code that is not "not found" (the route itself is gone).
+    NoRoute,
+    /// 403 `notSupported`: the operation or its permission is not supported.
+    NotSupported,
+}
+
+impl Retirement {
+    /// The status, code and message answered.
+    pub fn answer(self) -> (u16, &'static str, &'static str) {
+        match self {
+            Self::Gone => (410, "Gone", "This API has been retired."),
+            Self::NoRoute => (404, "UnknownError", "No HTTP resource was found that matches the request URI."),
+            Self::NotSupported => (403, "notSupported", "The operation is not supported for this API version."),
+        }
+    }
+}

@@ -23,6 +23,10 @@ use super::{DropConnection, Fault, State, Stats, CLIENT_ID, CLIENT_SECRET, RETRY
 
 const EXTERNAL: &str = "#microsoft.graph.externalMeetingRegistration";
 
+/// Graph's `x-ms-ags-diagnostic` header: which data centre served the call.
+const AGS_DIAGNOSTIC: &str =
+    r#"{"ServerInfo":{"DataCenter":"Sim","Slice":"E","Ring":"1","ScaleUnit":"000","RoleInstance":"sim-1"}}"#;
+
 /// A registration the simulated Graph holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Registration {
@@ -240,6 +244,7 @@ async fn registration(
         if status == StatusCode::NO_CONTENT { status.into_response() } else { (status, Json(body)).into_response() };
     let h = response.headers_mut();
     h.insert("request-id", uuid::Uuid::new_v4().to_string().parse().expect("a uuid is a valid header value"));
+    h.insert("x-ms-ags-diagnostic", AGS_DIAGNOSTIC.parse().expect("a valid header value"));
     if let Some(id) = client_request_id.and_then(|id| id.parse().ok()) {
         h.insert("client-request-id", id);
     }
@@ -260,6 +265,10 @@ fn handle(
     acted: &mut bool,
 ) -> (StatusCode, Value, After, Option<String>) {
     if let Some((st, b)) = unauthenticated(s, headers) {
+        return (st, b, After::Answer, None);
+    }
+    if let Some((status, code, message)) = s.retired.map(super::Retirement::answer) {
+        let (st, b) = graph_error(status, code, message);
         return (st, b, After::Answer, None);
     }
     if let Some((_, until)) = window {

@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use directory::{join_url_of, upn_of, LookupRequest};
-pub use faults::{Fault, FaultRates, TokenFault};
+pub use faults::{Fault, FaultRates, Retirement, TokenFault};
 pub use graph::{GraphRequest, Registration};
 pub use platform::{PageFault, SimMeeting};
 
@@ -83,6 +83,7 @@ pub(crate) struct State {
     pub(crate) next_id: u64,
     /// Every user and meeting lookup.
     pub(crate) lookups: Vec<directory::LookupRequest>,
+    pub(crate) retired: Option<Retirement>,
 }
 
 /// What the simulator was asked, for `GET /_sim/stats` and assertions.
@@ -299,6 +300,12 @@ impl Sim {
             Registration { id: id.clone(), odata_type: String::new(), allowed_registrant: "everyone".into() };
         s.registrations.insert((organizer.to_owned(), meeting.to_owned()), registration);
         id
+    }
+
+    /// Makes every registration call answer as a retired or refusing API
+    /// does (`None`: the API answers again).
+    pub fn retire_api(&self, retirement: Option<Retirement>) {
+        self.lock().retired = retirement;
     }
 
     /// Revokes every issued token (Graph then answers 401 to them).
