@@ -184,3 +184,80 @@ fn oauth2_needs_its_token_endpoint_and_credentials() {
     let err = Settings::load_from(None, &vars, Scope::Everything).unwrap_err().to_string();
     assert!(err.contains("source.oauth2.token_url must be https"), "{err}");
 }
+
+/// The one error line of `vars` on top of a complete environment.
+fn refused_with(vars: &[(&str, &str)]) -> String {
+    let mut all = complete_env();
+    all.extend(env(vars));
+    match Settings::load_from(None, &all, Scope::Everything) {
+        Err(Error::Invalid(lines)) => {
+            assert_eq!(lines.len(), 1, "one line: {lines:?}");
+            lines[0].clone()
+        }
+        other => panic!("expected one invalid key, got {other:?}"),
+    }
+}
+
+#[test]
+fn graph_credentials_go_over_plain_http_only_to_a_loopback_host() {
+    let line = refused_with(&[("REGSYNC__GRAPH__AUTHORITY_URL", "http://login.example.com")]);
+    assert!(line.starts_with("graph.authority_url must be https"), "{line}");
+    let line = refused_with(&[("REGSYNC__GRAPH__BASE_URL", "http://graph.microsoft.com/beta")]);
+    assert!(line.starts_with("graph.base_url must be https"), "{line}");
+
+    let mut loopback = complete_env();
+    loopback.insert("REGSYNC__GRAPH__BASE_URL".into(), "http://127.0.0.1:9/graph/beta".into());
+    loopback.insert("REGSYNC__GRAPH__AUTHORITY_URL".into(), "http://localhost:9/login".into());
+    Settings::load_from(None, &loopback, Scope::Everything).expect("a simulator on this machine");
+}
+
+#[test]
+fn a_scope_for_another_graph_host_is_refused() {
+    let line = refused_with(&[("REGSYNC__GRAPH__SCOPE", "https://graph.microsoft.us/.default")]);
+    assert!(line.starts_with("graph.scope") && line.contains("graph.microsoft.com"), "{line}");
+}
+
+#[test]
+fn a_root_other_than_beta_is_refused_with_the_reason() {
+    let line = refused_with(&[("REGSYNC__GRAPH__BASE_URL", "https://graph.microsoft.com/v1.0")]);
+    assert!(line.starts_with("graph.base_url must be Graph's beta root") && line.contains("only in beta"), "{line}");
+}
+
+#[test]
+fn a_cloud_sets_its_hosts_together_and_only_the_global_cloud_has_the_api() {
+    let line = refused_with(&[("REGSYNC__GRAPH__CLOUD", "usgov-dod")]);
+    assert!(line.starts_with("graph.cloud is \"usgov-dod\"") && line.contains("only in the global cloud"), "{line}");
+    let mut settings = Settings::default();
+    settings.graph.cloud = Cloud::UsgovDod;
+    settings.graph.apply_cloud();
+    assert_eq!(settings.graph.base_url, "https://dod-graph.microsoft.us/beta");
+    assert_eq!(settings.graph.authority_url, "https://login.microsoftonline.us");
+    assert_eq!(settings.graph.scope, "https://dod-graph.microsoft.us/.default");
+    let mut explicit = Settings::default();
+    explicit.graph.cloud = Cloud::China;
+    explicit.graph.authority_url = "https://login.chinacloudapi.cn".into();
+    explicit.graph.apply_cloud();
+    assert_eq!(explicit.graph.authority_url, "https://login.chinacloudapi.cn", "an explicit value wins");
+    assert_eq!(explicit.graph.base_url, "https://microsoftgraph.chinacloudapi.cn/beta");
+}
+
+#[test]
+fn each_credential_kind_names_what_it_needs() {
+    let line = refused_with(&[("REGSYNC__GRAPH__AUTH", "certificate"), ("REGSYNC__GRAPH__CERTIFICATE_PATH", "app.crt")]);
+    assert!(line.starts_with("graph.private_key_path is required"), "{line}");
+    let line = refused_with(&[("REGSYNC__GRAPH__AUTH", "federated")]);
+    assert!(line.starts_with("graph.federated_token_file is required"), "{line}");
+    let line = refused_with(&[("REGSYNC__GRAPH__AUTH", "delegated")]);
+    assert!(line.starts_with("security.encryption_key is required"), "{line}");
+    let line = refused_with(&[("REGSYNC__GRAPH__AUTH", "delegated"), ("REGSYNC__SECURITY__ENCRYPTION_KEY", "c2hvcnQ=")]);
+    assert!(line.starts_with("security.encryption_key must be 32 bytes"), "{line}");
+
+    let mut federated = complete_env();
+    federated.insert("REGSYNC__GRAPH__AUTH".into(), "federated".into());
+    federated.insert("AZURE_FEDERATED_TOKEN_FILE".into(), "/var/run/secrets/azure/tokens/azure-identity-token".into());
+    let settings = Settings::load_from(None, &federated, Scope::Everything).expect("the conventional variable");
+    assert_eq!(
+        settings.graph.federated_token_file.as_deref(),
+        Some(Path::new("/var/run/secrets/azure/tokens/azure-identity-token"))
+    );
+}

@@ -139,10 +139,9 @@ impl Settings {
         if !loopback && scope_host.as_deref() != base.host_str() {
             bad.push(format!(
                 "graph.scope {:?} is not for graph.base_url's host {:?}: a token for one Graph host is refused by \
-                 another (use {}://{}/.default)",
+                 another (use https://{}/.default)",
                 g.scope,
                 base.host_str().unwrap_or_default(),
-                base.scheme(),
                 base.host_str().unwrap_or_default()
             ));
         }
