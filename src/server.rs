@@ -108,9 +108,10 @@ pub fn router(pool: PgPool, readiness: Arc<Readiness>, metrics: Arc<crate::metri
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let problem = match state.figures().await {
         Err(e) => Some(e),
-        Ok(f) => state.readiness.problem(f.last_poll, Utc::now()).or_else(|| {
-            f.suspended.map(|reason| format!("Graph writes are suspended for the deployment: {reason}"))
-        }),
+        Ok(f) => state
+            .readiness
+            .problem(f.last_poll, Utc::now())
+            .or_else(|| f.suspended.map(|reason| format!("Graph writes are suspended for the deployment: {reason}"))),
     };
     match problem {
         None => (StatusCode::OK, "ready\n".to_owned()),

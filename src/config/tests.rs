@@ -243,13 +243,15 @@ fn a_cloud_sets_its_hosts_together_and_only_the_global_cloud_has_the_api() {
 
 #[test]
 fn each_credential_kind_names_what_it_needs() {
-    let line = refused_with(&[("REGSYNC__GRAPH__AUTH", "certificate"), ("REGSYNC__GRAPH__CERTIFICATE_PATH", "app.crt")]);
+    let line =
+        refused_with(&[("REGSYNC__GRAPH__AUTH", "certificate"), ("REGSYNC__GRAPH__CERTIFICATE_PATH", "app.crt")]);
     assert!(line.starts_with("graph.private_key_path is required"), "{line}");
     let line = refused_with(&[("REGSYNC__GRAPH__AUTH", "federated")]);
     assert!(line.starts_with("graph.federated_token_file is required"), "{line}");
     let line = refused_with(&[("REGSYNC__GRAPH__AUTH", "delegated")]);
     assert!(line.starts_with("security.encryption_key is required"), "{line}");
-    let line = refused_with(&[("REGSYNC__GRAPH__AUTH", "delegated"), ("REGSYNC__SECURITY__ENCRYPTION_KEY", "c2hvcnQ=")]);
+    let line =
+        refused_with(&[("REGSYNC__GRAPH__AUTH", "delegated"), ("REGSYNC__SECURITY__ENCRYPTION_KEY", "c2hvcnQ=")]);
     assert!(line.starts_with("security.encryption_key must be 32 bytes"), "{line}");
 
     let mut federated = complete_env();

@@ -11,10 +11,11 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::auth::{Credentials, TokenCache};
+use super::assertion::CertificateKey;
+use super::auth::{AppCredential, Credentials, TokenCache};
 use super::wire::{CreateRegistration, ErrorBody, Registration, EXTERNAL_REGISTRATION_TYPE};
 use super::{Deleted, Error, TIMEOUT_KEY};
-use crate::config::GraphSettings;
+use crate::config::{GraphAuth, GraphSettings};
 use crate::domain::{AllowedRegistrant, CallRecord, Location, RegistrationId, RemoteRegistration};
 use crate::http;
 use crate::http::parse_retry_after;
@@ -64,15 +65,26 @@ impl Client {
             .user_agent(crate::http::USER_AGENT)
             .build()
             .map_err(|e| setup(&e.to_string()))?;
-        let tenant = settings.tenant_id.as_deref().ok_or_else(|| setup("graph.tenant_id is not set"))?;
-        let credentials = Credentials {
-            token_url: format!(
-                "{}/{}/oauth2/v2.0/token",
-                settings.authority_url.trim_end_matches('/'),
-                utf8_percent_encode(tenant, SEGMENT)
+        let client_id = settings.client_id.clone().ok_or_else(|| setup("graph.client_id is not set"))?;
+        let credential = match settings.auth {
+            GraphAuth::ClientSecret => AppCredential::Secret(
+                settings.client_secret.clone().ok_or_else(|| setup("graph.client_secret is not set"))?,
             ),
-            client_id: settings.client_id.clone().ok_or_else(|| setup("graph.client_id is not set"))?,
-            client_secret: settings.client_secret.clone().ok_or_else(|| setup("graph.client_secret is not set"))?,
+            GraphAuth::Certificate => {
+                let (Some(certificate), Some(key)) = (&settings.certificate_path, &settings.private_key_path) else {
+                    return Err(setup("graph.certificate_path and graph.private_key_path are not set"));
+                };
+                AppCredential::Certificate(CertificateKey::load(certificate, key)?)
+            }
+            GraphAuth::Federated => AppCredential::Federated(
+                settings.federated_token_file.clone().ok_or_else(|| setup("graph.federated_token_file is not set"))?,
+            ),
+            GraphAuth::Delegated => todo!(),
+        };
+        let credentials = Credentials {
+            token_url: login_url(settings, "token"),
+            client_id,
+            credential,
             scope: settings.scope.clone(),
         };
         let pace = std::num::NonZeroU32::new(settings.max_requests_per_second)
@@ -242,6 +254,16 @@ impl Client {
         }
         outcome
     }
+}
+
+/// `{authority_url}/{tenant}/oauth2/v2.0/{endpoint}` (`token` or
+/// `devicecode`), the tenant one percent-encoded segment.
+pub fn login_url(settings: &GraphSettings, endpoint: &str) -> String {
+    format!(
+        "{}/{}/oauth2/v2.0/{endpoint}",
+        settings.authority_url.trim_end_matches('/'),
+        utf8_percent_encode(settings.tenant_id.as_deref().unwrap_or_default(), SEGMENT)
+    )
 }
 
 /// Model step \[S5\] (model/exactly_once.pml): what an answer means.

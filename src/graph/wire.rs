@@ -54,14 +54,24 @@ pub struct ErrorDetail {
     pub inner_error: Option<serde_json::Value>,
 }
 
-/// A successful client-credentials token response.
-#[derive(Debug, Deserialize)]
+/// A successful token response (any grant). Never `Debug`: it holds tokens.
+#[derive(Deserialize)]
 pub struct TokenResponse {
     /// The bearer token.
     pub access_token: String,
     /// Lifetime in seconds; some token sources send it as a string.
     #[serde(deserialize_with = "lenient_u64")]
     pub expires_in: u64,
+    /// With `offline_access` (delegated): the next refresh token, which
+    /// replaces the one just used.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// With `openid` (delegated): who signed in.
+    #[serde(default)]
+    pub id_token: Option<String>,
+    /// The delegated permissions granted.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// The identity platform's error body.
@@ -73,6 +83,33 @@ pub struct TokenError {
     /// `AADSTS...: text\r\nTrace ID: ...`.
     #[serde(default)]
     pub error_description: Option<String>,
+    /// The AADSTS numbers.
+    #[serde(default)]
+    pub error_codes: Vec<u64>,
+    /// For Microsoft support.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// For Microsoft support.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+}
+
+impl TokenError {
+    /// `error codes …, trace id …, correlation id …` for logs and errors.
+    pub fn support_ids(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.error_codes.is_empty() {
+            let codes: Vec<String> = self.error_codes.iter().map(u64::to_string).collect();
+            parts.push(format!("error codes {}", codes.join(", ")));
+        }
+        if let Some(id) = &self.trace_id {
+            parts.push(format!("trace id {id}"));
+        }
+        if let Some(id) = &self.correlation_id {
+            parts.push(format!("correlation id {id}"));
+        }
+        parts.join(", ")
+    }
 }
 
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

@@ -112,8 +112,8 @@ pub async fn end_recovery(pool: &PgPool) -> Result<(), Error> {
         "UPDATE graph_throttle SET recovering = FALSE, probe_until = NULL, suspended_reason = NULL, \
          suspended_since = NULL WHERE recovering",
     )
-        .execute(pool)
-        .await
-        .map_err(query_error("end throttle recovery"))?;
+    .execute(pool)
+    .await
+    .map_err(query_error("end throttle recovery"))?;
     Ok(())
 }

@@ -23,4 +23,5 @@ mod protocol;
 mod reliability;
 mod resolution;
 mod retired;
+mod tenant;
 mod tls;

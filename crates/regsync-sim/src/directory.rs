@@ -61,7 +61,7 @@ fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
 
 /// What every Graph request meets first: the token, then any throttling.
 fn refused(s: &State, headers: &HeaderMap) -> Option<(StatusCode, serde_json::Value)> {
-    if let Some(refused) = unauthenticated(s, headers) {
+    if let Some(refused) = unauthenticated(s, headers, None) {
         return Some(refused);
     }
     s.storm

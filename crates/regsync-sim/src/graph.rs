@@ -6,11 +6,10 @@
 //! 409 for a second registration, 403 without an access policy, `request-id`
 //! on every answer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Form, Path, State as AxumState};
+use axum::extract::{Path, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{DropConnection, Fault, State, Stats, CLIENT_ID, CLIENT_SECRET, RETRY_AFTER_TOLERANCE, TENANT};
+use super::{DropConnection, Fault, State, Stats, RETRY_AFTER_TOLERANCE};
 
 const EXTERNAL: &str = "#microsoft.graph.externalMeetingRegistration";
 
@@ -71,10 +70,13 @@ type Shared = Arc<Mutex<State>>;
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
-        .route("/login/{tenant}/oauth2/v2.0/token", post(token))
         .route(
             "/graph/beta/users/{organizer}/onlineMeetings/{meeting}/registration",
             get(registration).post(registration).delete(registration),
+        )
+        .route(
+            "/graph/beta/me/onlineMeetings/{meeting}/registration",
+            get(my_registration).post(my_registration).delete(my_registration),
         )
         .route("/_sim/stats", get(stats))
         .route("/_sim/rates", post(set_rates))
@@ -94,75 +96,49 @@ async fn set_rates(AxumState(state): AxumState<Shared>, Json(rates): Json<super:
     StatusCode::NO_CONTENT
 }
 
-fn token_error(status: u16, error: &str, description: &str) -> Response {
-    let code: u64 =
-        description.trim_start_matches("AADSTS").split(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    let body = json!({
-        "error": error,
-        "error_description": format!("{description}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: 2026-11-29 10:00:00Z", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()),
-        "error_codes": [code],
-        "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
-    });
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)).into_response()
-}
-
-async fn token(
-    AxumState(state): AxumState<Shared>,
-    Path(tenant): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let delay = lock(&state).token_delay;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let mut s = lock(&state);
-    s.token_requests += 1;
-    if let Some(fault) = s.token_faults.pop_front() {
-        let mut answer = token_error(fault.status, &fault.error, &fault.description);
-        if let Some(retry_after) = s.token_retry_after.as_deref().and_then(|r| r.parse().ok()) {
-            answer.headers_mut().insert("retry-after", retry_after);
-        }
-        return answer;
-    }
-    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
-    if tenant != TENANT {
-        return token_error(400, "invalid_request", &format!("AADSTS90002: Tenant '{tenant}' not found."));
-    }
-    if field("grant_type") != "client_credentials" {
-        return token_error(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.");
-    }
-    if field("client_id") != CLIENT_ID {
-        return token_error(400, "unauthorized_client", "AADSTS700016: Application was not found in the directory.");
-    }
-    if field("client_secret") != CLIENT_SECRET {
-        return token_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.");
-    }
-    if field("scope") != "https://graph.microsoft.com/.default" {
-        return token_error(
-            400,
-            "invalid_scope",
-            "AADSTS70011: The provided value for the input parameter 'scope' is not valid.",
-        );
-    }
-    let access_token = format!("simtok-{}", uuid::Uuid::new_v4().simple());
-    s.tokens.insert(access_token.clone());
-    s.tokens_issued += 1;
-    let lifetime = s.token_lifetime.unwrap_or(3599);
-    Json(json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token}))
-        .into_response()
-}
-
 pub(crate) fn graph_error(status: u16, code: &str, message: &str) -> (StatusCode, Value) {
     let body = json!({"error": {"code": code, "message": message, "innerError": {
         "date": "2026-11-29T10:00:00", "request-id": uuid::Uuid::new_v4().to_string()}}});
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
 }
 
-/// A 401, as Graph answers a request without a token it issued.
-pub(crate) fn unauthenticated(s: &State, headers: &HeaderMap) -> Option<(StatusCode, Value)> {
-    let token = super::bearer(headers);
-    (!token.is_some_and(|t| s.tokens.contains(t)))
-        .then(|| graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid."))
+/// A 401, as Graph answers a request without a token it issued; a 403
+/// when a signed-in user's token asks for another user's meetings.
+pub(crate) fn unauthenticated(s: &State, headers: &HeaderMap, organizer: Option<&str>) -> Option<(StatusCode, Value)> {
+    match super::bearer(headers).and_then(|t| s.tokens.get(t)) {
+        None => Some(graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")),
+        Some(Some(oid)) if organizer.is_some_and(|o| o != oid) => {
+            Some(graph_error(403, "Forbidden", "A signed-in user may act only on their own online meetings."))
+        }
+        Some(_) => None,
+    }
+}
+
+/// `/me/onlineMeetings/{id}/registration`: the signed-in user's meeting.
+/// An app token has no "me" (400, as Graph answers).
+async fn my_registration(
+    AxumState(state): AxumState<Shared>,
+    drop_connection: Extension<DropConnection>,
+    method: Method,
+    Path(meeting): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let user = super::bearer(&headers).and_then(|t| lock(&state).tokens.get(t).cloned());
+    match user {
+        None => {
+            let (status, body) = graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.");
+            (status, Json(body)).into_response()
+        }
+        Some(None) => {
+            let (status, body) =
+                graph_error(400, "BadRequest", "/me request is only valid with delegated authentication flow.");
+            (status, Json(body)).into_response()
+        }
+        Some(Some(oid)) => {
+            registration(AxumState(state), drop_connection, method, Path((oid, meeting)), headers, body).await
+        }
+    }
 }
 
 /// What happens after the state change: answer, drop or answer late.
@@ -264,7 +240,7 @@ fn handle(
     window: Option<(Instant, Instant)>,
     acted: &mut bool,
 ) -> (StatusCode, Value, After, Option<String>) {
-    if let Some((st, b)) = unauthenticated(s, headers) {
+    if let Some((st, b)) = unauthenticated(s, headers, Some(&key.0)) {
         return (st, b, After::Answer, None);
     }
     if let Some((status, code, message)) = s.retired.map(super::Retirement::answer) {

@@ -17,6 +17,7 @@ pub mod devdb;
 mod directory;
 mod faults;
 mod graph;
+mod identity;
 mod platform;
 pub mod profiles;
 
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use directory::{join_url_of, upn_of, LookupRequest};
 pub use faults::{Fault, FaultRates, Retirement, TokenFault};
 pub use graph::{GraphRequest, Registration};
+pub use identity::{DeviceAnswer, FEDERATED_AUDIENCE, FEDERATED_ISSUER, FEDERATED_SUBJECT, GRAPH_AUDIENCE};
 pub use platform::{PageFault, SimMeeting};
 
 /// The app credentials the simulator accepts.
@@ -58,7 +60,10 @@ pub const RETRY_AFTER_TOLERANCE: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) platform: platform::Listing,
-    pub(crate) tokens: HashSet<String>,
+    /// Access tokens issued: `None` for the app, the user's `oid` for a
+    /// signed-in user.
+    pub(crate) tokens: HashMap<String, Option<String>>,
+    pub(crate) identity: identity::Identity,
     pub(crate) tokens_issued: u64,
     pub(crate) token_faults: VecDeque<TokenFault>,
     /// How long the token endpoint takes to answer.
@@ -108,6 +113,12 @@ pub struct Stats {
     /// User and meeting lookups (resolving e-mails and join links).
     #[serde(default)]
     pub lookups: u64,
+    /// Refresh grants answered with new tokens.
+    #[serde(default)]
+    pub refreshes: u64,
+    /// Refresh tokens presented a second time (each revokes its chain).
+    #[serde(default)]
+    pub refresh_reuses: u64,
 }
 
 /// The settings that point regsync at a simulator.
@@ -154,6 +165,7 @@ impl Sim {
         let router = Router::new()
             .merge(platform::routes())
             .merge(graph::routes())
+            .merge(identity::routes())
             .merge(directory::routes())
             .merge(profiles::routes())
             .with_state(state.clone());
@@ -302,10 +314,61 @@ impl Sim {
         id
     }
 
+    /// Registers `pem` as the app's certificate: assertions signed with its
+    /// key are accepted.
+    pub fn trust_certificate(&self, pem: &str) {
+        self.lock().identity.certificate = Some(pem.to_owned());
+    }
+
+    /// A fresh assertion of the simulated external issuer that the app's
+    /// federated credential trusts (what a workload identity projects).
+    pub fn federated_assertion(&self) -> String {
+        self.lock().identity.federated_assertion()
+    }
+
+    /// Every federated assertion handed out so far expires.
+    pub fn expire_federated_assertions(&self) {
+        self.lock().identity.expire_federated();
+    }
+
+    /// The app's application permissions in its tokens' `roles`.
+    pub fn grant_roles(&self, roles: &[&str]) {
+        self.lock().identity.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    }
+
+    /// What the next device-code polls answer, in order (then pending).
+    pub fn script_device_code(&self, answers: Vec<DeviceAnswer>) {
+        self.lock().identity.device_script = answers.into();
+    }
+
+    /// The `interval` (seconds) device-code answers ask for; polls sooner
+    /// than it are answered `slow_down`.
+    pub fn device_code_interval(&self, secs: u64) {
+        self.lock().identity.device_interval = secs;
+    }
+
+    /// `expires_in` of signed-in users' access tokens.
+    pub fn delegated_token_lifetime(&self, secs: u64) {
+        self.lock().identity.delegated_lifetime = secs;
+    }
+
+    /// Revokes every sign-in of the user `oid` (their refresh tokens then
+    /// answer `invalid_grant`).
+    pub fn revoke_sign_in(&self, oid: &str) {
+        self.lock().identity.revoke_user(oid);
+    }
+
     /// Makes every registration call answer as a retired or refusing API
     /// does (`None`: the API answers again).
     pub fn retire_api(&self, retirement: Option<Retirement>) {
         self.lock().retired = retirement;
+    }
+
+    /// Every secret the identity platform has issued: access, id and
+    /// refresh tokens (for tests that look for leaks).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let s = self.lock();
+        s.tokens.keys().cloned().chain(s.identity.issued_secrets()).collect()
     }
 
     /// Revokes every issued token (Graph then answers 401 to them).
@@ -382,6 +445,8 @@ impl State {
             token_requests: self.token_requests,
             platform_meetings: self.platform.len(),
             lookups: self.lookups.len() as u64,
+            refreshes: self.identity.refreshes,
+            refresh_reuses: self.identity.refresh_reuses,
             ..Stats::default()
         };
         for r in &self.log {

@@ -1,0 +1,461 @@
+//! The simulated identity platform (`/login/{tenant}/oauth2/v2.0/...`), as
+//! Microsoft documents it:
+//! - client credentials with a secret, a certificate assertion (PS256 or
+//!   RS256, `x5t#S256` of a certificate registered with
+//!   [`Sim::trust_certificate`](crate::Sim::trust_certificate), `aud` the
+//!   token endpoint, `iss`/`sub` the client id, at most 10 minutes long) or a
+//!   federated assertion (a token of the simulated external issuer,
+//!   [`Sim::federated_assertion`](crate::Sim::federated_assertion));
+//! - the device-code flow (`/devicecode`, then the token endpoint answering
+//!   `authorization_pending`, `slow_down`, `expired_token` or
+//!   `authorization_declined` as scripted, or the signed-in user's tokens);
+//! - refresh tokens that replace themselves on every use; using one twice
+//!   revokes its whole chain, as a careful provider does.
+//!
+//! Access tokens are JWTs (HS256 with the simulator's key) carrying `aud`,
+//! `roles` (app) or `scp` and `oid` (delegated), so a client can read its
+//! grants the way it would read Entra's.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Form, Path, State as AxumState};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{State, CLIENT_ID, CLIENT_SECRET, TENANT};
+
+type Shared = Arc<Mutex<State>>;
+
+/// The assertion type of certificate and federated credentials.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The device-code grant.
+const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// The external issuer of federated assertions, and what the app's
+/// federated credential expects of them.
+pub const FEDERATED_ISSUER: &str = "https://oidc.sim.example/";
+/// The subject the app's federated credential names.
+pub const FEDERATED_SUBJECT: &str = "system:serviceaccount:regsync:regsync";
+/// The audience Entra expects in a federated assertion.
+pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// The Graph resource tokens are issued for.
+pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+
+/// What the next poll of a device code answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceAnswer {
+    /// `authorization_pending`: the user has not finished.
+    Pending,
+    /// `slow_down`: polled too fast.
+    SlowDown,
+    /// `expired_token`: the code expired.
+    Expired,
+    /// `authorization_declined`: the user refused.
+    Declined,
+    /// The user signed in: their object id and UPN.
+    SignedIn {
+        /// `oid`.
+        oid: String,
+        /// `preferred_username`.
+        upn: String,
+    },
+}
+
+/// The identity platform's state.
+pub(crate) struct Identity {
+    /// Signs access, id and federated tokens.
+    key: Vec<u8>,
+    /// The certificate registered with the app (PEM), if any.
+    pub(crate) certificate: Option<String>,
+    /// Federated assertions issued and not yet expired (by `jti`).
+    federated: HashMap<String, bool>,
+    /// Id tokens and federated assertions, for leak checks.
+    issued: Vec<String>,
+    /// The app's application permissions (`roles`).
+    pub(crate) roles: Vec<String>,
+    /// What the device-code polls answer, in order; then `Pending`.
+    pub(crate) device_script: VecDeque<DeviceAnswer>,
+    /// Device codes handed out, with when they were last polled.
+    device_codes: HashMap<String, Option<Instant>>,
+    /// Seconds between polls the device-code answer asks for.
+    pub(crate) device_interval: u64,
+    /// Refresh tokens: chain id, user and whether already redeemed.
+    refresh_tokens: HashMap<String, RefreshToken>,
+    /// Chains revoked (a reused token, or an admin's revocation).
+    revoked_chains: Vec<u64>,
+    next_chain: u64,
+    /// Refresh tokens presented a second time.
+    pub(crate) refresh_reuses: u64,
+    /// Refresh grants answered with new tokens.
+    pub(crate) refreshes: u64,
+    /// `expires_in` of delegated access tokens.
+    pub(crate) delegated_lifetime: u64,
+}
+
+#[derive(Clone)]
+struct RefreshToken {
+    chain: u64,
+    oid: String,
+    upn: String,
+    redeemed: bool,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self {
+            key: uuid::Uuid::new_v4().as_bytes().to_vec(),
+            certificate: None,
+            federated: HashMap::new(),
+            issued: Vec::new(),
+            roles: vec![
+                "OnlineMeetings.ReadWrite.All".into(),
+                "OnlineMeetings.Read.All".into(),
+                "User.Read.All".into(),
+            ],
+            device_script: VecDeque::new(),
+            device_codes: HashMap::new(),
+            device_interval: 1,
+            refresh_tokens: HashMap::new(),
+            revoked_chains: Vec::new(),
+            next_chain: 0,
+            refresh_reuses: 0,
+            refreshes: 0,
+            delegated_lifetime: 3599,
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+impl Identity {
+    fn sign(&self, claims: &Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(&self.key))
+            .expect("HS256 signs any claims")
+    }
+
+    /// A federated assertion of the external issuer, valid until
+    /// [`Identity::expire_federated`].
+    pub(crate) fn federated_assertion(&mut self) -> String {
+        let jti = uuid::Uuid::new_v4().to_string();
+        self.federated.insert(jti.clone(), true);
+        let assertion = self.sign(&json!({"iss": FEDERATED_ISSUER, "sub": FEDERATED_SUBJECT,
+            "aud": FEDERATED_AUDIENCE, "jti": jti, "iat": now_secs(), "exp": now_secs() + 3600}));
+        self.issued.push(assertion.clone());
+        assertion
+    }
+
+    /// Every federated assertion issued so far expires (the file rotated).
+    pub(crate) fn expire_federated(&mut self) {
+        self.federated.values_mut().for_each(|valid| *valid = false);
+    }
+
+    /// Refresh tokens and federated assertions handed out.
+    pub(crate) fn issued_secrets(&self) -> impl Iterator<Item = String> + '_ {
+        self.refresh_tokens.keys().cloned().chain(self.issued.iter().cloned())
+    }
+
+    /// Revokes every sign-in of `oid`.
+    pub(crate) fn revoke_user(&mut self, oid: &str) {
+        let chains: Vec<u64> = self.refresh_tokens.values().filter(|r| r.oid == oid).map(|r| r.chain).collect();
+        self.revoked_chains.extend(chains);
+    }
+}
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/login/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/login/{tenant}/oauth2/v2.0/devicecode", post(device_code))
+}
+
+fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The identity platform's error body, with the ids support asks for.
+pub(crate) fn token_error(status: u16, error: &str, description: &str) -> Response {
+    let code: u64 =
+        description.trim_start_matches("AADSTS").split(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let (trace, correlation) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let body = json!({
+        "error": error,
+        "error_description": format!("{description}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: 2026-11-29 10:00:00Z"),
+        "error_codes": [code],
+        "timestamp": "2026-11-29 10:00:00Z",
+        "trace_id": trace,
+        "correlation_id": correlation,
+        "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+    });
+    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    (status, Json(body)).into_response()
+}
+
+/// `POST …/devicecode`: a code for the user to enter, and how often to poll.
+async fn device_code(
+    AxumState(state): AxumState<Shared>,
+    Path(tenant): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut s = lock(&state);
+    if tenant != TENANT {
+        return token_error(400, "invalid_request", &format!("AADSTS90002: Tenant '{tenant}' not found."));
+    }
+    if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return token_error(400, "unauthorized_client", "AADSTS700016: Application was not found in the directory.");
+    }
+    let device_code = format!("simdc-{}", uuid::Uuid::new_v4().simple());
+    s.identity.device_codes.insert(device_code.clone(), None);
+    let user_code = format!("SIM{:05}", rand::random::<u32>() % 100_000);
+    let interval = s.identity.device_interval;
+    Json(json!({
+        "device_code": device_code,
+        "user_code": user_code,
+        "verification_uri": "https://microsoft.com/devicelogin",
+        "expires_in": 900,
+        "interval": interval,
+        "message": format!("To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code {user_code} to authenticate."),
+    }))
+    .into_response()
+}
+
+async fn token(
+    AxumState(state): AxumState<Shared>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let delay = lock(&state).token_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut s = lock(&state);
+    s.token_requests += 1;
+    if let Some(fault) = s.token_faults.pop_front() {
+        let mut answer = token_error(fault.status, &fault.error, &fault.description);
+        if let Some(retry_after) = s.token_retry_after.as_deref().and_then(|r| r.parse().ok()) {
+            answer.headers_mut().insert("retry-after", retry_after);
+        }
+        return answer;
+    }
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    if tenant != TENANT {
+        return token_error(400, "invalid_request", &format!("AADSTS90002: Tenant '{tenant}' not found."));
+    }
+    if field("client_id") != CLIENT_ID {
+        return token_error(400, "unauthorized_client", "AADSTS700016: Application was not found in the directory.");
+    }
+    match field("grant_type") {
+        "client_credentials" => {}
+        DEVICE_CODE_GRANT => return device_poll(&mut s, field("device_code")),
+        "refresh_token" => return refresh(&mut s, field("refresh_token")),
+        _ => {
+            return token_error(
+                400,
+                "unsupported_grant_type",
+                "AADSTS70003: The app requested an unsupported grant type.",
+            )
+        }
+    }
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let audience = format!("http://{host}/login/{tenant}/oauth2/v2.0/token");
+    let authenticated = match (form.get("client_secret"), field("client_assertion_type")) {
+        (Some(secret), _) if secret == CLIENT_SECRET => Ok(()),
+        (Some(_), _) => Err((401, "invalid_client", "AADSTS7000215: Invalid client secret provided.".to_owned())),
+        (None, JWT_BEARER) => check_assertion(&mut s.identity, field("client_assertion"), &audience),
+        (None, _) => Err((
+            400,
+            "invalid_request",
+            "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
+                .to_owned(),
+        )),
+    };
+    if let Err((status, error, description)) = authenticated {
+        return token_error(status, error, &description);
+    }
+    if field("scope") != "https://graph.microsoft.com/.default" {
+        return token_error(
+            400,
+            "invalid_scope",
+            "AADSTS70011: The provided value for the input parameter 'scope' is not valid.",
+        );
+    }
+    let lifetime = s.token_lifetime.unwrap_or(3599);
+    let roles = s.identity.roles.clone();
+    let access_token = s.identity.sign(&json!({"aud": GRAPH_AUDIENCE, "tid": TENANT, "appid": CLIENT_ID,
+        "roles": roles, "jti": uuid::Uuid::new_v4(), "iat": now_secs(), "exp": now_secs() + lifetime}));
+    s.tokens.insert(access_token.clone(), None);
+    s.tokens_issued += 1;
+    Json(json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token}))
+        .into_response()
+}
+
+type Refusal = (u16, &'static str, String);
+
+/// A certificate assertion (it names a certificate thumbprint) or a
+/// federated one (it does not).
+fn check_assertion(identity: &mut Identity, assertion: &str, audience: &str) -> Result<(), Refusal> {
+    let malformed =
+        |why: String| (400, "invalid_client", format!("AADSTS50027: JWT token is invalid or malformed: {why}."));
+    let header = jsonwebtoken::decode_header(assertion).map_err(|e| malformed(e.to_string()))?;
+    let Some(thumbprint) = header.x5t_s256.as_deref() else { return check_federated(identity, assertion) };
+    let Some(pem) = identity.certificate.as_deref() else {
+        return Err((
+            401,
+            "invalid_client",
+            "AADSTS700027: Client assertion contains an invalid signature. [Reason - The key was not found.]".into(),
+        ));
+    };
+    if thumbprint != thumbprint_of(pem) {
+        return Err((401, "invalid_client", format!("AADSTS700027: Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}']")));
+    }
+    if !matches!(header.alg, Algorithm::PS256 | Algorithm::RS256) {
+        return Err(malformed(format!("alg {:?} is not supported", header.alg)));
+    }
+    let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| malformed(e.to_string()))?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[CLIENT_ID]);
+    validation.sub = Some(CLIENT_ID.into());
+    validation.leeway = 0;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub", "nbf"]);
+    let claims = jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+            (401, "invalid_client", "AADSTS700027: Client assertion contains an invalid signature.".into())
+        }
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature | jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+            (400, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range.".into())
+        }
+        jsonwebtoken::errors::ErrorKind::InvalidAudience => (
+            400,
+            "invalid_client",
+            format!("AADSTS700212: The audience claim of the client assertion is not {audience}."),
+        ),
+        other => malformed(format!("{other:?}")),
+    })?;
+    let lifetime =
+        claims.claims["exp"].as_u64().unwrap_or(0).saturating_sub(claims.claims["nbf"].as_u64().unwrap_or(0));
+    if lifetime > 600 || claims.claims["jti"].as_str().is_none_or(str::is_empty) {
+        return Err(malformed("the assertion must carry a jti and last at most 10 minutes".into()));
+    }
+    Ok(())
+}
+
+fn check_federated(identity: &mut Identity, assertion: &str) -> Result<(), Refusal> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&[FEDERATED_AUDIENCE]);
+    validation.set_issuer(&[FEDERATED_ISSUER]);
+    validation.sub = Some(FEDERATED_SUBJECT.into());
+    let no_match = || {
+        (
+            400,
+            "invalid_client",
+            "AADSTS700213: No matching federated identity record found for presented assertion subject.".to_owned(),
+        )
+    };
+    let claims = jsonwebtoken::decode::<Value>(assertion, &DecodingKey::from_secret(&identity.key), &validation)
+        .map_err(|_| no_match())?
+        .claims;
+    match claims["jti"].as_str().and_then(|jti| identity.federated.get(jti)) {
+        Some(true) => Ok(()),
+        Some(false) => {
+            Err((400, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range.".into()))
+        }
+        None => Err(no_match()),
+    }
+}
+
+/// base64url SHA-256 of the certificate's DER.
+fn thumbprint_of(pem: &str) -> String {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body.trim()).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+fn device_poll(s: &mut State, device_code: &str) -> Response {
+    let interval = Duration::from_secs(s.identity.device_interval);
+    let Some(last) = s.identity.device_codes.get_mut(device_code) else {
+        return token_error(400, "bad_verification_code", "AADSTS70019: Verification code expired.");
+    };
+    let now = Instant::now();
+    let too_soon = last.is_some_and(|at| now < at + interval - Duration::from_millis(100));
+    *last = Some(now);
+    if too_soon {
+        return token_error(400, "slow_down", "AADSTS70016: Polling too fast: slow down.");
+    }
+    match s.identity.device_script.pop_front().unwrap_or(DeviceAnswer::Pending) {
+        DeviceAnswer::Pending => token_error(
+            400,
+            "authorization_pending",
+            "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+        ),
+        DeviceAnswer::SlowDown => token_error(400, "slow_down", "AADSTS70016: Polling too fast: slow down."),
+        DeviceAnswer::Expired => {
+            s.identity.device_codes.remove(device_code);
+            token_error(400, "expired_token", "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.")
+        }
+        DeviceAnswer::Declined => {
+            s.identity.device_codes.remove(device_code);
+            token_error(400, "authorization_declined", "AADSTS70000: The user declined to sign in.")
+        }
+        DeviceAnswer::SignedIn { oid, upn } => {
+            s.identity.device_codes.remove(device_code);
+            let chain = s.identity.next_chain;
+            s.identity.next_chain += 1;
+            user_tokens(s, chain, &oid, &upn)
+        }
+    }
+}
+
+fn refresh(s: &mut State, presented: &str) -> Response {
+    let Some(token) = s.identity.refresh_tokens.get(presented).cloned() else {
+        return token_error(400, "invalid_grant", "AADSTS9002313: Invalid request. Request is malformed or invalid.");
+    };
+    if token.redeemed {
+        // Reuse: the whole chain is revoked.
+        s.identity.refresh_reuses += 1;
+        s.identity.revoked_chains.push(token.chain);
+    }
+    if s.identity.revoked_chains.contains(&token.chain) {
+        return token_error(
+            400,
+            "invalid_grant",
+            "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.",
+        );
+    }
+    if let Some(t) = s.identity.refresh_tokens.get_mut(presented) {
+        t.redeemed = true;
+    }
+    s.identity.refreshes += 1;
+    user_tokens(s, token.chain, &token.oid, &token.upn)
+}
+
+/// A signed-in user's access, id and (new) refresh token.
+fn user_tokens(s: &mut State, chain: u64, oid: &str, upn: &str) -> Response {
+    let lifetime = s.identity.delegated_lifetime;
+    let scope = "OnlineMeetings.ReadWrite User.Read openid profile";
+    let now = now_secs();
+    let access_token = s.identity.sign(&json!({"aud": GRAPH_AUDIENCE, "tid": TENANT, "appid": CLIENT_ID,
+        "scp": scope, "oid": oid, "upn": upn, "jti": uuid::Uuid::new_v4(), "iat": now, "exp": now + lifetime}));
+    let id_token = s.identity.sign(&json!({"aud": CLIENT_ID, "tid": TENANT, "oid": oid, "preferred_username": upn,
+        "iat": now, "exp": now + 3600}));
+    s.identity.issued.push(id_token.clone());
+    let refresh_token = format!("simrt-{}", uuid::Uuid::new_v4().simple());
+    s.identity
+        .refresh_tokens
+        .insert(refresh_token.clone(), RefreshToken { chain, oid: oid.into(), upn: upn.into(), redeemed: false });
+    s.tokens.insert(access_token.clone(), Some(oid.to_owned()));
+    s.tokens_issued += 1;
+    Json(json!({"token_type": "Bearer", "scope": scope, "expires_in": lifetime, "ext_expires_in": lifetime,
+        "access_token": access_token, "refresh_token": refresh_token, "id_token": id_token}))
+    .into_response()
+}
