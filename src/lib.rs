@@ -34,6 +34,8 @@ pub mod graph;
 pub mod http;
 /// Prometheus metrics.
 pub mod metrics;
+/// Secrets at rest: sign-ins sealed with `security.encryption_key`.
+pub mod sealed;
 /// `/healthz`, `/readyz`, `/metrics`.
 pub mod server;
 /// The platform's meeting list.

@@ -49,6 +49,15 @@ enum Command {
         #[arg(long)]
         failed: bool,
     },
+    /// Sign an organizer in (graph.auth = "delegated"): prints a code to
+    /// enter at Microsoft's sign-in page, waits, and stores the sign-in
+    /// sealed in the database.
+    Login,
+    /// Remove an organizer's sign-in.
+    Logout {
+        /// The organizer's object id (as `regsync status` lists it).
+        organizer_id: String,
+    },
     /// A full sync against the built-in simulator, with a throw-away database.
     Demo {
         /// Meetings the simulated platform lists.
@@ -85,7 +94,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
     // Each command checks only the settings it uses.
     let scope = match cli.command {
-        Command::Migrate | Command::Status | Command::Retry { .. } => Scope::Database,
+        Command::Migrate | Command::Status | Command::Retry { .. } | Command::Logout { .. } => Scope::Database,
         _ => Scope::Everything,
     };
     let mut settings = Settings::load_for(cli.config.as_deref(), scope)?;
@@ -100,6 +109,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let n = app::retry(&settings, external_id.as_deref()).await?;
             println!("{n} meeting(s) due again");
         }
+        Command::Login => {
+            let done = app::login(&settings, |prompt| {
+                println!("{prompt}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            })
+            .await?;
+            println!("{done}");
+        }
+        Command::Logout { organizer_id } => println!("{}", app::logout(&settings, &organizer_id).await?),
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(())

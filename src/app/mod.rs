@@ -13,8 +13,9 @@ use anyhow::Context as _;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{GraphAuth, Settings};
 use crate::metrics::Metrics;
+use crate::sealed::Sealer;
 use crate::sync::{self, Ctx, TickReport};
 use crate::{graph, source, store};
 
@@ -58,7 +59,21 @@ pub fn context(
 ) -> anyhow::Result<Arc<Ctx>> {
     let source = source::Client::new(&settings.source, settings.default_allowed_registrant())?;
     let graph = graph::Client::new(&settings.graph)?;
-    Ok(Arc::new(Ctx::new(pool, source, graph, settings, metrics, shutdown)))
+    let sealer = sealer(&settings)?;
+    let ctx = Ctx::new(pool, source, graph, settings, metrics, shutdown);
+    Ok(Arc::new(match sealer {
+        Some(sealer) => ctx.with_sign_ins(sync::sign_ins::SignIns::new(sealer)),
+        None => ctx,
+    }))
+}
+
+/// The sealer of sign-ins, with delegated sign-in.
+fn sealer(settings: &Settings) -> anyhow::Result<Option<Sealer>> {
+    if settings.graph.auth != GraphAuth::Delegated {
+        return Ok(None);
+    }
+    let key = settings.security.encryption_key.as_ref().context("security.encryption_key is required")?;
+    Ok(Some(Sealer::new(key)?))
 }
 
 /// `regsync migrate`.
@@ -101,6 +116,17 @@ pub async fn status(settings: &Settings) -> anyhow::Result<String> {
         }
         None => out.push_str("no poll has finished yet\n"),
     }
+    let sign_ins = store::sign_ins::list(&pool).await?;
+    if !sign_ins.is_empty() {
+        out.push_str("signed-in organizers:\n");
+        for s in sign_ins {
+            let state = match &s.revoked_reason {
+                None => "usable".to_owned(),
+                Some(reason) => format!("must sign in again: {reason}"),
+            };
+            let _ = writeln!(out, "  {} ({}): {state}", s.organizer_id, s.upn.unwrap_or_default());
+        }
+    }
     if let Some(reason) = store::throttle::suspension(&pool).await? {
         let _ = writeln!(out, "Graph writes are suspended for the deployment: {reason}");
     }
@@ -112,6 +138,61 @@ pub async fn status(settings: &Settings) -> anyhow::Result<String> {
         }
     }
     Ok(out)
+}
+
+/// `regsync login`: a device-code sign-in. `prompt` shows the identity
+/// platform's instructions (the page and the code); the organizer's
+/// tokens are stored sealed. Returns what to tell the operator.
+///
+/// # Errors
+/// Not delegated, the sign-in did not finish, or the database failed.
+pub async fn login(settings: &Settings, prompt: impl FnOnce(&str)) -> anyhow::Result<String> {
+    if settings.graph.auth != GraphAuth::Delegated {
+        anyhow::bail!(
+            "regsync login signs organizers in for graph.auth = \"delegated\"; graph.auth is {:?}",
+            settings.graph.auth.as_str()
+        );
+    }
+    let sealer = sealer(settings)?.context("security.encryption_key is required")?;
+    let pool = connect_and_migrate(settings).await?;
+    let graph = graph::Client::new(&settings.graph)?;
+    let code = graph.start_device_code().await?;
+    prompt(&code.message);
+    let tokens = graph.finish_device_code(&code).await?;
+    let organizer = tokens.organizer_id.as_str();
+    let refresh_token = sealer.seal(&tokens.refresh_token, &sync::sign_ins::seal_context(organizer, "refresh"))?;
+    let access_token = sealer.seal(&tokens.access_token, &sync::sign_ins::seal_context(organizer, "access"))?;
+    let expires_in = i64::try_from(tokens.expires_in).unwrap_or(3600);
+    let sealed = store::sign_ins::SealedTokens {
+        refresh_token: &refresh_token,
+        access_token: &access_token,
+        access_expires_at: chrono::Utc::now() + chrono::Duration::seconds(expires_in),
+        scopes: tokens.scopes.as_deref(),
+    };
+    let due = store::sign_ins::save(&pool, organizer, tokens.upn.as_deref(), &sealed).await?;
+    let mut out = format!(
+        "signed in as {} (organizer id {organizer}); regsync now acts for this organizer's meetings",
+        tokens.upn.as_deref().unwrap_or("an unnamed user")
+    );
+    if due > 0 {
+        let _ = write!(out, "; {due} meeting(s) that waited for this sign-in are due again");
+    }
+    Ok(out)
+}
+
+/// `regsync logout <organizer-id>`: removes the organizer's sign-in.
+///
+/// # Errors
+/// There is none, or the database failed.
+pub async fn logout(settings: &Settings, organizer: &str) -> anyhow::Result<String> {
+    let pool = connect_and_migrate(settings).await?;
+    if !store::sign_ins::remove(&pool, organizer).await? {
+        anyhow::bail!("organizer {organizer:?} has no sign-in (`regsync status` lists them)");
+    }
+    Ok(format!(
+        "signed out organizer {organizer}: regsync no longer acts for their meetings (revoke the app's consent in \
+         their account to end the refresh token at Microsoft too)"
+    ))
 }
 
 /// `regsync plan`: what the next cycle would do for each meeting, one line

@@ -205,7 +205,12 @@ pub async fn request_token(
         .and_then(|p| p.error_description)
         .map(|d| d.lines().next().unwrap_or_default().to_owned())
         .unwrap_or_else(|| format!("HTTP {status}"));
-    tracing::warn!(status = status.as_u16(), error, detail, ids, "the identity platform refused a token request");
+    if matches!(error.as_str(), "authorization_pending" | "slow_down") {
+        // A device-code sign-in still waiting for its user.
+        tracing::debug!(error, "device-code sign-in not finished yet");
+    } else {
+        tracing::warn!(status = status.as_u16(), error, detail, ids, "the identity platform refused a token request");
+    }
     Err(Error::Token {
         status: Some(status.as_u16()),
         hint: token_hint(kind, &error, &detail),

@@ -44,9 +44,12 @@ impl Permit {
 
 /// A Graph client with one connection pool, one token cache and one pace.
 pub struct Client {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
+    pub(super) settings: GraphSettings,
     base_url: String,
-    tokens: TokenCache,
+    /// The app's token; `None` with delegated sign-in, where each organizer's
+    /// token comes from its sign-in ([`Client::permit_as`]).
+    tokens: Option<TokenCache>,
     pace: Option<governor::DefaultDirectRateLimiter>,
 }
 
@@ -67,30 +70,32 @@ impl Client {
             .map_err(|e| setup(&e.to_string()))?;
         let client_id = settings.client_id.clone().ok_or_else(|| setup("graph.client_id is not set"))?;
         let credential = match settings.auth {
-            GraphAuth::ClientSecret => AppCredential::Secret(
+            GraphAuth::ClientSecret => Some(AppCredential::Secret(
                 settings.client_secret.clone().ok_or_else(|| setup("graph.client_secret is not set"))?,
-            ),
+            )),
             GraphAuth::Certificate => {
                 let (Some(certificate), Some(key)) = (&settings.certificate_path, &settings.private_key_path) else {
                     return Err(setup("graph.certificate_path and graph.private_key_path are not set"));
                 };
-                AppCredential::Certificate(CertificateKey::load(certificate, key)?)
+                Some(AppCredential::Certificate(CertificateKey::load(certificate, key)?))
             }
-            GraphAuth::Federated => AppCredential::Federated(
+            GraphAuth::Federated => Some(AppCredential::Federated(
                 settings.federated_token_file.clone().ok_or_else(|| setup("graph.federated_token_file is not set"))?,
-            ),
-            GraphAuth::Delegated => todo!(),
+            )),
+            GraphAuth::Delegated => None,
         };
-        let credentials = Credentials {
-            token_url: login_url(settings, "token"),
-            client_id,
-            credential,
-            scope: settings.scope.clone(),
-        };
+        let tokens = credential.map(|credential| {
+            let token_url = login_url(settings, "token");
+            TokenCache::new(
+                http.clone(),
+                Credentials { token_url, client_id, credential, scope: settings.scope.clone() },
+            )
+        });
         let pace = std::num::NonZeroU32::new(settings.max_requests_per_second)
             .map(|rate| governor::RateLimiter::direct(governor::Quota::per_second(rate)));
         Ok(Self {
-            tokens: TokenCache::new(http.clone(), credentials),
+            tokens,
+            settings: settings.clone(),
             http,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             pace,
@@ -102,10 +107,25 @@ impl Client {
     /// # Errors
     /// [`Error::Token`] when no token can be had.
     pub async fn permit(&self) -> Result<Permit, Error> {
+        let Some(tokens) = &self.tokens else {
+            return Err(Error::Setup("graph.auth is delegated: calls carry an organizer's token".into()));
+        };
+        let token = tokens.token().await?;
+        Ok(self.permit_as(token).await)
+    }
+
+    /// Waits for the pace; the request carries `token` (an organizer's,
+    /// with delegated sign-in).
+    pub async fn permit_as(&self, token: Arc<SecretString>) -> Permit {
         if let Some(pace) = &self.pace {
             pace.until_ready().await;
         }
-        Ok(Permit { token: self.tokens.token().await?, send_by: None })
+        Permit { token, send_by: None }
+    }
+
+    /// Whether calls act as signed-in organizers (`graph.auth = delegated`).
+    pub fn is_delegated(&self) -> bool {
+        self.tokens.is_none()
     }
 
     /// Enables external registration (`POST`, 201 with the registration).
@@ -120,7 +140,7 @@ impl Client {
         calls: &mut Vec<CallRecord>,
     ) -> Result<RemoteRegistration, Error> {
         let body = CreateRegistration { odata_type: EXTERNAL_REGISTRATION_TYPE, allowed_registrant: allowed.as_str() };
-        let (status, bytes) = self.send(permit, Method::POST, Self::path(at)?, Some(&body), calls).await?;
+        let (status, bytes) = self.send(permit, Method::POST, self.path(at)?, Some(&body), calls).await?;
         match decode(status, &bytes)? {
             // Graph's answer names the kind it created; without it the
             // registration cannot be proven regsync's: look it up.
@@ -144,7 +164,7 @@ impl Client {
         at: &Location,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<RemoteRegistration>, Error> {
-        let answer = self.send(permit, Method::GET, Self::path(at)?, None, calls).await;
+        let answer = self.send(permit, Method::GET, self.path(at)?, None, calls).await;
         absent_on_404(answer, calls)?.map(|(status, bytes)| decode(status, &bytes)).transpose()
     }
 
@@ -153,14 +173,25 @@ impl Client {
     /// # Errors
     /// Classified failures.
     pub async fn delete(&self, permit: Permit, at: &Location, calls: &mut Vec<CallRecord>) -> Result<Deleted, Error> {
-        let answer = self.send(permit, Method::DELETE, Self::path(at)?, None, calls).await;
+        let answer = self.send(permit, Method::DELETE, self.path(at)?, None, calls).await;
         Ok(match absent_on_404(answer, calls)? {
             Some(_) => Deleted::Removed,
             None => Deleted::AlreadyGone,
         })
     }
 
-    fn path(at: &Location) -> Result<String, Error> {
+    fn path(&self, at: &Location) -> Result<String, Error> {
+        let path = Self::app_path(at)?;
+        // A signed-in organizer's token acts on their own meetings, by the
+        // documented delegated path.
+        Ok(if self.is_delegated() {
+            format!("/me/onlineMeetings/{}/registration", utf8_percent_encode(at.meeting.as_str(), SEGMENT))
+        } else {
+            path
+        })
+    }
+
+    fn app_path(at: &Location) -> Result<String, Error> {
         for id in [at.organizer.as_str(), at.meeting.as_str()] {
             // Percent-encoding leaves dots alone and URL parsing resolves dot
             // segments, so these two would change the path.
@@ -248,9 +279,9 @@ impl Client {
             "graph call"
         );
         calls.push(record);
-        if matches!(outcome, Err(Error::Unauthorized)) {
+        if let (Err(Error::Unauthorized), Some(tokens)) = (&outcome, &self.tokens) {
             // A revoked or rotated token: the next permit fetches a new one.
-            self.tokens.invalidate(&token).await;
+            tokens.invalidate(&token).await;
         }
         outcome
     }
@@ -457,7 +488,7 @@ mod tests {
     fn ids_are_single_percent_encoded_path_segments() {
         let organizer = OrganizerId("a/b?c#d%e f".into());
         let meeting = OnlineMeetingId("1*x*0**19:meeting_é@thread.v2".into());
-        let path = Client::path(&Location { organizer, meeting }).unwrap();
+        let path = Client::app_path(&Location { organizer, meeting }).unwrap();
         assert_eq!(
             path,
             "/users/a%2Fb%3Fc%23d%25e%20f/onlineMeetings/1%2Ax%2A0%2A%2A19%3Ameeting_%C3%A9%40thread.v2/registration"
@@ -468,6 +499,6 @@ mod tests {
     fn dot_segments_are_refused() {
         let organizer = OrganizerId("..".into());
         let meeting = OnlineMeetingId("m".into());
-        assert!(Client::path(&Location { organizer, meeting }).is_err());
+        assert!(Client::app_path(&Location { organizer, meeting }).is_err());
     }
 }

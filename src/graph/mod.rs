@@ -8,13 +8,16 @@ mod assertion;
 mod auth;
 mod client;
 mod lookup;
+mod sign_in;
 mod wire;
 
 use std::time::Duration;
 
 use crate::domain::FailureCategory;
 
+pub use auth::refresh_in as token_refresh_in;
 pub use client::{Client, Permit};
+pub use sign_in::{DeviceCode, SignInError, UserTokens};
 
 /// What a delete found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +101,23 @@ pub enum Error {
         /// The token endpoint's `Retry-After`: no token request before it.
         retry_after: Option<Duration>,
     },
+    /// Delegated sign-in: the organizer has not signed in (never sent).
+    #[error("organizer {organizer} has not signed in: run `regsync login` and sign in as that user")]
+    NotSignedIn {
+        /// The organizer.
+        organizer: String,
+    },
+    /// Delegated sign-in: the organizer's sign-in was revoked or expired
+    /// (`invalid_grant`), or no longer opens (never sent).
+    #[error(
+        "the sign-in of organizer {organizer} no longer works ({detail}): they must sign in again with `regsync login`"
+    )]
+    SignInRevoked {
+        /// The organizer.
+        organizer: String,
+        /// What the identity platform (or the sealed row) said.
+        detail: String,
+    },
     /// The request was not sent: its permit's deadline had passed (the
     /// process paused past half its lease after the pre-send checks).
     #[error("the request was not sent: this process paused past half its lease before sending")]
@@ -135,6 +155,8 @@ impl Error {
             Self::Conflict { .. }
             | Self::Rejected { .. }
             | Self::Retired { .. }
+            | Self::NotSignedIn { .. }
+            | Self::SignInRevoked { .. }
             | Self::Unauthorized
             | Self::InvalidId(_)
             | Self::Setup(_)
@@ -159,6 +181,8 @@ impl Error {
             Self::UnexpectedBody { .. } | Self::Conflict { .. } => true,
             Self::Rejected { .. }
             | Self::Retired { .. }
+            | Self::NotSignedIn { .. }
+            | Self::SignInRevoked { .. }
             | Self::Unauthorized
             | Self::Token { .. }
             | Self::InvalidId(_)
@@ -183,14 +207,21 @@ impl Error {
             Self::Transient { status, .. } => *status,
             Self::Conflict { .. } => Some(409),
             Self::Unauthorized => Some(401),
-            Self::Token { .. } | Self::InvalidId(_) | Self::Setup(_) | Self::PermitExpired => None,
+            Self::Token { .. }
+            | Self::NotSignedIn { .. }
+            | Self::SignInRevoked { .. }
+            | Self::InvalidId(_)
+            | Self::Setup(_)
+            | Self::PermitExpired => None,
         }
     }
 
     /// The kind of failure, for `ops.meeting_status.error_category`.
     pub fn category(&self) -> FailureCategory {
         match self {
-            Self::Token { .. } | Self::Unauthorized => FailureCategory::Auth,
+            Self::Token { .. } | Self::Unauthorized | Self::NotSignedIn { .. } | Self::SignInRevoked { .. } => {
+                FailureCategory::Auth
+            }
             Self::Rejected { status: 403, .. } => FailureCategory::Permission,
             Self::Rejected { status: 404, .. } => FailureCategory::NotFound,
             Self::Retired { .. } => FailureCategory::TargetRetired,
@@ -214,6 +245,8 @@ impl Error {
             Self::Retired { .. } => "retired",
             Self::Unauthorized => "unauthorized",
             Self::Token { .. } => "token",
+            Self::NotSignedIn { .. } => "not_signed_in",
+            Self::SignInRevoked { .. } => "sign_in_revoked",
             Self::InvalidId(_) => "invalid_id",
             Self::Setup(_) => "setup",
             Self::PermitExpired => "not_sent",

@@ -3,7 +3,8 @@
 //! policy, operator retries, counts and failures); `claims`: leases with
 //! fencing tokens; `send`: the pre-send gate and intent; `outcome`: the
 //! fenced outcome write with its audit rows;
-//! `throttle`: the deployment-wide Graph hold; `runs`: poll cycles, their
+//! `throttle`: the deployment-wide Graph hold; `sign_ins`: delegated
+//! sign-ins, sealed, with the refresh lock; `runs`: poll cycles, their
 //! rejected items and the poll lease; `dashboard`: the deployment's
 //! figures and replica heartbeats; `retention`: pruning old rows.
 //! Calls no other regsync module but `config` and `domain`.
@@ -20,6 +21,7 @@ pub mod resolutions;
 pub mod retention;
 pub mod runs;
 pub mod send;
+pub mod sign_ins;
 pub mod throttle;
 
 use std::time::Duration;

@@ -8,6 +8,7 @@ mod plan;
 pub mod preview;
 pub mod reconcile;
 pub mod retry;
+pub mod sign_ins;
 pub mod throttle;
 mod workers;
 
@@ -64,6 +65,8 @@ pub struct Ctx {
     pub throttle: Throttle,
     /// UPNs and join links being resolved now, each by one task.
     pub lookups: reconcile::LookupsInFlight,
+    /// Organizers' tokens, with delegated sign-in (`graph.auth = delegated`).
+    pub sign_ins: Option<sign_ins::SignIns>,
 }
 
 /// One poll and the reconcile of everything due now.
@@ -89,7 +92,38 @@ impl Ctx {
     ) -> Self {
         let throttle = Throttle::new(settings.graph.max_concurrency);
         let lookups = reconcile::LookupsInFlight::default();
-        Self { pool, source, graph, settings, replica: Uuid::new_v4(), shutdown, metrics, throttle, lookups }
+        Self {
+            pool,
+            source,
+            graph,
+            settings,
+            replica: Uuid::new_v4(),
+            shutdown,
+            metrics,
+            throttle,
+            lookups,
+            sign_ins: None,
+        }
+    }
+
+    /// With delegated sign-in: organizers' tokens come from `sign_ins`.
+    pub fn with_sign_ins(self, sign_ins: sign_ins::SignIns) -> Self {
+        Self { sign_ins: Some(sign_ins), ..self }
+    }
+
+    /// Leave to call Graph for `organizer`'s meeting: the app's token, or
+    /// with delegated sign-in the organizer's own.
+    ///
+    /// # Errors
+    /// No token can be had.
+    pub async fn permit(&self, organizer: &crate::domain::OrganizerId) -> Result<graph::Permit, sign_ins::TokenError> {
+        match &self.sign_ins {
+            None => Ok(self.graph.permit().await?),
+            Some(sign_ins) => {
+                let token = sign_ins.token(&self.pool, &self.graph, organizer).await?;
+                Ok(self.graph.permit_as(token).await)
+            }
+        }
     }
 
     /// Records an outcome, retrying while the database is briefly away: the

@@ -9,6 +9,7 @@ mod crash;
 mod credentials;
 mod daemon;
 mod dashboard;
+mod delegated;
 #[cfg(feature = "demo")]
 mod demo;
 mod faults;

@@ -75,14 +75,17 @@ pub(crate) struct Identity {
     pub(crate) certificate: Option<String>,
     /// Federated assertions issued and not yet expired (by `jti`).
     federated: HashMap<String, bool>,
-    /// Id tokens and federated assertions, for leak checks.
+    /// Id tokens and every assertion issued or received, for leak checks.
     issued: Vec<String>,
     /// The app's application permissions (`roles`).
     pub(crate) roles: Vec<String>,
     /// What the device-code polls answer, in order; then `Pending`.
     pub(crate) device_script: VecDeque<DeviceAnswer>,
-    /// Device codes handed out, with when they were last polled.
-    device_codes: HashMap<String, Option<Instant>>,
+    /// Device codes handed out: when each was last polled, and the
+    /// interval it must keep (raised by five seconds per `slow_down`).
+    device_codes: HashMap<String, (Option<Instant>, Duration)>,
+    /// Device-code polls that came sooner than their interval.
+    pub(crate) polls_too_soon: u64,
     /// Seconds between polls the device-code answer asks for.
     pub(crate) device_interval: u64,
     /// Refresh tokens: chain id, user and whether already redeemed.
@@ -120,6 +123,7 @@ impl Default for Identity {
             ],
             device_script: VecDeque::new(),
             device_codes: HashMap::new(),
+            polls_too_soon: 0,
             device_interval: 1,
             refresh_tokens: HashMap::new(),
             revoked_chains: Vec::new(),
@@ -157,7 +161,7 @@ impl Identity {
         self.federated.values_mut().for_each(|valid| *valid = false);
     }
 
-    /// Refresh tokens and federated assertions handed out.
+    /// Refresh tokens, id tokens and assertions handed out or received.
     pub(crate) fn issued_secrets(&self) -> impl Iterator<Item = String> + '_ {
         self.refresh_tokens.keys().cloned().chain(self.issued.iter().cloned())
     }
@@ -211,9 +215,9 @@ async fn device_code(
         return token_error(400, "unauthorized_client", "AADSTS700016: Application was not found in the directory.");
     }
     let device_code = format!("simdc-{}", uuid::Uuid::new_v4().simple());
-    s.identity.device_codes.insert(device_code.clone(), None);
-    let user_code = format!("SIM{:05}", rand::random::<u32>() % 100_000);
     let interval = s.identity.device_interval;
+    s.identity.device_codes.insert(device_code.clone(), (None, Duration::from_secs(interval)));
+    let user_code = format!("SIM{:05}", rand::random::<u32>() % 100_000);
     Json(json!({
         "device_code": device_code,
         "user_code": user_code,
@@ -268,7 +272,10 @@ async fn token(
     let authenticated = match (form.get("client_secret"), field("client_assertion_type")) {
         (Some(secret), _) if secret == CLIENT_SECRET => Ok(()),
         (Some(_), _) => Err((401, "invalid_client", "AADSTS7000215: Invalid client secret provided.".to_owned())),
-        (None, JWT_BEARER) => check_assertion(&mut s.identity, field("client_assertion"), &audience),
+        (None, JWT_BEARER) => {
+            s.identity.issued.push(field("client_assertion").to_owned());
+            check_assertion(&mut s.identity, field("client_assertion"), &audience)
+        }
         (None, _) => Err((
             400,
             "invalid_request",
@@ -382,14 +389,17 @@ fn thumbprint_of(pem: &str) -> String {
 }
 
 fn device_poll(s: &mut State, device_code: &str) -> Response {
-    let interval = Duration::from_secs(s.identity.device_interval);
-    let Some(last) = s.identity.device_codes.get_mut(device_code) else {
+    let Some((last, interval)) = s.identity.device_codes.get_mut(device_code) else {
         return token_error(400, "bad_verification_code", "AADSTS70019: Verification code expired.");
     };
     let now = Instant::now();
-    let too_soon = last.is_some_and(|at| now < at + interval - Duration::from_millis(100));
+    // A little slack for timers; a client that ignores the interval is
+    // told to slow down, and its interval grows.
+    let too_soon = last.is_some_and(|at| now + Duration::from_millis(100) < at + *interval);
     *last = Some(now);
     if too_soon {
+        *interval += Duration::from_secs(5);
+        s.identity.polls_too_soon += 1;
         return token_error(400, "slow_down", "AADSTS70016: Polling too fast: slow down.");
     }
     match s.identity.device_script.pop_front().unwrap_or(DeviceAnswer::Pending) {
@@ -398,7 +408,12 @@ fn device_poll(s: &mut State, device_code: &str) -> Response {
             "authorization_pending",
             "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
         ),
-        DeviceAnswer::SlowDown => token_error(400, "slow_down", "AADSTS70016: Polling too fast: slow down."),
+        DeviceAnswer::SlowDown => {
+            if let Some((_, interval)) = s.identity.device_codes.get_mut(device_code) {
+                *interval += Duration::from_secs(5);
+            }
+            token_error(400, "slow_down", "AADSTS70016: Polling too fast: slow down.")
+        }
         DeviceAnswer::Expired => {
             s.identity.device_codes.remove(device_code);
             token_error(400, "expired_token", "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.")

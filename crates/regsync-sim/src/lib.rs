@@ -119,6 +119,9 @@ pub struct Stats {
     /// Refresh tokens presented a second time (each revokes its chain).
     #[serde(default)]
     pub refresh_reuses: u64,
+    /// Device-code polls sooner than the interval asked.
+    #[serde(default)]
+    pub device_polls_too_soon: u64,
 }
 
 /// The settings that point regsync at a simulator.
@@ -447,6 +450,7 @@ impl State {
             lookups: self.lookups.len() as u64,
             refreshes: self.identity.refreshes,
             refresh_reuses: self.identity.refresh_reuses,
+            device_polls_too_soon: self.identity.polls_too_soon,
             ..Stats::default()
         };
         for r in &self.log {

@@ -20,6 +20,7 @@ use std::time::Instant;
 use record::Failure;
 
 use super::plan::{after_create, after_delete, after_lookup, plan, Plan, Progress};
+use super::sign_ins::TokenError;
 use super::{retry, throttle, Ctx, SyncError};
 use crate::domain::{CallRecord, Desired, FailureCategory, Location};
 use crate::graph::{self, Deleted};
@@ -149,9 +150,10 @@ impl Work<'_> {
         deleting: bool,
         intent: Option<Intent<'_>>,
     ) -> ControlFlow<Result<Reconciled, SyncError>, Option<Cleared>> {
-        let permit = match self.ctx.graph.permit().await {
+        let permit = match self.ctx.permit(&self.claimed.location.organizer).await {
             Ok(permit) => permit,
-            Err(e) => return ControlFlow::Break(self.record_failure(&e).await),
+            Err(TokenError::Graph(e)) => return ControlFlow::Break(self.record_failure(&e).await),
+            Err(TokenError::Store(e)) => return ControlFlow::Break(Err(e.into())),
         };
         let gate_opened = Instant::now();
         let settings = &self.ctx.settings;
@@ -239,6 +241,9 @@ impl Work<'_> {
                 // A revoked or rotated token: one more try with a fresh one,
                 // through the same gate as every send.
                 self.reauthorized = true;
+                if let Some(sign_ins) = &self.ctx.sign_ins {
+                    sign_ins.forget(&self.claimed.location.organizer);
+                }
                 self.progress.needs_lookup &= !is_write;
                 ControlFlow::Continue(())
             }

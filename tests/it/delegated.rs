@@ -1,0 +1,197 @@
+//! Delegated sign-in: `regsync login` through every device-code answer,
+//! organizers' own tokens on the `/me` path, sealed refresh tokens that
+//! rotate, one refresh at a time across replicas, and a refused sign-in that
+//! stops only its organizer.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use regsync::config::{GraphAuth, Settings};
+use regsync_sim::DeviceAnswer;
+
+use crate::helpers::{meeting, regsync_cli_within, spawn_app_with, TestApp};
+
+/// A key for `security.encryption_key`.
+pub fn encryption_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
+pub fn delegated(s: &mut Settings) {
+    s.graph.auth = GraphAuth::Delegated;
+    s.graph.client_secret = None;
+    s.security.encryption_key = Some(encryption_key().into());
+}
+
+fn signed_in(oid: &str) -> DeviceAnswer {
+    DeviceAnswer::SignedIn { oid: oid.into(), upn: format!("{oid}@contoso.example") }
+}
+
+/// Signs `oid` in as `regsync login` does, answering the first poll.
+async fn sign_in(app: &TestApp, oid: &str) -> String {
+    app.sim.script_device_code(vec![signed_in(oid)]);
+    regsync::app::login(&app.settings, |_| {}).await.expect("signed in")
+}
+
+#[tokio::test]
+async fn login_waits_while_pending_slows_down_when_asked_and_stores_the_sign_in_sealed() {
+    let app = spawn_app_with(delegated).await;
+    app.sim.script_device_code(vec![
+        DeviceAnswer::Pending,
+        DeviceAnswer::SlowDown,
+        DeviceAnswer::Pending,
+        signed_in("org-0"),
+    ]);
+    let mut prompt = String::new();
+
+    let done = regsync::app::login(&app.settings, |p| prompt = p.to_owned()).await.expect("signed in");
+
+    assert!(prompt.contains("https://microsoft.com/devicelogin") && prompt.contains("enter the code"), "{prompt}");
+    assert!(done.contains("signed in as org-0@contoso.example (organizer id org-0)"), "{done}");
+    assert_eq!(app.sim.stats().device_polls_too_soon, 0, "every poll kept the interval, slowed down after slow_down");
+    assert_eq!(app.scalar("SELECT count(*) FROM ops.sign_ins WHERE organizer_id = 'org-0' AND usable").await, 1);
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT sealed_refresh_token FROM sign_ins").fetch_one(&app.pool).await.unwrap();
+    for secret in app.sim.issued_secrets() {
+        assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_bytes()), "a token is stored in the clear");
+    }
+}
+
+#[tokio::test]
+async fn login_ends_with_a_clear_message_when_the_code_expires_or_the_user_declines() {
+    let app = spawn_app_with(delegated).await;
+    for (answer, expected) in [(DeviceAnswer::Expired, "the code expired"), (DeviceAnswer::Declined, "declined")] {
+        app.sim.script_device_code(vec![DeviceAnswer::Pending, answer]);
+
+        let error = regsync::app::login(&app.settings, |_| {}).await.expect_err("no sign-in").to_string();
+
+        assert!(error.contains(expected), "{error}");
+    }
+    assert_eq!(app.scalar("SELECT count(*) FROM sign_ins").await, 0, "nothing stored");
+}
+
+#[tokio::test]
+async fn each_organizer_acts_on_its_own_meetings_and_one_without_a_sign_in_fails_until_it_signs_in() {
+    let app = spawn_app_with(delegated).await;
+    // meeting(n) belongs to org-{n % 3}.
+    let meetings: Vec<_> = (1..=9).map(|n| app.listed(meeting(n))).collect();
+    sign_in(&app, "org-1").await;
+    sign_in(&app, "org-2").await;
+
+    app.tick().await;
+    app.settle().await;
+
+    for m in &meetings {
+        let status = app.status(&m.id).await;
+        if m.organizer_id == "org-0" {
+            assert_eq!((status.state.as_str(), status.attempts), ("failed", 0), "{}", m.id);
+            let error = status.last_error.unwrap_or_default();
+            assert!(error.contains("organizer org-0 has not signed in: run `regsync login`"), "{error}");
+        } else {
+            assert_eq!(status.state, "synced", "{}", m.id);
+            assert!(app.sim.registration(&m.organizer_id, &m.online_meeting_id).is_some());
+        }
+    }
+    assert!(
+        app.sim.log().iter().all(|r| r.status != 401 && r.status != 403),
+        "each call carried its organizer's token"
+    );
+
+    let done = sign_in(&app, "org-0").await;
+    app.tick().await;
+    app.settle().await;
+
+    assert!(done.contains("3 meeting(s) that waited for this sign-in are due again"), "{done}");
+    assert_eq!(app.sim.stats().registrations, 9);
+    assert_eq!(app.sim.stats().posts_while_registered, 0);
+}
+
+#[tokio::test]
+async fn a_revoked_sign_in_stops_only_its_organizer_burns_no_attempt_and_says_how_to_sign_in_again() {
+    let app = spawn_app_with(delegated).await;
+    app.sim.delegated_token_lifetime(1);
+    sign_in(&app, "org-0").await;
+    sign_in(&app, "org-1").await;
+    app.sim.revoke_sign_in("org-0");
+    // The access tokens from the sign-in run out: the next call refreshes.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mine = app.listed(meeting(3));
+    let other = app.listed(meeting(4));
+    let mine_too = app.listed(meeting(6));
+
+    app.tick().await;
+    app.settle().await;
+
+    for m in [&mine, &mine_too] {
+        let status = app.status(&m.id).await;
+        assert_eq!((status.state.as_str(), status.attempts), ("failed", 0), "{}", m.id);
+        let error = status.last_error.unwrap_or_default();
+        assert!(error.contains("invalid_grant") && error.contains("sign in again with `regsync login`"), "{error}");
+    }
+    assert_eq!(app.status(&other.id).await.state, "synced");
+    assert_eq!(app.sim.stats().refreshes, 1, "org-1 refreshed; org-0's refusal is remembered, not asked again");
+    let usable: bool = sqlx::query_scalar("SELECT usable FROM ops.sign_ins WHERE organizer_id = 'org-0'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(!usable);
+
+    let out = regsync::app::logout(&app.settings, "org-0").await.expect("signed out");
+    assert!(out.contains("signed out organizer org-0"), "{out}");
+    assert!(regsync::app::logout(&app.settings, "org-0").await.is_err(), "a second logout names the problem");
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_one_sign_in_never_redeem_a_refresh_token_twice() {
+    let app = spawn_app_with(delegated).await;
+    // Tokens last 3 s (refreshed after 2.4 s), so every round needs a
+    // refresh; a slow token endpoint keeps both replicas' refreshes in
+    // flight together.
+    app.sim.delegated_token_lifetime(3);
+    app.sim.delay_tokens(Duration::from_millis(200));
+    sign_in(&app, "org-0").await;
+    let other = app.replica();
+    let organizer = regsync::domain::OrganizerId("org-0".into());
+
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        // Both replicas want the organizer's token at the same moment.
+        let (a, b) = tokio::join!(app.ctx.permit(&organizer), other.permit(&organizer));
+        assert!(a.is_ok() && b.is_ok(), "round {round}: both have a token");
+        for n in 0..6 {
+            app.listed(meeting(3 * (round * 6 + n + 1)));
+        }
+        regsync::sync::ingest::poll(&app.ctx).await.expect("poll");
+        let (a, b) = tokio::join!(regsync::sync::reconcile_due(&app.ctx), regsync::sync::reconcile_due(&other));
+        a.expect("replica A");
+        b.expect("replica B");
+    }
+    app.settle().await;
+
+    let stats = app.sim.stats();
+    assert_eq!(stats.refresh_reuses, 0, "no refresh token was presented twice");
+    assert_eq!(stats.refreshes, 3, "one refresh per round: the other replica uses the token it stored");
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state <> 'synced'").await, 0);
+    assert_eq!(stats.registrations, 18);
+}
+
+#[tokio::test]
+async fn regsync_login_prints_the_code_and_the_signed_in_user() {
+    let db = crate::helpers::fresh_database().await;
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    sim.script_device_code(vec![DeviceAnswer::Pending, signed_in("org-0")]);
+    let key = encryption_key();
+
+    let out = tokio::task::spawn_blocking(move || {
+        let env = [("REGSYNC__GRAPH__AUTH", "delegated"), ("REGSYNC__SECURITY__ENCRYPTION_KEY", key.as_str())];
+        regsync_cli_within(&["login"], &db, &sim, &env, Duration::from_secs(60))
+    })
+    .await
+    .expect("joined")
+    .expect("login finished");
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains("https://microsoft.com/devicelogin") && lines[0].contains("SIM"), "{stdout}");
+    assert!(lines[1].starts_with("signed in as org-0@contoso.example"), "{stdout}");
+}
