@@ -367,11 +367,13 @@ impl Sim {
         self.lock().retired = retirement;
     }
 
-    /// Every secret the identity platform has issued: access, id and
-    /// refresh tokens (for tests that look for leaks).
+    /// Every secret the identity platform and the platform's token endpoint
+    /// have issued or received: access, id and refresh tokens, assertions
+    /// (for tests that look for leaks).
     pub fn issued_secrets(&self) -> Vec<String> {
         let s = self.lock();
-        s.tokens.keys().cloned().chain(s.identity.issued_secrets()).collect()
+        let platform = s.platform.oauth.iter().flat_map(|o| o.tokens.keys().cloned());
+        s.tokens.keys().cloned().chain(s.identity.issued_secrets()).chain(platform).collect()
     }
 
     /// Revokes every issued token (Graph then answers 401 to them).
