@@ -53,6 +53,18 @@ enum Command {
     /// enter at Microsoft's sign-in page, waits, and stores the sign-in
     /// sealed in the database.
     Login,
+    /// Check every prerequisite (configuration, database, token,
+    /// permissions, cloud, the organizer's meetings, the registration API,
+    /// the clock): one line each with the fix; exits non-zero if any fails.
+    /// Changes nothing at Graph.
+    Doctor {
+        /// The organizer (object id) whose meetings are read.
+        #[arg(long)]
+        organizer: Option<String>,
+        /// The online meeting id whose registration is read.
+        #[arg(long)]
+        meeting: Option<String>,
+    },
     /// Remove an organizer's sign-in.
     Logout {
         /// The organizer's object id (as `regsync status` lists it).
@@ -75,7 +87,7 @@ async fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _crash_points = fail::FailScenario::setup();
     // The demo and status print tables: only errors should interrupt them.
-    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Status | Command::Plan);
+    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Status | Command::Plan | Command::Doctor { .. });
     telemetry::init(cli.log_format, if quiet { "error" } else { "info" });
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +103,15 @@ async fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo { meetings, keep_running } = cli.command {
         return demo(meetings, keep_running).await;
+    }
+    if let Command::Doctor { organizer, meeting } = cli.command {
+        let report =
+            app::doctor::doctor(cli.config.as_deref(), app::doctor::DoctorOptions { organizer, meeting }).await;
+        print!("{report}");
+        match report.failures() {
+            0 => return Ok(()),
+            n => anyhow::bail!("{n} check(s) failed"),
+        }
     }
     // Each command checks only the settings it uses.
     let scope = match cli.command {
@@ -118,7 +139,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{done}");
         }
         Command::Logout { organizer_id } => println!("{}", app::logout(&settings, &organizer_id).await?),
-        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Doctor { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod doctor;
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -417,6 +417,14 @@ impl DatabaseSettings {
         Ok(options.application_name("regsync").options([("statement_timeout", self.statement_timeout_ms.to_string())]))
     }
 
+    /// Whether `url` asks for an encrypted connection (`sslmode` require,
+    /// verify-ca or verify-full).
+    pub fn requires_tls(&self) -> bool {
+        use sqlx::postgres::PgSslMode;
+        self.connect_options()
+            .is_ok_and(|o| matches!(o.get_ssl_mode(), PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull))
+    }
+
     /// How long to wait for a pooled connection.
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)

@@ -33,7 +33,27 @@ pub struct Permit {
     send_by: Option<Instant>,
 }
 
+/// What a token says about itself, for `regsync doctor`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct TokenClaims {
+    /// The resource it is for (Graph's root URL or app id).
+    #[serde(default)]
+    pub aud: Option<String>,
+    /// Application permissions (app tokens).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Delegated permissions, space-separated (a signed-in user's token).
+    #[serde(default)]
+    pub scp: Option<String>,
+}
+
 impl Permit {
+    /// The claims of the token this permit carries, when it is a JWT. Read
+    /// only to report them: Graph, not regsync, decides what a token allows.
+    pub fn claims(&self) -> Option<TokenClaims> {
+        super::sign_in::jwt_claims(self.token.expose_secret())
+    }
+
     /// The request leaves only before `deadline` (on the monotonic clock,
     /// which counts while the process is paused), checked right before the
     /// socket write; later it fails with [`Error::PermitExpired`], unsent.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::domain::FailureCategory;
 
 pub use auth::refresh_in as token_refresh_in;
-pub use client::{Client, Permit};
+pub use client::{Client, Permit, TokenClaims};
 pub use sign_in::{DeviceCode, SignInError, UserTokens};
 
 /// What a delete found.

@@ -72,3 +72,15 @@ pub async fn heartbeat(pool: &PgPool, replica: Uuid, host: &str, version: &str) 
     .map_err(query_error("record the replica's heartbeat"))?;
     Ok(())
 }
+
+/// Whether this pool's connections are encrypted (TLS), as the server sees
+/// it.
+///
+/// # Errors
+/// The statement failed.
+pub async fn connection_uses_tls(pool: &PgPool) -> Result<bool, Error> {
+    sqlx::query_scalar("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)")
+        .fetch_one(pool)
+        .await
+        .map_err(query_error("read the connection's TLS state"))
+}

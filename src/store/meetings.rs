@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 
 use super::{query_error, Error};
-use crate::domain::ExternalMeeting;
+use crate::domain::{ExternalMeeting, OnlineMeetingId, OrganizerId};
 
 /// Count of meetings in one state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,4 +318,33 @@ pub async fn recent_failures(pool: &PgPool, limit: i64) -> Result<Vec<FailedMeet
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(query_error("list failures"))
+}
+
+/// An organizer the platform named, for `regsync doctor`: the first by id.
+///
+/// # Errors
+/// The statement failed.
+pub async fn sample_organizer(pool: &PgPool) -> Result<Option<OrganizerId>, Error> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT min(organizer_id) FROM meetings WHERE organizer_id IS NOT NULL AND organizer_id <> ''",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(query_error("find a sample organizer"))?;
+    Ok(id.map(OrganizerId))
+}
+
+/// One of `organizer`'s online meetings, for `regsync doctor`.
+///
+/// # Errors
+/// The statement failed.
+pub async fn sample_meeting(pool: &PgPool, organizer: &OrganizerId) -> Result<Option<OnlineMeetingId>, Error> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT min(online_meeting_id) FROM meetings WHERE organizer_id = $1 AND online_meeting_id <> ''",
+    )
+    .bind(organizer.as_str())
+    .fetch_one(pool)
+    .await
+    .map_err(query_error("find a sample meeting"))?;
+    Ok(id.map(OnlineMeetingId))
 }

@@ -12,6 +12,7 @@ mod dashboard;
 mod delegated;
 #[cfg(feature = "demo")]
 mod demo;
+mod doctor;
 mod faults;
 mod helpers;
 mod lifecycle;

@@ -60,8 +60,8 @@ fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// What every Graph request meets first: the token, then any throttling.
-fn refused(s: &State, headers: &HeaderMap) -> Option<(StatusCode, serde_json::Value)> {
-    if let Some(refused) = unauthenticated(s, headers, None) {
+fn refused(s: &State, headers: &HeaderMap, user: Option<&str>) -> Option<(StatusCode, serde_json::Value)> {
+    if let Some(refused) = unauthenticated(s, headers, user) {
         return Some(refused);
     }
     s.storm
@@ -78,6 +78,7 @@ fn answer(
 ) -> Response {
     s.lookups.push(LookupRequest { kind, value, status: status.as_u16() });
     let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert("date", super::graph_date(s));
     if status == StatusCode::TOO_MANY_REQUESTS {
         response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
     }
@@ -96,7 +97,7 @@ async fn latency(state: &Shared) {
 async fn user(AxumState(state): AxumState<Shared>, Path(user): Path<String>, headers: HeaderMap) -> Response {
     latency(&state).await;
     let mut s = lock(&state);
-    let result = refused(&s, &headers).unwrap_or_else(|| {
+    let result = refused(&s, &headers, None).unwrap_or_else(|| {
         let wanted = user.to_lowercase();
         let id = s.online_meetings.iter().map(|(organizer, _)| organizer).find(|organizer| {
             organizer.to_lowercase() == wanted || upn_of(organizer).to_lowercase() == wanted
@@ -125,7 +126,8 @@ async fn meetings(
     let mut s = lock(&state);
     let filter = query.get("$filter").cloned().unwrap_or_default();
     let join_url = join_url_literal(&filter);
-    let result = refused(&s, &headers).unwrap_or_else(|| {
+    // A signed-in user reads only their own meetings.
+    let result = refused(&s, &headers, Some(&user)).unwrap_or_else(|| {
         let Some(join_url) = &join_url else {
             return graph_error(400, "BadRequest", "Filter is not supported: use JoinWebUrl eq '{joinWebUrl}'.");
         };

@@ -221,6 +221,7 @@ async fn registration(
     let h = response.headers_mut();
     h.insert("request-id", uuid::Uuid::new_v4().to_string().parse().expect("a uuid is a valid header value"));
     h.insert("x-ms-ags-diagnostic", AGS_DIAGNOSTIC.parse().expect("a valid header value"));
+    h.insert("date", super::graph_date(&lock(&state)));
     if let Some(id) = client_request_id.and_then(|id| id.parse().ok()) {
         h.insert("client-request-id", id);
     }

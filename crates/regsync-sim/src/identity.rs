@@ -99,6 +99,8 @@ pub(crate) struct Identity {
     pub(crate) refreshes: u64,
     /// `expires_in` of delegated access tokens.
     pub(crate) delegated_lifetime: u64,
+    /// The `aud` of access tokens: Graph's root in this cloud.
+    pub(crate) audience: String,
 }
 
 #[derive(Clone)]
@@ -131,6 +133,7 @@ impl Default for Identity {
             refresh_reuses: 0,
             refreshes: 0,
             delegated_lifetime: 3599,
+            audience: GRAPH_AUDIENCE.into(),
         }
     }
 }
@@ -295,7 +298,7 @@ async fn token(
     }
     let lifetime = s.token_lifetime.unwrap_or(3599);
     let roles = s.identity.roles.clone();
-    let access_token = s.identity.sign(&json!({"aud": GRAPH_AUDIENCE, "tid": TENANT, "appid": CLIENT_ID,
+    let access_token = s.identity.sign(&json!({"aud": s.identity.audience, "tid": TENANT, "appid": CLIENT_ID,
         "roles": roles, "jti": uuid::Uuid::new_v4(), "iat": now_secs(), "exp": now_secs() + lifetime}));
     s.tokens.insert(access_token.clone(), None);
     s.tokens_issued += 1;
@@ -459,7 +462,7 @@ fn user_tokens(s: &mut State, chain: u64, oid: &str, upn: &str) -> Response {
     let lifetime = s.identity.delegated_lifetime;
     let scope = "OnlineMeetings.ReadWrite User.Read openid profile";
     let now = now_secs();
-    let access_token = s.identity.sign(&json!({"aud": GRAPH_AUDIENCE, "tid": TENANT, "appid": CLIENT_ID,
+    let access_token = s.identity.sign(&json!({"aud": s.identity.audience, "tid": TENANT, "appid": CLIENT_ID,
         "scp": scope, "oid": oid, "upn": upn, "jti": uuid::Uuid::new_v4(), "iat": now, "exp": now + lifetime}));
     let id_token = s.identity.sign(&json!({"aud": CLIENT_ID, "tid": TENANT, "oid": oid, "preferred_username": upn,
         "iat": now, "exp": now + 3600}));

@@ -89,6 +89,8 @@ pub(crate) struct State {
     /// Every user and meeting lookup.
     pub(crate) lookups: Vec<directory::LookupRequest>,
     pub(crate) retired: Option<Retirement>,
+    /// How far Graph's `Date` header is from this machine's clock.
+    pub(crate) clock_skew: Option<Duration>,
 }
 
 /// What the simulator was asked, for `GET /_sim/stats` and assertions.
@@ -361,6 +363,17 @@ impl Sim {
         self.lock().identity.revoke_user(oid);
     }
 
+    /// Access tokens are issued for this Graph root (`aud`), as another
+    /// cloud's identity platform would.
+    pub fn token_audience(&self, audience: &str) {
+        self.lock().identity.audience = audience.to_owned();
+    }
+
+    /// Graph's `Date` header runs this far ahead of this machine's clock.
+    pub fn skew_graph_clock(&self, ahead: Duration) {
+        self.lock().clock_skew = Some(ahead);
+    }
+
     /// Makes every registration call answer as a retired or refusing API
     /// does (`None`: the API answers again).
     pub fn retire_api(&self, retirement: Option<Retirement>) {
@@ -465,6 +478,12 @@ impl State {
 }
 
 /// The token of an `Authorization: Bearer …` header.
+/// Graph's `Date` header, as the simulated Graph's clock shows it.
+pub(crate) fn graph_date(s: &State) -> axum::http::HeaderValue {
+    let now = std::time::SystemTime::now() + s.clock_skew.unwrap_or_default();
+    httpdate::fmt_http_date(now).parse().expect("an HTTP date is a valid header value")
+}
+
 pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
 }
