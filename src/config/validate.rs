@@ -82,18 +82,7 @@ impl Settings {
                 "graph.federated_token_file",
                 "REGSYNC__GRAPH__FEDERATED_TOKEN_FILE or AZURE_FEDERATED_TOKEN_FILE",
             ),
-            GraphAuth::Delegated => {
-                self.check_encryption_key(bad);
-                let f = &self.source.fields;
-                if !f.organizer_upn.is_empty() || !f.join_url.is_empty() {
-                    bad.push(
-                        "source.fields.organizer_upn and source.fields.join_url are resolved with application \
-                         permissions (User.Read.All, OnlineMeetings.Read.All); with graph.auth = delegated name \
-                         meetings by source.fields.organizer_id and source.fields.online_meeting_id"
-                            .into(),
-                    );
-                }
-            }
+            GraphAuth::Delegated => self.check_encryption_key(bad),
         }
     }
 

@@ -87,10 +87,12 @@ pub async fn save(
     let due = sqlx::query(
         r#"
         UPDATE meetings SET state = 'pending', attempts = 0, next_attempt_at = now()
-        WHERE organizer_id = $1 AND state = 'failed' AND last_error_category = 'auth'
+        WHERE (organizer_id = $1 OR lower(organizer_upn) = lower($2))
+          AND state = 'failed' AND last_error_category = 'auth'
         "#,
     )
     .bind(organizer_id)
+    .bind(upn)
     .execute(&mut *tx)
     .await
     .map_err(query_error("make the organizer's meetings due"))?
@@ -125,6 +127,20 @@ pub async fn get(pool: &PgPool, organizer_id: &str) -> Result<Option<SignIn>, Er
         .map(|row| sign_in(&row))
         .transpose()
         .map_err(query_error("read the sign-in"))
+}
+
+/// The organizer who signed in as `upn` (case-insensitive).
+///
+/// # Errors
+/// The statement failed.
+pub async fn organizer_by_upn(pool: &PgPool, upn: &str) -> Result<Option<String>, Error> {
+    sqlx::query_scalar(
+        "SELECT organizer_id FROM sign_ins WHERE lower(upn) = lower($1) ORDER BY signed_in_at DESC LIMIT 1",
+    )
+    .bind(upn)
+    .fetch_optional(pool)
+    .await
+    .map_err(query_error("find the signed-in organizer"))
 }
 
 /// Every sign-in, for `regsync status` and `doctor`.

@@ -195,3 +195,48 @@ async fn regsync_login_prints_the_code_and_the_signed_in_user() {
     assert!(lines[0].contains("https://microsoft.com/devicelogin") && lines[0].contains("SIM"), "{stdout}");
     assert!(lines[1].starts_with("signed in as org-0@contoso.example"), "{stdout}");
 }
+
+#[tokio::test]
+async fn with_delegated_sign_in_organizers_named_by_upn_are_the_signed_in_users_and_join_links_resolve_with_their_tokens(
+) {
+    let app = spawn_app_with(|s| {
+        delegated(s);
+        s.source.fields.organizer_upn = "/organizer_email".into();
+        s.source.fields.join_url = "/join_url".into();
+    })
+    .await;
+    app.sim.list_by_reference(true);
+    app.sim.seed(10); // five organizers; 9 active meetings
+                      // Four of the five organizers sign in, with the UPN the platform lists.
+    for n in 1..=4 {
+        let oid = regsync_sim::SimMeeting::generated(n).organizer_id;
+        app.sim.script_device_code(vec![DeviceAnswer::SignedIn { oid: oid.clone(), upn: regsync_sim::upn_of(&oid) }]);
+        regsync::app::login(&app.settings, |_| {}).await.expect("signed in");
+    }
+
+    app.tick().await;
+    app.settle().await;
+
+    let lookups = app.sim.lookups();
+    assert!(lookups.iter().all(|l| l.kind == "meeting" && l.status == 200), "no user lookups at Graph: {lookups:?}");
+    let absent = regsync_sim::SimMeeting::generated(5).organizer_id;
+    let waiting: Vec<(String, String)> =
+        sqlx::query_as("SELECT state, last_error FROM meetings WHERE state <> 'synced'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    // evt-5 (evt-10, cancelled, is never looked up).
+    assert_eq!(waiting.len(), 1, "the absent organizer's active meeting: {waiting:?}");
+    for (state, error) in &waiting {
+        assert_eq!(state, "failed");
+        assert!(error.contains(&regsync_sim::upn_of(&absent)) && error.contains("regsync login"), "{error}");
+    }
+
+    app.sim.script_device_code(vec![DeviceAnswer::SignedIn { oid: absent.clone(), upn: regsync_sim::upn_of(&absent) }]);
+    let done = regsync::app::login(&app.settings, |_| {}).await.expect("signed in");
+    app.tick().await;
+    app.settle().await;
+
+    assert!(done.contains("1 meeting(s) that waited for this sign-in are due again"), "{done}");
+    assert_eq!(app.sim.stats().registrations, 9, "every active meeting registered");
+}

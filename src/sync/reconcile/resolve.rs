@@ -60,6 +60,23 @@ impl Work<'_> {
         let graph_id = match store::resolutions::remembered(pool, &lookup).await {
             Err(e) => return ControlFlow::Break(Err(e.into())),
             Ok(Some(id)) => id,
+            // Signed-in organizers are known by the UPN they signed in with;
+            // no Graph call (and no application permission) is needed.
+            Ok(None) if self.ctx.sign_ins.is_some() && matches!(lookup, Lookup::Organizer { .. }) => {
+                match store::sign_ins::organizer_by_upn(pool, lookup.value()).await {
+                    Err(e) => return ControlFlow::Break(Err(e.into())),
+                    Ok(Some(id)) => id,
+                    Ok(None) => {
+                        let reason = format!(
+                            "organizer {:?} has not signed in: run `regsync login` and sign in as that user \
+                             (with delegated sign-in, organizers named by UPN are found among the signed-in users)",
+                            lookup.value()
+                        );
+                        let failure = Failure::new(reason, FailureCategory::Auth);
+                        return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
+                    }
+                }
+            }
             Ok(None) => {
                 let slot = self.ctx.throttle.slot().await;
                 let Some(Cleared { permit, probe }) = self.pass_gate(false, None).await? else {
