@@ -65,7 +65,7 @@ pub struct Credentials {
 }
 
 /// Tokens are refreshed at least daily, whatever lifetime the answer claims.
-const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
+pub(super) const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
 
 /// After a refused token request, callers get the same error for this long
 /// instead of asking again: a broken secret must not turn into a storm of

@@ -64,7 +64,7 @@ pub struct UserTokens {
     pub upn: Option<String>,
     /// The access token.
     pub access_token: SecretString,
-    /// Its lifetime in seconds.
+    /// Its lifetime in seconds (at most a day).
     pub expires_in: u64,
     /// The refresh token that replaces the one used.
     pub refresh_token: SecretString,
@@ -222,7 +222,8 @@ fn user_tokens(answer: super::wire::TokenResponse) -> Result<UserTokens, Error> 
         organizer_id,
         upn: who.preferred_username.or(who.upn),
         access_token: SecretString::from(answer.access_token),
-        expires_in: answer.expires_in,
+        // Remote input: at most a day, so no clock arithmetic can overflow.
+        expires_in: answer.expires_in.min(super::auth::MAX_TOKEN_LIFETIME_SECS),
         refresh_token: SecretString::from(refresh_token),
         scopes: answer.scope,
     })

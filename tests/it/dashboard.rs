@@ -60,7 +60,9 @@ async fn a_database_in_every_state(app: &TestApp) {
              WHERE external_id = 'evt-00004';
          INSERT INTO graph_calls (external_id, method, path, http_status, duration_ms, client_request_id, outcome)
              VALUES ('evt-00005', 'POST', '/users/x/onlineMeetings/y/registration', 429, 3, gen_random_uuid(), 'throttled');
-         INSERT INTO replicas (id, host, version) VALUES (gen_random_uuid(), 'host-a', '0.1.0');",
+         INSERT INTO replicas (id, host, version) VALUES (gen_random_uuid(), 'host-a', '0.1.0');
+         INSERT INTO sign_ins (organizer_id, upn, sealed_refresh_token, revoked_at, revoked_reason)
+             VALUES ('org-x', 'x@contoso.example', '\\x00', now(), 'invalid_grant: AADSTS50173');",
     )
     .execute(&app.pool)
     .await

@@ -299,7 +299,7 @@ async fn token(
     let lifetime = s.token_lifetime.unwrap_or(3599);
     let roles = s.identity.roles.clone();
     let access_token = s.identity.sign(&json!({"aud": s.identity.audience, "tid": TENANT, "appid": CLIENT_ID,
-        "roles": roles, "jti": uuid::Uuid::new_v4(), "iat": now_secs(), "exp": now_secs() + lifetime}));
+        "roles": roles, "jti": uuid::Uuid::new_v4(), "iat": now_secs(), "exp": now_secs().saturating_add(lifetime)}));
     s.tokens.insert(access_token.clone(), None);
     s.tokens_issued += 1;
     Json(json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token}))
@@ -463,7 +463,7 @@ fn user_tokens(s: &mut State, chain: u64, oid: &str, upn: &str) -> Response {
     let scope = "OnlineMeetings.ReadWrite User.Read openid profile";
     let now = now_secs();
     let access_token = s.identity.sign(&json!({"aud": s.identity.audience, "tid": TENANT, "appid": CLIENT_ID,
-        "scp": scope, "oid": oid, "upn": upn, "jti": uuid::Uuid::new_v4(), "iat": now, "exp": now + lifetime}));
+        "scp": scope, "oid": oid, "upn": upn, "jti": uuid::Uuid::new_v4(), "iat": now, "exp": now.saturating_add(lifetime)}));
     let id_token = s.identity.sign(&json!({"aud": CLIENT_ID, "tid": TENANT, "oid": oid, "preferred_username": upn,
         "iat": now, "exp": now + 3600}));
     s.identity.issued.push(id_token.clone());
