@@ -101,6 +101,8 @@ pub(crate) struct Identity {
     pub(crate) delegated_lifetime: u64,
     /// The `aud` of access tokens: Graph's root in this cloud.
     pub(crate) audience: String,
+    /// Who signs in when no answer is scripted (else: pending).
+    pub(crate) default_user: Option<String>,
 }
 
 #[derive(Clone)]
@@ -134,6 +136,7 @@ impl Default for Identity {
             refreshes: 0,
             delegated_lifetime: 3599,
             audience: GRAPH_AUDIENCE.into(),
+            default_user: None,
         }
     }
 }
@@ -405,7 +408,11 @@ fn device_poll(s: &mut State, device_code: &str) -> Response {
         s.identity.polls_too_soon += 1;
         return token_error(400, "slow_down", "AADSTS70016: Polling too fast: slow down.");
     }
-    match s.identity.device_script.pop_front().unwrap_or(DeviceAnswer::Pending) {
+    let unscripted = match &s.identity.default_user {
+        Some(oid) => DeviceAnswer::SignedIn { oid: oid.clone(), upn: crate::upn_of(oid) },
+        None => DeviceAnswer::Pending,
+    };
+    match s.identity.device_script.pop_front().unwrap_or(unscripted) {
         DeviceAnswer::Pending => token_error(
             400,
             "authorization_pending",

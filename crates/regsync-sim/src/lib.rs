@@ -346,6 +346,12 @@ impl Sim {
         self.lock().identity.device_script = answers.into();
     }
 
+    /// Every device-code sign-in that has no scripted answer left signs in
+    /// as `oid` at its first poll (for the standalone simulator).
+    pub fn sign_in_every_device_code_as(&self, oid: &str) {
+        self.lock().identity.default_user = Some(oid.to_owned());
+    }
+
     /// The `interval` (seconds) device-code answers ask for; polls sooner
     /// than it are answered `slow_down`.
     pub fn device_code_interval(&self, secs: u64) {

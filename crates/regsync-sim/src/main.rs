@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use regsync_sim::{FaultRates, Sim};
+use regsync_sim::{FaultRates, Retirement, Sim};
 
 /// Serves a simulated event platform, token endpoint and Microsoft Graph.
 #[derive(Parser)]
@@ -46,6 +46,32 @@ struct Args {
     /// living this many seconds (0: no token asked for).
     #[arg(long, default_value_t = 0, env = "REGSYNC_SIM_PLATFORM_OAUTH_LIFETIME_SECS")]
     platform_oauth_lifetime_secs: u64,
+    /// Accept client assertions signed with this PEM certificate's key
+    /// (graph.auth = "certificate").
+    #[arg(long, env = "REGSYNC_SIM_TRUST_CERTIFICATE")]
+    trust_certificate: Option<std::path::PathBuf>,
+    /// Write a federated assertion the identity platform accepts to this
+    /// file (graph.auth = "federated").
+    #[arg(long, env = "REGSYNC_SIM_FEDERATED_TOKEN_FILE")]
+    federated_token_file: Option<std::path::PathBuf>,
+    /// Answer every registration call as a retired or refusing API does.
+    #[arg(long, value_enum, env = "REGSYNC_SIM_RETIRED")]
+    retired: Option<RetiredMode>,
+    /// Sign every device-code login in at the first poll as this user
+    /// (object id); graph.auth = "delegated" with `regsync login`.
+    #[arg(long, env = "REGSYNC_SIM_SIGN_IN_AS")]
+    sign_in_as: Option<String>,
+}
+
+/// `--retired`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RetiredMode {
+    /// 410 Gone.
+    Gone,
+    /// 404 with a code that is not "not found".
+    NoRoute,
+    /// 403 notSupported.
+    NotSupported,
 }
 
 #[tokio::main]
@@ -62,6 +88,29 @@ async fn main() -> std::process::ExitCode {
     sim.list_by_reference(args.by_reference);
     if args.platform_oauth_lifetime_secs > 0 {
         sim.require_platform_oauth(args.platform_oauth_lifetime_secs);
+    }
+    if let Some(path) = &args.trust_certificate {
+        match std::fs::read_to_string(path) {
+            Ok(pem) => sim.trust_certificate(&pem),
+            Err(e) => {
+                eprintln!("regsync-sim: cannot read --trust-certificate {}: {e}", path.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(path) = &args.federated_token_file {
+        if let Err(e) = std::fs::write(path, sim.federated_assertion()) {
+            eprintln!("regsync-sim: cannot write --federated-token-file {}: {e}", path.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    sim.retire_api(args.retired.map(|mode| match mode {
+        RetiredMode::Gone => Retirement::Gone,
+        RetiredMode::NoRoute => Retirement::NoRoute,
+        RetiredMode::NotSupported => Retirement::NotSupported,
+    }));
+    if let Some(oid) = &args.sign_in_as {
+        sim.sign_in_every_device_code_as(oid);
     }
     sim.set_rates(FaultRates {
         throttle: args.throttle_rate,
