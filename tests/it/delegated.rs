@@ -135,6 +135,10 @@ async fn a_revoked_sign_in_stops_only_its_organizer_burns_no_attempt_and_says_ho
         .unwrap();
     assert!(!usable);
 
+    let status = regsync::app::status(&app.settings).await.expect("status");
+    assert!(status.contains("org-0 (org-0@contoso.example): must sign in again: invalid_grant"), "{status}");
+    assert!(status.contains("org-1 (org-1@contoso.example): usable"), "{status}");
+
     let out = regsync::app::logout(&app.settings, "org-0").await.expect("signed out");
     assert!(out.contains("signed out organizer org-0"), "{out}");
     assert!(regsync::app::logout(&app.settings, "org-0").await.is_err(), "a second logout names the problem");

@@ -53,6 +53,9 @@ async fn each_retired_mode_suspends_writes_for_the_deployment_and_the_sync_resum
             assert!(app.sim.registration(&m.organizer_id, &m.online_meeting_id).is_some());
         }
 
+        let status = regsync::app::status(&app.settings).await.expect("status");
+        assert!(status.contains("Graph writes are suspended for the deployment"), "{mode:?}: {status}");
+
         // Still refusing after the hold: one probe, and writes stay suspended.
         tokio::time::sleep(PROBE_AFTER * 2).await;
         let before_probe = app.sim.log().len();
@@ -138,4 +141,42 @@ async fn what_microsoft_support_asks_for_is_kept_with_each_call() {
     assert!(request_id.is_some() && inner_request_id.is_some(), "{request_id:?} {inner_request_id:?}");
     assert!(date.is_some_and(|d| httpdate::parse_http_date(&d).is_ok()), "the Date header");
     assert!(diagnostic.is_some_and(|d| d.contains("ServerInfo")), "x-ms-ags-diagnostic");
+}
+
+#[tokio::test]
+async fn a_running_daemon_reports_the_suspension_in_readyz_and_metrics_and_clears_it_when_graph_answers() {
+    let db = crate::helpers::fresh_database().await;
+    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    sim.seed(5);
+    sim.retire_api(Some(Retirement::NotSupported));
+    let listen = format!("127.0.0.1:{}", crate::helpers::free_port());
+    let _daemon =
+        crate::helpers::start_daemon(&db, &sim, &listen, &[("REGSYNC__GRAPH__SUSPENDED_PROBE_INTERVAL_MS", "1000")]);
+    let get = |path: &'static str| {
+        let url = format!("http://{listen}{path}");
+        async move {
+            let response = reqwest::get(url).await.ok()?;
+            Some((response.status().as_u16(), response.text().await.unwrap_or_default()))
+        }
+    };
+    let gauge = |body: &str| body.lines().find(|l| l.starts_with("regsync_graph_writes_suspended ")).map(str::to_owned);
+
+    let reported = eventually(Duration::from_secs(60), async || {
+        let ready = get("/readyz").await;
+        let metrics = get("/metrics").await;
+        ready.is_some_and(|(s, b)| s == 503 && b.contains("Graph writes are suspended") && b.contains("notSupported"))
+            && metrics.is_some_and(|(_, b)| gauge(&b).as_deref() == Some("regsync_graph_writes_suspended 1"))
+    })
+    .await;
+    assert!(reported, "/readyz and /metrics report the suspension");
+
+    sim.retire_api(None);
+    let resumed = eventually(Duration::from_secs(60), async || {
+        let ready = get("/readyz").await.is_some_and(|(s, _)| s == 200);
+        let metrics = get("/metrics").await;
+        ready && metrics.is_some_and(|(_, b)| gauge(&b).as_deref() == Some("regsync_graph_writes_suspended 0"))
+    })
+    .await;
+    assert!(resumed, "the probe succeeds and every report clears");
+    assert!(eventually(Duration::from_secs(60), async || sim.stats().registrations == 5).await);
 }
