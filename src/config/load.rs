@@ -63,10 +63,15 @@ impl Settings {
             .map_err(redact_file_error)?;
         let mut settings: Settings = layered.try_deserialize()?;
         settings.graph.apply_cloud();
-        if settings.graph.federated_token_file.is_none() {
-            // Azure Workload Identity's convention, projected into the pod.
-            settings.graph.federated_token_file =
-                env.get("AZURE_FEDERATED_TOKEN_FILE").filter(|f| !f.is_empty()).map(Into::into);
+        if settings.graph.auth == super::GraphAuth::Federated {
+            // Azure Workload Identity's conventions: its webhook projects the
+            // token file and sets the app's ids in the pod's environment.
+            let azure = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+            let g = &mut settings.graph;
+            g.federated_token_file =
+                g.federated_token_file.take().or_else(|| azure("AZURE_FEDERATED_TOKEN_FILE").map(Into::into));
+            g.client_id = g.client_id.take().or_else(|| azure("AZURE_CLIENT_ID"));
+            g.tenant_id = g.tenant_id.take().or_else(|| azure("AZURE_TENANT_ID"));
         }
         if settings.database.url.is_none() {
             settings.database.url =

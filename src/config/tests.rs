@@ -254,12 +254,19 @@ fn each_credential_kind_names_what_it_needs() {
         refused_with(&[("REGSYNC__GRAPH__AUTH", "delegated"), ("REGSYNC__SECURITY__ENCRYPTION_KEY", "c2hvcnQ=")]);
     assert!(line.starts_with("security.encryption_key must be 32 bytes"), "{line}");
 
+    // What Azure Workload Identity's webhook puts in the pod.
     let mut federated = complete_env();
+    federated.remove("REGSYNC__GRAPH__CLIENT_ID");
+    federated.remove("REGSYNC__GRAPH__TENANT_ID");
     federated.insert("REGSYNC__GRAPH__AUTH".into(), "federated".into());
     federated.insert("AZURE_FEDERATED_TOKEN_FILE".into(), "/var/run/secrets/azure/tokens/azure-identity-token".into());
-    let settings = Settings::load_from(None, &federated, Scope::Everything).expect("the conventional variable");
+    federated.insert("AZURE_CLIENT_ID".into(), "workload-app".into());
+    federated.insert("AZURE_TENANT_ID".into(), "workload-tenant".into());
+    let settings = Settings::load_from(None, &federated, Scope::Everything).expect("the conventional variables");
     assert_eq!(
         settings.graph.federated_token_file.as_deref(),
         Some(Path::new("/var/run/secrets/azure/tokens/azure-identity-token"))
     );
+    assert_eq!(settings.graph.client_id.as_deref(), Some("workload-app"));
+    assert_eq!(settings.graph.tenant_id.as_deref(), Some("workload-tenant"));
 }
