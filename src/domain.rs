@@ -118,6 +118,73 @@ pub struct ExternalMeeting {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+/// Where Graph holds a meeting's registrants: the online meeting's
+/// registration (beta), or the webinar (v1.0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrantsAt {
+    /// `…/onlineMeetings/{meeting}/registration/registrants`.
+    Meeting(Location),
+    /// `/solutions/virtualEvents/webinars/{webinar}/registrations`.
+    Webinar(String),
+}
+
+impl RegistrantsAt {
+    /// The form the store keeps (`registrants.enrolled_at`, `lookup_at`).
+    pub fn key(&self) -> String {
+        match self {
+            Self::Meeting(at) => serde_json::json!(["meeting", at.organizer.as_str(), at.meeting.as_str()]).to_string(),
+            Self::Webinar(id) => serde_json::json!(["webinar", id]).to_string(),
+        }
+    }
+
+    /// The place a [`RegistrantsAt::key`] names.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let parts: Vec<String> = serde_json::from_str(key).ok()?;
+        match parts.as_slice() {
+            [kind, organizer, meeting] if kind == "meeting" => Some(Self::Meeting(Location {
+                organizer: OrganizerId(organizer.clone()),
+                meeting: OnlineMeetingId(meeting.clone()),
+            })),
+            [kind, webinar] if kind == "webinar" => Some(Self::Webinar(webinar.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// A person the platform registered for one of its meetings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalRegistrant {
+    /// The platform's registrant id: the registrant's `id` at Teams (meeting
+    /// registration) or `externalRegistrationInformation.registrationId`
+    /// (webinar).
+    pub external_id: String,
+    /// The platform's meeting id.
+    pub meeting_external_id: String,
+    /// Registered or cancelled.
+    pub desired: Desired,
+    /// Who they are, as far as the platform says.
+    pub person: Person,
+}
+
+/// What a registration needs to know about a registrant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Person {
+    /// E-mail.
+    pub email: Option<String>,
+    /// Given name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+    /// Entra tenant (an `organization` meeting's registrant).
+    pub tenant_id: Option<String>,
+    /// Entra user (an `organization` meeting's registrant).
+    pub user_id: Option<String>,
+    /// Windows time zone name.
+    pub preferred_timezone: Option<String>,
+    /// Language tag.
+    pub preferred_language: Option<String>,
+}
+
 /// The organizer as the platform names them: Graph's id, or the user
 /// principal name (e-mail) regsync resolves to one through Graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +424,12 @@ pub enum FailureCategory {
     WorkerCrashed,
     /// regsync's own settings are unusable.
     Configuration,
+    /// A registrant's meeting is not registered at Teams (yet, or at all).
+    MeetingNotReady,
+    /// A registrant's webinar is not published.
+    WebinarNotPublished,
+    /// The platform refused a registrant's write-back.
+    Writeback,
 }
 
 impl FailureCategory {
@@ -375,6 +448,9 @@ impl FailureCategory {
             Self::PlatformData => "platform_data",
             Self::WorkerCrashed => "worker_crashed",
             Self::Configuration => "configuration",
+            Self::MeetingNotReady => "meeting_not_ready",
+            Self::WebinarNotPublished => "webinar_not_published",
+            Self::Writeback => "writeback",
         }
     }
 }

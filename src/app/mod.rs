@@ -58,7 +58,11 @@ pub fn context(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Arc<Ctx>> {
-    let source = source::Client::new(&settings.source, settings.default_allowed_registrant())?;
+    let source = source::Client::new(
+        &settings.source,
+        settings.default_allowed_registrant(),
+        settings.graph.target == crate::config::Target::VirtualEventWebinar,
+    )?;
     let graph = graph::Client::new(&settings.graph)?;
     let sealer = sealer(&settings)?;
     let ctx = Ctx::new(pool, source, graph, settings, metrics, shutdown);
@@ -243,6 +247,14 @@ pub fn summary(report: &TickReport) -> String {
         r.retrying,
         r.failed,
     );
+    if let Some(poll) = &report.registrants {
+        let g = &r.registrants;
+        let _ = write!(
+            text,
+            "\nregistrants: {} listed, {} new or changed, {} rejected; {} enrolled, {} removed, {} written back, {} failed",
+            poll.seen, poll.changed, poll.rejected, g.enrolled, g.removed, g.written_back, g.failed
+        );
+    }
     if let Some(e) = &report.error {
         let _ = write!(text, "\nerror: {e}");
     }

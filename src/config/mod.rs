@@ -11,9 +11,11 @@ use serde::Deserialize;
 use crate::domain::AllowedRegistrant;
 
 mod load;
+mod registrants;
 mod source;
 mod validate;
 
+pub use registrants::{RegistrantFields, RegistrantsSettings, WritebackSettings};
 pub use source::{FieldPointers, Paging, SourceAuth, SourceSettings};
 
 use validate::{parse_schedule, redact_sqlx_error};
@@ -82,6 +84,23 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Keys that protect what regsync keeps at rest.
     pub security: SecuritySettings,
+    /// The people registered for the platform's meetings.
+    pub registrants: RegistrantsSettings,
+    /// Where registrants' join links go back to the platform.
+    pub writeback: WritebackSettings,
+}
+
+/// Which Graph API regsync drives (`graph.target`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Beta `externalMeetingRegistration` on online meetings, and
+    /// `externalMeetingRegistrant`s for registrants.
+    #[default]
+    MeetingRegistration,
+    /// v1.0 virtual-event webinars: a platform meeting is a webinar, each
+    /// registrant a webinar registration.
+    VirtualEventWebinar,
 }
 
 /// `[security]`
@@ -212,6 +231,8 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphSettings {
+    /// The API regsync drives.
+    pub target: Target,
     /// The credential kind.
     pub auth: GraphAuth,
     /// The Microsoft cloud; sets `base_url`, `authority_url` and `scope`
@@ -247,11 +268,15 @@ pub struct GraphSettings {
     /// While the registration API refuses every call, how long between
     /// probes that look whether it answers again.
     pub suspended_probe_interval_ms: u64,
+    /// Virtual-event writes (registrations, cancellations) this process
+    /// sends at most per 30 seconds: Microsoft's limit is 15 per app.
+    pub virtual_event_writes_per_30s: u32,
 }
 
 impl Default for GraphSettings {
     fn default() -> Self {
         Self {
+            target: Target::MeetingRegistration,
             auth: GraphAuth::ClientSecret,
             cloud: Cloud::Global,
             base_url: "https://graph.microsoft.com/beta".into(),
@@ -271,6 +296,7 @@ impl Default for GraphSettings {
             // per tenant.
             max_requests_per_second: 30,
             suspended_probe_interval_ms: 300_000,
+            virtual_event_writes_per_30s: 15,
         }
     }
 }
@@ -442,13 +468,21 @@ impl GraphSettings {
         Duration::from_millis(self.suspended_probe_interval_ms)
     }
 
+    /// The API version root `target` lives at.
+    pub fn version(&self) -> &'static str {
+        match self.target {
+            Target::MeetingRegistration => "beta",
+            Target::VirtualEventWebinar => "v1.0",
+        }
+    }
+
     /// Puts the cloud's Graph root, authority and scope in place of the
     /// global defaults, leaving any value set explicitly.
     fn apply_cloud(&mut self) {
         let global = Self::default();
         let cloud = self.cloud;
         if self.base_url == global.base_url {
-            self.base_url = format!("{}/beta", cloud.graph_root());
+            self.base_url = format!("{}/{}", cloud.graph_root(), self.version());
         }
         if self.authority_url == global.authority_url {
             self.authority_url = cloud.authority().to_owned();

@@ -198,6 +198,10 @@ pub struct FieldPointers {
     pub status: String,
     /// RFC 3339 time of the last change (optional).
     pub updated_at: String,
+    /// The Teams webinar the meeting is (`graph.target =
+    /// "virtual_event_webinar"`; used instead of the organizer and online
+    /// meeting).
+    pub webinar_id: String,
 }
 
 impl Default for FieldPointers {
@@ -211,6 +215,7 @@ impl Default for FieldPointers {
             allowed_registrant: "/allowed_registrant".into(),
             status: "/status".into(),
             updated_at: "/updated_at".into(),
+            webinar_id: "/webinar_id".into(),
         }
     }
 }

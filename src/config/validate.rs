@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Cloud, Error, GraphAuth, Scope, Settings, SourceAuth};
+use super::{Cloud, Error, GraphAuth, Scope, Settings, SourceAuth, Target};
 use crate::domain::AllowedRegistrant;
 
 impl Settings {
@@ -27,6 +27,7 @@ impl Settings {
             self.check_urls(&mut bad);
             self.check_graph(&mut bad);
             self.check_source(&mut bad);
+            self.check_registrants(&mut bad);
         }
         self.check_limits(&mut bad);
         self.check_sync(&mut bad);
@@ -126,10 +127,15 @@ impl Settings {
             ));
         }
         let Ok(base) = reqwest::Url::parse(&g.base_url) else { return };
-        if !base.path().trim_end_matches('/').ends_with("/beta") {
+        let version = g.version();
+        if !base.path().trim_end_matches('/').ends_with(&format!("/{version}")) {
+            let why = match g.target {
+                Target::MeetingRegistration => "the externalMeetingRegistration API exists only in beta",
+                Target::VirtualEventWebinar => "graph.target = \"virtual_event_webinar\" is the v1.0 API",
+            };
             bad.push(format!(
-                "graph.base_url must be Graph's beta root (for example https://graph.microsoft.com/beta), got {:?}: \
-                 the externalMeetingRegistration API exists only in beta",
+                "graph.base_url must be Graph's {version} root (for example https://graph.microsoft.com/{version}), \
+                 got {:?}: {why}",
                 g.base_url
             ));
         }
@@ -231,6 +237,7 @@ impl Settings {
             ("source.fields.updated_at", &f.updated_at),
             ("source.fields.organizer_upn", &f.organizer_upn),
             ("source.fields.join_url", &f.join_url),
+            ("source.fields.webinar_id", &f.webinar_id),
         ] {
             if let Err(e) = crate::domain::Selector::parse(selector) {
                 bad.push(format!("{key}: {e}"));
@@ -241,6 +248,70 @@ impl Settings {
                 bad.push(format!(
                     "source.status_map.{value} is {meaning:?}; expected \"active\", \"cancelled\" or \"ignore\""
                 ));
+            }
+        }
+    }
+
+    /// `[registrants]` and `[writeback]`.
+    fn check_registrants(&self, bad: &mut Vec<String>) {
+        let r = &self.registrants;
+        if !r.enabled {
+            return;
+        }
+        let f = &r.fields;
+        for (key, selector) in [
+            ("registrants.fields.id", &f.id),
+            ("registrants.fields.meeting_id", &f.meeting_id),
+            ("registrants.fields.email", &f.email),
+            ("registrants.fields.first_name", &f.first_name),
+            ("registrants.fields.last_name", &f.last_name),
+            ("registrants.fields.status", &f.status),
+            ("registrants.fields.tenant_id", &f.tenant_id),
+            ("registrants.fields.user_id", &f.user_id),
+            ("registrants.fields.preferred_timezone", &f.preferred_timezone),
+            ("registrants.fields.preferred_language", &f.preferred_language),
+        ] {
+            if let Err(e) = crate::domain::Selector::parse(selector) {
+                bad.push(format!("{key}: {e}"));
+            }
+        }
+        if f.id.is_empty() {
+            bad.push("registrants.fields.id is required when registrants.enabled is true".into());
+        }
+        if !r.path.contains("{meeting_id}") && f.meeting_id.is_empty() {
+            bad.push(
+                "registrants.fields.meeting_id is required when registrants.path lists every meeting's registrants \
+                 at once (it has no {meeting_id})"
+                    .into(),
+            );
+        }
+        if !r.items_pointer.is_empty() && !r.items_pointer.starts_with('/') {
+            bad.push(format!(
+                "registrants.items_pointer must be a JSON pointer starting with '/', got {:?}",
+                r.items_pointer
+            ));
+        }
+        for (value, meaning) in &r.status_map {
+            if !matches!(meaning.as_str(), "registered" | "cancelled" | "ignore") {
+                bad.push(format!(
+                    "registrants.status_map.{value} is {meaning:?}; expected \"registered\", \"cancelled\" or \"ignore\""
+                ));
+            }
+        }
+        let w = &self.writeback;
+        if !w.url.is_empty() {
+            if reqwest::Method::from_bytes(w.method.as_bytes()).is_err() {
+                bad.push(format!("writeback.method {:?} is not an HTTP method", w.method));
+            }
+            if !w.url.starts_with('/') {
+                if let Err(why) = crate::http::credentials_may_go_to(&w.url) {
+                    bad.push(format!("writeback.url {why}"));
+                }
+            }
+            let sample =
+                w.body.replace("{join_web_url}", "x").replace("{registration_id}", "x").replace("{registrant_id}", "x");
+            if !w.body.is_empty() && serde_json::from_str::<serde_json::Value>(&sample).is_err() {
+                bad.push("writeback.body is not a JSON template (placeholders go inside JSON strings)".into());
             }
         }
     }
@@ -256,6 +327,7 @@ impl Settings {
             ("retention.max_age_days", u64::from(self.retention.max_age_days)),
             ("retention.batch_size", u64::from(self.retention.batch_size)),
             ("graph.suspended_probe_interval_ms", self.graph.suspended_probe_interval_ms),
+            ("graph.virtual_event_writes_per_30s", u64::from(self.graph.virtual_event_writes_per_30s)),
         ] {
             if value == 0 {
                 bad.push(format!("{key} must be at least 1"));

@@ -29,7 +29,7 @@ pub(super) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.'
 /// `store::send::prepare_send`), so nothing slow sits between those and
 /// the request, and bounds it with [`Permit::send_by`].
 pub struct Permit {
-    token: Arc<SecretString>,
+    pub(super) token: Arc<SecretString>,
     send_by: Option<Instant>,
 }
 
@@ -66,7 +66,7 @@ impl Permit {
 pub struct Client {
     pub(super) http: reqwest::Client,
     pub(super) settings: GraphSettings,
-    base_url: String,
+    pub(super) base_url: String,
     /// The app's token; `None` with delegated sign-in, where each organizer's
     /// token comes from its sign-in ([`Client::permit_as`]).
     tokens: Option<TokenCache>,
@@ -160,6 +160,7 @@ impl Client {
         calls: &mut Vec<CallRecord>,
     ) -> Result<RemoteRegistration, Error> {
         let body = CreateRegistration { odata_type: EXTERNAL_REGISTRATION_TYPE, allowed_registrant: allowed.as_str() };
+        let body = serde_json::to_value(body).map_err(|e| Error::Setup(e.to_string()))?;
         let (status, bytes) = self.send(permit, Method::POST, self.path(at)?, Some(&body), calls).await?;
         match decode(status, &bytes)? {
             // Graph's answer names the kind it created; without it the
@@ -200,7 +201,7 @@ impl Client {
         })
     }
 
-    fn path(&self, at: &Location) -> Result<String, Error> {
+    pub(super) fn path(&self, at: &Location) -> Result<String, Error> {
         let path = Self::app_path(at)?;
         // A signed-in organizer's token acts on their own meetings, by the
         // documented delegated path.
@@ -235,7 +236,7 @@ impl Client {
         permit: Permit,
         method: Method,
         path: String,
-        body: Option<&CreateRegistration<'_>>,
+        body: Option<&serde_json::Value>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<(StatusCode, bytes::Bytes), Error> {
         let Permit { token, send_by } = permit;

@@ -8,6 +8,7 @@ mod assertion;
 mod auth;
 mod client;
 mod lookup;
+mod registrants;
 mod sign_in;
 mod wire;
 
@@ -17,6 +18,7 @@ use crate::domain::FailureCategory;
 
 pub use auth::refresh_in as token_refresh_in;
 pub use client::{Client, Permit, TokenClaims};
+pub use registrants::{Enrolled, WebinarRegistration, MAX_REGISTRATION_ID_CHARS};
 pub use sign_in::{DeviceCode, SignInError, UserTokens};
 
 /// What a delete found.

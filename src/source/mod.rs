@@ -5,6 +5,7 @@
 
 mod auth;
 mod paging;
+mod registrants;
 mod repair;
 mod shape;
 mod wire;
@@ -18,6 +19,7 @@ use crate::config::{Paging, SourceSettings};
 use crate::domain::AllowedRegistrant;
 
 pub use paging::{Next, PageRequest};
+pub use registrants::{Listing, RegistrantShape, Writeback, WritebackError};
 pub use shape::PageShape;
 pub use wire::Page;
 
@@ -125,7 +127,11 @@ impl Client {
     ///
     /// # Errors
     /// `source.base_url` is missing or the token is not a valid header value.
-    pub fn new(settings: &SourceSettings, default_allowed_registrant: AllowedRegistrant) -> Result<Self, Error> {
+    pub fn new(
+        settings: &SourceSettings,
+        default_allowed_registrant: AllowedRegistrant,
+        webinars: bool,
+    ) -> Result<Self, Error> {
         let base = settings.base_url.as_deref().ok_or_else(|| Error::Setup("source.base_url is not set".into()))?;
         let url = reqwest::Url::parse(&format!("{}{}", base.trim_end_matches('/'), settings.meetings_path))
             .map_err(|e| Error::Setup(format!("source.base_url + source.meetings_path is not a URL: {e}")))?;
@@ -139,7 +145,7 @@ impl Client {
             .user_agent(crate::http::USER_AGENT)
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
-        let shape = PageShape::new(settings, default_allowed_registrant)?;
+        let shape = PageShape::new(settings, default_allowed_registrant, webinars)?;
         let pace = std::num::NonZeroU32::new(settings.max_requests_per_second)
             .map(|rate| Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(rate))));
         Ok(Self { http, pace, url, settings: settings.clone(), shape, rotating })
@@ -152,11 +158,16 @@ impl Client {
 
     /// The URL of `request`.
     pub fn url_of(&self, request: &PageRequest) -> reqwest::Url {
+        self.url_in(&self.url, request)
+    }
+
+    /// The URL of `request` in the listing at `base`.
+    fn url_in(&self, base: &reqwest::Url, request: &PageRequest) -> reqwest::Url {
         if let PageRequest::Url(url) = request {
             return url.clone();
         }
         let s = &self.settings;
-        let mut url = self.url.clone();
+        let mut url = base.clone();
         {
             let mut query = url.query_pairs_mut();
             query.append_pair(&s.limit_param, &s.page_size.to_string());
@@ -185,8 +196,12 @@ impl Client {
     /// What follows `page`, fetched as `request`, with `listed` items read
     /// so far.
     pub fn next(&self, request: &PageRequest, page: &Page, listed: u64) -> Next {
+        self.next_in(&self.url, request, page, listed)
+    }
+
+    fn next_in<T>(&self, base: &reqwest::Url, request: &PageRequest, page: &Page<T>, listed: u64) -> Next {
         let limits = paging::Limits { page_size: self.settings.page_size, first_page: self.settings.first_page };
-        paging::next(self.settings.paging, request, &self.url_of(request), page, listed, limits)
+        paging::next(self.settings.paging, request, &self.url_in(base, request), page, listed, limits)
     }
 
     /// Fetches and validates the page `request` names, at the configured
@@ -199,6 +214,17 @@ impl Client {
     /// errors but rejections inside the page.
     #[tracing::instrument(skip_all, fields(page = ?request))]
     pub async fn fetch_page(&self, request: &PageRequest) -> Result<Page, Error> {
+        self.fetch(&self.url, request, |body| wire::parse_page(body, &self.shape)).await
+    }
+
+    /// [`Client::fetch_page`] for any listing at `base` whose pages `parse`
+    /// reads.
+    async fn fetch<T>(
+        &self,
+        base: &reqwest::Url,
+        request: &PageRequest,
+        parse: impl Fn(&[u8]) -> Result<Page<T>, Error>,
+    ) -> Result<Page<T>, Error> {
         let mut backoff = Duration::from_millis(500);
         let mut tries = 0;
         let mut reauthorized = false;
@@ -210,7 +236,7 @@ impl Client {
                 Some(rotating) => Some(rotating.header().await?),
                 None => None,
             };
-            let wait = match self.fetch_once(request, authorization.clone()).await {
+            let wait = match self.fetch_once(base, request, authorization.clone(), &parse).await {
                 // An expired or rotated token: once more with a fresh one.
                 Err(Error::PageStatus { status: 401, .. }) if !reauthorized && authorization.is_some() => {
                     reauthorized = true;
@@ -233,8 +259,14 @@ impl Client {
         }
     }
 
-    async fn fetch_once(&self, request: &PageRequest, authorization: Option<HeaderValue>) -> Result<Page, Error> {
-        let url = self.url_of(request);
+    async fn fetch_once<T>(
+        &self,
+        base: &reqwest::Url,
+        request: &PageRequest,
+        authorization: Option<HeaderValue>,
+        parse: &impl Fn(&[u8]) -> Result<Page<T>, Error>,
+    ) -> Result<Page<T>, Error> {
+        let url = self.url_in(base, request);
         // The URL as logs and records show it: without the user and password
         // that base_url may carry.
         let mut shown = url.clone();
@@ -274,7 +306,7 @@ impl Client {
                 retry_after.and_then(|v| crate::http::parse_retry_after(&v, std::time::SystemTime::now()));
             return Err(Error::PageStatus { url: shown, status: status.as_u16(), body: text, retry_after });
         }
-        let mut page = wire::parse_page(&body, &self.shape)?;
+        let mut page = parse(&body)?;
         if self.settings.paging == Paging::LinkHeader {
             page.next_url = link.as_deref().and_then(paging::link_next);
         }

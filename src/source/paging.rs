@@ -36,7 +36,7 @@ pub enum Next {
 
 /// What follows `page`, fetched as `request` from `url`, with `listed` items
 /// read so far (this page's included).
-pub fn next(paging: Paging, request: &PageRequest, url: &Url, page: &Page, listed: u64, limits: Limits) -> Next {
+pub fn next<T>(paging: Paging, request: &PageRequest, url: &Url, page: &Page<T>, listed: u64, limits: Limits) -> Next {
     if page.complete == Some(false) {
         return Next::Partial("the platform marked the result incomplete (source.complete_pointer)".into());
     }

@@ -35,6 +35,9 @@ pub struct Fields {
     pub status: Selector,
     /// When the platform last changed the item.
     pub updated_at: Selector,
+    /// The webinar the meeting is (webinar target), instead of the
+    /// organizer and online meeting.
+    pub webinar_id: Option<Selector>,
 }
 
 /// Where things are in a page, and the rules for its items.
@@ -65,12 +68,17 @@ pub struct PageShape {
 }
 
 impl PageShape {
-    /// Compiles the shape `settings` describe.
+    /// Compiles the shape `settings` describe; `webinars`: each meeting is
+    /// a webinar (`graph.target = "virtual_event_webinar"`).
     ///
     /// # Errors
     /// A field selector or a status mapping is invalid (validation names
     /// the key first; this is the last line of defence).
-    pub fn new(settings: &SourceSettings, default_allowed_registrant: AllowedRegistrant) -> Result<Self, Error> {
+    pub fn new(
+        settings: &SourceSettings,
+        default_allowed_registrant: AllowedRegistrant,
+        webinars: bool,
+    ) -> Result<Self, Error> {
         let f = &settings.fields;
         let select = |key: &str, text: &str| Selector::parse(text).map_err(|e| Error::Setup(format!("{key}: {e}")));
         let fields = Fields {
@@ -82,6 +90,7 @@ impl PageShape {
             allowed_registrant: select("source.fields.allowed_registrant", &f.allowed_registrant)?,
             status: select("source.fields.status", &f.status)?,
             updated_at: select("source.fields.updated_at", &f.updated_at)?,
+            webinar_id: if webinars { Some(select("source.fields.webinar_id", &f.webinar_id)?) } else { None },
         };
         // The platform's own words first: they may redefine the built-ins.
         let mut statuses = Vec::new();

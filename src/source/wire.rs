@@ -15,16 +15,16 @@ use crate::domain::{
 use super::Error;
 
 /// How much of a rejected item's JSON is kept for operators.
-const RAW_KEEP_BYTES: usize = 2_048;
+pub(super) const RAW_KEEP_BYTES: usize = 2_048;
 /// Ids longer than this are not ids.
 const MAX_ID_CHARS: usize = 1_024;
 
 /// One page, validated item by item, with what it says about the pages
-/// after it.
-#[derive(Debug, Default)]
-pub struct Page {
+/// after it: of meetings, or of registrants (`T`).
+#[derive(Debug)]
+pub struct Page<T = ExternalMeeting> {
     /// Items that passed validation, in page order.
-    pub meetings: Vec<ExternalMeeting>,
+    pub accepted: Vec<T>,
     /// Items that did not, with reasons.
     pub rejected: Vec<RejectedItem>,
     /// Ids of items whose status the platform maps to `ignore`.
@@ -44,27 +44,53 @@ pub struct Page {
     pub complete: Option<bool>,
 }
 
-/// Parses one page body.
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Self {
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+            ignored: Vec::new(),
+            items: 0,
+            next_cursor: None,
+            next_url: None,
+            has_more: None,
+            total: None,
+            complete: None,
+        }
+    }
+}
+
+/// Parses one page body of meetings.
 ///
 /// # Errors
 /// The body is not JSON, or has no items array where `items_pointer` says.
 pub fn parse_page(body: &[u8], shape: &PageShape) -> Result<Page, Error> {
+    parse_items(body, shape, &shape.items_pointer, |item| parse_item(item, shape))
+}
+
+/// Parses one page body whose items `parse` reads, at `items_pointer`, with
+/// the paging hints where `shape` says.
+///
+/// # Errors
+/// The body is not JSON, or has no items array where `items_pointer` says.
+pub fn parse_items<T>(
+    body: &[u8],
+    shape: &PageShape,
+    items_pointer: &str,
+    parse: impl Fn(&Value) -> Result<Parsed<T>, RejectedItem>,
+) -> Result<Page<T>, Error> {
     let doc: Value = match serde_json::from_slice(body) {
         Ok(doc) => doc,
         // A fault inside one string must cost that item only, not the page.
         Err(strict) => serde_json::from_slice(&repair_strings(body)).map_err(|_| Error::DecodePage(strict))?,
     };
-    let items = match doc.pointer(&shape.items_pointer) {
+    let items = match doc.pointer(items_pointer) {
         Some(Value::Array(items)) => items,
         Some(Value::Null) | None => {
-            return Err(Error::PageShape(format!("no items array at JSON pointer {:?}", shape.items_pointer)))
+            return Err(Error::PageShape(format!("no items array at JSON pointer {items_pointer:?}")))
         }
         Some(other) => {
-            return Err(Error::PageShape(format!(
-                "{:?} is {}, expected an array",
-                shape.items_pointer,
-                type_name(other)
-            )))
+            return Err(Error::PageShape(format!("{items_pointer:?} is {}, expected an array", type_name(other))))
         }
     };
     let mut page = Page {
@@ -90,8 +116,8 @@ pub fn parse_page(body: &[u8], shape: &PageShape) -> Result<Page, Error> {
         ..Page::default()
     };
     for item in items {
-        match parse_item(item, shape) {
-            Ok(Parsed::Meeting(meeting)) => page.meetings.push(meeting),
+        match parse(item) {
+            Ok(Parsed::Accepted(accepted)) => page.accepted.push(accepted),
             Ok(Parsed::Ignored(id)) => page.ignored.extend(id),
             Err(rejected) => page.rejected.push(rejected),
         }
@@ -131,13 +157,14 @@ fn hint_bool(doc: &Value, pointer: &str, what: &str) -> Result<Option<bool>, Err
 }
 
 /// What one item became.
-enum Parsed {
-    Meeting(ExternalMeeting),
+pub enum Parsed<T> {
+    /// A valid item.
+    Accepted(T),
     /// Its status is mapped to `ignore`; its id, if it had one.
     Ignored(Option<String>),
 }
 
-fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed, RejectedItem> {
+fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed<ExternalMeeting>, RejectedItem> {
     let raw = serde_json::to_string(item).unwrap_or_default();
     // "evt-7" and "evt-7 " are one meeting.
     let id = text_field(item, "id", &shape.fields.id, true).map(|id| id.map(|id| id.trim().to_owned()));
@@ -157,17 +184,30 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed, RejectedItem> {
         )));
     }
     let external_id = id.clone().map_err(&reject)?.ok_or_else(|| reject(missing("id", &shape.fields.id)))?;
-    let organizer = match &shape.fields.organizer_upn {
-        Some(selector) => OrganizerRef::Upn(upn(item, selector).map_err(&reject)?),
-        None => {
-            OrganizerRef::Id(OrganizerId(graph_id(item, "organizer_id", &shape.fields.organizer_id).map_err(&reject)?))
+    let (organizer, online_meeting) = match &shape.fields.webinar_id {
+        // A webinar is the meeting: its id stands where the online meeting's
+        // does, and the organizer is optional.
+        Some(selector) => {
+            let organizer = text_field(item, "organizer_id", &shape.fields.organizer_id, false).map_err(&reject)?;
+            (
+                OrganizerRef::Id(OrganizerId(organizer.unwrap_or_default())),
+                MeetingRef::Id(OnlineMeetingId(graph_id(item, "webinar_id", selector).map_err(&reject)?)),
+            )
         }
-    };
-    let online_meeting = match &shape.fields.join_url {
-        Some(selector) => MeetingRef::JoinUrl(join_url(item, selector).map_err(&reject)?),
-        None => MeetingRef::Id(OnlineMeetingId(
-            graph_id(item, "online_meeting_id", &shape.fields.online_meeting_id).map_err(&reject)?,
-        )),
+        None => (
+            match &shape.fields.organizer_upn {
+                Some(selector) => OrganizerRef::Upn(upn(item, selector).map_err(&reject)?),
+                None => OrganizerRef::Id(OrganizerId(
+                    graph_id(item, "organizer_id", &shape.fields.organizer_id).map_err(&reject)?,
+                )),
+            },
+            match &shape.fields.join_url {
+                Some(selector) => MeetingRef::JoinUrl(join_url(item, selector).map_err(&reject)?),
+                None => MeetingRef::Id(OnlineMeetingId(
+                    graph_id(item, "online_meeting_id", &shape.fields.online_meeting_id).map_err(&reject)?,
+                )),
+            },
+        ),
     };
     let allowed_registrant =
         match text_field(item, "allowed_registrant", &shape.fields.allowed_registrant, false).map_err(&reject)? {
@@ -199,7 +239,7 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed, RejectedItem> {
             "item holds a NUL character or an unpaired UTF-16 surrogate, which regsync cannot store".into(),
         ));
     }
-    Ok(Parsed::Meeting(ExternalMeeting {
+    Ok(Parsed::Accepted(ExternalMeeting {
         external_id: ExternalId(external_id),
         organizer,
         online_meeting,
@@ -210,7 +250,7 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed, RejectedItem> {
 }
 
 /// The status field: a string, or a boolean read as `true`/`false`.
-fn status_word(item: &Value, selector: &Selector) -> Result<Option<String>, String> {
+pub(super) fn status_word(item: &Value, selector: &Selector) -> Result<Option<String>, String> {
     match selector.select(item) {
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),
         _ => text_field(item, "status", selector, false),
@@ -230,7 +270,12 @@ fn parse_time(value: &str) -> Option<DateTime<Utc>> {
 
 /// Reads a text field; `Ok(None)` when absent or null. The platform's `id`
 /// may also be an integer, which many platforms use.
-fn text_field(item: &Value, name: &str, pointer: &Selector, integer_ok: bool) -> Result<Option<String>, String> {
+pub(super) fn text_field(
+    item: &Value,
+    name: &str,
+    pointer: &Selector,
+    integer_ok: bool,
+) -> Result<Option<String>, String> {
     match pointer.select(item) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Err(format!("{name} (at {pointer}) is empty")),
@@ -283,11 +328,11 @@ fn join_url(item: &Value, selector: &Selector) -> Result<String, String> {
     }
 }
 
-fn missing(name: &str, pointer: &Selector) -> String {
+pub(super) fn missing(name: &str, pointer: &Selector) -> String {
     format!("{name} (at {pointer}) is missing")
 }
 
-fn type_name(value: &Value) -> &'static str {
+pub(super) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -298,7 +343,7 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(super) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
     }

@@ -6,7 +6,7 @@ use serde_json::json;
 fn shape_with(change: impl FnOnce(&mut crate::config::SourceSettings)) -> PageShape {
     let mut settings = crate::config::SourceSettings { max_item_bytes: 4_096, ..Default::default() };
     change(&mut settings);
-    PageShape::new(&settings, AllowedRegistrant::Everyone).expect("a valid shape")
+    PageShape::new(&settings, AllowedRegistrant::Everyone, false).expect("a valid shape")
 }
 
 fn shape() -> PageShape {
@@ -20,7 +20,7 @@ fn page(items: Value) -> Page {
 
 fn reason_for(item: Value) -> String {
     let page = page(json!([item]));
-    assert!(page.meetings.is_empty(), "item was accepted");
+    assert!(page.accepted.is_empty(), "item was accepted");
     page.rejected[0].reason.clone()
 }
 
@@ -32,7 +32,7 @@ fn good() -> Value {
 fn a_valid_item_becomes_a_meeting_with_defaults() {
     let page = page(json!([good()]));
     assert_eq!(page.next_cursor.as_deref(), Some("c2"));
-    let m = &page.meetings[0];
+    let m = &page.accepted[0];
     assert_eq!(m.external_id.as_str(), "evt-1");
     assert_eq!(m.allowed_registrant, AllowedRegistrant::Everyone);
     assert_eq!(m.desired, Desired::Registered);
@@ -42,7 +42,7 @@ fn a_valid_item_becomes_a_meeting_with_defaults() {
 fn cancelled_items_want_no_registration() {
     let mut item = good();
     item["status"] = json!("Cancelled");
-    assert_eq!(page(json!([item])).meetings[0].desired, Desired::Unregistered);
+    assert_eq!(page(json!([item])).accepted[0].desired, Desired::Unregistered);
 }
 
 #[test]
@@ -82,16 +82,16 @@ fn faults_inside_strings_cost_their_item_only() {
     let page = parse_page(body.as_bytes(), &shape()).expect("the page parses");
     let rejected: Vec<_> = page.rejected.iter().map(|r| r.external_id.as_deref().unwrap_or_default()).collect();
     assert_eq!(rejected, ["a", "b"]);
-    assert_eq!(page.meetings[0].external_id.as_str(), "c");
+    assert_eq!(page.accepted[0].external_id.as_str(), "c");
 }
 
 #[test]
 fn an_odd_updated_at_is_read_when_it_can_be_and_never_rejects() {
     let mut item = good();
     item["updated_at"] = json!("2026-11-28 10:00:00");
-    assert!(page(json!([item.clone()])).meetings[0].updated_at.is_some());
+    assert!(page(json!([item.clone()])).accepted[0].updated_at.is_some());
     item["updated_at"] = json!("yesterday");
-    assert_eq!(page(json!([item])).meetings[0].updated_at, None);
+    assert_eq!(page(json!([item])).accepted[0].updated_at, None);
 }
 
 #[test]
@@ -104,8 +104,8 @@ fn a_rejected_item_keeps_its_id_for_operators() {
 fn integer_ids_and_odd_characters_in_ids_are_accepted() {
     let item = json!({"id": 42, "organizer_id": "o/../x", "online_meeting_id": "MSp?#%é"});
     let page = page(json!([item]));
-    assert_eq!(page.meetings[0].external_id.as_str(), "42");
-    assert_eq!(page.meetings[0].online_meeting.to_string(), "MSp?#%é");
+    assert_eq!(page.accepted[0].external_id.as_str(), "42");
+    assert_eq!(page.accepted[0].online_meeting.to_string(), "MSp?#%é");
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn an_oversized_item_is_rejected_and_its_raw_text_truncated() {
     let page = page(json!([item, good()]));
     assert!(page.rejected[0].reason.contains("bytes, more than source.max_item_bytes"));
     assert!(page.rejected[0].raw.len() <= RAW_KEEP_BYTES + 4);
-    assert_eq!(page.meetings.len(), 1);
+    assert_eq!(page.accepted.len(), 1);
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn custom_pointers_map_another_platforms_list() {
     });
     let body = json!({"data": {"items": [{"uid": "u1", "teams": {"organizer": "o", "meeting": "m"}}]}, "paging": {"next": null}});
     let page = parse_page(body.to_string().as_bytes(), &shape).unwrap();
-    assert_eq!(page.meetings[0].external_id.as_str(), "u1");
+    assert_eq!(page.accepted[0].external_id.as_str(), "u1");
     assert_eq!(page.next_cursor, None);
 }
 
@@ -150,7 +150,7 @@ fn a_jsonpath_finds_a_value_inside_an_array_of_named_fields() {
     item["customFields"] = json!([{"name": "Room", "value": "A"}, {"name": "Teams meeting", "value": "MSpFromPath"}]);
     let body = json!({ "meetings": [item] }).to_string();
     let page = parse_page(body.as_bytes(), &shape).unwrap();
-    assert_eq!(page.meetings[0].online_meeting.to_string(), "MSpFromPath");
+    assert_eq!(page.accepted[0].online_meeting.to_string(), "MSpFromPath");
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn the_platforms_own_status_words_and_booleans_map_and_ignored_items_are_kept_ap
     let items =
         json!([with("a", json!(true)), with("b", json!(false)), with("c", json!("draft")), with("d", json!("gone"))]);
     let page = parse_page(json!({ "meetings": items }).to_string().as_bytes(), &shape).unwrap();
-    let desired: Vec<_> = page.meetings.iter().map(|m| (m.external_id.as_str(), m.desired)).collect();
+    let desired: Vec<_> = page.accepted.iter().map(|m| (m.external_id.as_str(), m.desired)).collect();
     assert_eq!(desired, [("a", Desired::Registered), ("b", Desired::Unregistered)]);
     assert_eq!(page.ignored, ["c"]);
     assert!(page.rejected[0].reason.contains("source.status_map.gone"), "{}", page.rejected[0].reason);

@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod meetings;
 pub mod outcome;
+pub mod registrants;
 pub mod resolutions;
 pub mod retention;
 pub mod runs;

@@ -26,7 +26,7 @@ pub enum NextState {
 }
 
 impl NextState {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Retrying => "retrying",
@@ -219,7 +219,7 @@ impl<'a> OutcomeRow<'a> {
 
 /// One `graph_calls` row, named as [`record_outcome`] reads it.
 #[derive(Serialize)]
-struct AuditRow<'a> {
+pub(super) struct AuditRow<'a> {
     method: &'static str,
     path: &'a str,
     http_status: Option<i32>,

@@ -57,8 +57,8 @@ async fn store_page(
     // Ignored items (source.status_map) are listed: never "missing".
     seen_ids.extend(page.ignored);
     let mut rejected = page.rejected;
-    let mut meetings = Vec::with_capacity(page.meetings.len());
-    for meeting in page.meetings {
+    let mut meetings = Vec::with_capacity(page.accepted.len());
+    for meeting in page.accepted {
         if !seen_ids.insert(meeting.external_id.0.clone()) {
             rejected.push(RejectedItem {
                 reason: format!(

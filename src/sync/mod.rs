@@ -7,6 +7,7 @@ pub mod ingest;
 mod plan;
 pub mod preview;
 pub mod reconcile;
+pub mod registrants;
 pub mod retry;
 pub mod sign_ins;
 pub mod throttle;
@@ -67,6 +68,10 @@ pub struct Ctx {
     pub lookups: reconcile::LookupsInFlight,
     /// Organizers' tokens, with delegated sign-in (`graph.auth = delegated`).
     pub sign_ins: Option<sign_ins::SignIns>,
+    /// Webinars' statuses, read before their first registrations.
+    pub webinars: registrants::WebinarStatuses,
+    /// Microsoft's limit on virtual-event writes.
+    pub virtual_event_writes: registrants::WritePace,
 }
 
 /// One poll and the reconcile of everything due now.
@@ -74,6 +79,8 @@ pub struct Ctx {
 pub struct TickReport {
     /// The poll.
     pub poll: PollReport,
+    /// The registrant listing, when registrants are enabled.
+    pub registrants: Option<registrants::RegistrantPoll>,
     /// The reconcile.
     pub reconcile: ReconcileReport,
     /// Why Graph could not be called, if so.
@@ -92,6 +99,7 @@ impl Ctx {
     ) -> Self {
         let throttle = Throttle::new(settings.graph.max_concurrency);
         let lookups = reconcile::LookupsInFlight::default();
+        let virtual_event_writes = registrants::WritePace::new(settings.graph.virtual_event_writes_per_30s);
         Self {
             pool,
             source,
@@ -103,6 +111,8 @@ impl Ctx {
             throttle,
             lookups,
             sign_ins: None,
+            webinars: registrants::WebinarStatuses::default(),
+            virtual_event_writes,
         }
     }
 
@@ -159,6 +169,8 @@ impl Ctx {
 /// The database failed before the cycle could be recorded.
 pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
     let poll = ingest::poll(ctx).await?;
+    let registrants =
+        if ctx.settings.registrants.enabled { Some(registrants::poll(ctx, poll.run_id).await?) } else { None };
     let retention = &ctx.settings.retention;
     match store::retention::prune(&ctx.pool, retention.max_age(), retention.batch_size).await {
         Ok(0) => {}
@@ -187,8 +199,11 @@ pub async fn tick(ctx: &Arc<Ctx>) -> Result<TickReport, SyncError> {
         created: reconcile.created,
         deleted: reconcile.deleted,
         failed: reconcile.failed,
-        error: error.clone().or_else(|| poll.partial.clone()),
+        error: error
+            .clone()
+            .or_else(|| poll.partial.clone())
+            .or_else(|| registrants.as_ref().and_then(|r| r.partial.clone()).map(|why| format!("registrants: {why}"))),
     };
     store::runs::finish_run(&ctx.pool, poll.run_id, &run).await?;
-    Ok(TickReport { poll, reconcile, error })
+    Ok(TickReport { poll, registrants, reconcile, error })
 }

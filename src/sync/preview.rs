@@ -90,7 +90,7 @@ pub async fn preview(ctx: &Arc<Ctx>) -> Result<Preview, SyncError> {
         for id in page.ignored {
             preview.meetings.insert(id, Intent::Nothing("its status is ignored (source.status_map)".into()));
         }
-        listed.extend(page.meetings);
+        listed.extend(page.accepted);
     }
     (_, preview.partial) = reader.await.map_err(|e| SyncError::Task(e.to_string()))?;
     let stored: HashMap<String, Stored> =

@@ -28,6 +28,8 @@ pub struct ReconcileReport {
     pub failed: u64,
     /// Outcomes not recorded because the lease was lost.
     pub lease_lost: u64,
+    /// The registrants reconciled after the meetings.
+    pub registrants: super::registrants::RegistrantReport,
 }
 
 impl ReconcileReport {
@@ -82,7 +84,13 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError>
             None => {}
         }
     }
-    workers.finish().await
+    let mut report = workers.finish().await?;
+    // Registrants after their meetings: a meeting registered just now takes
+    // its registrants in the same pass.
+    if ctx.settings.registrants.enabled {
+        report.registrants = super::registrants::reconcile_due(ctx).await?;
+    }
+    Ok(report)
 }
 
 /// The workers of one [`reconcile_due`] and the claimed rows waiting for them.

@@ -22,6 +22,7 @@ mod operations;
 mod paging;
 mod profiles;
 mod protocol;
+mod registrants;
 mod reliability;
 mod resolution;
 mod retired;

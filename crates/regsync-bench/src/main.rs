@@ -329,7 +329,11 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
 
     // Steady state: a full cycle with nothing changed vs fetching and
     // parsing the same pages. Best of each, interleaved.
-    let source = source::Client::new(&settings.source, settings.default_allowed_registrant())?;
+    let source = source::Client::new(
+        &settings.source,
+        settings.default_allowed_registrant(),
+        settings.graph.target == regsync::config::Target::VirtualEventWebinar,
+    )?;
     let (mut fetch_secs, mut steady_secs, mut steady_calls) = (f64::MAX, f64::MAX, 0);
     for _ in 0..args.steady_cycles.max(1) {
         let started = Instant::now();

@@ -18,6 +18,7 @@ mod directory;
 mod faults;
 mod graph;
 mod identity;
+mod people;
 mod platform;
 pub mod profiles;
 
@@ -39,6 +40,7 @@ pub use directory::{join_url_of, upn_of, LookupRequest};
 pub use faults::{Fault, FaultRates, Retirement, TokenFault};
 pub use graph::{GraphRequest, Registration};
 pub use identity::{DeviceAnswer, FEDERATED_AUDIENCE, FEDERATED_ISSUER, FEDERATED_SUBJECT, GRAPH_AUDIENCE};
+pub use people::{GraphRegistrant, PeopleRequest, SimRegistrant, SimWebinar, WebinarRegistration, WriteBack};
 pub use platform::{PageFault, SimMeeting};
 
 /// The app credentials the simulator accepts.
@@ -64,6 +66,7 @@ pub(crate) struct State {
     /// signed-in user.
     pub(crate) tokens: HashMap<String, Option<String>>,
     pub(crate) identity: identity::Identity,
+    pub(crate) people: people::People,
     pub(crate) tokens_issued: u64,
     pub(crate) token_faults: VecDeque<TokenFault>,
     /// How long the token endpoint takes to answer.
@@ -171,6 +174,7 @@ impl Sim {
             .merge(platform::routes())
             .merge(graph::routes())
             .merge(identity::routes())
+            .merge(people::routes())
             .merge(directory::routes())
             .merge(profiles::routes())
             .with_state(state.clone());
@@ -384,6 +388,61 @@ impl Sim {
     /// does (`None`: the API answers again).
     pub fn retire_api(&self, retirement: Option<Retirement>) {
         self.lock().retired = retirement;
+    }
+
+    /// Lists `registrant` on the platform (or changes it, by id).
+    pub fn upsert_registrant(&self, registrant: SimRegistrant) {
+        let mut s = self.lock();
+        let list = &mut s.people.platform;
+        match list.iter_mut().find(|r| r.id == registrant.id && r.meeting_id == registrant.meeting_id) {
+            Some(existing) => *existing = registrant,
+            None => list.push(registrant),
+        }
+    }
+
+    /// Lists `n` registrants for each of `meetings`; returns them.
+    pub fn seed_registrants(&self, meetings: &[SimMeeting], n: usize) -> Vec<SimRegistrant> {
+        let people: Vec<SimRegistrant> =
+            meetings.iter().flat_map(|m| (1..=n).map(|i| SimRegistrant::new(&m.id, i))).collect();
+        for p in &people {
+            self.upsert_registrant(p.clone());
+        }
+        people
+    }
+
+    /// The write-backs the platform received.
+    pub fn write_backs(&self) -> Vec<WriteBack> {
+        self.lock().people.write_backs.clone()
+    }
+
+    /// The next write-backs are answered with these statuses.
+    pub fn fail_write_backs(&self, statuses: &[u16]) {
+        self.lock().people.write_back_faults.extend(statuses);
+    }
+
+    /// The registrants Graph holds on `organizer`'s `meeting`.
+    pub fn graph_registrants(&self, organizer: &str, meeting: &str) -> Vec<GraphRegistrant> {
+        let s = self.lock();
+        s.people
+            .registrants
+            .get(&(organizer.to_owned(), meeting.to_owned()))
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Creates (or changes the status of) webinar `id`: `draft`, `published`, `canceled`.
+    pub fn put_webinar(&self, id: &str, status: &str) {
+        self.lock().people.webinars.entry(id.to_owned()).or_default().status = status.to_owned();
+    }
+
+    /// Webinar `id` as Graph holds it.
+    pub fn webinar(&self, id: &str) -> Option<SimWebinar> {
+        self.lock().people.webinars.get(id).cloned()
+    }
+
+    /// Every request about people at Graph.
+    pub fn people_log(&self) -> Vec<PeopleRequest> {
+        self.lock().people.log.clone()
     }
 
     /// Every secret the identity platform and the platform's token endpoint

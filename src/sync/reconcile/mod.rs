@@ -101,6 +101,11 @@ impl Work<'_> {
     /// Plans the next step and carries it out: through the gate, to Graph,
     /// and what its answer means.
     async fn step(&mut self) -> Step {
+        if self.ctx.settings.graph.target == crate::config::Target::VirtualEventWebinar {
+            // A webinar is the meeting: nothing to enable; its registrants
+            // carry the work.
+            return ControlFlow::Break(self.record(NextState::Synced, None).await);
+        }
         if let Some(lookup) = self.claimed.next_lookup() {
             if self.claimed.desired == Desired::Registered {
                 return self.resolve(lookup).await;

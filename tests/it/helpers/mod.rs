@@ -138,6 +138,31 @@ impl TestApp {
         panic!("meetings did not settle: {open:?}");
     }
 
+    /// Reconciles until no registrant (or meeting) is due now.
+    pub async fn settle_registrants(&self) {
+        for _ in 0..200 {
+            self.reconcile().await;
+            let open: i64 = sqlx::query_scalar(
+                "SELECT (SELECT count(*) FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight'))
+                      + (SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight'))",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .expect("count");
+            if open == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let open: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT external_id, state, last_error FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight')",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .expect("open registrants");
+        panic!("registrants did not settle: {open:?}");
+    }
+
     /// A row of `ops.meeting_status`.
     pub async fn status(&self, external_id: &str) -> MeetingStatus {
         let row = sqlx::query(

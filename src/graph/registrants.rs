@@ -1,0 +1,264 @@
+//! Registrants at Graph. Meeting registration (beta): a registrant is
+//! created under the meeting's external registration with the platform's id
+//! as its `id`, and its personal `joinWebUrl` comes back **only** in that
+//! answer (a GET or list shows it as null); removed by `DELETE`. Webinar
+//! (v1.0): a registration is created with the platform's id as
+//! `externalRegistrationInformation.registrationId`; with application
+//! permission the answer is 204 without a body, so its id is found by
+//! listing the webinar's registrations; cancelled by `POST …/cancel`.
+//! <https://learn.microsoft.com/graph/api/externalmeetingregistrant-post?view=graph-rest-beta>
+//! <https://learn.microsoft.com/graph/api/virtualeventwebinar-post-registrations>
+
+use percent_encoding::utf8_percent_encode;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::client::{absent_on_404, mark_last, unexpected, SEGMENT};
+use super::{Client, Deleted, Error, Permit};
+use crate::domain::{AllowedRegistrant, CallRecord, Location, Person};
+
+/// `@odata.type` of a registrant regsync creates.
+const REGISTRANT_TYPE: &str = "#microsoft.graph.externalMeetingRegistrant";
+
+/// The most characters `externalRegistrationInformation.registrationId` takes.
+pub const MAX_REGISTRATION_ID_CHARS: usize = 256;
+
+/// A registrant Graph created, with its personal join link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    /// Its id (the platform's, as sent).
+    pub id: String,
+    /// Its join link.
+    pub join_web_url: String,
+}
+
+#[derive(Deserialize)]
+struct RegistrantBody {
+    id: String,
+    #[serde(rename = "joinWebUrl", default)]
+    join_web_url: Option<String>,
+}
+
+/// One webinar registration as the list shows it.
+#[derive(Deserialize)]
+struct Registration {
+    id: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(rename = "externalRegistrationInformation", default)]
+    external: Option<External>,
+}
+
+#[derive(Deserialize)]
+struct External {
+    #[serde(rename = "registrationId", default)]
+    registration_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Registrations {
+    #[serde(default)]
+    value: Vec<Registration>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Webinar {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// What a webinar registration carries.
+#[derive(Debug, Clone, Copy)]
+pub struct WebinarRegistration<'a> {
+    /// The platform's registrant id.
+    pub external_id: &'a str,
+    /// Who.
+    pub person: &'a Person,
+    /// `preferredTimezone` when the person names none.
+    pub default_timezone: &'a str,
+    /// `preferredLanguage` when the person names none.
+    pub default_language: &'a str,
+}
+
+impl Client {
+    fn registrants_path(&self, at: &Location) -> Result<String, Error> {
+        Ok(format!("{}/registrants", self.path(at)?))
+    }
+
+    /// Enrols a registrant with the platform's id (plus the Entra tenant
+    /// and user for an `organization` meeting).
+    ///
+    /// # Errors
+    /// Classified failures; `Conflict` when it may exist already.
+    pub async fn enrol(
+        &self,
+        permit: Permit,
+        at: &Location,
+        external_id: &str,
+        audience: AllowedRegistrant,
+        person: &Person,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<Enrolled, Error> {
+        let mut body = json!({"@odata.type": REGISTRANT_TYPE, "id": external_id});
+        if audience == AllowedRegistrant::Organization {
+            body["tenantId"] = json!(person.tenant_id);
+            body["userId"] = json!(person.user_id);
+        }
+        let path = self.registrants_path(at)?;
+        let (status, bytes) = self.send(permit, Method::POST, path, Some(&body), calls).await?;
+        let created: RegistrantBody = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
+        match created.join_web_url.filter(|url| !url.is_empty()) {
+            Some(join_web_url) if !created.id.is_empty() => Ok(Enrolled { id: created.id, join_web_url }),
+            _ => Err(unexpected(status, "the created registrant has no id or joinWebUrl")),
+        }
+    }
+
+    /// Whether Graph holds registrant `id` at `at` (its join link cannot be
+    /// read back).
+    ///
+    /// # Errors
+    /// Classified failures.
+    pub async fn registrant_exists(
+        &self,
+        permit: Permit,
+        at: &Location,
+        id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<bool, Error> {
+        let path = format!("{}/{}", self.registrants_path(at)?, utf8_percent_encode(id, SEGMENT));
+        let answer = self.send(permit, Method::GET, path, None, calls).await;
+        Ok(absent_on_404(answer, calls)?.is_some())
+    }
+
+    /// Removes registrant `id` at `at`; a 404 means it is already gone.
+    ///
+    /// # Errors
+    /// Classified failures.
+    pub async fn unenrol(
+        &self,
+        permit: Permit,
+        at: &Location,
+        id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<Deleted, Error> {
+        let path = format!("{}/{}", self.registrants_path(at)?, utf8_percent_encode(id, SEGMENT));
+        let answer = self.send(permit, Method::DELETE, path, None, calls).await;
+        Ok(if absent_on_404(answer, calls)?.is_some() { Deleted::Removed } else { Deleted::AlreadyGone })
+    }
+
+    /// The webinar's status (`draft`, `published`, `canceled`, …).
+    ///
+    /// # Errors
+    /// Classified failures; a 404 is `Rejected`.
+    pub async fn webinar_status(
+        &self,
+        permit: Permit,
+        webinar: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<String, Error> {
+        let path = format!("/solutions/virtualEvents/webinars/{}", utf8_percent_encode(webinar, SEGMENT));
+        let (status, bytes) = self.send(permit, Method::GET, path, None, calls).await?;
+        let webinar: Webinar = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
+        Ok(webinar.status.unwrap_or_default())
+    }
+
+    /// Registers a person for a webinar. With application permission the
+    /// answer is 204 without a body: `None`; with delegated permission 201
+    /// with the registration: its id.
+    ///
+    /// # Errors
+    /// Classified failures.
+    pub async fn register_for_webinar(
+        &self,
+        permit: Permit,
+        webinar: &str,
+        registration: WebinarRegistration<'_>,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<Option<String>, Error> {
+        let p = registration.person;
+        let body = json!({
+            "firstName": p.first_name,
+            "lastName": p.last_name,
+            "email": p.email,
+            "preferredTimezone": p.preferred_timezone.as_deref().unwrap_or(registration.default_timezone),
+            "preferredLanguage": p.preferred_language.as_deref().unwrap_or(registration.default_language),
+            "externalRegistrationInformation": {"registrationId": registration.external_id},
+        });
+        let path = format!("{}/registrations", webinar_path(webinar));
+        let (status, bytes) = self.send(permit, Method::POST, path, Some(&body), calls).await?;
+        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            return Ok(None);
+        }
+        let created: Registration = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
+        Ok(Some(created.id).filter(|id| !id.is_empty()))
+    }
+
+    /// The id of the webinar registration whose external id is
+    /// `external_id` and that is not cancelled, by listing the webinar's
+    /// registrations (following `@odata.nextLink` within Graph).
+    ///
+    /// # Errors
+    /// Classified failures; a next link elsewhere is an unexpected body.
+    pub async fn find_webinar_registration(
+        &self,
+        permit: Permit,
+        webinar: &str,
+        external_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<Option<String>, Error> {
+        let token = permit.token.clone();
+        let mut path = format!("{}/registrations", webinar_path(webinar));
+        let mut permit = Some(permit);
+        // A bound on pages, so a looping next link cannot loop us.
+        for _ in 0..1_000 {
+            let this = match permit.take() {
+                Some(first) => first,
+                None => self.permit_as(token.clone()).await,
+            };
+            let (status, bytes) = self.send(this, Method::GET, path.clone(), None, calls).await?;
+            let page: Registrations = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
+            let found = page.value.into_iter().find(|r| {
+                r.external.as_ref().and_then(|e| e.registration_id.as_deref()) == Some(external_id)
+                    && !r.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("canceled"))
+            });
+            if let Some(found) = found {
+                return Ok(Some(found.id));
+            }
+            match page.next_link {
+                None => {
+                    mark_last(calls, "absent");
+                    return Ok(None);
+                }
+                // Only within Graph: the token goes with the request.
+                Some(next) => match next.strip_prefix(&self.base_url) {
+                    Some(rest) if rest.starts_with('/') => path = rest.to_owned(),
+                    _ => return Err(unexpected(status, "@odata.nextLink points outside graph.base_url")),
+                },
+            }
+        }
+        Err(unexpected(StatusCode::OK, "more than 1000 pages of registrations"))
+    }
+
+    /// Cancels webinar registration `id`; a 404 means it is already gone.
+    ///
+    /// # Errors
+    /// Classified failures.
+    pub async fn cancel_webinar_registration(
+        &self,
+        permit: Permit,
+        webinar: &str,
+        id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<Deleted, Error> {
+        let path = format!("{}/registrations/{}/cancel", webinar_path(webinar), utf8_percent_encode(id, SEGMENT));
+        let answer = self.send(permit, Method::POST, path, None, calls).await;
+        Ok(if absent_on_404(answer, calls)?.is_some() { Deleted::Removed } else { Deleted::AlreadyGone })
+    }
+}
+
+fn webinar_path(webinar: &str) -> String {
+    format!("/solutions/virtualEvents/webinars/{}", utf8_percent_encode(webinar, SEGMENT))
+}

@@ -1,0 +1,249 @@
+//! The registrant state machine, pure: from what the platform wants, what
+//! regsync knows Graph holds and what the meeting is, the one next step.
+
+use crate::config::Target;
+use crate::domain::{Desired, FailureCategory, Location, OnlineMeetingId, OrganizerId, RegistrantsAt};
+use crate::graph::MAX_REGISTRATION_ID_CHARS;
+use crate::store::registrants::ClaimedRegistrant;
+
+/// What a reconcile knows so far; starts as the row says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// A write's outcome is unknown: look at `lookup_at` first.
+    pub needs_lookup: bool,
+    /// Where that write went.
+    pub lookup_at: Option<RegistrantsAt>,
+    /// Where Graph holds the registrant.
+    pub enrolled_at: Option<RegistrantsAt>,
+    /// Graph's id of it.
+    pub registrant_id: Option<String>,
+    /// Its join link (meeting registration; only from the create).
+    pub join_web_url: Option<String>,
+    /// What the platform acknowledged last.
+    pub written_back_value: Option<String>,
+    /// A write-back was acknowledged in this reconcile.
+    pub written_back_now: bool,
+    /// Real attempts.
+    pub attempts: i32,
+}
+
+impl Progress {
+    /// As the claimed row says.
+    pub fn from_claim(c: &ClaimedRegistrant) -> Self {
+        let at = |key: &Option<String>| key.as_deref().and_then(RegistrantsAt::from_key);
+        Self {
+            needs_lookup: c.needs_lookup,
+            lookup_at: at(&c.lookup_at),
+            enrolled_at: at(&c.enrolled_at),
+            registrant_id: c.registrant_id.clone(),
+            join_web_url: c.join_web_url.clone(),
+            written_back_value: c.written_back_value.clone(),
+            written_back_now: false,
+            attempts: c.attempts,
+        }
+    }
+
+    /// What the platform is told: the join link (meeting registration) or
+    /// the registration id (webinar).
+    pub fn value_to_write_back(&self, target: Target) -> Option<&str> {
+        match target {
+            Target::MeetingRegistration => self.join_web_url.as_deref(),
+            Target::VirtualEventWebinar => self.registrant_id.as_deref(),
+        }
+    }
+}
+
+/// The next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do.
+    Done,
+    /// Not yet: the meeting is not ready. No attempt is counted.
+    Wait(String),
+    /// Park as failed with the reason.
+    Fail(String, FailureCategory),
+    /// Find out what Graph holds there.
+    Lookup(RegistrantsAt),
+    /// Enrol the registrant there.
+    Enrol(RegistrantsAt),
+    /// Remove (or cancel) the registrant there.
+    Remove(RegistrantsAt),
+    /// Tell the platform the join link or registration id.
+    WriteBack,
+}
+
+/// Where the registrant belongs now: `Ok(None)` when nowhere (cancelled,
+/// or its meeting is), `Err` when that cannot be known yet or at all.
+fn wanted(c: &ClaimedRegistrant, target: Target) -> Result<Option<RegistrantsAt>, Step> {
+    if c.desired != Desired::Registered {
+        return Ok(None);
+    }
+    let Some(meeting) = &c.meeting else {
+        return Err(Step::Wait(format!("waiting for the platform to list meeting {:?}", c.meeting_external_id)));
+    };
+    if meeting.desired != Desired::Registered {
+        return Ok(None);
+    }
+    match target {
+        Target::MeetingRegistration => match &meeting.registered {
+            Some((organizer, online_meeting)) => Ok(Some(RegistrantsAt::Meeting(Location {
+                organizer: OrganizerId(organizer.clone()),
+                meeting: OnlineMeetingId(online_meeting.clone()),
+            }))),
+            None if meeting.state == "failed" => Err(Step::Fail(
+                format!(
+                    "meeting {:?} is not registered at Teams, so its registrants cannot be enrolled: {}",
+                    c.meeting_external_id,
+                    meeting.last_error.as_deref().unwrap_or("see the meeting's last_error")
+                ),
+                FailureCategory::MeetingNotReady,
+            )),
+            None => {
+                Err(Step::Wait(format!("waiting for meeting {:?} to be registered at Teams", c.meeting_external_id)))
+            }
+        },
+        Target::VirtualEventWebinar => match meeting.online_meeting_id.as_deref().filter(|w| !w.is_empty()) {
+            Some(webinar) => Ok(Some(RegistrantsAt::Webinar(webinar.to_owned()))),
+            None => Err(Step::Fail(
+                format!("meeting {:?} names no webinar (source.fields.webinar_id)", c.meeting_external_id),
+                FailureCategory::PlatformData,
+            )),
+        },
+    }
+}
+
+/// The next step for `c`, given `progress`; `write_back` says whether a
+/// write-back is configured.
+pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_back: bool) -> Step {
+    if progress.needs_lookup {
+        if let Some(at) = &progress.lookup_at {
+            return Step::Lookup(at.clone());
+        }
+    }
+    let wanted = match wanted(c, target) {
+        Ok(wanted) => wanted,
+        // Not knowing where it belongs is no reason to keep it elsewhere
+        // while its meeting is only waiting; it is when it failed.
+        Err(step) => return step,
+    };
+    if let Some(enrolled) = &progress.enrolled_at {
+        if Some(enrolled) != wanted.as_ref() {
+            return Step::Remove(enrolled.clone());
+        }
+        return match target {
+            // Graph gives the join link only in the answer to the create: a
+            // registrant whose link is lost is removed and enrolled again.
+            Target::MeetingRegistration if progress.join_web_url.is_none() => Step::Remove(enrolled.clone()),
+            // A 204 carries no id: find it by listing.
+            Target::VirtualEventWebinar if progress.registrant_id.is_none() => Step::Lookup(enrolled.clone()),
+            _ if write_back && progress.written_back_value.as_deref() != progress.value_to_write_back(target) => {
+                Step::WriteBack
+            }
+            _ => Step::Done,
+        };
+    }
+    match wanted {
+        Some(RegistrantsAt::Webinar(_)) if c.external_id.chars().count() > MAX_REGISTRATION_ID_CHARS => Step::Fail(
+            format!(
+                "the platform's registrant id is {} characters; a webinar registration's external id takes at most {}",
+                c.external_id.chars().count(),
+                MAX_REGISTRATION_ID_CHARS
+            ),
+            FailureCategory::PlatformData,
+        ),
+        Some(at) => Step::Enrol(at),
+        None => Step::Done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AllowedRegistrant, Person};
+    use crate::store::registrants::MeetingView;
+
+    fn registrant(desired: Desired, meeting_registered: bool) -> ClaimedRegistrant {
+        ClaimedRegistrant {
+            id: 1,
+            lease_token: uuid::Uuid::nil(),
+            external_id: "r-1".into(),
+            meeting_external_id: "m-1".into(),
+            desired,
+            person: Person::default(),
+            attempts: 0,
+            needs_lookup: false,
+            lookup_at: None,
+            enrolled_at: None,
+            registrant_id: None,
+            join_web_url: None,
+            written_back_value: None,
+            meeting: Some(MeetingView {
+                desired: Desired::Registered,
+                state: if meeting_registered { "synced".into() } else { "pending".into() },
+                organizer_id: Some("o".into()),
+                online_meeting_id: Some("w".into()),
+                registered: meeting_registered.then(|| ("o".into(), "m".into())),
+                allowed_registrant: AllowedRegistrant::Everyone,
+                last_error: None,
+            }),
+        }
+    }
+
+    fn at() -> RegistrantsAt {
+        RegistrantsAt::Meeting(Location { organizer: OrganizerId("o".into()), meeting: OnlineMeetingId("m".into()) })
+    }
+
+    #[test]
+    fn a_new_registrant_waits_for_its_meeting_then_is_enrolled_then_written_back_once() {
+        let target = Target::MeetingRegistration;
+        let waiting = registrant(Desired::Registered, false);
+        assert!(matches!(plan(&waiting, &Progress::from_claim(&waiting), target, true), Step::Wait(_)));
+
+        let c = registrant(Desired::Registered, true);
+        let mut p = Progress::from_claim(&c);
+        assert_eq!(plan(&c, &p, target, true), Step::Enrol(at()));
+        p.enrolled_at = Some(at());
+        p.join_web_url = Some("https://link".into());
+        assert_eq!(plan(&c, &p, target, true), Step::WriteBack);
+        p.written_back_value = Some("https://link".into());
+        assert_eq!(plan(&c, &p, target, true), Step::Done);
+        assert_eq!(plan(&c, &Progress { written_back_value: None, ..p }, target, false), Step::Done);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_looked_up_first_and_a_lost_link_means_enrolling_again() {
+        let c = registrant(Desired::Registered, true);
+        let mut p = Progress { needs_lookup: true, lookup_at: Some(at()), ..Progress::default() };
+        assert_eq!(plan(&c, &p, Target::MeetingRegistration, true), Step::Lookup(at()));
+        p.needs_lookup = false;
+        p.enrolled_at = Some(at());
+        assert_eq!(plan(&c, &p, Target::MeetingRegistration, true), Step::Remove(at()), "no link: remove, then enrol");
+    }
+
+    #[test]
+    fn a_cancelled_registrant_or_meeting_is_removed_and_never_enrolled() {
+        let mut c = registrant(Desired::Unregistered, true);
+        let enrolled = Progress { enrolled_at: Some(at()), join_web_url: Some("l".into()), ..Progress::default() };
+        assert_eq!(plan(&c, &enrolled, Target::MeetingRegistration, true), Step::Remove(at()));
+        assert_eq!(plan(&c, &Progress::default(), Target::MeetingRegistration, true), Step::Done);
+        c.desired = Desired::Registered;
+        if let Some(m) = c.meeting.as_mut() {
+            m.desired = Desired::Unregistered;
+        }
+        assert_eq!(plan(&c, &Progress::default(), Target::MeetingRegistration, true), Step::Done);
+    }
+
+    #[test]
+    fn a_webinar_registration_without_an_id_is_found_by_listing_and_long_ids_are_refused() {
+        let mut c = registrant(Desired::Registered, true);
+        let webinar = RegistrantsAt::Webinar("w".into());
+        assert_eq!(plan(&c, &Progress::default(), Target::VirtualEventWebinar, true), Step::Enrol(webinar.clone()));
+        let sent = Progress { enrolled_at: Some(webinar.clone()), ..Progress::default() };
+        assert_eq!(plan(&c, &sent, Target::VirtualEventWebinar, true), Step::Lookup(webinar));
+        c.external_id = "x".repeat(257);
+        assert!(matches!(
+            plan(&c, &Progress::default(), Target::VirtualEventWebinar, true),
+            Step::Fail(_, FailureCategory::PlatformData)
+        ));
+    }
+}
