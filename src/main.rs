@@ -128,7 +128,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Plan => print!("{}", app::plan(settings).await?),
         Command::Retry { external_id, .. } => {
             let n = app::retry(&settings, external_id.as_deref()).await?;
-            println!("{n} meeting(s) due again");
+            println!("{n} meeting(s) or registrant(s) due again");
         }
         Command::Login => {
             let done = app::login(&settings, |prompt| {

@@ -227,7 +227,13 @@ pub async fn plan(settings: Settings) -> anyhow::Result<String> {
 /// The database is unreachable.
 pub async fn retry(settings: &Settings, external_id: Option<&str>) -> anyhow::Result<u64> {
     let pool = connect_and_migrate(settings).await?;
-    Ok(store::meetings::retry(&pool, external_id).await?)
+    let meetings = store::meetings::retry(&pool, external_id).await?;
+    // `--failed` takes the failed registrants too.
+    let registrants = match external_id {
+        None => store::registrants::retry_failed(&pool).await?,
+        Some(_) => 0,
+    };
+    Ok(meetings + registrants)
 }
 
 /// A one-paragraph summary of a tick for people.

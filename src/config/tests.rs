@@ -270,3 +270,42 @@ fn each_credential_kind_names_what_it_needs() {
     assert_eq!(settings.graph.client_id.as_deref(), Some("workload-app"));
     assert_eq!(settings.graph.tenant_id.as_deref(), Some("workload-tenant"));
 }
+
+#[test]
+fn the_webinar_target_takes_the_v1_root_and_application_permission() {
+    let mut vars = complete_env();
+    vars.insert("REGSYNC__GRAPH__TARGET".into(), "virtual_event_webinar".into());
+    let settings = Settings::load_from(None, &vars, Scope::Everything).expect("the default root follows the target");
+    assert_eq!(settings.graph.base_url, "https://graph.microsoft.com/v1.0");
+
+    let line = refused_with(&[
+        ("REGSYNC__GRAPH__TARGET", "virtual_event_webinar"),
+        ("REGSYNC__GRAPH__BASE_URL", "https://graph.microsoft.com/beta/"),
+    ]);
+    assert!(
+        line.starts_with("graph.base_url must be Graph's v1.0 root") && line.contains("virtual_event_webinar"),
+        "{line}"
+    );
+    let line = refused_with(&[
+        ("REGSYNC__GRAPH__TARGET", "virtual_event_webinar"),
+        ("REGSYNC__GRAPH__AUTH", "delegated"),
+        ("REGSYNC__SECURITY__ENCRYPTION_KEY", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="),
+    ]);
+    assert!(line.contains("cannot be \"delegated\""), "{line}");
+}
+
+#[test]
+fn registrants_need_their_id_field_and_a_flat_list_its_meeting_field() {
+    let line = refused_with(&[
+        ("REGSYNC__REGISTRANTS__ENABLED", "true"),
+        ("REGSYNC__REGISTRANTS__PATH", "/registrants"),
+        ("REGSYNC__REGISTRANTS__FIELDS__MEETING_ID", ""),
+    ]);
+    assert!(line.starts_with("registrants.fields.meeting_id is required"), "{line}");
+    let line = refused_with(&[
+        ("REGSYNC__REGISTRANTS__ENABLED", "true"),
+        ("REGSYNC__WRITEBACK__URL", "/x"),
+        ("REGSYNC__WRITEBACK__BODY", "{join_web_url}"),
+    ]);
+    assert!(line.starts_with("writeback.body is not a JSON template"), "{line}");
+}

@@ -114,6 +114,13 @@ impl Settings {
     /// root have the registration API.
     fn check_graph(&self, bad: &mut Vec<String>) {
         let g = &self.graph;
+        if g.target == Target::VirtualEventWebinar && g.auth == GraphAuth::Delegated {
+            bad.push(
+                "graph.target = \"virtual_event_webinar\" registers other people, which needs application permission \
+                 (VirtualEventRegistration-Anon.ReadWrite.All): graph.auth cannot be \"delegated\""
+                    .into(),
+            );
+        }
         for (key, url) in [("graph.base_url", &g.base_url), ("graph.authority_url", &g.authority_url)] {
             if let Err(why) = crate::http::credentials_may_go_to(url) {
                 bad.push(format!("{key} {why}"));

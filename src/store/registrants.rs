@@ -417,7 +417,7 @@ pub async fn active_meetings(pool: &PgPool) -> Result<Vec<String>, Error> {
         .map_err(query_error("list active meetings"))
 }
 
-/// Makes every failed registrant (or one) due again with its attempts reset.
+/// Makes every failed registrant due again with its attempts reset.
 ///
 /// # Errors
 /// The statement failed.

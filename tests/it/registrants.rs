@@ -271,3 +271,53 @@ async fn the_webinar_target_never_sends_more_than_15_writes_in_any_30_seconds() 
         "regsync paced itself: Graph never had to refuse a write"
     );
 }
+
+#[tokio::test]
+async fn a_write_back_the_platform_refuses_fails_with_its_reason_and_a_failing_one_is_retried_until_acknowledged() {
+    let app = spawn_app_with(with_registrants).await;
+    let m = app.listed(meeting(1));
+    let people = app.sim.seed_registrants(std::slice::from_ref(&m), 2);
+    // The first write-back meets a 503, then a 422; the rest succeed.
+    app.sim.fail_write_backs(&[503, 422]);
+
+    cycle(&app).await;
+
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT external_id, state, last_error, error_category FROM ops.registrant_status ORDER BY external_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let failed: Vec<_> = rows.iter().filter(|r| r.1 == "failed").collect();
+    assert_eq!(failed.len(), 1, "{rows:?}");
+    let error = failed[0].2.clone().unwrap_or_default();
+    assert!(error.contains("HTTP 422") && error.contains("regsync retry --failed"), "{error}");
+    assert_eq!(failed[0].3.as_deref(), Some("writeback"));
+    let acknowledged: Vec<_> = app.sim.write_backs().into_iter().filter(|w| w.status == 200).collect();
+    assert_eq!(acknowledged.len(), 1, "the other was retried after the 503 and acknowledged once");
+    assert_eq!(app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).len(), 2, "both stay enrolled");
+
+    // Fixed on the platform: the retry writes back once more, nothing else.
+    let reset = regsync::app::retry(&app.settings, None).await.expect("retry");
+    cycle(&app).await;
+    assert_eq!(reset, 1);
+    assert_eq!(app.sim.write_backs().iter().filter(|w| w.status == 200).count(), 2);
+    assert_eq!(calls(&app, "POST registrant"), people.len(), "no registrant enrolled twice");
+}
+
+#[tokio::test]
+async fn a_flat_listing_of_all_registrants_maps_each_to_its_meeting() {
+    let app = spawn_app_with(|s| {
+        with_registrants(s);
+        s.registrants.path = "/registrants".into();
+    })
+    .await;
+    let meetings: Vec<SimMeeting> = (1..=3).map(|n| app.listed(meeting(n))).collect();
+    app.sim.seed_registrants(&meetings, 2);
+
+    cycle(&app).await;
+
+    for m in &meetings {
+        assert_eq!(app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).len(), 2, "{}", m.id);
+    }
+}
