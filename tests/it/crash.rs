@@ -134,3 +134,117 @@ async fn a_worker_paused_past_its_lease_right_before_the_send_never_sends() {
         sqlx::query_scalar("SELECT registration_id FROM ops.meeting_status").fetch_one(&pool).await.expect("row");
     assert_eq!(recorded.as_deref(), Some(held.id.as_str()));
 }
+
+/// Registrant crash points, with where they sit: between the intent and the
+/// request, between the request and its outcome, and between the recorded
+/// enrolment and the write-back.
+const REGISTRANT_POINTS: [&str; 4] =
+    ["registrant-after-intent", "after-send", "registrant-after-response", "registrant-before-writeback"];
+
+async fn registrant_crash_then_recover(webinar: bool, point: &str, remote: Remote) {
+    let db = fresh_database().await;
+    let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let m = meeting(1);
+    sim.upsert_meeting(m.clone());
+    sim.put_webinar(&m.online_meeting_id, "published");
+    let v1 = sim.endpoints().graph.replace("/beta", "/v1.0");
+    let mut env: Vec<(&str, &str)> = vec![
+        SHORT_TIMEOUT,
+        ("REGSYNC__REGISTRANTS__ENABLED", "true"),
+        ("REGSYNC__WRITEBACK__URL", "/meetings/{meeting_id}/registrants/{registrant_id}/join-link"),
+        ("REGSYNC__WRITEBACK__BODY", r#"{"link": "{join_web_url}", "id": "{registration_id}"}"#),
+    ];
+    if webinar {
+        env.extend([
+            ("REGSYNC__GRAPH__TARGET", "virtual_event_webinar"),
+            ("REGSYNC__GRAPH__BASE_URL", v1.as_str()),
+            ("REGSYNC__SOURCE__FIELDS__WEBINAR_ID", "/online_meeting_id"),
+        ]);
+    }
+    let run = |extra: Option<String>| {
+        let (db, sim) = (db.clone(), sim.clone());
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        env.extend(extra.map(|f| ("FAILPOINTS".to_owned(), f)));
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            regsync_cli(&["once"], &db, &sim, &env)
+        })
+    };
+    // The meeting first, then its registrant, so the crash is the registrant's.
+    assert!(run(None).await.expect("joined").status.success());
+    let person = regsync_sim::SimRegistrant::new(&m.id, 1);
+    sim.upsert_registrant(person.clone());
+    match remote {
+        Remote::Acted => {}
+        Remote::DidNotAct => sim.fail_next(Some("POST"), Fault::Status { status: 500, retry_after: None }),
+        Remote::ActedResponseLost => sim.fail_next(Some("POST"), Fault::LostResponse),
+    }
+
+    // Runs until one reaches the crash point (after a failed create, the
+    // retry reaches the write-back only in a later run).
+    let mut crashed = false;
+    for _ in 0..10 {
+        if !run(Some(format!("{point}=return"))).await.expect("joined").status.success() {
+            crashed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let pool = sqlx::PgPool::connect(&db).await.expect("db");
+    sqlx::query(
+        "UPDATE registrants SET lease_expires_at = now() - interval '1 second' WHERE lease_expires_at IS NOT NULL",
+    )
+    .execute(&pool)
+    .await
+    .expect("leases expire");
+    let mut settled = false;
+    for _ in 0..20 {
+        assert!(run(None).await.expect("joined").status.success());
+        settled = sqlx::query_scalar("SELECT bool_and(state = 'synced') FROM registrants")
+            .fetch_one(&pool)
+            .await
+            .expect("state");
+        if settled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+
+    let case = format!("{} {point} × {remote:?}", if webinar { "webinar" } else { "meeting" });
+    assert!(crashed, "{case}: a run crashed at the point");
+    assert!(settled, "{case}: the registrant settled");
+    let (value, written): (Option<String>, bool) = sqlx::query_as(
+        "SELECT CASE WHEN $1 THEN registrant_id ELSE join_web_url END, written_back_at IS NOT NULL FROM ops.registrant_status",
+    )
+    .bind(webinar)
+    .fetch_one(&pool)
+    .await
+    .expect("row");
+    let acknowledged: Vec<_> = sim.write_backs().into_iter().filter(|w| w.status == 200).collect();
+    let last = acknowledged.last().expect("written back");
+    let key = if webinar { "id" } else { "link" };
+    assert!(written, "{case}");
+    assert_eq!(last.body[key].as_str(), value.as_deref(), "{case}: the platform has the link regsync holds");
+    if webinar {
+        let held = sim.webinar(&m.online_meeting_id).expect("webinar").registrations;
+        let live: Vec<_> = held.iter().filter(|r| r.status == "registered").collect();
+        assert_eq!(live.len(), 1, "{case}: exactly one registration: {held:?}");
+        assert_eq!(Some(live[0].id.clone()), value, "{case}");
+    } else {
+        let held = sim.graph_registrants(&m.organizer_id, &m.online_meeting_id);
+        assert_eq!(held.len(), 1, "{case}: exactly one registrant");
+        assert_eq!(Some(held[0].join_web_url.clone()), value, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn every_registrant_crash_point_crossed_with_every_remote_outcome_ends_with_one_registrant_and_its_link_written_back(
+) {
+    for webinar in [false, true] {
+        for point in REGISTRANT_POINTS {
+            for remote in [Remote::Acted, Remote::DidNotAct, Remote::ActedResponseLost] {
+                registrant_crash_then_recover(webinar, point, remote).await;
+            }
+        }
+    }
+}
