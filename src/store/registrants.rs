@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
@@ -134,15 +135,16 @@ pub async fn upsert_page(pool: &PgPool, registrants: &[ExternalRegistrant]) -> R
 }
 
 /// [`claim_due`]: `$1` the batch size, `$2` the lease in seconds, `$3` the
-/// replica, `$4` `sync.max_attempts`.
+/// replica, `$4` `sync.max_attempts`, `$5` the round's start: a registrant
+/// rescheduled during the round is not claimed again in it.
 const CLAIM_DUE: &str = concat!(
     "WITH ",
     throttle_sql!(held),
     r#",
     due AS (
         SELECT id FROM registrants
-        WHERE ((state IN ('pending', 'retrying') AND next_attempt_at <= now())
-               OR (state = 'in_flight' AND lease_expires_at < now()))
+        WHERE ((state IN ('pending', 'retrying') AND next_attempt_at <= $5)
+               OR (state = 'in_flight' AND lease_expires_at < $5))
           AND NOT EXISTS (SELECT 1 FROM held)
         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
     ),
@@ -189,12 +191,14 @@ pub async fn claim_due(
     ttl: Duration,
     max_attempts: u32,
     replica: Uuid,
+    round: DateTime<Utc>,
 ) -> Result<Vec<ClaimedRegistrant>, Error> {
     let rows = sqlx::query(CLAIM_DUE)
         .bind(i64::from(limit))
         .bind(ttl.as_secs_f64())
         .bind(replica)
         .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
+        .bind(round)
         .fetch_all(pool)
         .await
         .map_err(query_error("claim due registrants"))?;
@@ -403,6 +407,30 @@ pub async fn record_outcome(
     .await
     .map_err(query_error("record a registrant's outcome"))?;
     applied.try_get(0).map_err(query_error("record a registrant's outcome"))
+}
+
+/// Starts a round of registrant reconciles: the database's time (rows
+/// rescheduled after it wait for the next round), after making due every
+/// registrant that waited for a meeting that is ready now.
+///
+/// # Errors
+/// The statement failed.
+pub async fn start_round(pool: &PgPool) -> Result<DateTime<Utc>, Error> {
+    sqlx::query_scalar(
+        r#"
+        WITH woken AS (
+            UPDATE registrants r SET next_attempt_at = now()
+            FROM meetings m
+            WHERE r.state = 'retrying' AND r.last_error_category = 'meeting_not_ready' AND r.next_attempt_at > now()
+              AND m.external_id = r.meeting_external_id AND m.state = 'synced'
+            RETURNING 1
+        )
+        SELECT now() + interval '1 millisecond' FROM (SELECT count(*) FROM woken) w
+        "#,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(query_error("start a round of registrants"))
 }
 
 /// The platform meeting ids whose registrants are listed one meeting at a

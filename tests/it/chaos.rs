@@ -4,7 +4,8 @@
 //! regsync database session terminated after each kill, the postmaster
 //! frozen for 5 s, and PostgreSQL crashed and restarted mid-run (every
 //! replica must be ready again within 15 s of it). Every valid meeting must
-//! end registered exactly once by the simulator's own log.
+//! end registered exactly once by the simulator's own log, and every
+//! registrant of the first 50 enrolled once with its link written back.
 //!
 //! Size: `REGSYNC_CHAOS_MEETINGS` (default 300) and `REGSYNC_CHAOS_SECS`
 //! (the kill phase, default 30).
@@ -109,6 +110,13 @@ async fn ready(listen: &str) -> bool {
     probe.await.is_ok_and(|r| r.status().is_success())
 }
 
+async fn open_registrants(pool: &sqlx::PgPool) -> Option<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight')")
+        .fetch_one(pool)
+        .await
+        .ok()
+}
+
 pub async fn open_meetings(pool: &sqlx::PgPool) -> Option<i64> {
     sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')")
         .fetch_one(pool)
@@ -131,6 +139,14 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     let db = admin_options.clone().database("regsync_chaos").to_url_lossy().to_string();
     let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
     sim.seed(meetings);
+    // Two people for each of the first 50 active meetings, enrolled and
+    // written back through the same kills and faults.
+    let with_people: Vec<SimMeeting> = (1..=meetings)
+        .map(SimMeeting::generated)
+        .filter(|m| m.status == "active" && m.allowed_registrant == "everyone")
+        .take(50)
+        .collect();
+    let people = sim.seed_registrants(&with_people, 2);
     sim.set_rates(FaultRates {
         throttle: 0.2,
         retry_after_secs: 0.5,
@@ -144,6 +160,16 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     std::fs::create_dir_all(&logs).expect("log dir");
     let mut replicas: Vec<Replica> = (0..3).map(|i| Replica::new(logs.join(format!("replica-{i}.log")))).collect();
     for r in &mut replicas {
+        r.extra_env.extend(
+            [
+                ("REGSYNC__REGISTRANTS__ENABLED", "true"),
+                // One listing of everyone: a list per meeting would cost a
+                // request per meeting on every poll.
+                ("REGSYNC__REGISTRANTS__PATH", "/registrants"),
+                ("REGSYNC__WRITEBACK__URL", "/meetings/{meeting_id}/registrants/{registrant_id}/join-link"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
         r.start(&db, &sim);
     }
 
@@ -212,7 +238,9 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
     let valid: Vec<SimMeeting> = (1..=meetings).map(SimMeeting::generated).filter(|m| m.status == "active").collect();
     let quiet = eventually(Duration::from_secs(240), async || {
-        sim.stats().registrations == valid.len() && open_meetings(&pool).await == Some(0)
+        sim.stats().registrations == valid.len()
+            && open_meetings(&pool).await == Some(0)
+            && open_registrants(&pool).await == Some(0)
     })
     .await;
     assert!(quiet, "not quiescent: {}/{} registered", sim.stats().registrations, valid.len());
@@ -236,6 +264,20 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
                 .await
                 .expect("row");
         assert_eq!(recorded.as_deref(), Some(held.as_str()), "{}: the recorded id is Graph's", m.id);
+    }
+    // Every person: one registrant at Teams, and the platform holds its link.
+    let write_backs = sim.write_backs();
+    for p in &people {
+        let m = with_people.iter().find(|m| m.id == p.meeting_id).expect("their meeting");
+        let held = sim.graph_registrants(&m.organizer_id, &m.online_meeting_id);
+        let link = &held.iter().find(|r| r.id == p.id).unwrap_or_else(|| panic!("{}: enrolled", p.id)).join_web_url;
+        let last = write_backs.iter().rev().find(|w| w.registrant_id == p.id && w.status == 200);
+        assert_eq!(
+            last.map(|w| w.body["join_web_url"].as_str()),
+            Some(Some(link.as_str())),
+            "{}: link written back",
+            p.id
+        );
     }
     let stats = sim.stats();
     println!(

@@ -253,7 +253,22 @@ fn before(
         return Ok(None);
     }
     let queued = s.faults.iter().position(|(m, _)| m.is_none_or(|m| m == method)).and_then(|i| s.faults.remove(i));
-    Ok(queued.map(|(_, f)| f))
+    Ok(queued.map(|(_, f)| f).or_else(|| random_fault(s)))
+}
+
+/// A fault drawn from the configured rates, as for registrations.
+fn random_fault(s: &State) -> Option<Fault> {
+    let rates = s.rates;
+    let roll: f64 = rand::random();
+    if roll < rates.throttle {
+        Some(Fault::Status { status: 429, retry_after: Some(format!("{}", rates.retry_after_secs)) })
+    } else if roll < rates.throttle + rates.error {
+        Some(Fault::Status { status: 503, retry_after: None })
+    } else if roll < rates.throttle + rates.error + rates.lost_response {
+        Some(Fault::LostResponse)
+    } else {
+        None
+    }
 }
 
 /// Answers `answer` after `fault`: a status instead, or acts and drops the

@@ -29,6 +29,9 @@ use crate::store::{self, NextState, SendGate};
 /// lookup of a webinar registration's id fit.
 const MAX_STEPS: usize = 6;
 
+/// The longest a registrant waits for its meeting before it looks again.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// How long a webinar's status is trusted before it is read again.
 const WEBINAR_STATUS_TTL: Duration = Duration::from_secs(60);
 
@@ -119,6 +122,29 @@ pub struct RegistrantReport {
 /// # Errors
 /// [`SyncError::Auth`] when Graph credentials fail; [`SyncError::Store`].
 pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<RegistrantReport, SyncError> {
+    let mut total = RegistrantReport::default();
+    // A lookup can lead to a removal, a removal to an enrolment, an
+    // enrolment to its write-back: a few rounds finish what one started.
+    for _ in 0..ROUNDS {
+        let round = reconcile_round(ctx).await?;
+        total.claimed += round.claimed;
+        total.enrolled += round.enrolled;
+        total.removed += round.removed;
+        total.written_back += round.written_back;
+        total.failed += round.failed;
+        if round.enrolled + round.removed == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Rounds of [`reconcile_due`].
+const ROUNDS: usize = 4;
+
+/// What is due at the round's start, each registrant once.
+async fn reconcile_round(ctx: &Arc<Ctx>) -> Result<RegistrantReport, SyncError> {
+    let round = store::registrants::start_round(&ctx.pool).await?;
     let mut report = RegistrantReport::default();
     let mut running: JoinSet<Result<Done, SyncError>> = JoinSet::new();
     let mut stop = None;
@@ -128,8 +154,9 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<RegistrantReport, SyncError
         if stop.is_none() && !drained && running.len() < limit && ctx.throttle.local_hold().is_none() {
             let sync = &ctx.settings.sync;
             let want = u32::try_from(limit - running.len()).unwrap_or(1);
-            let rows = store::registrants::claim_due(&ctx.pool, want, sync.lease_ttl(), sync.max_attempts, ctx.replica)
-                .await?;
+            let rows =
+                store::registrants::claim_due(&ctx.pool, want, sync.lease_ttl(), sync.max_attempts, ctx.replica, round)
+                    .await?;
             drained = rows.len() < want as usize;
             report.claimed += rows.len() as u64;
             for row in rows {
@@ -304,7 +331,9 @@ impl Work<'_> {
         match step {
             Step::Done => ControlFlow::Break(self.record(NextState::Synced, Duration::ZERO, None).await),
             Step::Wait(why) => {
-                let wait = Duration::from_millis(self.ctx.settings.sync.backoff_base_ms.max(1));
+                // Woken when the meeting is ready (`start_round`); the wait
+                // bounds how long a missed wake-up costs.
+                let wait = Duration::from_millis(self.ctx.settings.sync.backoff_max_ms).min(MAX_WAIT);
                 let failure = Some((why, None, FailureCategory::MeetingNotReady));
                 ControlFlow::Break(self.record(NextState::Retrying, wait, failure).await)
             }

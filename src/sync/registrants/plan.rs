@@ -2,7 +2,9 @@
 //! regsync knows Graph holds and what the meeting is, the one next step.
 
 use crate::config::Target;
-use crate::domain::{Desired, FailureCategory, Location, OnlineMeetingId, OrganizerId, RegistrantsAt};
+use crate::domain::{
+    AllowedRegistrant, Desired, FailureCategory, Location, OnlineMeetingId, OrganizerId, RegistrantsAt,
+};
 use crate::graph::MAX_REGISTRATION_ID_CHARS;
 use crate::store::registrants::ClaimedRegistrant;
 
@@ -151,6 +153,19 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
             ),
             FailureCategory::PlatformData,
         ),
+        Some(RegistrantsAt::Meeting(_))
+            if c.meeting.as_ref().is_some_and(|m| m.allowed_registrant == AllowedRegistrant::Organization)
+                && (c.person.tenant_id.is_none() || c.person.user_id.is_none()) =>
+        {
+            Step::Fail(
+                format!(
+                    "meeting {:?} admits only its organization's users, so Teams needs the registrant's Entra tenant \
+                     and user ids: map registrants.fields.tenant_id and registrants.fields.user_id",
+                    c.meeting_external_id
+                ),
+                FailureCategory::PlatformData,
+            )
+        }
         Some(at) => Step::Enrol(at),
         None => Step::Done,
     }
@@ -159,7 +174,7 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AllowedRegistrant, Person};
+    use crate::domain::Person;
     use crate::store::registrants::MeetingView;
 
     fn registrant(desired: Desired, meeting_registered: bool) -> ClaimedRegistrant {
