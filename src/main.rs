@@ -75,6 +75,10 @@ enum Command {
         /// Meetings the simulated platform lists.
         #[arg(long, default_value_t = 500)]
         meetings: usize,
+        /// People the simulated platform registered, enrolled at Teams one
+        /// by one with their join links written back (0: none).
+        #[arg(long, default_value_t = 0)]
+        registrants: usize,
         /// Keep the daemon and simulator running afterwards.
         #[arg(long)]
         keep_running: bool,
@@ -101,8 +105,8 @@ async fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Demo { meetings, keep_running } = cli.command {
-        return demo(meetings, keep_running).await;
+    if let Command::Demo { meetings, registrants, keep_running } = cli.command {
+        return demo(meetings, registrants, keep_running).await;
     }
     if let Command::Doctor { organizer, meeting } = cli.command {
         let report =
@@ -145,14 +149,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "demo")]
-async fn demo(meetings: usize, keep_running: bool) -> anyhow::Result<()> {
+async fn demo(meetings: usize, registrants: usize, keep_running: bool) -> anyhow::Result<()> {
     let database_url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
-    app::demo::demo(app::demo::DemoOptions { meetings, keep_running, database_url, progress: true }).await?;
+    let options = app::demo::DemoOptions { meetings, registrants, keep_running, database_url, progress: true };
+    app::demo::demo(options).await?;
     Ok(())
 }
 
 /// A production build leaves the simulator out; say how to get it.
 #[cfg(not(feature = "demo"))]
-async fn demo(_: usize, _: bool) -> anyhow::Result<()> {
+async fn demo(_: usize, _: usize, _: bool) -> anyhow::Result<()> {
     anyhow::bail!("this build of regsync has no demo: run `cargo run --release --features demo -- demo`")
 }

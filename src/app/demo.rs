@@ -23,6 +23,9 @@ use crate::sync;
 pub struct DemoOptions {
     /// Meetings the simulated platform lists.
     pub meetings: usize,
+    /// People registered on the platform (spread over the active meetings
+    /// open to everyone); 0 keeps the demo to meeting-level registration.
+    pub registrants: usize,
     /// Keep the daemon and simulator up afterwards (until Ctrl-C).
     pub keep_running: bool,
     /// `DATABASE_URL`, if set: the demo then uses a `regsync_demo` database there.
@@ -55,7 +58,13 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     };
     let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.context("cannot start the simulator")?;
     seed(&sim, options.meetings);
-    let settings = simulator_settings(&sim, &url);
+    let mut settings = simulator_settings(&sim, &url);
+    if options.registrants > 0 {
+        seed_registrants(&sim, options.meetings, options.registrants);
+        settings.registrants.enabled = true;
+        settings.registrants.path = "/registrants".into();
+        settings.writeback.url = "/meetings/{meeting_id}/registrants/{registrant_id}/join-link".into();
+    }
     let pool = connect_and_migrate(&settings).await?;
     let ctx = context(Arc::new(settings.clone()), pool.clone(), Arc::default(), CancellationToken::new())?;
 
@@ -74,7 +83,8 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         let total: i64 = counts.iter().map(|c| c.count).sum();
         bar.set_length(total as u64);
         bar.set_position(settled as u64);
-        if settled == total || tokio::time::Instant::now() > deadline {
+        let people = store::demo::registrants_open(&pool).await?;
+        if (settled == total && people == 0) || tokio::time::Instant::now() > deadline {
             break;
         }
         sync::reconcile_due(&ctx).await?;
@@ -117,6 +127,21 @@ fn seed(sim: &Sim, meetings: usize) {
         latency: Duration::from_millis(20),
         ..FaultRates::default()
     });
+}
+
+/// `n` people spread over the active meetings open to everyone, on one
+/// flat listing.
+fn seed_registrants(sim: &Sim, meetings: usize, n: usize) {
+    let open: Vec<regsync_sim::SimMeeting> = (1..meetings)
+        .map(regsync_sim::SimMeeting::generated)
+        .filter(|m| m.status == "active" && m.allowed_registrant == "everyone")
+        .collect();
+    if open.is_empty() {
+        return;
+    }
+    for i in 0..n {
+        sim.upsert_registrant(regsync_sim::SimRegistrant::new(&open[i % open.len()].id, i / open.len() + 1));
+    }
 }
 
 /// Settings that point regsync at a simulator, tuned for quick retries (the
@@ -170,6 +195,11 @@ pub fn render(summary: &DemoSummary) -> String {
     row("rejected platform items", s.rejected.to_string());
     for (call, n) in &s.graph_calls {
         row(&format!("Graph {call}"), n.to_string());
+    }
+    if s.registrants > 0 {
+        row("registrants", s.registrants.to_string());
+        row("registrants enrolled", s.enrolled.to_string());
+        row("join links written back", s.written_back.to_string());
     }
     row("duplicate POSTs at Graph", summary.duplicate_posts.to_string());
     let _ = writeln!(out, "+------------------------------+--------+");

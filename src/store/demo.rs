@@ -17,6 +17,12 @@ pub struct DemoFigures {
     pub rejected: i64,
     /// Graph requests by `METHOD STATUS`.
     pub graph_calls: Vec<(String, i64)>,
+    /// Registrants enrolled at Teams.
+    pub enrolled: i64,
+    /// Registrants whose link the platform acknowledged.
+    pub written_back: i64,
+    /// Registrants in all.
+    pub registrants: i64,
 }
 
 /// Reads the demo's figures.
@@ -29,7 +35,10 @@ pub async fn figures(pool: &PgPool) -> Result<DemoFigures, Error> {
         r#"
         SELECT count(*) FILTER (WHERE registration_id IS NOT NULL) AS registered,
                count(*) FILTER (WHERE desired = 'unregistered' AND state = 'synced') AS deregistered,
-               (SELECT count(*) FROM rejected_items) AS rejected
+               (SELECT count(*) FROM rejected_items) AS rejected,
+               (SELECT count(*) FROM registrants WHERE registrant_id IS NOT NULL) AS enrolled,
+               (SELECT count(*) FROM registrants WHERE written_back_at IS NOT NULL) AS written_back,
+               (SELECT count(*) FROM registrants) AS registrants
         FROM meetings
         "#,
     )
@@ -57,5 +66,19 @@ pub async fn figures(pool: &PgPool) -> Result<DemoFigures, Error> {
         rejected: counts.try_get("rejected").map_err(query_error(op))?,
         failed: failed.into_iter().map(|(id, e)| (id, e.unwrap_or_default())).collect(),
         graph_calls,
+        enrolled: counts.try_get("enrolled").map_err(query_error(op))?,
+        written_back: counts.try_get("written_back").map_err(query_error(op))?,
+        registrants: counts.try_get("registrants").map_err(query_error(op))?,
     })
+}
+
+/// Registrants not settled yet.
+///
+/// # Errors
+/// The statement failed.
+pub async fn registrants_open(pool: &PgPool) -> Result<i64, Error> {
+    sqlx::query_scalar("SELECT count(*) FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight')")
+        .fetch_one(pool)
+        .await
+        .map_err(query_error("count open registrants"))
 }

@@ -6,9 +6,14 @@ use regsync::app::demo::{demo, DemoOptions};
 use crate::helpers::server_url;
 
 #[tokio::test]
-async fn the_demo_syncs_every_valid_meeting_and_reports_the_one_it_cannot() {
-    let options =
-        DemoOptions { meetings: 200, keep_running: false, database_url: Some(server_url().await), progress: false };
+async fn the_demo_syncs_every_valid_meeting_and_its_registrants_and_reports_the_one_it_cannot() {
+    let options = DemoOptions {
+        meetings: 200,
+        registrants: 40,
+        keep_running: false,
+        database_url: Some(server_url().await),
+        progress: false,
+    };
 
     let summary = demo(options).await.expect("the demo ran");
     let (figures, duplicate_posts) = (summary.figures, summary.duplicate_posts);
@@ -23,4 +28,6 @@ async fn the_demo_syncs_every_valid_meeting_and_reports_the_one_it_cannot() {
     assert!(figures.failed[0].1.contains("application access policy"));
     let posts_201: i64 = figures.graph_calls.iter().filter(|(c, _)| c == "POST 201").map(|(_, n)| n).sum();
     assert!(posts_201 <= 180, "never more creates than meetings: {:?}", figures.graph_calls);
+    // The people, through the same faults: each enrolled, each link written back.
+    assert_eq!((figures.registrants, figures.enrolled, figures.written_back), (40, 40, 40));
 }
