@@ -83,7 +83,7 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         let total: i64 = counts.iter().map(|c| c.count).sum();
         bar.set_length(total as u64);
         bar.set_position(settled as u64);
-        let people = store::demo::registrants_open(&pool).await?;
+        let people = store::registrants::open_count(&pool).await?;
         if (settled == total && people == 0) || tokio::time::Instant::now() > deadline {
             break;
         }

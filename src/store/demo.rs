@@ -71,14 +71,3 @@ pub async fn figures(pool: &PgPool) -> Result<DemoFigures, Error> {
         registrants: counts.try_get("registrants").map_err(query_error(op))?,
     })
 }
-
-/// Registrants not settled yet.
-///
-/// # Errors
-/// The statement failed.
-pub async fn registrants_open(pool: &PgPool) -> Result<i64, Error> {
-    sqlx::query_scalar("SELECT count(*) FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight')")
-        .fetch_one(pool)
-        .await
-        .map_err(query_error("count open registrants"))
-}

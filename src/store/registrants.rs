@@ -459,3 +459,14 @@ pub async fn retry_failed(pool: &PgPool) -> Result<u64, Error> {
     .map_err(query_error("retry failed registrants"))?;
     Ok(reset.rows_affected())
 }
+
+/// Registrants not settled yet (pending, retrying or in flight).
+///
+/// # Errors
+/// The statement failed.
+pub async fn open_count(pool: &PgPool) -> Result<i64, Error> {
+    sqlx::query_scalar("SELECT count(*) FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight')")
+        .fetch_one(pool)
+        .await
+        .map_err(query_error("count open registrants"))
+}

@@ -64,6 +64,11 @@ struct Args {
     /// Graph's ids, so the first sync resolves each through Graph.
     #[arg(long)]
     resolve: bool,
+    /// People the platform registered (spread over the active meetings open
+    /// to everyone), enrolled after the meetings: registrants per second,
+    /// Graph calls per registrant and the steady cycle (0: not measured).
+    #[arg(long, default_value_t = 0)]
+    registrants: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -108,6 +113,13 @@ async fn serve_simulator(args: &Args) -> anyhow::Result<()> {
     let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await?;
     sim.seed(args.meetings);
     sim.list_by_reference(args.resolve);
+    let open: Vec<SimMeeting> = (1..=args.meetings)
+        .map(SimMeeting::generated)
+        .filter(|m| m.status == "active" && m.allowed_registrant == "everyone")
+        .collect();
+    for i in 0..args.registrants.min(open.len() * 1_000) {
+        sim.upsert_registrant(regsync_sim::SimRegistrant::new(&open[i % open.len()].id, i / open.len() + 1));
+    }
     sim.set_rates(regsync_sim::FaultRates {
         latency: Duration::from_millis(args.graph_latency_ms),
         ..Default::default()
@@ -123,6 +135,7 @@ fn start_simulator(args: &Args) -> anyhow::Result<SimProcess> {
         .args(["--serve-simulator", "--meetings", &args.meetings.to_string()])
         .args(["--graph-latency-ms", &args.graph_latency_ms.to_string()])
         .args(args.resolve.then_some("--resolve"))
+        .args(["--registrants", &args.registrants.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -225,6 +238,56 @@ async fn drain(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "{open} meetings never settled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Registrants: the first enrolment (with write-backs) against the same
+/// bound as registrations, then a steady cycle.
+async fn bench_registrants(
+    args: &Args,
+    settings: &Settings,
+    http: &reqwest::Client,
+    sim: &SimProcess,
+) -> anyhow::Result<report::Registrants> {
+    let mut settings = settings.clone();
+    settings.registrants.enabled = true;
+    settings.registrants.path = "/registrants".into();
+    settings.writeback.url = "/meetings/{meeting_id}/registrants/{registrant_id}/join-link".into();
+    let ctx = new_ctx(&settings).await?;
+    let run = store::runs::start_run(&ctx.pool).await?;
+    sync::registrants::poll(&ctx, run).await?;
+    let before = sim_stats(http, &sim.base).await?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(3_600);
+    loop {
+        sync::reconcile_due(&ctx).await?;
+        let open = store::registrants::open_count(&ctx.pool).await?;
+        if open == 0 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{open} registrants never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let after = sim_stats(http, &sim.base).await?;
+    let enrolled = (after.registrants - before.registrants) as f64;
+    let latency = Duration::from_millis(args.graph_latency_ms.max(1)).as_secs_f64();
+    let concurrency_bound = args.concurrency as f64 / latency;
+    let bound =
+        if args.rate_limit == 0 { concurrency_bound } else { concurrency_bound.min(f64::from(args.rate_limit)) };
+    let calls = (after.people_requests - before.people_requests) as f64;
+    let write_backs = (after.write_backs - before.write_backs) as f64;
+    let steady_before = sim_stats(http, &sim.base).await?;
+    sync::tick(&ctx).await?;
+    let steady_after = sim_stats(http, &sim.base).await?;
+    Ok(report::Registrants {
+        enrolled,
+        rate: enrolled / secs,
+        bound,
+        calls_per_registrant: calls / enrolled.max(1.0),
+        write_backs_per_registrant: write_backs / enrolled.max(1.0),
+        steady_calls: (steady_after.people_requests - steady_before.people_requests)
+            + (steady_after.write_backs - steady_before.write_backs),
+    })
 }
 
 #[tokio::main]
@@ -354,6 +417,9 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         steady_calls += total_requests(&sim_stats(&http, &sim.base).await?) - before;
     }
 
+    let registrants =
+        if args.registrants > 0 { Some(bench_registrants(&args, &settings, &http, &sim).await?) } else { None };
+
     // Throttled: new meetings registered under 20 % 429s.
     http.post(format!("{}/_sim/rates", sim.base))
         .json(&json!({"throttle": 0.2, "retry_after_secs": 0.2, "latency": args.graph_latency_ms}))
@@ -397,6 +463,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         peak_rss_mib: peak_rss_mib(),
         throttled_calls,
         violations,
+        registrants,
     };
     report.print();
     Ok(report.passes())

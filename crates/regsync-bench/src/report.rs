@@ -19,6 +19,29 @@ impl Resolution {
     }
 }
 
+/// With `--registrants`: the first enrolment and a steady cycle.
+#[derive(Clone, Copy)]
+pub struct Registrants {
+    pub enrolled: f64,
+    pub rate: f64,
+    pub bound: f64,
+    pub calls_per_registrant: f64,
+    pub write_backs_per_registrant: f64,
+    pub steady_calls: u64,
+}
+
+impl Registrants {
+    fn ratio(&self) -> f64 {
+        self.rate / self.bound
+    }
+    fn exact_ok(&self) -> bool {
+        (self.calls_per_registrant - 1.0).abs() < 0.005
+            && (self.write_backs_per_registrant - 1.0).abs() < 0.005
+            && self.steady_calls == 0
+            && self.enrolled > 0.0
+    }
+}
+
 /// Every figure of one run, with the bounds it is judged against.
 pub struct Report {
     pub args: Args,
@@ -41,6 +64,8 @@ pub struct Report {
     pub peak_rss_mib: f64,
     pub throttled_calls: f64,
     pub violations: u64,
+    /// With `--registrants`.
+    pub registrants: Option<Registrants>,
 }
 
 impl Report {
@@ -92,8 +117,13 @@ impl Report {
             && self.lookups_ok()
             && self.resolution_ok()
             && self.steady_calls == 0
-            && self.violations == 0;
-        let timed = self.ingest_ok() && self.steady_ok() && self.throughput_ok() && self.memory_ok();
+            && self.violations == 0
+            && self.registrants.is_none_or(|r| r.exact_ok());
+        let timed = self.ingest_ok()
+            && self.steady_ok()
+            && self.throughput_ok()
+            && self.memory_ok()
+            && self.registrants.is_none_or(|r| r.ratio() >= 0.9);
         exact && (timed || !self.args.check_ratios)
     }
 
@@ -122,6 +152,11 @@ impl Report {
                 "db_round_trips_per_registration": self.round_trips_per_registration,
                 "peak_rss_mib": self.peak_rss_mib,
                 "throttled_calls_per_registration": self.throttled_calls,
+                "registrants_per_sec": self.registrants.map(|r| r.rate),
+                "registrants_bound_per_sec": self.registrants.map(|r| r.bound),
+                "graph_calls_per_registrant": self.registrants.map(|r| r.calls_per_registrant),
+                "write_backs_per_registrant": self.registrants.map(|r| r.write_backs_per_registrant),
+                "registrant_steady_calls": self.registrants.map(|r| r.steady_calls),
                 "throttle_window_violations": self.violations,
             });
             println!("{value}");
@@ -196,6 +231,33 @@ impl Report {
             self.steady_calls,
             mark(self.steady_calls == 0)
         );
+        if let Some(r) = self.registrants {
+            println!(
+                "| registrants enrolled per second ({:.0} people) | {:.1} | {:.1} (min(rate limit, concurrency ÷ latency)) | {:.2} | ≥ 0.9 {} |",
+                r.enrolled,
+                r.rate,
+                r.bound,
+                r.ratio(),
+                mark(r.ratio() >= 0.9)
+            );
+            println!(
+                "| Graph calls per enrolled registrant | {:.2} | 1.00 | {:.2} | = 1.00 {} |",
+                r.calls_per_registrant,
+                r.calls_per_registrant,
+                mark((r.calls_per_registrant - 1.0).abs() < 0.005)
+            );
+            println!(
+                "| write-backs per enrolled registrant | {:.2} | 1.00 | {:.2} | = 1.00 {} |",
+                r.write_backs_per_registrant,
+                r.write_backs_per_registrant,
+                mark((r.write_backs_per_registrant - 1.0).abs() < 0.005)
+            );
+            println!(
+                "| registrant calls in a steady cycle (Graph and write-back) | {} | 0 | — | = 0 {} |",
+                r.steady_calls,
+                mark(r.steady_calls == 0)
+            );
+        }
         println!("| database round trips per ingested page | {:.2} | — | — | report |", self.round_trips_per_page);
         println!(
             "| database round trips per registered meeting | {:.2} | — | — | report |",

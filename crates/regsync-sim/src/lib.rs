@@ -127,6 +127,15 @@ pub struct Stats {
     /// Device-code polls sooner than the interval asked.
     #[serde(default)]
     pub device_polls_too_soon: u64,
+    /// Graph requests about registrants and webinar registrations.
+    #[serde(default)]
+    pub people_requests: u64,
+    /// Registrants Graph holds on meetings.
+    #[serde(default)]
+    pub registrants: usize,
+    /// Write-backs the platform acknowledged.
+    #[serde(default)]
+    pub write_backs: u64,
 }
 
 /// The settings that point regsync at a simulator.
@@ -531,6 +540,9 @@ impl State {
             refreshes: self.identity.refreshes,
             refresh_reuses: self.identity.refresh_reuses,
             device_polls_too_soon: self.identity.polls_too_soon,
+            people_requests: self.people.log.len() as u64,
+            registrants: self.people.registrants.values().map(|r| r.len()).sum(),
+            write_backs: self.people.write_backs.iter().filter(|w| w.status < 300).count() as u64,
             ..Stats::default()
         };
         for r in &self.log {
