@@ -121,6 +121,13 @@ pub async fn status(settings: &Settings) -> anyhow::Result<String> {
         }
         None => out.push_str("no poll has finished yet\n"),
     }
+    let people = store::registrants::count_by_state(&pool).await?;
+    if !people.is_empty() {
+        out.push_str("registrants by state:\n");
+        for s in people {
+            let _ = writeln!(out, "  {:<10} {}", s.state, s.count);
+        }
+    }
     let sign_ins = store::sign_ins::list(&pool).await?;
     if !sign_ins.is_empty() {
         out.push_str("signed-in organizers:\n");

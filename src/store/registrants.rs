@@ -470,3 +470,16 @@ pub async fn open_count(pool: &PgPool) -> Result<i64, Error> {
         .await
         .map_err(query_error("count open registrants"))
 }
+
+/// Registrants per state, for `regsync status`.
+///
+/// # Errors
+/// The statement failed.
+pub async fn count_by_state(pool: &PgPool) -> Result<Vec<super::StateCount>, Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM registrants GROUP BY state ORDER BY state")
+            .fetch_all(pool)
+            .await
+            .map_err(query_error("count registrants by state"))?;
+    Ok(rows.into_iter().map(|(state, count)| super::StateCount { state, count }).collect())
+}

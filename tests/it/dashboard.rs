@@ -62,7 +62,10 @@ async fn a_database_in_every_state(app: &TestApp) {
              VALUES ('evt-00005', 'POST', '/users/x/onlineMeetings/y/registration', 429, 3, gen_random_uuid(), 'throttled');
          INSERT INTO replicas (id, host, version) VALUES (gen_random_uuid(), 'host-a', '0.1.0');
          INSERT INTO sign_ins (organizer_id, upn, sealed_refresh_token, revoked_at, revoked_reason)
-             VALUES ('org-x', 'x@contoso.example', '\\x00', now(), 'invalid_grant: AADSTS50173');",
+             VALUES ('org-x', 'x@contoso.example', '\\x00', now(), 'invalid_grant: AADSTS50173');
+         INSERT INTO registrants (external_id, meeting_external_id, desired, state, last_error, last_error_category)
+             VALUES ('p-1', 'evt-00003', 'registered', 'synced', NULL, NULL),
+                    ('p-2', 'evt-00003', 'registered', 'failed', 'the platform refused the write-back', 'writeback');",
     )
     .execute(&app.pool)
     .await

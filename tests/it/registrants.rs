@@ -64,6 +64,8 @@ async fn every_registrant_is_enrolled_once_its_link_written_back_once_and_a_seco
     cycle(&app).await;
     let after = (app.sim.people_log().len(), app.sim.log().len(), app.sim.write_backs().len());
     assert_eq!(after, before, "a steady cycle makes no Graph call and no write-back");
+    let status = regsync::app::status(&app.settings).await.expect("status");
+    assert!(status.contains("registrants by state:\n  synced     12"), "{status}");
 }
 
 #[tokio::test]
