@@ -76,7 +76,7 @@ impl RegistrantShape {
         let reject = |reason: String| RejectedItem {
             external_id: id.as_ref().ok().cloned().flatten(),
             reason: format!("registrant: {reason}"),
-            raw: truncate(&raw),
+            raw: wire::truncate(&raw, RAW_KEEP_BYTES),
         };
         if !item.is_object() {
             return Err(reject("item is not an object".into()));
@@ -112,17 +112,6 @@ impl RegistrantShape {
             Person { email, first_name, last_name, tenant_id, user_id, preferred_timezone, preferred_language };
         Ok(Parsed::Accepted(ExternalRegistrant { external_id, meeting_external_id, desired, person }))
     }
-}
-
-fn truncate(raw: &str) -> String {
-    if raw.len() <= RAW_KEEP_BYTES {
-        return raw.to_owned();
-    }
-    let mut end = RAW_KEEP_BYTES;
-    while !raw.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &raw[..end])
 }
 
 /// One registrant listing: all of them, or one meeting's.

@@ -64,8 +64,41 @@ pub struct Outcome {
     pub lookup_settle: Duration,
 }
 
+/// The CTE `audit` that writes a reconcile's Graph calls: for the row whose
+/// id and external id are `$id` and `$external_id` in `$from`, in the
+/// column `$owner`, from the array of [`AuditRow`]s in parameter `$rows`.
+macro_rules! audit_sql {
+    ($owner:literal, $id:literal, $external_id:literal, $from:literal, $rows:literal) => {
+        concat!(
+            "audit AS (
+        INSERT INTO graph_calls (",
+            $owner,
+            ", external_id, method, path, http_status, duration_ms,
+                                 graph_request_id, client_request_id, error_code, outcome, inner_error,
+                                 response_date, ags_diagnostic)
+        SELECT ",
+            $id,
+            ", ",
+            $external_id,
+            ", c.method, c.path, c.http_status, c.duration_ms, c.graph_request_id,
+               c.client_request_id, c.error_code, c.outcome, c.inner_error::jsonb, c.response_date,
+               c.ags_diagnostic
+        FROM ",
+            $from,
+            ", jsonb_to_recordset(",
+            $rows,
+            ") AS c(method text, path text, http_status int4,
+            duration_ms int4, graph_request_id text, client_request_id uuid, error_code text, outcome text,
+            inner_error text, response_date text, ags_diagnostic text)
+    )"
+        )
+    };
+}
+pub(super) use audit_sql;
+
 /// [`record_outcome`]: `$1` is an [`OutcomeRow`], `$2` an array of [`AuditRow`]s.
-const RECORD_OUTCOME: &str = r#"
+const RECORD_OUTCOME: &str = concat!(
+    r#"
     WITH o AS (
         SELECT * FROM jsonb_to_record($1) AS o(
             meeting_id int8, lease_token uuid, external_id text,
@@ -75,18 +108,9 @@ const RECORD_OUTCOME: &str = r#"
             registered_audience text, checked bool, last_error text, last_http_status int4, last_error_category text,
             organizer_id text, online_meeting_id text, allowed_registrant text, desired text)
     ),
-    audit AS (
-        INSERT INTO graph_calls (meeting_id, external_id, method, path, http_status, duration_ms,
-                                 graph_request_id, client_request_id, error_code, outcome, inner_error,
-                                 response_date, ags_diagnostic)
-        SELECT o.meeting_id, o.external_id, c.method, c.path, c.http_status, c.duration_ms, c.graph_request_id,
-               c.client_request_id, c.error_code, c.outcome, c.inner_error::jsonb, c.response_date,
-               c.ags_diagnostic
-        FROM o, jsonb_to_recordset($2) AS c(method text, path text, http_status int4, duration_ms int4,
-                                            graph_request_id text, client_request_id uuid, error_code text,
-                                            outcome text, inner_error text, response_date text,
-                                            ags_diagnostic text)
-    ),
+    "#,
+    audit_sql!("meeting_id", "o.meeting_id", "o.external_id", "o", "$2"),
+    r#",
     done AS (
         UPDATE meetings AS m SET
             -- `changed`: the platform changed the meeting while it was in
@@ -126,7 +150,8 @@ const RECORD_OUTCOME: &str = r#"
         RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM done)
-    "#;
+    "#
+);
 
 /// Model step \[S8\] (model/exactly_once.pml); the `lookup_not_before` it sets is \[S9\].
 ///

@@ -345,21 +345,10 @@ pub struct RegistrantOutcome {
     pub error_category: Option<FailureCategory>,
 }
 
-/// Writes `outcome` and the audit rows of `calls`, fenced by the lease: a
-/// worker whose lease passed on writes nothing. A registrant the platform
-/// changed while it was in flight is due again. Whether it applied.
-///
-/// # Errors
-/// The statement failed.
-pub async fn record_outcome(
-    pool: &PgPool,
-    claimed: &ClaimedRegistrant,
-    outcome: &RegistrantOutcome,
-    calls: &[CallRecord],
-) -> Result<bool, Error> {
-    let audit: Vec<super::outcome::AuditRow<'_>> = calls.iter().map(Into::into).collect();
-    let applied = sqlx::query(
-        r#"
+/// [`record_outcome`]: `$1` id, `$2` lease token, `$3`… the outcome, `$16`
+/// the array of audit rows.
+const RECORD_OUTCOME: &str = concat!(
+    r#"
         WITH r AS (
             UPDATE registrants SET
                 state = CASE WHEN desired <> $4 AND $3 <> 'failed' THEN 'pending' ELSE $3 END,
@@ -373,39 +362,46 @@ pub async fn record_outcome(
             WHERE id = $1 AND lease_token = $2
             RETURNING id, external_id
         ),
-        audit AS (
-            INSERT INTO graph_calls (registrant_id, external_id, method, path, http_status, duration_ms,
-                                     graph_request_id, client_request_id, error_code, outcome, inner_error,
-                                     response_date, ags_diagnostic)
-            SELECT r.id, r.external_id, c.method, c.path, c.http_status, c.duration_ms, c.graph_request_id,
-                   c.client_request_id, c.error_code, c.outcome, c.inner_error::jsonb, c.response_date,
-                   c.ags_diagnostic
-            FROM r, jsonb_to_recordset($16) AS c(method text, path text, http_status int4, duration_ms int4,
-                graph_request_id text, client_request_id uuid, error_code text, outcome text, inner_error text,
-                response_date text, ags_diagnostic text)
-        )
+    "#,
+    super::outcome::audit_sql!("registrant_id", "r.id", "r.external_id", "r", "$16"),
+    r#"
         SELECT EXISTS (SELECT 1 FROM r)
-        "#,
-    )
-    .bind(claimed.id)
-    .bind(claimed.lease_token)
-    .bind(outcome.state.as_str())
-    .bind(claimed.desired.as_str())
-    .bind(outcome.needs_lookup)
-    .bind(outcome.lookup_at.as_deref())
-    .bind(outcome.enrolled_at.as_deref())
-    .bind(outcome.registrant_id.as_deref())
-    .bind(outcome.join_web_url.as_deref())
-    .bind(outcome.written_back_value.as_deref())
-    .bind(outcome.attempts)
-    .bind(outcome.next_attempt_in.as_secs_f64())
-    .bind(outcome.last_error.as_deref().map(storable))
-    .bind(outcome.last_http_status.map(i32::from))
-    .bind(outcome.error_category.map(FailureCategory::as_str))
-    .bind(Json(audit))
-    .fetch_one(pool)
-    .await
-    .map_err(query_error("record a registrant's outcome"))?;
+    "#
+);
+
+/// Writes `outcome` and the audit rows of `calls`, fenced by the lease: a
+/// worker whose lease passed on writes nothing. A registrant the platform
+/// changed while it was in flight is due again. Whether it applied.
+///
+/// # Errors
+/// The statement failed.
+pub async fn record_outcome(
+    pool: &PgPool,
+    claimed: &ClaimedRegistrant,
+    outcome: &RegistrantOutcome,
+    calls: &[CallRecord],
+) -> Result<bool, Error> {
+    let audit: Vec<super::outcome::AuditRow<'_>> = calls.iter().map(Into::into).collect();
+    let applied = sqlx::query(RECORD_OUTCOME)
+        .bind(claimed.id)
+        .bind(claimed.lease_token)
+        .bind(outcome.state.as_str())
+        .bind(claimed.desired.as_str())
+        .bind(outcome.needs_lookup)
+        .bind(outcome.lookup_at.as_deref())
+        .bind(outcome.enrolled_at.as_deref())
+        .bind(outcome.registrant_id.as_deref())
+        .bind(outcome.join_web_url.as_deref())
+        .bind(outcome.written_back_value.as_deref())
+        .bind(outcome.attempts)
+        .bind(outcome.next_attempt_in.as_secs_f64())
+        .bind(outcome.last_error.as_deref().map(storable))
+        .bind(outcome.last_http_status.map(i32::from))
+        .bind(outcome.error_category.map(FailureCategory::as_str))
+        .bind(Json(audit))
+        .fetch_one(pool)
+        .await
+        .map_err(query_error("record a registrant's outcome"))?;
     applied.try_get(0).map_err(query_error("record a registrant's outcome"))
 }
 

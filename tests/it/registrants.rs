@@ -26,7 +26,7 @@ pub fn webinars(s: &mut Settings) {
 
 async fn cycle(app: &TestApp) {
     app.tick().await;
-    app.settle_registrants().await;
+    app.settle().await;
 }
 
 fn calls(app: &TestApp, call: &str) -> usize {

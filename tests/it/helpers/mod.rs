@@ -120,31 +120,14 @@ impl TestApp {
             .expect("reconcile ran")
     }
 
-    /// Reconciles until nothing is due now, waiting out short retry delays.
+    /// Reconciles until no meeting or registrant is due now, waiting out
+    /// short retry delays.
     pub async fn settle(&self) {
         for _ in 0..200 {
             self.reconcile().await;
-            let open: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')")
-                    .fetch_one(&self.pool)
-                    .await
-                    .expect("count");
-            if open == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let open: Vec<(String, String, i32, Option<String>)> = sqlx::query_as("SELECT external_id, state, attempts, last_error FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')").fetch_all(&self.pool).await.expect("open meetings");
-        panic!("meetings did not settle: {open:?}");
-    }
-
-    /// Reconciles until no registrant (or meeting) is due now.
-    pub async fn settle_registrants(&self) {
-        for _ in 0..200 {
-            self.reconcile().await;
             let open: i64 = sqlx::query_scalar(
-                "SELECT (SELECT count(*) FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight'))
-                      + (SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight'))",
+                "SELECT (SELECT count(*) FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight'))
+                      + (SELECT count(*) FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight'))",
             )
             .fetch_one(&self.pool)
             .await
@@ -154,13 +137,15 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let open: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT external_id, state, last_error FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight')",
+        let open: Vec<(String, String, i32, Option<String>)> = sqlx::query_as(
+            "SELECT external_id, state, attempts, last_error FROM meetings WHERE state IN ('pending', 'retrying', 'in_flight')
+             UNION ALL
+             SELECT external_id, state, attempts, last_error FROM registrants WHERE state IN ('pending', 'retrying', 'in_flight')",
         )
         .fetch_all(&self.pool)
         .await
-        .expect("open registrants");
-        panic!("registrants did not settle: {open:?}");
+        .expect("open rows");
+        panic!("meetings or registrants did not settle: {open:?}");
     }
 
     /// A row of `ops.meeting_status`.
