@@ -493,6 +493,15 @@ impl Work<'_> {
             }
             (Step::Lookup(_), RegistrantsAt::Webinar(webinar)) => {
                 let found = graph.find_webinar_registration(permit, webinar, &c.external_id, calls).await?;
+                if found.is_none() && p.enrolled_at.is_some() {
+                    // Graph accepted it (204) yet does not list it: never
+                    // register again on that; look again later.
+                    return Err(graph::Error::Transient {
+                        status: None,
+                        may_have_acted: false,
+                        detail: format!("webinar {webinar} does not list the registration it accepted yet"),
+                    });
+                }
                 p.enrolled_at = found.is_some().then(|| at.clone());
                 p.registrant_id = found;
             }

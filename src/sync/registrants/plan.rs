@@ -129,6 +129,11 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
         Err(step) => return step,
     };
     if let Some(enrolled) = &progress.enrolled_at {
+        // A 204 carries no id: find it by listing, before anything that
+        // needs it (a cancel does).
+        if target == Target::VirtualEventWebinar && progress.registrant_id.is_none() {
+            return Step::Lookup(enrolled.clone());
+        }
         if Some(enrolled) != wanted.as_ref() {
             return Step::Remove(enrolled.clone());
         }
@@ -136,8 +141,6 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
             // Graph gives the join link only in the answer to the create: a
             // registrant whose link is lost is removed and enrolled again.
             Target::MeetingRegistration if progress.join_web_url.is_none() => Step::Remove(enrolled.clone()),
-            // A 204 carries no id: find it by listing.
-            Target::VirtualEventWebinar if progress.registrant_id.is_none() => Step::Lookup(enrolled.clone()),
             _ if write_back && progress.written_back_value.as_deref() != progress.value_to_write_back(target) => {
                 Step::WriteBack
             }
@@ -255,6 +258,13 @@ mod tests {
         assert_eq!(plan(&c, &Progress::default(), Target::VirtualEventWebinar, true), Step::Enrol(webinar.clone()));
         let sent = Progress { enrolled_at: Some(webinar.clone()), ..Progress::default() };
         assert_eq!(plan(&c, &sent, Target::VirtualEventWebinar, true), Step::Lookup(webinar));
+        c.desired = Desired::Unregistered;
+        assert_eq!(
+            plan(&c, &sent, Target::VirtualEventWebinar, true),
+            Step::Lookup(RegistrantsAt::Webinar("w".into())),
+            "a cancel needs the id: look it up first"
+        );
+        c.desired = Desired::Registered;
         c.external_id = "x".repeat(257);
         assert!(matches!(
             plan(&c, &Progress::default(), Target::VirtualEventWebinar, true),
