@@ -323,3 +323,20 @@ async fn a_flat_listing_of_all_registrants_maps_each_to_its_meeting() {
         assert_eq!(app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).len(), 2, "{}", m.id);
     }
 }
+
+#[tokio::test]
+async fn a_registrant_listed_twice_is_enrolled_once_and_the_repeat_rejected_with_the_reason() {
+    let app = spawn_app_with(with_registrants).await;
+    let m = app.listed(meeting(1));
+    let people = app.sim.seed_registrants(std::slice::from_ref(&m), 2);
+    app.sim.list_registrant_again(people[0].clone());
+
+    let report = app.tick().await;
+    app.settle().await;
+
+    assert_eq!(report.error, None, "the cycle ran");
+    assert_eq!(app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).len(), 2);
+    let reason: String =
+        sqlx::query_scalar("SELECT reason FROM ops.rejected_items").fetch_one(&app.pool).await.unwrap();
+    assert!(reason.contains("appears more than once"), "{reason}");
+}

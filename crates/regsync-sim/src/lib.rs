@@ -409,6 +409,11 @@ impl Sim {
         }
     }
 
+    /// Lists `registrant` once more, as a platform that repeats an item does.
+    pub fn list_registrant_again(&self, registrant: SimRegistrant) {
+        self.lock().people.platform.push(registrant);
+    }
+
     /// Lists `n` registrants for each of `meetings`; returns them.
     pub fn seed_registrants(&self, meetings: &[SimMeeting], n: usize) -> Vec<SimRegistrant> {
         let people: Vec<SimRegistrant> =

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use regsync_sim::{FaultRates, Retirement, Sim};
+use regsync_sim::{FaultRates, Retirement, Sim, SimMeeting};
 
 /// Serves a simulated event platform, token endpoint and Microsoft Graph.
 #[derive(Parser)]
@@ -57,6 +57,15 @@ struct Args {
     /// Answer every registration call as a retired or refusing API does.
     #[arg(long, value_enum, env = "REGSYNC_SIM_RETIRED")]
     retired: Option<RetiredMode>,
+    /// People registered on the platform, spread over the active meetings
+    /// open to everyone (`/platform/registrants`, or per meeting).
+    #[arg(long, default_value_t = 0, env = "REGSYNC_SIM_REGISTRANTS")]
+    registrants: usize,
+    /// Every meeting is also a published webinar (graph.target =
+    /// "virtual_event_webinar", with source.fields.webinar_id =
+    /// "/online_meeting_id").
+    #[arg(long, env = "REGSYNC_SIM_WEBINARS")]
+    webinars: bool,
     /// Sign every device-code login in at the first poll as this user
     /// (object id); graph.auth = "delegated" with `regsync login`.
     #[arg(long, env = "REGSYNC_SIM_SIGN_IN_AS")]
@@ -85,6 +94,18 @@ async fn main() -> std::process::ExitCode {
         }
     };
     sim.seed(args.meetings);
+    let open: Vec<SimMeeting> = (1..=args.meetings)
+        .map(SimMeeting::generated)
+        .filter(|m| m.status == "active" && m.allowed_registrant == "everyone")
+        .collect();
+    for i in 0..if open.is_empty() { 0 } else { args.registrants } {
+        sim.upsert_registrant(regsync_sim::SimRegistrant::new(&open[i % open.len()].id, i / open.len() + 1));
+    }
+    if args.webinars {
+        for m in (1..=args.meetings).map(SimMeeting::generated) {
+            sim.put_webinar(&m.online_meeting_id, "published");
+        }
+    }
     sim.list_by_reference(args.by_reference);
     if args.platform_oauth_lifetime_secs > 0 {
         sim.require_platform_oauth(args.platform_oauth_lifetime_secs);

@@ -55,6 +55,7 @@ pub struct RegistrantPoll {
 /// The database failed.
 pub async fn poll(ctx: &Arc<Ctx>, run_id: i64) -> Result<RegistrantPoll, SyncError> {
     let settings = &ctx.settings.registrants;
+    // Validated at start; an error here is a bug, reported as one.
     let shape = RegistrantShape::new(settings).map_err(|e| SyncError::Task(e.to_string()))?;
     let meetings: Vec<Option<String>> = if settings.path.contains("{meeting_id}") {
         store::registrants::active_meetings(&ctx.pool).await?.into_iter().map(Some).collect()
@@ -62,6 +63,7 @@ pub async fn poll(ctx: &Arc<Ctx>, run_id: i64) -> Result<RegistrantPoll, SyncErr
         vec![None]
     };
     let mut report = RegistrantPoll::default();
+    let mut seen = std::collections::HashSet::new();
     for meeting in meetings {
         let listing = match ctx.source.registrant_listing(settings, meeting.as_deref()) {
             Ok(listing) => listing,
@@ -84,9 +86,25 @@ pub async fn poll(ctx: &Arc<Ctx>, run_id: i64) -> Result<RegistrantPoll, SyncErr
             listed += page.items as u64;
             let next = ctx.source.next_registrants(&listing, &request, &page, listed);
             report.seen += page.items as u64;
-            report.rejected += page.rejected.len() as u64;
-            store::runs::insert_rejected(&ctx.pool, run_id, &page.rejected).await?;
-            let registrants: Vec<ExternalRegistrant> = page.accepted;
+            let mut rejected = page.rejected;
+            let mut registrants: Vec<ExternalRegistrant> = Vec::with_capacity(page.accepted.len());
+            for r in page.accepted {
+                if seen.insert((r.meeting_external_id.clone(), r.external_id.clone())) {
+                    registrants.push(r);
+                } else {
+                    rejected.push(crate::domain::RejectedItem {
+                        reason: format!(
+                            "registrant: id {:?} of meeting {:?} appears more than once in the listing; the first \
+                             occurrence was used",
+                            r.external_id, r.meeting_external_id
+                        ),
+                        external_id: Some(r.external_id),
+                        raw: String::new(),
+                    });
+                }
+            }
+            report.rejected += rejected.len() as u64;
+            store::runs::insert_rejected(&ctx.pool, run_id, &rejected).await?;
             report.changed += store::registrants::upsert_page(&ctx.pool, &registrants).await?;
             match next {
                 Next::Page(next) => request = next,
