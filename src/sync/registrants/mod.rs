@@ -691,3 +691,32 @@ impl Work<'_> {
 fn crash_point(name: &str) {
     fail_point!(name, |_| std::process::abort());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_write_pace_lets_n_writes_through_per_30_seconds_counted_from_their_answers() {
+        let pace = WritePace::new(15);
+        let started = Instant::now();
+        for _ in 0..15 {
+            drop(pace.acquire().await);
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO, "the first 15 go at once");
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let in_flight = pace.acquire().await;
+        assert_eq!(started.elapsed(), WRITE_WINDOW, "the 16th waits until the first answer is 30 s old");
+        // Still unanswered, it holds its place: the next waits for the
+        // second oldest answer, which is as old as the first.
+        drop(in_flight);
+        drop(pace.acquire().await);
+        assert_eq!(started.elapsed(), WRITE_WINDOW);
+        let mut late = 0;
+        while tokio::time::timeout(Duration::from_secs(1), pace.acquire()).await.is_ok() {
+            late += 1;
+        }
+        assert_eq!(late, 13, "15 in the window in all");
+    }
+}
