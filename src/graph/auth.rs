@@ -153,7 +153,7 @@ impl TokenCache {
 }
 
 /// When a token that lives `expires_in` seconds is refreshed: before the
-/// last [`REFRESH_MARGIN`] or fifth of its life, and at least daily.
+/// last five minutes or fifth of its life, and at least daily.
 pub fn refresh_in(expires_in: u64) -> Duration {
     // Remote input: a day at most, so no lifetime can overflow a clock.
     let lifetime = Duration::from_secs(expires_in.min(MAX_TOKEN_LIFETIME_SECS));
