@@ -71,6 +71,47 @@ impl Claimed {
     }
 }
 
+/// The CTEs `taken` and `claimed` of a claim over `$table` (aliased `m`),
+/// from a CTE `due` of row ids: each row gets a fresh lease (`$2` seconds,
+/// replica `$3`), and a row taken over from an expired lease counts an
+/// attempt — one whose workers stopped `$4` (`sync.max_attempts`) times is
+/// parked as failed instead, its `last_error` naming the command
+/// `$retry` (an SQL expression) that makes it due again. `claimed` returns
+/// the row and `parked`; the statement goes on with `RETURNING`.
+macro_rules! lease_or_park {
+    ($table:literal, $retry:literal) => {
+        concat!(
+            "taken AS (
+        -- A worker that stops every time on this row (a crash it causes)
+        -- must not get it back forever.
+        SELECT m.id, m.state = 'in_flight' AND m.attempts + 1 >= $4 AS parked
+        FROM ",
+            $table,
+            " m JOIN due ON m.id = due.id
+    ),
+    claimed AS (
+        UPDATE ",
+            $table,
+            " AS m SET
+            state            = CASE WHEN parked THEN 'failed' ELSE 'in_flight' END,
+            attempts         = m.attempts + CASE WHEN m.state = 'in_flight' THEN 1 ELSE 0 END,
+            lease_token      = CASE WHEN parked THEN NULL ELSE gen_random_uuid() END,
+            lease_expires_at = CASE WHEN parked THEN NULL ELSE now() + make_interval(secs => $2) END,
+            claimed_by       = CASE WHEN parked THEN NULL ELSE $3 END,
+            last_error       = CASE WHEN parked THEN format(
+                'its worker stopped %s times while handling it (sync.max_attempts): look for a crash in the logs, '
+                'then run `%s`', m.attempts + 1, ",
+            $retry,
+            ") ELSE m.last_error END,
+            last_error_category = CASE WHEN parked THEN 'worker_crashed' ELSE m.last_error_category END,
+            updated_at       = CASE WHEN parked THEN now() ELSE m.updated_at END
+        FROM taken
+        WHERE m.id = taken.id"
+        )
+    };
+}
+pub(super) use lease_or_park;
+
 /// [`claim_due`]: `$1` the batch size, `$2` the lease in seconds, `$3` the
 /// replica, `$4` `sync.max_attempts`.
 const CLAIM_DUE: &str = concat!(
@@ -94,26 +135,9 @@ const CLAIM_DUE: &str = concat!(
     due AS (
         (SELECT id FROM expired) UNION ALL (SELECT id FROM fresh ORDER BY next_attempt_at) LIMIT $1
     ),
-    taken AS (
-        -- A worker that stops every time on this meeting (a crash it
-        -- causes) must not get it back forever.
-        SELECT m.id, m.state = 'in_flight' AND m.attempts + 1 >= $4 AS parked
-        FROM meetings m JOIN due ON m.id = due.id
-    ),
-    claimed AS (
-        UPDATE meetings AS m SET
-            state            = CASE WHEN parked THEN 'failed' ELSE 'in_flight' END,
-            attempts         = m.attempts + CASE WHEN m.state = 'in_flight' THEN 1 ELSE 0 END,
-            lease_token      = CASE WHEN parked THEN NULL ELSE gen_random_uuid() END,
-            lease_expires_at = CASE WHEN parked THEN NULL ELSE now() + make_interval(secs => $2) END,
-            claimed_by       = CASE WHEN parked THEN NULL ELSE $3 END,
-            last_error       = CASE WHEN parked THEN format(
-                'its worker stopped %s times while handling it (sync.max_attempts): look for a crash in the logs, '
-                'then run `regsync retry %s`', m.attempts + 1, m.external_id) ELSE m.last_error END,
-            last_error_category = CASE WHEN parked THEN 'worker_crashed' ELSE m.last_error_category END,
-            updated_at       = CASE WHEN parked THEN now() ELSE m.updated_at END
-        FROM taken
-        WHERE m.id = taken.id
+    "#,
+    lease_or_park!("meetings", "'regsync retry ' || m.external_id"),
+    r#"
         RETURNING m.id, m.lease_token, m.external_id, m.desired, m.organizer_id, m.online_meeting_id,
                   m.organizer_upn, m.join_url,
                   m.allowed_registrant, m.registration_id, m.registered_organizer_id, m.registered_meeting_id,

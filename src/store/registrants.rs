@@ -148,25 +148,10 @@ const CLAIM_DUE: &str = concat!(
           AND NOT EXISTS (SELECT 1 FROM held)
         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
     ),
-    taken AS (
-        SELECT r.id, r.state = 'in_flight' AND r.attempts + 1 >= $4 AS parked
-        FROM registrants r JOIN due ON r.id = due.id
-    ),
-    claimed AS (
-        UPDATE registrants AS r SET
-            state            = CASE WHEN parked THEN 'failed' ELSE 'in_flight' END,
-            attempts         = r.attempts + CASE WHEN r.state = 'in_flight' THEN 1 ELSE 0 END,
-            lease_token      = CASE WHEN parked THEN NULL ELSE gen_random_uuid() END,
-            lease_expires_at = CASE WHEN parked THEN NULL ELSE now() + make_interval(secs => $2) END,
-            claimed_by       = CASE WHEN parked THEN NULL ELSE $3 END,
-            last_error       = CASE WHEN parked THEN format(
-                'its worker stopped %s times while handling it (sync.max_attempts): look for a crash in the logs, '
-                'then run `regsync retry --failed`', r.attempts + 1) ELSE r.last_error END,
-            last_error_category = CASE WHEN parked THEN 'worker_crashed' ELSE r.last_error_category END,
-            updated_at       = CASE WHEN parked THEN now() ELSE r.updated_at END
-        FROM taken
-        WHERE r.id = taken.id
-        RETURNING r.*, taken.parked
+    "#,
+    super::claims::lease_or_park!("registrants", "'regsync retry --failed'"),
+    r#"
+        RETURNING m.*, taken.parked
     )
     SELECT c.*, m.desired AS m_desired, m.state AS m_state, m.organizer_id AS m_organizer_id,
            m.online_meeting_id AS m_online_meeting_id, m.registration_id AS m_registration_id,
