@@ -259,7 +259,9 @@ const PREPARE_SEND: &str = concat!(
     SELECT EXTRACT(EPOCH FROM (SELECT wait FROM t))::float8 AS wait_secs,
            EXISTS (SELECT 1 FROM registrants WHERE id = $1 AND lease_token = $2) AS owned,
            EXISTS (SELECT 1 FROM u) AS committed,
-           EXISTS (SELECT 1 FROM probe) AS probe
+           EXISTS (SELECT 1 FROM probe) AS probe,
+           -- No other registrant stands in the way of a registrant's write.
+           NULL::text AS contested_by
     "#
 );
 
@@ -285,20 +287,7 @@ pub async fn prepare_send(
         .fetch_one(pool)
         .await
         .map_err(query_error("commit a registrant's intent"))?;
-    let read = |e| query_error("commit a registrant's intent")(e);
-    let wait: f64 = row.try_get("wait_secs").map_err(read)?;
-    let (owned, committed, probe): (bool, bool, bool) = (
-        row.try_get("owned").map_err(read)?,
-        row.try_get("committed").map_err(read)?,
-        row.try_get("probe").map_err(read)?,
-    );
-    Ok(if wait > 0.0 {
-        SendGate::Throttled(Duration::from_secs_f64(wait))
-    } else if owned && committed {
-        SendGate::Open { probe }
-    } else {
-        SendGate::LeaseLost
-    })
+    super::send::read_gate(&row, "commit a registrant's intent")
 }
 
 /// What one registrant reconcile leaves in its row.

@@ -148,7 +148,17 @@ pub async fn prepare_send(
     // [`record_outcome`].
     let row =
         sqlx::query(PREPARE_SEND).bind(Json(params)).fetch_one(pool).await.map_err(query_error("commit intent"))?;
-    let read = |e| query_error("commit intent")(e);
+    read_gate(&row, "commit intent")
+}
+
+/// What a pre-send statement answered (columns `wait_secs`, `owned`,
+/// `committed`, `probe`, and `contested_by` where another row can stand in
+/// the way) as a [`SendGate`].
+///
+/// # Errors
+/// A column is missing or of another type.
+pub(super) fn read_gate(row: &sqlx::postgres::PgRow, op: &'static str) -> Result<SendGate, Error> {
+    let read = |e| query_error(op)(e);
     let wait: f64 = row.try_get("wait_secs").map_err(read)?;
     let owned: bool = row.try_get("owned").map_err(read)?;
     let committed: bool = row.try_get("committed").map_err(read)?;
