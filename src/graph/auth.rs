@@ -141,7 +141,7 @@ impl TokenCache {
         ];
         form.extend(c.credential.fields(&c.client_id, &c.token_url)?);
         let started = Instant::now();
-        let parsed = request_token(&self.http, &c.token_url, &form, c.credential.kind()).await?;
+        let parsed: TokenResponse = request_token(&self.http, &c.token_url, &form, c.credential.kind()).await?;
         let refresh_in = refresh_in(parsed.expires_in);
         tracing::debug!(
             lifetime_secs = parsed.expires_in,
@@ -160,19 +160,20 @@ pub fn refresh_in(expires_in: u64) -> Duration {
     lifetime - REFRESH_MARGIN.min(lifetime / 5)
 }
 
-/// One token request (any grant) to `token_url`: the answer, or the
+/// One request to the identity platform (a token of any grant, or a device
+/// code) at `token_url`: the answer `T`, or the
 /// endpoint's refusal as [`Error::Token`] with its `error`, the first line
 /// of its description, its trace and correlation ids, and a hint for
 /// `kind`. The form's values are secrets and are never logged.
 ///
 /// # Errors
 /// [`Error::Token`] when the endpoint refuses or cannot be reached.
-pub async fn request_token(
+pub async fn request_token<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     token_url: &str,
     form: &[(&'static str, SecretString)],
     kind: GraphAuth,
-) -> Result<TokenResponse, Error> {
+) -> Result<T, Error> {
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.expose_secret())).collect();
     let response = client.post(token_url).form(&form).send().await.map_err(|e| Error::Token {
         status: None,
@@ -241,6 +242,10 @@ fn token_hint(kind: GraphAuth, error: &str, detail: &str) -> &'static str {
     if detail.contains("AADSTS70021") || detail.contains("AADSTS700211") || detail.contains("AADSTS700213") {
         return "no federated credential of the app matches the assertion: check the issuer, subject and audience \
                 of the app's federated credential against the token in graph.federated_token_file";
+    }
+    if kind == GraphAuth::Delegated && (detail.contains("AADSTS7000218") || error == "unauthorized_client") {
+        return "device-code sign-in needs a public client: in the app registration allow public client flows \
+                (Authentication > Allow public client flows), and check graph.client_id and graph.tenant_id";
     }
     match (kind, error) {
         (GraphAuth::Delegated, "invalid_grant") => {

@@ -107,36 +107,11 @@ impl Client {
     /// The identity platform refused or could not be reached.
     pub async fn start_device_code(&self) -> Result<DeviceCode, Error> {
         let url = login_url(&self.settings, "devicecode");
-        let form = [("client_id", self.client_id()), ("scope", self.delegated_scope())];
-        let refused = |detail: String| Error::Token {
-            status: None,
-            error: "devicecode".into(),
-            detail,
-            hint: "check graph.authority_url, graph.tenant_id and graph.client_id, and that the app registration \
-                   allows public client flows (Authentication > Allow public client flows)",
-            retry_after: None,
-        };
-        let response = self
-            .http
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| refused(crate::http::error_text(&e, super::TIMEOUT_KEY)))?;
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        if !status.is_success() {
-            let parsed: Option<super::wire::TokenError> = serde_json::from_slice(&body).ok();
-            let detail = parsed
-                .map(|p| {
-                    let first = p.error_description.as_deref().and_then(|d| d.lines().next()).unwrap_or_default();
-                    format!("{} {first} ({})", p.error.as_deref().unwrap_or_default(), p.support_ids())
-                })
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            return Err(refused(detail));
-        }
-        let code: DeviceCodeResponse =
-            serde_json::from_slice(&body).map_err(|e| refused(format!("unexpected device-code answer: {e}")))?;
+        let form = [
+            ("client_id", SecretString::from(self.client_id())),
+            ("scope", SecretString::from(self.delegated_scope())),
+        ];
+        let code: DeviceCodeResponse = request_token(&self.http, &url, &form, GraphAuth::Delegated).await?;
         Ok(DeviceCode {
             message: code.message,
             device_code: SecretString::from(code.device_code),

@@ -244,3 +244,16 @@ async fn with_delegated_sign_in_organizers_named_by_upn_are_the_signed_in_users_
     assert!(done.contains("1 meeting(s) that waited for this sign-in are due again"), "{done}");
     assert_eq!(app.sim.stats().registrations, 9, "every active meeting registered");
 }
+
+#[tokio::test]
+async fn a_refused_device_code_request_says_what_to_check() {
+    let app = spawn_app_with(delegated).await;
+    let mut settings = app.settings.clone();
+    settings.graph.client_id = Some("not-the-app".into());
+
+    let error = regsync::app::login(&settings, |_| {}).await.expect_err("refused").to_string();
+
+    assert!(error.contains("unauthorized_client") && error.contains("AADSTS700016"), "{error}");
+    assert!(error.contains("allow public client flows"), "{error}");
+    assert!(error.contains("trace id"), "support's ids: {error}");
+}
