@@ -10,7 +10,6 @@ use crate::config::{GraphAuth, Settings};
 use crate::domain::{Location, Lookup, OnlineMeetingId, OrganizerId};
 use crate::graph::{self, TokenClaims};
 use crate::store;
-use crate::sync::sign_ins::TokenError;
 
 /// A clock further off than this makes client assertions and tokens fail.
 const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
@@ -111,11 +110,7 @@ pub async fn doctor(config: Option<&Path>, options: DoctorOptions) -> Report {
     };
     let permit = match ctx.permit(&organizer.clone().unwrap_or_else(|| OrganizerId(String::new()))).await {
         Ok(permit) => permit,
-        Err(TokenError::Graph(e)) => {
-            report.add("token", Verdict::Fail(e.to_string()));
-            return report;
-        }
-        Err(TokenError::Store(e)) => {
+        Err(e) => {
             report.add("token", Verdict::Fail(e.to_string()));
             return report;
         }

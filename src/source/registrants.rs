@@ -174,6 +174,11 @@ pub struct Writeback<'a> {
 }
 
 impl Client {
+    /// `path` below `source.base_url`.
+    fn under_base(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.base_url.as_deref().unwrap_or_default().trim_end_matches('/'))
+    }
+
     /// The registrant listing of `meeting` (a per-meeting path) or of all
     /// meetings (`None`, a flat path).
     ///
@@ -184,8 +189,7 @@ impl Client {
             Some(id) => settings.path.replace("{meeting_id}", &utf8_percent_encode(id, NON_ALPHANUMERIC).to_string()),
             None => settings.path.clone(),
         };
-        let base = self.settings.base_url.as_deref().unwrap_or_default().trim_end_matches('/');
-        let url = reqwest::Url::parse(&format!("{base}{path}"))
+        let url = reqwest::Url::parse(&self.under_base(&path))
             .map_err(|e| Error::Setup(format!("source.base_url + registrants.path is not a URL: {e}")))?;
         Ok(Listing { url, meeting: meeting.map(str::to_owned) })
     }
@@ -229,11 +233,7 @@ impl Client {
             .url
             .replace("{meeting_id}", &encode(values.meeting_id))
             .replace("{registrant_id}", &encode(values.registrant_id));
-        let url = if path.starts_with('/') {
-            format!("{}{path}", self.settings.base_url.as_deref().unwrap_or_default().trim_end_matches('/'))
-        } else {
-            path
-        };
+        let url = if path.starts_with('/') { self.under_base(&path) } else { path };
         // Values go into JSON strings: escaped as JSON, without the quotes.
         let json = |v: Option<&str>| {
             let quoted = serde_json::to_string(v.unwrap_or_default()).unwrap_or_default();

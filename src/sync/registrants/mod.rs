@@ -224,21 +224,10 @@ struct Done {
     failed: bool,
 }
 
-/// Webinars' statuses as Graph last said, and when; `reading` makes one
-/// task read while the others wait for its answer.
+/// Webinars' statuses as Graph last said, and when. One task at a time
+/// holds it, so tasks that need the same status wait for one read.
 #[derive(Default)]
-pub struct WebinarStatuses(Mutex<HashMap<String, (String, Instant)>>, tokio::sync::Mutex<()>);
-
-impl WebinarStatuses {
-    fn get(&self, webinar: &str) -> Option<String> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(webinar).filter(|(_, at)| at.elapsed() < WEBINAR_STATUS_TTL).map(|(s, _)| s.clone())
-    }
-
-    fn put(&self, webinar: &str, status: String) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(webinar.to_owned(), (status, Instant::now()));
-    }
-}
+pub struct WebinarStatuses(tokio::sync::Mutex<HashMap<String, (String, Instant)>>);
 
 /// Microsoft's limit on virtual-event writes: at most `n` in any 30 s, per
 /// process. A write counts from when it is sent until 30 s after its
@@ -380,8 +369,10 @@ impl Work<'_> {
     /// A webinar that is not published takes no registrations that arrive:
     /// its registrants fail with that reason.
     async fn check_published(&mut self, webinar: &str) -> Flow {
-        let _one_reader = self.ctx.webinars.1.lock().await;
-        let status = match self.ctx.webinars.get(webinar) {
+        let ctx = self.ctx;
+        let mut statuses = ctx.webinars.0.lock().await;
+        let known = statuses.get(webinar).filter(|(_, at)| at.elapsed() < WEBINAR_STATUS_TTL).map(|(s, _)| s.clone());
+        let status = match known {
             Some(status) => status,
             None => {
                 let Some(permit) = self.pass_gate(None).await? else { return ControlFlow::Continue(()) };
@@ -391,13 +382,14 @@ impl Work<'_> {
                 self.ctx.throttle.answered(&self.ctx.pool, &result, permit.1).await;
                 match result {
                     Ok(status) => {
-                        self.ctx.webinars.put(webinar, status.clone());
+                        statuses.insert(webinar.to_owned(), (status.clone(), Instant::now()));
                         status
                     }
                     Err(e) => return ControlFlow::Break(self.failed(&e).await),
                 }
             }
         };
+        drop(statuses);
         if status.eq_ignore_ascii_case("published") {
             return ControlFlow::Continue(());
         }
@@ -419,10 +411,8 @@ impl Work<'_> {
         &mut self,
         write_at: Option<String>,
     ) -> ControlFlow<Result<Done, SyncError>, Option<(graph::Permit, bool)>> {
-        let organizer = match self.claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()) {
-            Some(organizer) => OrganizerId(organizer),
-            None => OrganizerId(String::new()),
-        };
+        let organizer =
+            OrganizerId(self.claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default());
         let permit = match self.ctx.permit(&organizer).await {
             Ok(permit) => permit,
             Err(TokenError::Graph(e)) => return ControlFlow::Break(self.failed(&e).await),
