@@ -122,8 +122,10 @@ pub struct ExternalMeeting {
 /// registration (beta), or the webinar (v1.0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrantsAt {
-    /// `…/onlineMeetings/{meeting}/registration/registrants`.
-    Meeting(Location),
+    /// `…/onlineMeetings/{meeting}/registration/registrants`, under the
+    /// meeting's registration with this id: Graph deletes registrants with
+    /// their registration, so one re-created is another place.
+    Meeting(Location, RegistrationId),
     /// `/solutions/virtualEvents/webinars/{webinar}/registrations`.
     Webinar(String),
 }
@@ -132,7 +134,10 @@ impl RegistrantsAt {
     /// The form the store keeps (`registrants.enrolled_at`, `lookup_at`).
     pub fn key(&self) -> String {
         match self {
-            Self::Meeting(at) => serde_json::json!(["meeting", at.organizer.as_str(), at.meeting.as_str()]).to_string(),
+            Self::Meeting(at, registration) => {
+                serde_json::json!(["meeting", at.organizer.as_str(), at.meeting.as_str(), registration.as_str()])
+                    .to_string()
+            }
             Self::Webinar(id) => serde_json::json!(["webinar", id]).to_string(),
         }
     }
@@ -141,10 +146,10 @@ impl RegistrantsAt {
     pub fn from_key(key: &str) -> Option<Self> {
         let parts: Vec<String> = serde_json::from_str(key).ok()?;
         match parts.as_slice() {
-            [kind, organizer, meeting] if kind == "meeting" => Some(Self::Meeting(Location {
-                organizer: OrganizerId(organizer.clone()),
-                meeting: OnlineMeetingId(meeting.clone()),
-            })),
+            [kind, organizer, meeting, registration] if kind == "meeting" => Some(Self::Meeting(
+                Location { organizer: OrganizerId(organizer.clone()), meeting: OnlineMeetingId(meeting.clone()) },
+                RegistrationId(registration.clone()),
+            )),
             [kind, webinar] if kind == "webinar" => Some(Self::Webinar(webinar.clone())),
             _ => None,
         }

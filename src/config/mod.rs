@@ -271,6 +271,10 @@ pub struct GraphSettings {
     /// Virtual-event writes (registrations, cancellations) this process
     /// sends at most per 30 seconds: Microsoft's limit is 15 per app.
     pub virtual_event_writes_per_30s: u32,
+    /// How long a webinar registration whose create outcome is unknown may
+    /// stay unlisted before regsync believes it was not made: Graph's list
+    /// is eventually consistent and promises no read-after-write.
+    pub list_settle_secs: u64,
 }
 
 impl Default for GraphSettings {
@@ -297,6 +301,10 @@ impl Default for GraphSettings {
             max_requests_per_second: 30,
             suspended_probe_interval_ms: 300_000,
             virtual_event_writes_per_30s: 15,
+            // Microsoft documents no bound on the lag; minutes cover the
+            // replication delays seen in Microsoft 365, and waiting costs
+            // only a late enrolment for a person whose answer was lost.
+            list_settle_secs: 300,
         }
     }
 }
@@ -461,6 +469,11 @@ impl GraphSettings {
     /// Per-request timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// How long an unknown create may stay unlisted (`list_settle_secs`).
+    pub fn list_settle(&self) -> Duration {
+        Duration::from_secs(self.list_settle_secs)
     }
 
     /// Time between probes while Graph writes are suspended.

@@ -206,24 +206,17 @@ impl Client {
         // A signed-in organizer's token acts on their own meetings, by the
         // documented delegated path.
         Ok(if self.is_delegated() {
-            format!("/me/onlineMeetings/{}/registration", utf8_percent_encode(at.meeting.as_str(), SEGMENT))
+            format!("/me/onlineMeetings/{}/registration", segment(at.meeting.as_str())?)
         } else {
             path
         })
     }
 
     fn app_path(at: &Location) -> Result<String, Error> {
-        for id in [at.organizer.as_str(), at.meeting.as_str()] {
-            // Percent-encoding leaves dots alone and URL parsing resolves dot
-            // segments, so these two would change the path.
-            if id.is_empty() || id == "." || id == ".." {
-                return Err(Error::InvalidId(format!("{id:?} cannot be used as a Graph path segment")));
-            }
-        }
         Ok(format!(
             "/users/{}/onlineMeetings/{}/registration",
-            utf8_percent_encode(at.organizer.as_str(), SEGMENT),
-            utf8_percent_encode(at.meeting.as_str(), SEGMENT)
+            segment(at.organizer.as_str())?,
+            segment(at.meeting.as_str())?
         ))
     }
 
@@ -316,6 +309,16 @@ pub fn login_url(settings: &GraphSettings, endpoint: &str) -> String {
         settings.authority_url.trim_end_matches('/'),
         utf8_percent_encode(settings.tenant_id.as_deref().unwrap_or_default(), SEGMENT)
     )
+}
+
+/// `id` as one path segment of a Graph URL. Percent-encoding leaves dots
+/// alone and URL parsing resolves dot segments, so those (and an empty id)
+/// would change the path: refused.
+pub(super) fn segment(id: &str) -> Result<String, Error> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(Error::InvalidId(format!("{id:?} cannot be used as a Graph path segment")));
+    }
+    Ok(utf8_percent_encode(id, SEGMENT).to_string())
 }
 
 /// Model step \[S5\] (model/exactly_once.pml): what an answer means.
@@ -521,5 +524,9 @@ mod tests {
         let organizer = OrganizerId("..".into());
         let meeting = OnlineMeetingId("m".into());
         assert!(Client::app_path(&Location { organizer, meeting }).is_err());
+        for id in ["", ".", ".."] {
+            assert!(segment(id).is_err(), "{id:?}");
+        }
+        assert_eq!(segment("...").unwrap(), "...", "three dots are a name");
     }
 }

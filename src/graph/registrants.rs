@@ -9,12 +9,12 @@
 //! <https://learn.microsoft.com/graph/api/externalmeetingregistrant-post?view=graph-rest-beta>
 //! <https://learn.microsoft.com/graph/api/virtualeventwebinar-post-registrations>
 
-use percent_encoding::utf8_percent_encode;
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::client::{absent_on_404, mark_last, unexpected, SEGMENT};
+use super::client::{absent_on_404, mark_last, segment, unexpected};
 use super::{Client, Deleted, Error, Permit};
 use crate::domain::{AllowedRegistrant, CallRecord, Location, Person};
 
@@ -56,13 +56,17 @@ struct External {
     registration_id: Option<String>,
 }
 
+/// One page of a Graph collection.
 #[derive(Deserialize)]
-struct Registrations {
-    #[serde(default)]
-    value: Vec<Registration>,
+struct Page<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
     #[serde(rename = "@odata.nextLink", default)]
     next_link: Option<String>,
 }
+
+/// The most pages regsync reads of one collection.
+const MAX_PAGES: usize = 1_000;
 
 #[derive(Deserialize)]
 struct Webinar {
@@ -117,7 +121,9 @@ impl Client {
     }
 
     /// Whether Graph holds registrant `id` at `at` (its join link cannot be
-    /// read back).
+    /// read back). Graph has no `GET` of one external registrant (the
+    /// resource offers List, Create and Delete), so this lists them,
+    /// following `@odata.nextLink`; a 404 (no registration) means none.
     ///
     /// # Errors
     /// Classified failures.
@@ -128,9 +134,10 @@ impl Client {
         id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> Result<bool, Error> {
-        let path = format!("{}/{}", self.registrants_path(at)?, utf8_percent_encode(id, SEGMENT));
-        let answer = self.send(permit, Method::GET, path, None, calls).await;
-        Ok(absent_on_404(answer, calls)?.is_some())
+        let path = self.registrants_path(at)?;
+        let found = self.find_listed(permit, path, calls, |r: RegistrantBody| (r.id == id).then_some(())).await;
+        // No registration there: its registrants went with it.
+        Ok(absent_on_404(found, calls)?.flatten().is_some())
     }
 
     /// Removes registrant `id` at `at`; a 404 means it is already gone.
@@ -144,7 +151,7 @@ impl Client {
         id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Deleted, Error> {
-        let path = format!("{}/{}", self.registrants_path(at)?, utf8_percent_encode(id, SEGMENT));
+        let path = format!("{}/{}", self.registrants_path(at)?, segment(id)?);
         let answer = self.send(permit, Method::DELETE, path, None, calls).await;
         Ok(if absent_on_404(answer, calls)?.is_some() { Deleted::Removed } else { Deleted::AlreadyGone })
     }
@@ -159,8 +166,7 @@ impl Client {
         webinar: &str,
         calls: &mut Vec<CallRecord>,
     ) -> Result<String, Error> {
-        let path = format!("/solutions/virtualEvents/webinars/{}", utf8_percent_encode(webinar, SEGMENT));
-        let (status, bytes) = self.send(permit, Method::GET, path, None, calls).await?;
+        let (status, bytes) = self.send(permit, Method::GET, webinar_path(webinar)?, None, calls).await?;
         let webinar: Webinar = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
         Ok(webinar.status.unwrap_or_default())
     }
@@ -187,7 +193,7 @@ impl Client {
             "preferredLanguage": p.preferred_language.as_deref().unwrap_or(registration.default_language),
             "externalRegistrationInformation": {"registrationId": registration.external_id},
         });
-        let path = format!("{}/registrations", webinar_path(webinar));
+        let path = format!("{}/registrations", webinar_path(webinar)?);
         let (status, bytes) = self.send(permit, Method::POST, path, Some(&body), calls).await?;
         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             return Ok(None);
@@ -198,7 +204,7 @@ impl Client {
 
     /// The id of the webinar registration whose external id is
     /// `external_id` and that is not cancelled, by listing the webinar's
-    /// registrations (following `@odata.nextLink` within Graph).
+    /// registrations.
     ///
     /// # Errors
     /// Classified failures; a next link elsewhere is an unexpected body.
@@ -209,24 +215,40 @@ impl Client {
         external_id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<String>, Error> {
+        let path = format!("{}/registrations", webinar_path(webinar)?);
+        self.find_listed(permit, path, calls, |r: Registration| {
+            let ours = r.external.as_ref().and_then(|e| e.registration_id.as_deref()) == Some(external_id);
+            let live = !r.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("canceled"));
+            (ours && live).then_some(r.id)
+        })
+        .await
+    }
+
+    /// The first item of the collection at `path` that `pick` accepts,
+    /// following `@odata.nextLink` within Graph; the last call is marked
+    /// `absent` when none is.
+    async fn find_listed<T: DeserializeOwned, R>(
+        &self,
+        permit: Permit,
+        mut path: String,
+        calls: &mut Vec<CallRecord>,
+        mut pick: impl FnMut(T) -> Option<R>,
+    ) -> Result<Option<R>, Error> {
         let token = permit.token.clone();
-        let mut path = format!("{}/registrations", webinar_path(webinar));
         let mut permit = Some(permit);
+        let mut seen = std::collections::HashSet::new();
         // A bound on pages, so a looping next link cannot loop us.
-        for _ in 0..1_000 {
+        for _ in 0..MAX_PAGES {
             let this = match permit.take() {
                 Some(first) => first,
                 None => self.permit_as(token.clone()).await,
             };
             let (status, bytes) = self.send(this, Method::GET, path.clone(), None, calls).await?;
-            let page: Registrations = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
-            let found = page.value.into_iter().find(|r| {
-                r.external.as_ref().and_then(|e| e.registration_id.as_deref()) == Some(external_id)
-                    && !r.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("canceled"))
-            });
-            if let Some(found) = found {
-                return Ok(Some(found.id));
+            let page: Page<T> = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
+            if let Some(found) = page.value.into_iter().find_map(&mut pick) {
+                return Ok(Some(found));
             }
+            seen.insert(path.clone());
             match page.next_link {
                 None => {
                     mark_last(calls, "absent");
@@ -234,12 +256,15 @@ impl Client {
                 }
                 // Only within Graph: the token goes with the request.
                 Some(next) => match next.strip_prefix(&self.base_url) {
-                    Some(rest) if rest.starts_with('/') => path = rest.to_owned(),
+                    Some(rest) if rest.starts_with('/') && !seen.contains(rest) => path = rest.to_owned(),
+                    Some(rest) if rest.starts_with('/') => {
+                        return Err(unexpected(status, "@odata.nextLink repeats a page already read"))
+                    }
                     _ => return Err(unexpected(status, "@odata.nextLink points outside graph.base_url")),
                 },
             }
         }
-        Err(unexpected(StatusCode::OK, "more than 1000 pages of registrations"))
+        Err(unexpected(StatusCode::OK, &format!("more than {MAX_PAGES} pages in one collection")))
     }
 
     /// Cancels webinar registration `id`; a 404 means it is already gone.
@@ -253,12 +278,12 @@ impl Client {
         id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Deleted, Error> {
-        let path = format!("{}/registrations/{}/cancel", webinar_path(webinar), utf8_percent_encode(id, SEGMENT));
+        let path = format!("{}/registrations/{}/cancel", webinar_path(webinar)?, segment(id)?);
         let answer = self.send(permit, Method::POST, path, None, calls).await;
         Ok(if absent_on_404(answer, calls)?.is_some() { Deleted::Removed } else { Deleted::AlreadyGone })
     }
 }
 
-fn webinar_path(webinar: &str) -> String {
-    format!("/solutions/virtualEvents/webinars/{}", utf8_percent_encode(webinar, SEGMENT))
+fn webinar_path(webinar: &str) -> Result<String, Error> {
+    Ok(format!("/solutions/virtualEvents/webinars/{}", segment(webinar)?))
 }

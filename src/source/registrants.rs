@@ -2,7 +2,6 @@
 //! with `{meeting_id}`) or one for all, paged, authenticated and mapped
 //! like the meetings; and the write-back of each registrant's join link.
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use super::wire::{self, Page, Parsed, RAW_KEEP_BYTES};
@@ -72,7 +71,7 @@ impl RegistrantShape {
     /// carry it.
     fn parse(&self, item: &Value, meeting: Option<&str>) -> Result<Parsed<ExternalRegistrant>, RejectedItem> {
         let raw = serde_json::to_string(item).unwrap_or_default();
-        let id = wire::text_field(item, "id", &self.id, true).map(|id| id.map(|id| id.trim().to_owned()));
+        let id = wire::platform_id(item, "id", &self.id);
         let reject = |reason: String| RejectedItem {
             external_id: id.as_ref().ok().cloned().flatten(),
             reason: format!("registrant: {reason}"),
@@ -84,9 +83,8 @@ impl RegistrantShape {
         let external_id = id.clone().map_err(&reject)?.ok_or_else(|| reject(wire::missing("id", &self.id)))?;
         let meeting_external_id = match meeting {
             Some(meeting) => meeting.to_owned(),
-            None => wire::text_field(item, "meeting_id", &self.meeting_id, true)
+            None => wire::platform_id(item, "meeting_id", &self.meeting_id)
                 .map_err(&reject)?
-                .map(|m| m.trim().to_owned())
                 .ok_or_else(|| reject(wire::missing("meeting_id", &self.meeting_id)))?,
         };
         let desired = match wire::status_word(item, &self.status).map_err(&reject)? {
@@ -186,7 +184,11 @@ impl Client {
     /// The path does not make a URL.
     pub fn registrant_listing(&self, settings: &RegistrantsSettings, meeting: Option<&str>) -> Result<Listing, Error> {
         let path = match meeting {
-            Some(id) => settings.path.replace("{meeting_id}", &utf8_percent_encode(id, NON_ALPHANUMERIC).to_string()),
+            Some(id) => {
+                let segment = wire::path_segment(id)
+                    .ok_or_else(|| Error::Setup(format!("meeting id {id:?} cannot be put into a URL path")))?;
+                settings.path.replace("{meeting_id}", &segment)
+            }
             None => settings.path.clone(),
         };
         let url = reqwest::Url::parse(&self.under_base(&path))
@@ -228,11 +230,18 @@ impl Client {
     /// # Errors
     /// [`WritebackError`]: refused (4xx) or not delivered.
     pub async fn write_back(&self, settings: &WritebackSettings, values: Writeback<'_>) -> Result<(), WritebackError> {
-        let encode = |v: &str| utf8_percent_encode(v, NON_ALPHANUMERIC).to_string();
+        let segment = |v: &str| {
+            wire::path_segment(v).ok_or_else(|| WritebackError::Refused {
+                method: settings.method.clone(),
+                url: settings.url.clone(),
+                status: 0,
+                body: format!("id {v:?} cannot be put into a URL path"),
+            })
+        };
         let path = settings
             .url
-            .replace("{meeting_id}", &encode(values.meeting_id))
-            .replace("{registrant_id}", &encode(values.registrant_id));
+            .replace("{meeting_id}", &segment(values.meeting_id)?)
+            .replace("{registrant_id}", &segment(values.registrant_id)?);
         let url = if path.starts_with('/') { self.under_base(&path) } else { path };
         // Values go into JSON strings: escaped as JSON, without the quotes.
         let json = |v: Option<&str>| {

@@ -2,6 +2,7 @@
 //! per-item validation that turns each item into a meeting or a rejection.
 
 use chrono::{DateTime, Utc};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use super::repair::{holds_nul, repair_strings};
@@ -166,8 +167,7 @@ pub enum Parsed<T> {
 
 fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed<ExternalMeeting>, RejectedItem> {
     let raw = serde_json::to_string(item).unwrap_or_default();
-    // "evt-7" and "evt-7 " are one meeting.
-    let id = text_field(item, "id", &shape.fields.id, true).map(|id| id.map(|id| id.trim().to_owned()));
+    let id = platform_id(item, "id", &shape.fields.id);
     let reject = |reason: String| RejectedItem {
         external_id: id.as_ref().ok().cloned().flatten(),
         reason,
@@ -289,6 +289,26 @@ pub(super) fn text_field(
         Some(Value::Number(n)) if integer_ok && (n.is_u64() || n.is_i64()) => Ok(Some(n.to_string())),
         Some(other) => Err(format!("{name} (at {pointer}) is {}, expected a string", type_name(other))),
     }
+}
+
+/// A platform id (a meeting's, a registrant's), trimmed: "evt-7" and
+/// "evt-7 " are one. A dot segment is never an id: put into a URL path it
+/// changes the path, even percent-encoded (URL parsers read `%2E%2E` as
+/// `..`).
+pub(super) fn platform_id(item: &Value, name: &str, pointer: &Selector) -> Result<Option<String>, String> {
+    let id = text_field(item, name, pointer, true)?.map(|id| id.trim().to_owned());
+    match id.as_deref() {
+        Some(dots @ ("." | "..")) => {
+            Err(format!("{name} is {dots:?}, which is not an id and would change the URL paths it is put in"))
+        }
+        _ => Ok(id),
+    }
+}
+
+/// `value` as one percent-encoded URL path segment; `None` for a dot
+/// segment, which no encoding keeps from changing the path.
+pub fn path_segment(value: &str) -> Option<String> {
+    (!matches!(value, "" | "." | "..")).then(|| utf8_percent_encode(value, NON_ALPHANUMERIC).to_string())
 }
 
 /// A required id that goes into a Graph URL path. Percent-encoding keeps any

@@ -58,6 +58,8 @@ fn each_bad_field_has_its_own_reason() {
         ),
         (json!({"id": "e", "organizer_id": "o"}), "online_meeting_id (at /online_meeting_id) is missing"),
         (json!({"id": "e", "organizer_id": "..", "online_meeting_id": "m"}), "would change the Graph URL path"),
+        (json!({"id": "..", "organizer_id": "o", "online_meeting_id": "m"}), "id is \"..\", which is not an id"),
+        (json!({"id": " . ", "organizer_id": "o", "online_meeting_id": "m"}), "id is \".\", which is not an id"),
         (json!({"id": "e", "organizer_id": "o", "online_meeting_id": "a b"}), "contains whitespace"),
         (
             json!({"id": "e", "organizer_id": "o", "online_meeting_id": "m", "allowed_registrant": "public"}),

@@ -148,6 +148,24 @@ const UPSERT_PAGE: &str = concat!(
         WHERE NOT "#,
     same_platform_data!("m", "EXCLUDED"),
     r#"
+        RETURNING m.external_id, m.registration_id
+    ),
+    -- A changed meeting that holds no registration at Graph (a webinar, or
+    -- one not registered yet) wakes its registrants here: they may have to
+    -- move or be cancelled. One that holds a registration wakes them when
+    -- its outcome changes that registration.
+    woken AS (
+        UPDATE registrants r SET
+            state = CASE WHEN r.state = 'in_flight' THEN r.state ELSE 'pending' END,
+            attempts = CASE WHEN r.state = 'in_flight' THEN r.attempts ELSE 0 END,
+            next_attempt_at = now(),
+            meeting_changed = r.state = 'in_flight',
+            updated_at = now()
+        WHERE r.id IN (
+            -- Locked in the order the registrant ingest locks them.
+            SELECT id FROM registrants
+            WHERE meeting_external_id IN (SELECT external_id FROM upserted WHERE registration_id IS NULL)
+            ORDER BY meeting_external_id, external_id FOR UPDATE)
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM upserted) AS changed,

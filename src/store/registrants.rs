@@ -12,7 +12,10 @@ use uuid::Uuid;
 
 use super::throttle::throttle_sql;
 use super::{query_error, storable, Error, NextState, SendGate};
-use crate::domain::{AllowedRegistrant, CallRecord, Desired, ExternalRegistrant, FailureCategory, Person};
+use crate::domain::{
+    AllowedRegistrant, CallRecord, Desired, ExternalRegistrant, FailureCategory, Location, OnlineMeetingId,
+    OrganizerId, Person, RegistrationId,
+};
 
 /// A claimed registrant, with what regsync knows of its meeting.
 #[derive(Debug, Clone)]
@@ -43,6 +46,9 @@ pub struct ClaimedRegistrant {
     pub join_web_url: Option<String>,
     /// What the platform acknowledged last.
     pub written_back_value: Option<String>,
+    /// How long ago the intent of the write whose outcome is unknown was
+    /// committed, by the database's clock.
+    pub intent_age: Option<Duration>,
     /// The meeting, if the platform listed it.
     pub meeting: Option<MeetingView>,
 }
@@ -58,8 +64,8 @@ pub struct MeetingView {
     pub organizer_id: Option<String>,
     /// The online meeting id, or the webinar id.
     pub online_meeting_id: Option<String>,
-    /// Where its external registration is, when it has one.
-    pub registered: Option<(String, String)>,
+    /// Where its external registration is and its id, when it has one.
+    pub registered: Option<(Location, RegistrationId)>,
     /// Who may register.
     pub allowed_registrant: AllowedRegistrant,
     /// Why it is not synced, if it is not.
@@ -111,6 +117,8 @@ pub async fn upsert_page(pool: &PgPool, registrants: &[ExternalRegistrant]) -> R
         SELECT * FROM jsonb_to_recordset($1) AS i(external_id text, meeting_external_id text, desired text,
             email text, first_name text, last_name text, tenant_id text, user_id text, preferred_timezone text,
             preferred_language text)
+        -- Rows locked in the order meetings' changes wake them in.
+        ORDER BY meeting_external_id, external_id
         ON CONFLICT (meeting_external_id, external_id) DO UPDATE SET
             desired = EXCLUDED.desired, email = EXCLUDED.email, first_name = EXCLUDED.first_name,
             last_name = EXCLUDED.last_name, tenant_id = EXCLUDED.tenant_id, user_id = EXCLUDED.user_id,
@@ -146,6 +154,7 @@ const CLAIM_DUE: &str = concat!(
         WHERE ((state IN ('pending', 'retrying') AND next_attempt_at <= $5)
                OR (state = 'in_flight' AND lease_expires_at < $5))
           AND NOT EXISTS (SELECT 1 FROM held)
+          AND (NOT needs_lookup OR lookup_not_before IS NULL OR lookup_not_before <= $5)
         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
     ),
     "#,
@@ -153,7 +162,7 @@ const CLAIM_DUE: &str = concat!(
     r#"
         RETURNING m.*, taken.parked
     )
-    SELECT c.*, m.desired AS m_desired, m.state AS m_state, m.organizer_id AS m_organizer_id,
+    SELECT c.*, EXTRACT(EPOCH FROM now() - c.intent_at)::float8 AS intent_age_secs, m.desired AS m_desired, m.state AS m_state, m.organizer_id AS m_organizer_id,
            m.online_meeting_id AS m_online_meeting_id, m.registration_id AS m_registration_id,
            m.registered_organizer_id AS m_registered_organizer_id,
            m.registered_meeting_id AS m_registered_meeting_id, m.allowed_registrant AS m_allowed_registrant,
@@ -197,7 +206,10 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
         let registration: Option<String> = row.try_get("m_registration_id")?;
         let registered =
             match (registration, row.try_get("m_registered_organizer_id")?, row.try_get("m_registered_meeting_id")?) {
-                (Some(_), Some(organizer), Some(meeting)) => Some((organizer, meeting)),
+                (Some(id), Some(organizer), Some(meeting)) => Some((
+                    Location { organizer: OrganizerId(organizer), meeting: OnlineMeetingId(meeting) },
+                    RegistrationId(id),
+                )),
                 _ => None,
             };
         let audience: Option<String> = row.try_get("m_allowed_registrant")?;
@@ -238,6 +250,9 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
         registrant_id: row.try_get("registrant_id")?,
         join_web_url: row.try_get("join_web_url")?,
         written_back_value: row.try_get("written_back_value")?,
+        intent_age: row
+            .try_get::<Option<f64>, _>("intent_age_secs")?
+            .map(|secs| Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)),
         meeting,
     })
 }
@@ -252,6 +267,7 @@ const PREPARE_SEND: &str = concat!(
         UPDATE registrants SET
             needs_lookup     = needs_lookup OR $3::text IS NOT NULL,
             lookup_at        = coalesce($3::text, lookup_at),
+            intent_at        = CASE WHEN $3::text IS NOT NULL THEN now() ELSE intent_at END,
             lease_expires_at = now() + make_interval(secs => $4)
         WHERE id = $1 AND lease_token = $2 AND (SELECT wait FROM t) = interval '0'
         RETURNING 1
@@ -311,6 +327,8 @@ pub struct RegistrantOutcome {
     pub attempts: i32,
     /// Delay before it is due again.
     pub next_attempt_in: Duration,
+    /// While the outcome is unknown: no lookup before this much time.
+    pub lookup_settle: Duration,
     /// What went wrong and what to do.
     pub last_error: Option<String>,
     /// Graph's (or the platform's) status of the last failure.
@@ -320,17 +338,24 @@ pub struct RegistrantOutcome {
 }
 
 /// [`record_outcome`]: `$1` id, `$2` lease token, `$3`… the outcome, `$16`
-/// the array of audit rows.
+/// the array of audit rows, `$17` the lookup's settle time in seconds.
 const RECORD_OUTCOME: &str = concat!(
     r#"
         WITH r AS (
             UPDATE registrants SET
-                state = CASE WHEN desired <> $4 AND $3 <> 'failed' THEN 'pending' ELSE $3 END,
+                -- The platform or the meeting changed while it was in
+                -- flight: due again, on what holds now.
+                state = CASE WHEN meeting_changed OR (desired <> $4 AND $3 <> 'failed') THEN 'pending' ELSE $3 END,
+                meeting_changed = FALSE,
                 needs_lookup = $5, lookup_at = $6, enrolled_at = $7, registrant_id = $8, join_web_url = $9,
+                lookup_not_before = CASE WHEN $5 THEN GREATEST(lookup_not_before, now() + make_interval(secs => $17))
+                                    END,
+                intent_at = CASE WHEN $5 THEN intent_at END,
                 written_back_value = coalesce($10, written_back_value),
                 written_back_at = CASE WHEN $10 IS NOT NULL THEN now() ELSE written_back_at END,
                 attempts = $11,
-                next_attempt_at = now() + CASE WHEN desired <> $4 THEN interval '0' ELSE make_interval(secs => $12) END,
+                next_attempt_at = now() + CASE WHEN meeting_changed OR desired <> $4 THEN interval '0'
+                                               ELSE make_interval(secs => $12) END,
                 last_error = $13, last_http_status = $14, last_error_category = $15,
                 lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL, updated_at = now()
             WHERE id = $1 AND lease_token = $2
@@ -373,6 +398,7 @@ pub async fn record_outcome(
         .bind(outcome.last_http_status.map(i32::from))
         .bind(outcome.error_category.map(FailureCategory::as_str))
         .bind(Json(audit))
+        .bind(outcome.lookup_settle.as_secs_f64())
         .fetch_one(pool)
         .await
         .map_err(query_error("record a registrant's outcome"))?;

@@ -159,6 +159,9 @@ async fn registrant_crash_then_recover(webinar: bool, point: &str, remote: Remot
             ("REGSYNC__GRAPH__TARGET", "virtual_event_webinar"),
             ("REGSYNC__GRAPH__BASE_URL", v1.as_str()),
             ("REGSYNC__SOURCE__FIELDS__WEBINAR_ID", "/online_meeting_id"),
+            // The simulator lists at once; a create that did not happen is
+            // believed absent after a second.
+            ("REGSYNC__GRAPH__LIST_SETTLE_SECS", "1"),
         ]);
     }
     let run = |extra: Option<String>| {

@@ -23,6 +23,7 @@ mod paging;
 mod profiles;
 mod protocol;
 mod registrants;
+mod registrants_follow;
 mod reliability;
 mod resolution;
 mod retired;

@@ -24,12 +24,12 @@ pub fn webinars(s: &mut Settings) {
     s.graph.base_url = s.graph.base_url.replace("/beta", "/v1.0");
 }
 
-async fn cycle(app: &TestApp) {
+pub async fn cycle(app: &TestApp) {
     app.tick().await;
     app.settle().await;
 }
 
-fn calls(app: &TestApp, call: &str) -> usize {
+pub fn calls(app: &TestApp, call: &str) -> usize {
     app.sim.people_log().iter().filter(|r| r.call == call).count()
 }
 
@@ -122,7 +122,7 @@ async fn a_lost_create_answer_ends_with_one_registrant_and_its_new_link_written_
         log,
         [
             ("POST registrant".to_owned(), 0),
-            ("GET registrant".to_owned(), 200),
+            ("GET registrants".to_owned(), 200),
             ("DELETE registrant".to_owned(), 204),
             ("POST registrant".to_owned(), 200)
         ],
@@ -135,7 +135,7 @@ async fn a_lost_create_answer_ends_with_one_registrant_and_its_new_link_written_
 
 /// A webinar target app whose platform lists each webinar's id where the
 /// simulator keeps the online meeting's, each webinar published.
-async fn webinar_app(change: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn webinar_app(change: impl FnOnce(&mut Settings)) -> TestApp {
     let app = spawn_app_with(|s| {
         webinars(s);
         s.source.fields.webinar_id = "/online_meeting_id".into();
@@ -145,13 +145,13 @@ async fn webinar_app(change: impl FnOnce(&mut Settings)) -> TestApp {
     app
 }
 
-fn listed_webinar(app: &TestApp, n: usize, status: &str) -> SimMeeting {
+pub fn listed_webinar(app: &TestApp, n: usize, status: &str) -> SimMeeting {
     let m = app.listed(meeting(n));
     app.sim.put_webinar(&m.online_meeting_id, status);
     m
 }
 
-fn registrations(app: &TestApp, m: &SimMeeting) -> Vec<regsync_sim::WebinarRegistration> {
+pub fn registrations(app: &TestApp, m: &SimMeeting) -> Vec<regsync_sim::WebinarRegistration> {
     app.sim.webinar(&m.online_meeting_id).map(|w| w.registrations).unwrap_or_default()
 }
 

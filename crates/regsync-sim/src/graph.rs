@@ -320,6 +320,8 @@ fn act(s: &mut State, method: &Method, key: &(String, String), body: &[u8], acte
         },
         Method::DELETE => match s.registrations.remove(key) {
             Some(_) => {
+                // Its registrants go with it.
+                s.people.registrants.remove(key);
                 *acted = true;
                 (StatusCode::NO_CONTENT, Value::Null)
             }

@@ -449,6 +449,12 @@ impl Sim {
         self.lock().people.webinars.entry(id.to_owned()).or_default().status = status.to_owned();
     }
 
+    /// From now on a new webinar registration is listed only `lag` after
+    /// its create: Graph's lists are eventually consistent.
+    pub fn lag_webinar_list(&self, lag: Duration) {
+        self.lock().people.list_lag = lag;
+    }
+
     /// Webinar `id` as Graph holds it.
     pub fn webinar(&self, id: &str) -> Option<SimWebinar> {
         self.lock().people.webinars.get(id).cloned()

@@ -8,8 +8,11 @@
 //! - Meeting registration (beta): `POST …/registration/registrants` needs
 //!   `@odata.type` `#microsoft.graph.externalMeetingRegistrant` and `id`
 //!   (plus `tenantId`/`userId` for an `organization` meeting) and answers
-//!   **200** with a personal `joinWebUrl`, which a `GET` (one or the list)
-//!   shows as `null`; `DELETE …/registrants/{id}` answers 204. A second
+//!   **200** with a personal `joinWebUrl`, which the list (ten per page,
+//!   `@odata.nextLink`) shows as `null`; `DELETE …/registrants/{id}`
+//!   answers 204. There is no `GET` of one registrant (the resource has
+//!   List, Create and Delete): it answers 405. Deleting the meeting's
+//!   registration deletes its registrants. A second
 //!   create with the same `id` is answered 409 (Microsoft does not say;
 //!   this is the simulator's assumption).
 //! - Webinars (v1.0): `GET /solutions/virtualEvents/webinars/{id}` (with
@@ -18,7 +21,7 @@
 //!   page, no `$filter`), `POST …/registrations/{id}/cancel` answering 204.
 //!   A registration for a webinar that is not published is accepted and
 //!   never arrives. More than 15 writes in 30 seconds are answered 429 with
-//!   `Retry-After`.
+//!   `Retry-After`. The list may lag behind creates (`Sim::lag_webinar_list`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -43,8 +46,8 @@ const REGISTRANT_TYPE: &str = "#microsoft.graph.externalMeetingRegistrant";
 /// Microsoft's published limit on virtual-event writes.
 const WEBINAR_WRITES: usize = 15;
 const WEBINAR_WINDOW: Duration = Duration::from_secs(30);
-/// Registrations per page of the webinar's list.
-const WEBINAR_PAGE: usize = 10;
+/// Items per page of Graph's lists.
+const GRAPH_PAGE: usize = 10;
 
 /// A person the platform registered for a meeting.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,12 +127,15 @@ pub struct WebinarRegistration {
     /// Whether Teams has it (a registration made while the webinar was a
     /// draft never arrives).
     pub arrived: bool,
+    /// When the webinar's list starts to show it (the list lags behind
+    /// creates: Graph is eventually consistent).
+    pub listed_from: Instant,
 }
 
 /// One request about people at Graph, as the simulator saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeopleRequest {
-    /// `POST registrant`, `GET registrant`, `DELETE registrant`, `POST registration`,
+    /// `POST registrant`, `GET registrants`, `DELETE registrant`, `POST registration`,
     /// `GET registrations`, `POST cancel`, `GET webinar`.
     pub call: String,
     /// The status answered (0: dropped).
@@ -149,6 +155,8 @@ pub(crate) struct People {
     pub(crate) registrants: HashMap<(String, String), BTreeMap<String, GraphRegistrant>>,
     pub(crate) webinars: HashMap<String, SimWebinar>,
     pub(crate) log: Vec<PeopleRequest>,
+    /// How long a new webinar registration stays out of the list.
+    pub(crate) list_lag: Duration,
     next: u64,
 }
 
@@ -168,9 +176,9 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/platform/registrants", get(list_all))
         .route("/platform/meetings/{meeting}/registrants/{registrant}/join-link", any(write_back))
         .route(registrants, get(list_registrants).post(enrol))
-        .route(&format!("{registrants}/{{registrant}}"), get(get_registrant).delete(remove_registrant))
-        .route(mine, post(enrol_mine))
-        .route(&format!("{mine}/{{registrant}}"), get(get_mine).delete(remove_mine))
+        .route(&format!("{registrants}/{{registrant}}"), get(no_get_of_one).delete(remove_registrant))
+        .route(mine, get(list_mine).post(enrol_mine))
+        .route(&format!("{mine}/{{registrant}}"), get(no_get_of_one).delete(remove_mine))
         .route(webinar, get(get_webinar))
         .route(&format!("{webinar}/registrations"), get(list_registrations).post(register))
         .route(&format!("{webinar}/registrations/{{registration}}/cancel"), post(cancel))
@@ -411,35 +419,70 @@ async fn enrol_at(
 async fn list_registrants(
     AxumState(state): AxumState<Shared>,
     Path((organizer, meeting)): Path<(String, String)>,
+    Query(q): Query<SkipQuery>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    list_registrants_of(state, Some(organizer), meeting, q, uri, headers)
+}
+
+async fn list_mine(
+    AxumState(state): AxumState<Shared>,
+    Path(meeting): Path<String>,
+    Query(q): Query<SkipQuery>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    list_registrants_of(state, None, meeting, q, uri, headers)
+}
+
+/// The registrants of a meeting's registration, ten per page.
+fn list_registrants_of(
+    state: Shared,
+    organizer: Option<String>,
+    meeting: String,
+    q: SkipQuery,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
     let mut s = lock(&state);
+    let Some(organizer) = organizer.or_else(|| me(&s, &headers)) else {
+        return error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.");
+    };
     if let Err(refused) = before(&mut s, &headers, Some(&organizer), "-") {
         return *refused;
     }
-    let value: Vec<Value> = s
-        .people
-        .registrants
-        .get(&(organizer, meeting))
-        .map(|r| r.values().map(|r| json!({"@odata.type": REGISTRANT_TYPE, "id": r.id, "joinWebUrl": null})).collect())
-        .unwrap_or_default();
-    Json(json!({"value": value})).into_response()
+    let key = (organizer, meeting);
+    let answer = if !s.registrations.get(&key).is_some_and(|r| r.is_external()) {
+        error(404, "itemNotFound", "The meeting has no external registration.")
+    } else {
+        let all: Vec<Value> = s
+            .people
+            .registrants
+            .get(&key)
+            .map(|r| {
+                r.values().map(|r| json!({"@odata.type": REGISTRANT_TYPE, "id": r.id, "joinWebUrl": null})).collect()
+            })
+            .unwrap_or_default();
+        Json(page_of(&all, q.skip.unwrap_or(0), &headers, uri.path())).into_response()
+    };
+    log(&mut s, "GET registrants", answer.status(), false);
+    answer
 }
 
-async fn get_registrant(
-    AxumState(state): AxumState<Shared>,
-    Path((organizer, meeting, registrant)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    one_registrant(state, Some(organizer), meeting, registrant, headers, false).await
+/// One page of `all` from `skip`, with a next link when more follow.
+fn page_of(all: &[Value], skip: usize, headers: &HeaderMap, path: &str) -> Value {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let mut body = json!({"value": all.iter().skip(skip).take(GRAPH_PAGE).collect::<Vec<_>>()});
+    if skip + GRAPH_PAGE < all.len() {
+        body["@odata.nextLink"] = json!(format!("http://{host}{path}?$skiptoken={}", skip + GRAPH_PAGE));
+    }
+    body
 }
 
-async fn get_mine(
-    AxumState(state): AxumState<Shared>,
-    Path((meeting, registrant)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    one_registrant(state, None, meeting, registrant, headers, false).await
+/// There is no `GET` of one external registrant.
+async fn no_get_of_one() -> Response {
+    error(405, "MethodNotAllowed", "The HTTP method 'GET' is not allowed for this resource.")
 }
 
 async fn remove_registrant(
@@ -447,7 +490,7 @@ async fn remove_registrant(
     Path((organizer, meeting, registrant)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    one_registrant(state, Some(organizer), meeting, registrant, headers, true).await
+    one_registrant(state, Some(organizer), meeting, registrant, headers).await
 }
 
 async fn remove_mine(
@@ -455,42 +498,38 @@ async fn remove_mine(
     Path((meeting, registrant)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    one_registrant(state, None, meeting, registrant, headers, true).await
+    one_registrant(state, None, meeting, registrant, headers).await
 }
 
-/// `GET` (the link shows as null) or `DELETE` of one registrant.
+/// `DELETE` of one registrant.
 async fn one_registrant(
     state: Shared,
     organizer: Option<String>,
     meeting: String,
     registrant: String,
     headers: HeaderMap,
-    delete: bool,
 ) -> Response {
     let mut s = lock(&state);
     let Some(organizer) = organizer.or_else(|| me(&s, &headers)) else {
         return error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.");
     };
-    let method = if delete { "DELETE" } else { "GET" };
-    let fault = match before(&mut s, &headers, Some(&organizer), method) {
+    let fault = match before(&mut s, &headers, Some(&organizer), "DELETE") {
         Ok(fault) => fault,
         Err(refused) => return *refused,
     };
-    let call = format!("{method} registrant");
+    let call = "DELETE registrant";
     if let Some(refused) = status_fault(&fault) {
-        log(&mut s, &call, refused.status(), false);
+        log(&mut s, call, refused.status(), false);
         return refused;
     }
     let held = s.people.registrants.entry((organizer, meeting)).or_default();
-    let answer = if delete && held.remove(&registrant).is_some() {
+    let answer = if held.remove(&registrant).is_some() {
         StatusCode::NO_CONTENT.into_response()
-    } else if !delete && held.contains_key(&registrant) {
-        Json(json!({"@odata.type": REGISTRANT_TYPE, "id": registrant, "joinWebUrl": null})).into_response()
     } else {
         error(404, "itemNotFound", "The registrant was not found.")
     };
-    let acted = delete && answer.status() == StatusCode::NO_CONTENT;
-    log(&mut s, &call, answer.status(), acted);
+    let acted = answer.status() == StatusCode::NO_CONTENT;
+    log(&mut s, call, answer.status(), acted);
     answer
 }
 
@@ -555,6 +594,7 @@ async fn register(
             error(400, "BadRequest", "externalRegistrationInformation.registrationId is longer than 256 characters.")
         } else {
             let n = s.people.next_id();
+            let listed_from = Instant::now() + s.people.list_lag;
             match s.people.webinars.get_mut(&webinar) {
                 None => error(404, "itemNotFound", "The webinar was not found."),
                 Some(w) => {
@@ -565,6 +605,7 @@ async fn register(
                         email: parsed["email"].as_str().unwrap_or_default().to_owned(),
                         status: "registered".into(),
                         arrived,
+                        listed_from,
                     });
                     StatusCode::NO_CONTENT.into_response()
                 }
@@ -587,35 +628,26 @@ async fn list_registrations(
     AxumState(state): AxumState<Shared>,
     Path(webinar): Path<String>,
     Query(q): Query<SkipQuery>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
     let mut s = lock(&state);
     if let Err(refused) = before(&mut s, &headers, None, "-") {
         return *refused;
     }
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
     let answer = match s.people.webinars.get(&webinar) {
         None => error(404, "itemNotFound", "The webinar was not found."),
         Some(w) => {
-            let skip = q.skip.unwrap_or(0);
-            let visible: Vec<&WebinarRegistration> = w.registrations.iter().filter(|r| r.arrived).collect();
-            let page: Vec<Value> = visible
+            let visible: Vec<Value> = w
+                .registrations
                 .iter()
-                .skip(skip)
-                .take(WEBINAR_PAGE)
+                .filter(|r| r.arrived && r.listed_from <= Instant::now())
                 .map(|r| {
                     json!({"id": r.id, "email": r.email, "status": r.status,
                     "externalRegistrationInformation": {"referrer": null, "registrationId": r.external_id}})
                 })
                 .collect();
-            let mut body = json!({"value": page});
-            if skip + WEBINAR_PAGE < visible.len() {
-                body["@odata.nextLink"] = json!(format!(
-                    "http://{host}/graph/v1.0/solutions/virtualEvents/webinars/{webinar}/registrations?$skiptoken={}",
-                    skip + WEBINAR_PAGE
-                ));
-            }
-            Json(body).into_response()
+            Json(page_of(&visible, q.skip.unwrap_or(0), &headers, uri.path())).into_response()
         }
     };
     log(&mut s, "GET registrations", answer.status(), false);

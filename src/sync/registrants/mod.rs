@@ -349,6 +349,11 @@ impl Work<'_> {
                 ControlFlow::Break(self.record(NextState::Failed, Duration::ZERO, Some((why, None, category))).await)
             }
             Step::WriteBack => self.write_back().await,
+            Step::Forget => {
+                let p = &mut self.progress;
+                (p.enrolled_at, p.registrant_id, p.join_web_url) = (None, None, None);
+                ControlFlow::Continue(())
+            }
             Step::Lookup(at) => self.graph_step(Step::Lookup(at.clone()), at, None).await,
             Step::Enrol(at) => {
                 if let RegistrantsAt::Webinar(webinar) = &at {
@@ -464,6 +469,18 @@ impl Work<'_> {
         crash_point("registrant-after-response");
         self.ctx.throttle.answered(&self.ctx.pool, &result, probe).await;
         match result {
+            Ok(()) if self.progress.unlisted_for.is_some() => {
+                let remaining = self.progress.unlisted_for.take().unwrap_or_default();
+                let why = format!(
+                    "the webinar does not list the registration whose create answer was lost; looking again for \
+                     up to {:.0} s more (graph.list_settle_secs) before registering again",
+                    remaining.as_secs_f64()
+                );
+                let failure = Some((why, None, FailureCategory::Transient));
+                // One lookup per request timeout while it may still appear.
+                let again = remaining.min(self.ctx.settings.graph.timeout());
+                ControlFlow::Break(self.record(NextState::Retrying, again, failure).await)
+            }
             Ok(()) => {
                 if matches!(step, Step::Enrol(_)) {
                     // Recorded before the write-back: a crash in between
@@ -492,7 +509,7 @@ impl Work<'_> {
         let (graph, c, p, calls) = (&self.ctx.graph, &self.claimed, &mut self.progress, &mut self.calls);
         let settings = &self.ctx.settings;
         match (step, at) {
-            (Step::Lookup(_), RegistrantsAt::Meeting(location)) => {
+            (Step::Lookup(_), RegistrantsAt::Meeting(location, _)) => {
                 let exists = graph.registrant_exists(permit, location, &c.external_id, calls).await?;
                 // Found: enrolled, but its join link is gone for good.
                 p.enrolled_at = exists.then(|| at.clone());
@@ -501,6 +518,17 @@ impl Work<'_> {
             }
             (Step::Lookup(_), RegistrantsAt::Webinar(webinar)) => {
                 let found = graph.find_webinar_registration(permit, webinar, &c.external_id, calls).await?;
+                // Graph's list lags behind its writes: a create whose
+                // outcome is unknown is "possibly registered" until it has
+                // been unlisted for the settle time.
+                let settle = settings.graph.list_settle();
+                match (found.is_none() && p.needs_lookup, c.intent_age) {
+                    (true, Some(age)) if age < settle => {
+                        p.unlisted_for = Some(settle - age);
+                        return Ok(());
+                    }
+                    _ => {}
+                }
                 if found.is_none() && p.enrolled_at.is_some() {
                     // Graph accepted it (204) yet does not list it: never
                     // register again on that; look again later.
@@ -513,7 +541,7 @@ impl Work<'_> {
                 p.enrolled_at = found.is_some().then(|| at.clone());
                 p.registrant_id = found;
             }
-            (Step::Enrol(_), RegistrantsAt::Meeting(location)) => {
+            (Step::Enrol(_), RegistrantsAt::Meeting(location, _)) => {
                 let audience =
                     c.meeting.as_ref().map_or(crate::domain::AllowedRegistrant::Everyone, |m| m.allowed_registrant);
                 let enrolled = graph.enrol(permit, location, &c.external_id, audience, &c.person, calls).await?;
@@ -536,7 +564,7 @@ impl Work<'_> {
             }
             (Step::Remove(_), at_graph) => {
                 let removed = match (at_graph, p.registrant_id.clone()) {
-                    (RegistrantsAt::Meeting(location), id) => {
+                    (RegistrantsAt::Meeting(location, _), id) => {
                         let id = id.unwrap_or_else(|| c.external_id.clone());
                         graph.unenrol(permit, location, &id, calls).await?
                     }
@@ -662,6 +690,9 @@ impl Work<'_> {
             written_back_value: p.written_back_now.then(|| p.written_back_value.clone()).flatten(),
             attempts: if state == NextState::Synced { 0 } else { p.attempts },
             next_attempt_in: delay,
+            // A write still in progress at Graph may land until its request
+            // times out: no lookup before then, whatever makes it due.
+            lookup_settle: self.ctx.settings.graph.timeout(),
             last_error,
             last_http_status,
             error_category,

@@ -2,9 +2,7 @@
 //! regsync knows Graph holds and what the meeting is, the one next step.
 
 use crate::config::Target;
-use crate::domain::{
-    AllowedRegistrant, Desired, FailureCategory, Location, OnlineMeetingId, OrganizerId, RegistrantsAt,
-};
+use crate::domain::{AllowedRegistrant, Desired, FailureCategory, RegistrantsAt};
 use crate::graph::MAX_REGISTRATION_ID_CHARS;
 use crate::store::registrants::ClaimedRegistrant;
 
@@ -27,6 +25,9 @@ pub struct Progress {
     pub written_back_now: bool,
     /// Real attempts.
     pub attempts: i32,
+    /// A lookup found nothing where a write of unknown outcome may still
+    /// appear: how much longer to look before believing it absent.
+    pub unlisted_for: Option<std::time::Duration>,
 }
 
 impl Progress {
@@ -42,6 +43,7 @@ impl Progress {
             written_back_value: c.written_back_value.clone(),
             written_back_now: false,
             attempts: c.attempts,
+            unlisted_for: None,
         }
     }
 
@@ -72,6 +74,8 @@ pub enum Step {
     Remove(RegistrantsAt),
     /// Tell the platform the join link or registration id.
     WriteBack,
+    /// Graph deleted the registrant with its registration: forget it, no call.
+    Forget,
 }
 
 /// Where the registrant belongs now: `Ok(None)` when nowhere (cancelled,
@@ -88,10 +92,7 @@ fn wanted(c: &ClaimedRegistrant, target: Target) -> Result<Option<RegistrantsAt>
     }
     match target {
         Target::MeetingRegistration => match &meeting.registered {
-            Some((organizer, online_meeting)) => Ok(Some(RegistrantsAt::Meeting(Location {
-                organizer: OrganizerId(organizer.clone()),
-                meeting: OnlineMeetingId(online_meeting.clone()),
-            }))),
+            Some((at, registration)) => Ok(Some(RegistrantsAt::Meeting(at.clone(), registration.clone()))),
             None if meeting.state == "failed" => Err(Step::Fail(
                 format!(
                     "meeting {:?} is not registered at Teams, so its registrants cannot be enrolled: {}",
@@ -120,6 +121,13 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
     if progress.needs_lookup {
         if let Some(at) = &progress.lookup_at {
             return Step::Lookup(at.clone());
+        }
+    }
+    // Graph deletes registrants with their registration, and regsync records
+    // a meeting's registration as gone only once Graph said so.
+    if let (Some(RegistrantsAt::Meeting(_, under)), Some(meeting)) = (&progress.enrolled_at, &c.meeting) {
+        if meeting.registered.as_ref().map(|(_, id)| id) != Some(under) {
+            return Step::Forget;
         }
     }
     let wanted = match wanted(c, target) {
@@ -156,7 +164,7 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
             ),
             FailureCategory::PlatformData,
         ),
-        Some(RegistrantsAt::Meeting(_))
+        Some(RegistrantsAt::Meeting(..))
             if c.meeting.as_ref().is_some_and(|m| m.allowed_registrant == AllowedRegistrant::Organization)
                 && (c.person.tenant_id.is_none() || c.person.user_id.is_none()) =>
         {
@@ -177,7 +185,7 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Person;
+    use crate::domain::{Location, OnlineMeetingId, OrganizerId, Person, RegistrationId};
     use crate::store::registrants::MeetingView;
 
     fn registrant(desired: Desired, meeting_registered: bool) -> ClaimedRegistrant {
@@ -195,20 +203,41 @@ mod tests {
             registrant_id: None,
             join_web_url: None,
             written_back_value: None,
+            intent_age: None,
             meeting: Some(MeetingView {
                 desired: Desired::Registered,
                 state: if meeting_registered { "synced".into() } else { "pending".into() },
                 organizer_id: Some("o".into()),
                 online_meeting_id: Some("w".into()),
-                registered: meeting_registered.then(|| ("o".into(), "m".into())),
+                registered: meeting_registered.then(|| (location(), RegistrationId("r".into()))),
                 allowed_registrant: AllowedRegistrant::Everyone,
                 last_error: None,
             }),
         }
     }
 
+    fn location() -> Location {
+        Location { organizer: OrganizerId("o".into()), meeting: OnlineMeetingId("m".into()) }
+    }
+
     fn at() -> RegistrantsAt {
-        RegistrantsAt::Meeting(Location { organizer: OrganizerId("o".into()), meeting: OnlineMeetingId("m".into()) })
+        RegistrantsAt::Meeting(location(), RegistrationId("r".into()))
+    }
+
+    #[test]
+    fn a_registrant_under_a_registration_the_meeting_no_longer_holds_is_forgotten_then_enrolled_again() {
+        let mut c = registrant(Desired::Registered, true);
+        let old = RegistrantsAt::Meeting(location(), RegistrationId("r-old".into()));
+        let p = Progress { enrolled_at: Some(old), join_web_url: Some("l".into()), ..Progress::default() };
+        assert_eq!(plan(&c, &p, Target::MeetingRegistration, true), Step::Forget, "re-created: gone with the old one");
+        let forgotten = Progress { enrolled_at: None, join_web_url: None, ..p.clone() };
+        assert_eq!(plan(&c, &forgotten, Target::MeetingRegistration, true), Step::Enrol(at()));
+        if let Some(m) = c.meeting.as_mut() {
+            m.registered = None;
+        }
+        assert_eq!(plan(&c, &p, Target::MeetingRegistration, true), Step::Forget, "deleted: gone with it");
+        c.meeting = None;
+        assert!(matches!(plan(&c, &p, Target::MeetingRegistration, true), Step::Wait(_)), "unlisted: unknown");
     }
 
     #[test]
