@@ -154,6 +154,6 @@ async fn a_registrant_whose_id_is_a_dot_segment_is_rejected_with_the_reason_and_
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons.iter().all(|r| r.contains("which is not an id")), "{reasons:?}");
     let written: Vec<String> = app.sim.write_backs().into_iter().map(|w| w.registrant_id).collect();
-    assert_eq!(written, [fine.id.clone()], "only the valid registrant's own resource is written");
+    assert_eq!(written, std::slice::from_ref(&fine.id), "only the valid registrant's own resource is written");
     assert_eq!(calls(&app, "POST registrant"), 1);
 }
