@@ -441,6 +441,40 @@ pub async fn active_meetings(pool: &PgPool) -> Result<Vec<String>, Error> {
         .map_err(query_error("list active meetings"))
 }
 
+/// Cancels the registrants of `meeting` (or of every meeting, for a flat
+/// listing) that a complete listing no longer holds: `listed` is every
+/// (meeting, registrant) it held. An in-flight one is left to its worker,
+/// whose outcome sees the change.
+///
+/// # Errors
+/// The statement failed.
+pub async fn unregister_missing(
+    pool: &PgPool,
+    meeting: Option<&str>,
+    listed: &[(String, String)],
+) -> Result<u64, Error> {
+    let (meetings, ids): (Vec<&str>, Vec<&str>) = listed.iter().map(|(m, r)| (m.as_str(), r.as_str())).unzip();
+    let result = sqlx::query(
+        r#"
+        UPDATE registrants AS r SET
+            desired = 'unregistered', updated_at = now(),
+            state           = CASE WHEN r.state = 'in_flight' THEN r.state ELSE 'pending' END,
+            attempts        = CASE WHEN r.state = 'in_flight' THEN r.attempts ELSE 0 END,
+            next_attempt_at = CASE WHEN r.state = 'in_flight' THEN r.next_attempt_at ELSE now() END
+        WHERE r.desired = 'registered' AND ($1::text IS NULL OR r.meeting_external_id = $1)
+          AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS l(meeting, id)
+                          WHERE l.meeting = r.meeting_external_id AND l.id = r.external_id)
+        "#,
+    )
+    .bind(meeting)
+    .bind(meetings)
+    .bind(ids)
+    .execute(pool)
+    .await
+    .map_err(query_error("cancel missing registrants"))?;
+    Ok(result.rows_affected())
+}
+
 /// Makes every failed registrant due again with its attempts reset.
 ///
 /// # Errors

@@ -3,7 +3,6 @@
 //! listing.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -11,7 +10,7 @@ use tracing::Instrument;
 
 use crate::config::OnMissing;
 use crate::domain::{ExternalMeeting, RejectedItem};
-use crate::source::{Next, Page, PageRequest};
+use crate::source::{Page, PageRequest};
 use crate::store;
 
 use super::{Ctx, SyncError};
@@ -151,46 +150,26 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
     Ok(report)
 }
 
-/// Fetches the listing page by page into `pages` until it ends, fails or
-/// cannot be trusted further. Returns the pages read and, for a partial
-/// listing, why.
+/// Fetches the meeting listing page by page into `pages`
+/// ([`super::listing::read_pages`]).
 pub(super) async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u32, Option<String>) {
-    // Hashes, not the requests: a listing remembers 8 bytes a page however
-    // long the platform's cursors or URLs are (and at most source.max_pages).
-    let seen_request = RandomState::new();
-    let mut requested: HashSet<u64> = HashSet::new();
-    let mut request = PageRequest::First;
-    let (mut read, mut listed) = (0, 0);
-    loop {
-        let page = match ctx.source.fetch_page(&request).await {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = %e, pages_read = read, "meeting list is partial; nothing is deregistered this cycle");
-                return (read, Some(e.to_string()));
-            }
-        };
-        read += 1;
-        listed += page.items as u64;
-        let next = ctx.source.next(&request, &page, listed);
-        if pages.send(page).await.is_err() {
-            return (read, None); // storing failed; poll reports that
-        }
-        request = match next {
-            Next::End => return (read, None),
-            Next::Partial(why) => return (read, Some(why)),
-            Next::Page(next) if !requested.insert(seen_request.hash_one(&next)) => {
-                return (read, Some(format!("the platform led to page {next:?} twice; the listing was cut there")));
-            }
-            Next::Page(_) if read >= ctx.source.max_pages() => {
-                return (
-                    read,
-                    Some(format!("the listing has more than source.max_pages ({}) pages", ctx.source.max_pages())),
-                );
-            }
-            Next::Page(_) if ctx.shutdown.is_cancelled() => {
-                return (read, Some("shutdown began during the listing".into()))
-            }
-            Next::Page(next) => next,
-        };
+    super::listing::read_pages(&ctx, &Meetings(&ctx.source), pages).await
+}
+
+/// The platform's meeting listing.
+struct Meetings<'a>(&'a crate::source::Client);
+
+impl super::listing::Listing for Meetings<'_> {
+    type Item = ExternalMeeting;
+
+    fn fetch(
+        &self,
+        request: &PageRequest,
+    ) -> impl std::future::Future<Output = Result<Page, crate::source::Error>> + Send {
+        self.0.fetch_page(request)
+    }
+
+    fn next(&self, request: &PageRequest, page: &Page, listed: u64) -> crate::source::Next {
+        self.0.next(request, page, listed)
     }
 }

@@ -4,6 +4,7 @@
 //! `source`, `store` and `graph`; nothing but `app` and tests use it.
 
 pub mod ingest;
+mod listing;
 mod plan;
 pub mod preview;
 pub mod reconcile;

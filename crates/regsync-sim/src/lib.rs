@@ -449,6 +449,22 @@ impl Sim {
         self.lock().people.webinars.entry(id.to_owned()).or_default().status = status.to_owned();
     }
 
+    /// From now on every registrant page names itself as the next one, as a
+    /// faulty platform may.
+    pub fn loop_registrant_pages(&self) {
+        self.lock().people.loop_pages = true;
+    }
+
+    /// How many registrant listing requests the platform answered.
+    pub fn registrant_listing_requests(&self) -> u64 {
+        self.lock().people.listing_requests
+    }
+
+    /// Drops a registrant from the platform's list (they "vanish").
+    pub fn remove_registrant(&self, meeting_id: &str, id: &str) {
+        self.lock().people.platform.retain(|r| !(r.meeting_id == meeting_id && r.id == id));
+    }
+
     /// From now on a new webinar registration is listed only `lag` after
     /// its create: Graph's lists are eventually consistent.
     pub fn lag_webinar_list(&self, lag: Duration) {

@@ -157,6 +157,10 @@ pub(crate) struct People {
     pub(crate) log: Vec<PeopleRequest>,
     /// How long a new webinar registration stays out of the list.
     pub(crate) list_lag: Duration,
+    /// The platform's registrant pages lead back to themselves.
+    pub(crate) loop_pages: bool,
+    /// Registrant listing requests the platform answered.
+    pub(crate) listing_requests: u64,
     next: u64,
 }
 
@@ -198,12 +202,16 @@ fn registrant_page(s: &mut State, headers: &HeaderMap, meeting: Option<&str>, q:
     if let Some(refused) = s.platform.refused(headers) {
         return refused;
     }
+    s.people.listing_requests += 1;
     let limit = q.limit.unwrap_or(200).clamp(1, 1_000);
     let offset = q.cursor.as_deref().and_then(|c| c.strip_prefix("o:")).and_then(|n| n.parse().ok()).unwrap_or(0);
     let all: Vec<&SimRegistrant> =
         s.people.platform.iter().filter(|r| meeting.is_none_or(|m| r.meeting_id == m)).collect();
     let items: Vec<&SimRegistrant> = all.iter().skip(offset).take(limit).copied().collect();
-    let next = (offset + limit < all.len()).then(|| format!("o:{}", offset + limit));
+    let next = match s.people.loop_pages {
+        true => Some(format!("o:{offset}")),
+        false => (offset + limit < all.len()).then(|| format!("o:{}", offset + limit)),
+    };
     Json(json!({"registrants": items, "next_cursor": next})).into_response()
 }
 

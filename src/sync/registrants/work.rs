@@ -1,0 +1,398 @@
+//! One registrant's reconcile under its lease: the step the pure plan
+//! names, each Graph call through the gate that commits its intent, and
+//! the outcome written fenced with its audit rows.
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use super::super::sign_ins::TokenError;
+use super::super::{retry, throttle, Ctx, SyncError};
+use super::plan::{plan, Progress, Step};
+use super::Done;
+use crate::config::Target;
+use crate::domain::{CallRecord, FailureCategory, OrganizerId, RegistrantsAt};
+use crate::graph::{self, Deleted};
+use crate::source::Writeback;
+use crate::store::registrants::{ClaimedRegistrant, RegistrantOutcome};
+use crate::store::{self, NextState, SendGate};
+
+/// Steps one reconcile may take: a lookup, a removal, an enrolment and the
+/// lookup of a webinar registration's id fit.
+const MAX_STEPS: usize = 6;
+
+/// The longest a registrant waits for its meeting before it looks again.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// One registrant's reconcile in progress.
+pub(super) struct Work<'a> {
+    pub(super) ctx: &'a Ctx,
+    pub(super) claimed: ClaimedRegistrant,
+    pub(super) progress: Progress,
+    pub(super) calls: Vec<CallRecord>,
+    pub(super) done: Done,
+}
+
+pub(super) type Flow = ControlFlow<Result<Done, SyncError>>;
+
+pub(super) async fn reconcile(ctx: &Ctx, claimed: ClaimedRegistrant) -> Result<Done, SyncError> {
+    let progress = Progress::from_claim(&claimed);
+    let mut work = Work { ctx, claimed, progress, calls: Vec::new(), done: Done::default() };
+    for _ in 0..MAX_STEPS {
+        if let ControlFlow::Break(done) = work.step().await {
+            return done;
+        }
+    }
+    let e = graph::Error::Transient {
+        status: None,
+        may_have_acted: true,
+        detail: format!("the registrant did not settle within {MAX_STEPS} steps"),
+    };
+    work.failed(&e).await
+}
+
+impl Work<'_> {
+    fn target(&self) -> Target {
+        self.ctx.settings.graph.target
+    }
+
+    async fn step(&mut self) -> Flow {
+        let write_back = !self.ctx.settings.writeback.url.is_empty();
+        let step = plan(&self.claimed, &self.progress, self.target(), write_back);
+        match step {
+            Step::Done => ControlFlow::Break(self.record(NextState::Synced, Duration::ZERO, None).await),
+            Step::Wait(why) => {
+                // Woken when the meeting is ready (`start_round`); the wait
+                // bounds how long a missed wake-up costs.
+                let wait = Duration::from_millis(self.ctx.settings.sync.backoff_max_ms).min(MAX_WAIT);
+                let failure = Some((why, None, FailureCategory::MeetingNotReady));
+                ControlFlow::Break(self.record(NextState::Retrying, wait, failure).await)
+            }
+            Step::Fail(why, category) => {
+                self.done.failed = true;
+                ControlFlow::Break(self.record(NextState::Failed, Duration::ZERO, Some((why, None, category))).await)
+            }
+            Step::WriteBack => self.write_back().await,
+            Step::Forget => {
+                let p = &mut self.progress;
+                (p.enrolled_at, p.registrant_id, p.join_web_url) = (None, None, None);
+                ControlFlow::Continue(())
+            }
+            Step::Lookup(at) => self.graph_step(Step::Lookup(at.clone()), at, None).await,
+            Step::Enrol(at) => {
+                if let RegistrantsAt::Webinar(webinar) = &at {
+                    if let ControlFlow::Break(done) = self.check_published(webinar).await {
+                        return ControlFlow::Break(done);
+                    }
+                }
+                let key = at.key();
+                self.graph_step(Step::Enrol(at.clone()), at, Some(key)).await
+            }
+            Step::Remove(at) => {
+                let key = at.key();
+                self.graph_step(Step::Remove(at.clone()), at, Some(key)).await
+            }
+        }
+    }
+
+    /// The permit for this registrant's call, through the gate (throttle,
+    /// lease, and for a write its intent committed). `None`: plan again.
+    pub(super) async fn pass_gate(
+        &mut self,
+        write_at: Option<String>,
+    ) -> ControlFlow<Result<Done, SyncError>, Option<(graph::Permit, bool)>> {
+        let organizer =
+            OrganizerId(self.claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default());
+        let permit = match self.ctx.permit(&organizer).await {
+            Ok(permit) => permit,
+            Err(TokenError::Graph(e)) => return ControlFlow::Break(self.failed(&e).await),
+            Err(TokenError::Store(e)) => return ControlFlow::Break(Err(e.into())),
+        };
+        let opened = std::time::Instant::now();
+        let settings = &self.ctx.settings;
+        let gate = store::registrants::prepare_send(
+            &self.ctx.pool,
+            &self.claimed,
+            write_at.as_deref(),
+            settings.sync.lease_ttl(),
+            throttle::PROBE_TTL.min(settings.graph.timeout()),
+        )
+        .await;
+        match gate {
+            Err(e) => ControlFlow::Break(Err(e.into())),
+            Ok(SendGate::Throttled(wait)) => {
+                let why = format!("waiting out Graph throttling ({:.1} s)", wait.as_secs_f64());
+                let wait = retry::throttle_wait(wait, rand::random());
+                ControlFlow::Break(
+                    self.record(NextState::Retrying, wait, Some((why, None, FailureCategory::Throttled))).await,
+                )
+            }
+            Ok(SendGate::Open { probe }) => {
+                if let Some(at) = write_at {
+                    self.progress.needs_lookup = true;
+                    self.progress.lookup_at = RegistrantsAt::from_key(&at);
+                }
+                let permit = permit.send_by(opened + settings.sync.lease_ttl() / 2);
+                ControlFlow::Continue(Some((permit, probe)))
+            }
+            Ok(_) => ControlFlow::Break(Ok(Done::default())),
+        }
+    }
+
+    /// One Graph call of `step` at `at`; `write_at` for a write.
+    async fn graph_step(&mut self, step: Step, at: RegistrantsAt, write_at: Option<String>) -> Flow {
+        let is_write = write_at.is_some();
+        let _paced = match (is_write, &at) {
+            (true, RegistrantsAt::Webinar(_)) => Some(self.ctx.virtual_event_writes.acquire().await),
+            _ => None,
+        };
+        let slot = self.ctx.throttle.slot().await;
+        let Some((permit, probe)) = self.pass_gate(write_at).await? else { return ControlFlow::Continue(()) };
+        crash_point("registrant-after-intent");
+        let result = self.call(&step, &at, permit).await;
+        drop(slot);
+        crash_point("registrant-after-response");
+        self.ctx.throttle.answered(&self.ctx.pool, &result, probe).await;
+        match result {
+            Ok(()) if self.progress.unlisted_for.is_some() => {
+                let remaining = self.progress.unlisted_for.take().unwrap_or_default();
+                let why = format!(
+                    "the webinar does not list the registration whose create answer was lost; looking again for \
+                     up to {:.0} s more (graph.list_settle_secs) before registering again",
+                    remaining.as_secs_f64()
+                );
+                let failure = Some((why, None, FailureCategory::Transient));
+                // One lookup per request timeout while it may still appear.
+                let again = remaining.min(self.ctx.settings.graph.timeout());
+                ControlFlow::Break(self.record(NextState::Retrying, again, failure).await)
+            }
+            Ok(()) => {
+                if matches!(step, Step::Enrol(_)) {
+                    // Recorded before the write-back: a crash in between
+                    // loses no enrolment, and the write-back follows.
+                    return ControlFlow::Break(self.record(NextState::Pending, Duration::ZERO, None).await);
+                }
+                ControlFlow::Continue(())
+            }
+            Err(graph::Error::Conflict { code }) => {
+                tracing::info!(code, "enrolment answered 409; looking up what Graph holds");
+                self.progress.needs_lookup = true;
+                self.progress.lookup_at = Some(at);
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                if is_write && !e.maybe_acted() {
+                    self.progress.needs_lookup = false;
+                }
+                ControlFlow::Break(self.failed(&e).await)
+            }
+        }
+    }
+
+    /// The request of `step` and what its answer means for the progress.
+    async fn call(&mut self, step: &Step, at: &RegistrantsAt, permit: graph::Permit) -> Result<(), graph::Error> {
+        let (graph, c, p, calls) = (&self.ctx.graph, &self.claimed, &mut self.progress, &mut self.calls);
+        let settings = &self.ctx.settings;
+        match (step, at) {
+            (Step::Lookup(_), RegistrantsAt::Meeting(location, _)) => {
+                let exists = graph.registrant_exists(permit, location, &c.external_id, calls).await?;
+                // Found: enrolled, but its join link is gone for good.
+                p.enrolled_at = exists.then(|| at.clone());
+                p.registrant_id = exists.then(|| c.external_id.clone());
+                p.join_web_url = None;
+            }
+            (Step::Lookup(_), RegistrantsAt::Webinar(webinar)) => {
+                let found = graph.find_webinar_registration(permit, webinar, &c.external_id, calls).await?;
+                // Graph's list lags behind its writes: a create whose
+                // outcome is unknown is "possibly registered" until it has
+                // been unlisted for the settle time.
+                let settle = settings.graph.list_settle();
+                match (found.is_none() && p.needs_lookup, c.intent_age) {
+                    (true, Some(age)) if age < settle => {
+                        p.unlisted_for = Some(settle - age);
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+                if found.is_none() && p.enrolled_at.is_some() {
+                    // Graph accepted it (204) yet does not list it: never
+                    // register again on that; look again later.
+                    return Err(graph::Error::Transient {
+                        status: None,
+                        may_have_acted: false,
+                        detail: format!("webinar {webinar} does not list the registration it accepted yet"),
+                    });
+                }
+                p.enrolled_at = found.is_some().then(|| at.clone());
+                p.registrant_id = found;
+            }
+            (Step::Enrol(_), RegistrantsAt::Meeting(location, _)) => {
+                let audience =
+                    c.meeting.as_ref().map_or(crate::domain::AllowedRegistrant::Everyone, |m| m.allowed_registrant);
+                let enrolled = graph.enrol(permit, location, &c.external_id, audience, &c.person, calls).await?;
+                p.enrolled_at = Some(at.clone());
+                p.registrant_id = Some(enrolled.id);
+                p.join_web_url = Some(enrolled.join_web_url);
+                self.done.enrolled = true;
+            }
+            (Step::Enrol(_), RegistrantsAt::Webinar(webinar)) => {
+                let registration = graph::WebinarRegistration {
+                    external_id: &c.external_id,
+                    person: &c.person,
+                    default_timezone: &settings.registrants.default_timezone,
+                    default_language: &settings.registrants.default_language,
+                };
+                // 204: registered, its id found by the lookup that follows.
+                p.registrant_id = graph.register_for_webinar(permit, webinar, registration, calls).await?;
+                p.enrolled_at = Some(at.clone());
+                self.done.enrolled = true;
+            }
+            (Step::Remove(_), at_graph) => {
+                let removed = match (at_graph, p.registrant_id.clone()) {
+                    (RegistrantsAt::Meeting(location, _), id) => {
+                        let id = id.unwrap_or_else(|| c.external_id.clone());
+                        graph.unenrol(permit, location, &id, calls).await?
+                    }
+                    (RegistrantsAt::Webinar(webinar), Some(id)) => {
+                        graph.cancel_webinar_registration(permit, webinar, &id, calls).await?
+                    }
+                    // No id known: nothing regsync could cancel.
+                    (RegistrantsAt::Webinar(_), None) => Deleted::AlreadyGone,
+                };
+                self.done.removed |= removed == Deleted::Removed;
+                p.enrolled_at = None;
+                p.registrant_id = None;
+                p.join_web_url = None;
+            }
+            _ => unreachable!("only lookups, enrolments and removals call Graph"),
+        }
+        p.needs_lookup = false;
+        p.lookup_at = None;
+        Ok(())
+    }
+
+    /// Tells the platform the join link or registration id.
+    async fn write_back(&mut self) -> Flow {
+        let target = self.target();
+        let value = self.progress.value_to_write_back(target).map(str::to_owned);
+        let values = Writeback {
+            meeting_id: &self.claimed.meeting_external_id,
+            registrant_id: &self.claimed.external_id,
+            join_web_url: self.progress.join_web_url.as_deref(),
+            registration_id: self.progress.registrant_id.as_deref(),
+        };
+        crash_point("registrant-before-writeback");
+        match self.ctx.source.write_back(&self.ctx.settings.writeback, values).await {
+            Ok(()) => {
+                self.progress.written_back_value = value;
+                self.progress.written_back_now = true;
+                self.done.written_back = true;
+                ControlFlow::Continue(())
+            }
+            Err(e) if e.is_transient() => {
+                let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
+                self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+                let s = &self.ctx.settings.sync;
+                let base = Duration::from_millis(s.backoff_base_ms);
+                let cap = Duration::from_millis(s.backoff_max_ms);
+                let failure = Some((e.to_string(), None, FailureCategory::Writeback));
+                ControlFlow::Break(match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
+                    retry::Decision::RetryAfter(delay) => self.record(NextState::Retrying, delay, failure).await,
+                    retry::Decision::Park => {
+                        self.done.failed = true;
+                        self.record(NextState::Failed, Duration::ZERO, failure).await
+                    }
+                })
+            }
+            Err(e) => {
+                self.done.failed = true;
+                let why = format!("{e}; fix it on the platform, then run `regsync retry --failed`");
+                ControlFlow::Break(
+                    self.record(NextState::Failed, Duration::ZERO, Some((why, None, FailureCategory::Writeback))).await,
+                )
+            }
+        }
+    }
+
+    /// A Graph failure under the same error policy as meetings.
+    pub(super) async fn failed(&mut self, e: &graph::Error) -> Result<Done, SyncError> {
+        let s = &self.ctx.settings.sync;
+        let settle = if self.progress.needs_lookup { self.ctx.settings.graph.timeout() } else { Duration::ZERO };
+        let policy = retry::Policy {
+            max_attempts: s.max_attempts,
+            base: Duration::from_millis(s.backoff_base_ms),
+            cap: Duration::from_millis(s.backoff_max_ms),
+            settle,
+        };
+        let before = u32::try_from(self.progress.attempts).unwrap_or(0);
+        let (next, attempts) = retry::after_failure(e, before, policy, rand::random());
+        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        let failure = Some((e.to_string(), e.http_status(), e.category()));
+        match next {
+            retry::AfterFailure::AuthPause => {
+                self.record(NextState::Retrying, Duration::ZERO, failure).await?;
+                Err(SyncError::Auth(e.to_string()))
+            }
+            retry::AfterFailure::Hold(wait) => {
+                let held = self.ctx.throttle.throttled(&self.ctx.pool, wait).await?;
+                self.ctx.metrics.throttled();
+                self.record(NextState::Retrying, held, failure).await
+            }
+            retry::AfterFailure::Suspend => {
+                let probe_after = self.ctx.settings.graph.suspended_probe_interval();
+                let held = self.ctx.throttle.suspend(&self.ctx.pool, &e.to_string(), probe_after).await?;
+                self.record(NextState::Retrying, held, failure).await
+            }
+            retry::AfterFailure::Park | retry::AfterFailure::Attempt(retry::Decision::Park) => {
+                self.done.failed = true;
+                self.record(NextState::Failed, Duration::ZERO, failure).await
+            }
+            retry::AfterFailure::Attempt(retry::Decision::RetryAfter(delay)) => {
+                self.record(NextState::Retrying, delay, failure).await
+            }
+        }
+    }
+
+    /// Writes the outcome, fenced by the lease, with the audit rows.
+    pub(super) async fn record(
+        &mut self,
+        state: NextState,
+        delay: Duration,
+        failure: Option<(String, Option<u16>, FailureCategory)>,
+    ) -> Result<Done, SyncError> {
+        let p = &self.progress;
+        let (last_error, last_http_status, error_category) = match failure {
+            Some((why, status, category)) => (Some(why), status, Some(category)),
+            None => (None, None, None),
+        };
+        let outcome = RegistrantOutcome {
+            state,
+            needs_lookup: p.needs_lookup,
+            lookup_at: p.needs_lookup.then(|| p.lookup_at.as_ref().map(RegistrantsAt::key)).flatten(),
+            enrolled_at: p.enrolled_at.as_ref().map(RegistrantsAt::key),
+            registrant_id: p.registrant_id.clone(),
+            join_web_url: p.join_web_url.clone(),
+            written_back_value: p.written_back_now.then(|| p.written_back_value.clone()).flatten(),
+            attempts: if state == NextState::Synced { 0 } else { p.attempts },
+            next_attempt_in: delay,
+            // A write still in progress at Graph may land until its request
+            // times out: no lookup before then, whatever makes it due.
+            lookup_settle: self.ctx.settings.graph.timeout(),
+            last_error,
+            last_http_status,
+            error_category,
+        };
+        self.ctx.metrics.graph_calls(&self.calls);
+        let applied = store::registrants::record_outcome(&self.ctx.pool, &self.claimed, &outcome, &self.calls).await?;
+        if !applied {
+            tracing::warn!(registrant = self.claimed.external_id, "outcome not recorded: the lease passed on");
+            return Ok(Done::default());
+        }
+        Ok(self.done)
+    }
+}
+
+/// Aborts the process here when the crash-matrix tests ask for it.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+fn crash_point(name: &str) {
+    fail_point!(name, |_| std::process::abort());
+}

@@ -1,0 +1,85 @@
+//! Registrants keep every safety rule meetings have: an unknown outcome
+//! settles before its lookup whatever makes the registrant due, a listing
+//! that leads to the same page twice is cut instead of looping, and a
+//! registrant that vanishes from a complete listing is removed under
+//! `sync.on_missing = "unregister"`.
+
+use std::time::Duration;
+
+use regsync::config::OnMissing;
+use regsync_sim::{Fault, SimRegistrant};
+
+use crate::helpers::{meeting, spawn_app_with};
+use crate::registrants::{calls, cycle, with_registrants};
+
+#[tokio::test]
+async fn a_platform_change_does_not_look_up_an_unknown_enrolment_before_its_request_could_have_landed() {
+    let app = spawn_app_with(|s| {
+        with_registrants(s);
+        // Long enough that the second cycle surely runs inside it.
+        s.sync.lease_ttl_ms = 40_000;
+        s.graph.timeout_ms = 8_000;
+    })
+    .await;
+    let m = app.listed(meeting(1));
+    app.tick().await;
+    let mut person = SimRegistrant::new(&m.id, 1);
+    app.sim.upsert_registrant(person.clone());
+    app.sim.fail_next(Some("POST"), Fault::LostResponse);
+    app.tick().await; // the create times out: its outcome is unknown
+
+    // The platform changes the person at once: due now, yet the create may
+    // still be in progress at Graph.
+    person.first_name = "Renamed".into();
+    app.sim.upsert_registrant(person.clone());
+    app.tick().await;
+    let lookups_early = calls(&app, "GET registrants");
+
+    tokio::time::sleep(Duration::from_millis(8_100)).await;
+    cycle(&app).await;
+
+    assert_eq!(lookups_early, 0, "no lookup while the unknown write may still land");
+    assert_eq!(calls(&app, "GET registrants"), 1, "looked up once it settled");
+    assert_eq!(app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_registrant_listing_that_leads_to_the_same_page_twice_is_cut_as_partial() {
+    let app = spawn_app_with(with_registrants).await;
+    let m = app.listed(meeting(1));
+    app.sim.seed_registrants(std::slice::from_ref(&m), 3);
+    app.sim.loop_registrant_pages();
+
+    let report = app.tick().await;
+
+    let partial = report.registrants.and_then(|r| r.partial).unwrap_or_default();
+    assert!(partial.contains("twice"), "{partial:?}");
+    assert_eq!(app.sim.registrant_listing_requests(), 2, "the page it led back to is not read again");
+}
+
+#[tokio::test]
+async fn a_registrant_gone_from_a_complete_listing_is_removed_under_on_missing_unregister() {
+    let app = spawn_app_with(|s| {
+        with_registrants(s);
+        s.sync.on_missing = OnMissing::Unregister;
+    })
+    .await;
+    let m = app.listed(meeting(1));
+    let people = app.sim.seed_registrants(std::slice::from_ref(&m), 3);
+    cycle(&app).await;
+    assert_eq!(app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).len(), 3);
+
+    app.sim.remove_registrant(&m.id, &people[0].id);
+    cycle(&app).await;
+
+    let held: Vec<String> =
+        app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).into_iter().map(|r| r.id).collect();
+    assert_eq!(held, [people[1].id.clone(), people[2].id.clone()]);
+    assert_eq!(calls(&app, "DELETE registrant"), 1);
+    let desired: String = sqlx::query_scalar("SELECT desired FROM ops.registrant_status WHERE external_id = $1")
+        .bind(&people[0].id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(desired, "unregistered");
+}
