@@ -308,4 +308,10 @@ fn registrants_need_their_id_field_and_a_flat_list_its_meeting_field() {
         ("REGSYNC__WRITEBACK__BODY", "{join_web_url}"),
     ]);
     assert!(line.starts_with("writeback.body is not a JSON template"), "{line}");
+    let line = refused_with(&[
+        ("REGSYNC__REGISTRANTS__ENABLED", "true"),
+        ("REGSYNC__WRITEBACK__URL", "/x"),
+        ("REGSYNC__WRITEBACK__METHOD", "POST"),
+    ]);
+    assert!(line.starts_with("writeback.method \"POST\" is not PUT or PATCH"), "{line}");
 }

@@ -307,8 +307,14 @@ impl Settings {
         }
         let w = &self.writeback;
         if !w.url.is_empty() {
-            if reqwest::Method::from_bytes(w.method.as_bytes()).is_err() {
-                bad.push(format!("writeback.method {:?} is not an HTTP method", w.method));
+            // A write-back may be sent again (a lost answer, a crash before
+            // it is recorded): only an idempotent method is safe to repeat.
+            if !matches!(w.method.to_ascii_uppercase().as_str(), "PUT" | "PATCH") {
+                bad.push(format!(
+                    "writeback.method {:?} is not PUT or PATCH: a write-back may be sent again after a lost answer, \
+                     so it must be a method whose repeat changes nothing",
+                    w.method
+                ));
             }
             if !w.url.starts_with('/') {
                 if let Err(why) = crate::http::credentials_may_go_to(&w.url) {

@@ -253,7 +253,8 @@ impl Client {
             .replace("{join_web_url}", &json(values.join_web_url))
             .replace("{registration_id}", &json(values.registration_id))
             .replace("{registrant_id}", &json(Some(values.registrant_id)));
-        let method = reqwest::Method::from_bytes(settings.method.as_bytes()).unwrap_or(reqwest::Method::PUT);
+        let method = reqwest::Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
+            .unwrap_or(reqwest::Method::PUT);
         let failed = |reason: String| WritebackError::Failed { url: url.clone(), reason };
         let authorization = match &self.rotating {
             Some(rotating) => Some(rotating.header().await.map_err(|e| failed(e.to_string()))?),

@@ -306,6 +306,25 @@ pub async fn prepare_send(
     super::send::read_gate(&row, "commit a registrant's intent")
 }
 
+/// Renews the lease on `claimed` if it is still this worker's; whether it
+/// was.
+///
+/// # Errors
+/// The statement failed.
+pub async fn renew_lease(pool: &PgPool, claimed: &ClaimedRegistrant, ttl: Duration) -> Result<bool, Error> {
+    let renewed = sqlx::query(
+        "UPDATE registrants SET lease_expires_at = now() + make_interval(secs => $3) \
+         WHERE id = $1 AND lease_token = $2",
+    )
+    .bind(claimed.id)
+    .bind(claimed.lease_token)
+    .bind(ttl.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(query_error("renew a registrant's lease"))?;
+    Ok(renewed.rows_affected() == 1)
+}
+
 /// What one registrant reconcile leaves in its row.
 #[derive(Debug, Clone)]
 pub struct RegistrantOutcome {

@@ -23,9 +23,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::domain::CallRecord;
 use crate::metrics::Metrics;
-use crate::store::{self, Claimed, Outcome, RunReport};
+use crate::store::{self, RunReport};
 use crate::{graph, source};
 use throttle::Throttle;
 
@@ -137,20 +136,18 @@ impl Ctx {
         }
     }
 
-    /// Records an outcome, retrying while the database is briefly away: the
-    /// Graph call already happened and its result is worth keeping. Gives up
-    /// after half a lease; the committed intent makes the next owner look the
-    /// outcome up.
-    async fn record_with_retries(
-        &self,
-        claimed: &Claimed,
-        outcome: &Outcome,
-        calls: &[CallRecord],
-    ) -> Result<bool, store::Error> {
+    /// Writes an outcome with `write`, retrying while the database is
+    /// briefly away: the Graph call already happened and its result is
+    /// worth keeping. Gives up after half a lease; the committed intent
+    /// makes the next owner look the outcome up. For every kind of row.
+    async fn record_with_retries<W>(&self, write: impl Fn() -> W) -> Result<bool, store::Error>
+    where
+        W: std::future::Future<Output = Result<bool, store::Error>>,
+    {
         let give_up = Instant::now() + self.settings.sync.lease_ttl() / 2;
         let mut delay = Duration::from_millis(100);
         loop {
-            match store::outcome::record_outcome(&self.pool, claimed, outcome, calls).await {
+            match write().await {
                 Err(e) if e.is_transient() && Instant::now() + delay < give_up => {
                     tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
                     tokio::time::sleep(delay).await;

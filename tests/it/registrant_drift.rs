@@ -83,3 +83,62 @@ async fn a_registrant_gone_from_a_complete_listing_is_removed_under_on_missing_u
         .unwrap();
     assert_eq!(desired, "unregistered");
 }
+
+#[tokio::test]
+async fn a_registrant_outcome_the_database_refuses_once_is_written_again_and_nothing_is_sent_twice() {
+    let app = spawn_app_with(with_registrants).await;
+    let m = app.listed(meeting(1));
+    app.tick().await;
+    // The first outcome that releases a registrant's lease fails as a
+    // serialization failure would: transient.
+    sqlx::raw_sql(
+        r#"
+        CREATE SEQUENCE fail_once;
+        CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF OLD.lease_token IS NOT NULL AND NEW.lease_token IS NULL AND nextval('fail_once') = 1 THEN
+                RAISE EXCEPTION 'injected' USING ERRCODE = '40001';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER fail_once BEFORE UPDATE ON registrants FOR EACH ROW EXECUTE FUNCTION fail_once();
+        "#,
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let person = SimRegistrant::new(&m.id, 1);
+    app.sim.upsert_registrant(person.clone());
+
+    cycle(&app).await;
+
+    let held = app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id);
+    assert_eq!(held.len(), 1);
+    assert_eq!(calls(&app, "POST registrant"), 1, "the answer was kept, not lost and sent again");
+    let written = app.sim.write_backs();
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].body["join_web_url"].as_str(), Some(held[0].join_web_url.as_str()));
+}
+
+#[tokio::test]
+async fn a_write_back_is_sent_only_while_the_lease_is_the_workers() {
+    use regsync::domain::{Desired, ExternalRegistrant, Person};
+    use regsync::store::registrants::{claim_due, renew_lease, upsert_page};
+
+    let app = spawn_app_with(with_registrants).await;
+    let person = ExternalRegistrant {
+        external_id: "p-1".into(),
+        meeting_external_id: "evt-1".into(),
+        desired: Desired::Registered,
+        person: Person::default(),
+    };
+    upsert_page(&app.pool, std::slice::from_ref(&person)).await.unwrap();
+    let round = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let ttl = Duration::from_secs(10);
+    let claimed = claim_due(&app.pool, 1, ttl, 5, uuid::Uuid::new_v4(), round).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    assert!(renew_lease(&app.pool, &claimed[0], ttl).await.unwrap(), "still ours: renewed");
+    sqlx::query("UPDATE registrants SET lease_token = gen_random_uuid()").execute(&app.pool).await.unwrap();
+    assert!(!renew_lease(&app.pool, &claimed[0], ttl).await.unwrap(), "taken over: no write-back");
+}

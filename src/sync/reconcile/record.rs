@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{crash_point, Reconciled, Work};
 use crate::domain::FailureCategory;
 use crate::graph;
-use crate::store::{NextState, Outcome};
+use crate::store::{self, NextState, Outcome};
 use crate::sync::plan::Progress;
 use crate::sync::retry::{self, AfterFailure, Decision};
 use crate::sync::{Ctx, SyncError};
@@ -160,7 +160,9 @@ impl Work<'_> {
             lookup_settle: lookup_settle(self.ctx, progress),
         };
         self.ctx.metrics.graph_calls(&self.calls);
-        let applied = self.ctx.record_with_retries(&self.claimed, &outcome, &self.calls).await?;
+        let (pool, claimed, calls) = (&self.ctx.pool, &self.claimed, &self.calls);
+        let applied =
+            self.ctx.record_with_retries(|| store::outcome::record_outcome(pool, claimed, &outcome, calls)).await?;
         crash_point("after-record");
         if !applied {
             tracing::warn!("outcome not recorded: the lease passed to another worker, which will look the outcome up");

@@ -10,6 +10,7 @@ mod plan;
 mod poll;
 mod webinar;
 mod work;
+mod write_back;
 
 pub use pace::WritePace;
 pub use poll::{poll, RegistrantPoll};

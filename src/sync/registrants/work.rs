@@ -12,7 +12,6 @@ use super::Done;
 use crate::config::Target;
 use crate::domain::{CallRecord, FailureCategory, OrganizerId, RegistrantsAt};
 use crate::graph::{self, Deleted};
-use crate::source::Writeback;
 use crate::store::registrants::{ClaimedRegistrant, RegistrantOutcome};
 use crate::store::{self, NextState, SendGate};
 
@@ -51,7 +50,7 @@ pub(super) async fn reconcile(ctx: &Ctx, claimed: ClaimedRegistrant) -> Result<D
 }
 
 impl Work<'_> {
-    fn target(&self) -> Target {
+    pub(super) fn target(&self) -> Target {
         self.ctx.settings.graph.target
     }
 
@@ -270,49 +269,6 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// Tells the platform the join link or registration id.
-    async fn write_back(&mut self) -> Flow {
-        let target = self.target();
-        let value = self.progress.value_to_write_back(target).map(str::to_owned);
-        let values = Writeback {
-            meeting_id: &self.claimed.meeting_external_id,
-            registrant_id: &self.claimed.external_id,
-            join_web_url: self.progress.join_web_url.as_deref(),
-            registration_id: self.progress.registrant_id.as_deref(),
-        };
-        crash_point("registrant-before-writeback");
-        match self.ctx.source.write_back(&self.ctx.settings.writeback, values).await {
-            Ok(()) => {
-                self.progress.written_back_value = value;
-                self.progress.written_back_now = true;
-                self.done.written_back = true;
-                ControlFlow::Continue(())
-            }
-            Err(e) if e.is_transient() => {
-                let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
-                self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-                let s = &self.ctx.settings.sync;
-                let base = Duration::from_millis(s.backoff_base_ms);
-                let cap = Duration::from_millis(s.backoff_max_ms);
-                let failure = Some((e.to_string(), None, FailureCategory::Writeback));
-                ControlFlow::Break(match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
-                    retry::Decision::RetryAfter(delay) => self.record(NextState::Retrying, delay, failure).await,
-                    retry::Decision::Park => {
-                        self.done.failed = true;
-                        self.record(NextState::Failed, Duration::ZERO, failure).await
-                    }
-                })
-            }
-            Err(e) => {
-                self.done.failed = true;
-                let why = format!("{e}; fix it on the platform, then run `regsync retry --failed`");
-                ControlFlow::Break(
-                    self.record(NextState::Failed, Duration::ZERO, Some((why, None, FailureCategory::Writeback))).await,
-                )
-            }
-        }
-    }
-
     /// A Graph failure under the same error policy as meetings.
     pub(super) async fn failed(&mut self, e: &graph::Error) -> Result<Done, SyncError> {
         let s = &self.ctx.settings.sync;
@@ -382,7 +338,9 @@ impl Work<'_> {
             error_category,
         };
         self.ctx.metrics.graph_calls(&self.calls);
-        let applied = store::registrants::record_outcome(&self.ctx.pool, &self.claimed, &outcome, &self.calls).await?;
+        let (pool, claimed, calls) = (&self.ctx.pool, &self.claimed, &self.calls);
+        let applied =
+            self.ctx.record_with_retries(|| store::registrants::record_outcome(pool, claimed, &outcome, calls)).await?;
         if !applied {
             tracing::warn!(registrant = self.claimed.external_id, "outcome not recorded: the lease passed on");
             return Ok(Done::default());
@@ -393,6 +351,6 @@ impl Work<'_> {
 
 /// Aborts the process here when the crash-matrix tests ask for it.
 #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
-fn crash_point(name: &str) {
+pub(super) fn crash_point(name: &str) {
     fail_point!(name, |_| std::process::abort());
 }
