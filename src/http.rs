@@ -95,3 +95,68 @@ mod tests {
         assert_eq!(parse_retry_after("1e12", now), Some(Duration::from_secs(3_600)));
     }
 }
+
+/// `text` with the credentials a URL or a query may carry removed: the
+/// user-info of every `scheme://user:password@host` and the values of
+/// query parameters that hold secrets. Every error text that can reach a
+/// column or a log passes through here.
+pub fn scrub(text: &str) -> std::borrow::Cow<'_, str> {
+    const SECRET_PARAMS: [&str; 6] =
+        ["access_token=", "client_secret=", "password=", "refresh_token=", "code=", "sig="];
+    let has_userinfo = text.match_indices("://").any(|(at, _)| authority_userinfo(&text[at + 3..]).is_some());
+    let has_param = SECRET_PARAMS.iter().any(|p| text.contains(p));
+    if !has_userinfo && !has_param {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        out.push_str(&rest[..at + 3]);
+        rest = &rest[at + 3..];
+        if let Some(userinfo) = authority_userinfo(rest) {
+            rest = &rest[userinfo..];
+        }
+    }
+    out.push_str(rest);
+    for param in SECRET_PARAMS {
+        let mut from = 0;
+        while let Some(found) = out[from..].find(param) {
+            let start = from + found + param.len();
+            // Only a query parameter: at the start, or after `?`, `&` or space.
+            let before = out[..from + found].chars().next_back();
+            let end = out[start..].find(['&', ' ', '"', '\'', '#']).map_or(out.len(), |e| start + e);
+            if before.is_none_or(|c| matches!(c, '?' | '&' | ' ' | '"')) && end > start {
+                out.replace_range(start..end, "***");
+            }
+            from = start;
+        }
+    }
+    out.into()
+}
+
+/// The length of `user[:password]@` at the start of a URL's authority
+/// (what follows `://`), if it has one.
+fn authority_userinfo(after_scheme: &str) -> Option<usize> {
+    let authority_end = after_scheme.find(['/', '?', '#', ' ', '"', '\'']).unwrap_or(after_scheme.len());
+    after_scheme[..authority_end].rfind('@').map(|at| at + 1)
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::scrub;
+
+    #[test]
+    fn credentials_in_urls_and_queries_are_removed_and_the_rest_kept() {
+        let text = "PUT https://sync:hunter2@events.example/api/x?a=1 failed; \
+                    see http://u@h/p?access_token=abc&x=2 and mailto:a@b.example";
+        assert_eq!(
+            scrub(text),
+            "PUT https://events.example/api/x?a=1 failed; see http://h/p?access_token=***&x=2 and mailto:a@b.example"
+        );
+        assert_eq!(
+            scrub("nothing secret at https://graph.example/v1.0"),
+            "nothing secret at https://graph.example/v1.0"
+        );
+        assert_eq!(scrub("grant_type=x&client_secret=s3cr3t"), "grant_type=x&client_secret=***");
+    }
+}

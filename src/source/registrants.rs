@@ -255,7 +255,10 @@ impl Client {
             .replace("{registrant_id}", &json(Some(values.registrant_id)));
         let method = reqwest::Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
             .unwrap_or(reqwest::Method::PUT);
-        let failed = |reason: String| WritebackError::Failed { url: url.clone(), reason };
+        // The URL as errors show it: without the user and password that
+        // source.base_url may carry.
+        let shown = crate::http::scrub(&url).into_owned();
+        let failed = |reason: String| WritebackError::Failed { url: shown.clone(), reason };
         let authorization = match &self.rotating {
             Some(rotating) => Some(rotating.header().await.map_err(|e| failed(e.to_string()))?),
             None => None,
@@ -276,7 +279,12 @@ impl Client {
         let text = response.text().await.unwrap_or_default();
         let body: String = text.chars().take(300).collect();
         if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
-            return Err(WritebackError::Refused { method: method.to_string(), url, status: status.as_u16(), body });
+            return Err(WritebackError::Refused {
+                method: method.to_string(),
+                url: shown,
+                status: status.as_u16(),
+                body,
+            });
         }
         Err(failed(format!("HTTP {status}: {body}")))
     }

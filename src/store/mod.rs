@@ -96,13 +96,13 @@ impl From<sqlx::migrate::MigrateError> for Error {
     }
 }
 
-/// Text as PostgreSQL can store it: without NUL characters, which remote
-/// answers (an error body, an item) may hold.
+/// Text as PostgreSQL can store it and operators may read it: without
+/// credentials ([`crate::http::scrub`]) and without NUL characters, which
+/// remote answers (an error body, an item) may hold.
 pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains('\0') {
-        text.replace('\0', "\u{FFFD}").into()
-    } else {
-        text.into()
+    match crate::http::scrub(text) {
+        scrubbed if scrubbed.contains('\0') => scrubbed.replace('\0', "\u{FFFD}").into(),
+        scrubbed => scrubbed,
     }
 }
 

@@ -142,3 +142,23 @@ async fn a_write_back_is_sent_only_while_the_lease_is_the_workers() {
     sqlx::query("UPDATE registrants SET lease_token = gen_random_uuid()").execute(&app.pool).await.unwrap();
     assert!(!renew_lease(&app.pool, &claimed[0], ttl).await.unwrap(), "taken over: no write-back");
 }
+
+#[tokio::test]
+async fn a_refused_write_back_keeps_no_password_from_the_platforms_url() {
+    let app = spawn_app_with(|s| {
+        with_registrants(s);
+        let base = s.source.base_url.clone().unwrap_or_default();
+        s.source.base_url = Some(base.replacen("http://", "http://sync:hunter2@", 1));
+    })
+    .await;
+    let m = app.listed(meeting(1));
+    app.sim.seed_registrants(std::slice::from_ref(&m), 1);
+    app.sim.fail_write_backs(&[422]);
+
+    cycle(&app).await;
+
+    let error: String =
+        sqlx::query_scalar("SELECT last_error FROM ops.registrant_status").fetch_one(&app.pool).await.unwrap();
+    assert!(error.contains("HTTP 422"), "{error}");
+    assert!(!error.contains("hunter2") && !error.contains("sync:"), "{error}");
+}
