@@ -96,6 +96,48 @@ mod tests {
     }
 }
 
+/// The longest lifetime regsync believes a remote service gives anything
+/// (a token, a device code): one day. Longer is absurd, not trusted.
+pub const MAX_REMOTE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Seconds as remote services write them: a JSON number, integer or not
+/// (`1e300` is valid JSON), or a numeric string. Negative or not a number
+/// is 0; more than [`MAX_REMOTE_LIFETIME`] is capped there, so no clock
+/// arithmetic on it can overflow.
+///
+/// # Errors
+/// Neither a number nor a numeric string.
+pub fn lenient_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Number(f64),
+        Text(String),
+    }
+    let secs = match Lenient::deserialize(d)? {
+        Lenient::Number(n) => n,
+        Lenient::Text(s) => s.trim().parse::<f64>().map_err(serde::de::Error::custom)?,
+    };
+    Ok(clamp_secs(secs))
+}
+
+/// [`lenient_secs`] for a field that may be absent.
+///
+/// # Errors
+/// As [`lenient_secs`].
+pub fn lenient_secs_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    lenient_secs(d).map(Some)
+}
+
+/// `secs` as a duration within 0 ..= [`MAX_REMOTE_LIFETIME`].
+pub fn clamp_secs(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(secs.min(MAX_REMOTE_LIFETIME.as_secs_f64()))
+}
+
 /// `text` with the credentials a URL or a query may carry removed: the
 /// user-info of every `scheme://user:password@host` and the values of
 /// query parameters that hold secrets. Every error text that can reach a
@@ -139,6 +181,36 @@ pub fn scrub(text: &str) -> std::borrow::Cow<'_, str> {
 fn authority_userinfo(after_scheme: &str) -> Option<usize> {
     let authority_end = after_scheme.find(['/', '?', '#', ' ', '"', '\'']).unwrap_or(after_scheme.len());
     after_scheme[..authority_end].rfind('@').map(|at| at + 1)
+}
+
+#[cfg(test)]
+mod lifetime_tests {
+    use std::time::Duration;
+
+    use super::MAX_REMOTE_LIFETIME;
+
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(deserialize_with = "super::lenient_secs")]
+        expires_in: Duration,
+    }
+
+    fn read(json: &str) -> Result<Duration, serde_json::Error> {
+        serde_json::from_str::<Answer>(&format!(r#"{{"expires_in": {json}}}"#)).map(|a| a.expires_in)
+    }
+
+    #[test]
+    fn every_valid_json_number_is_read_and_absurd_ones_capped() {
+        assert_eq!(read("3599").unwrap(), Duration::from_secs(3599));
+        assert_eq!(read(r#""3599""#).unwrap(), Duration::from_secs(3599));
+        assert_eq!(read("18446744073709551615").unwrap(), MAX_REMOTE_LIFETIME);
+        assert_eq!(read("1e300").unwrap(), MAX_REMOTE_LIFETIME);
+        assert_eq!(read("-5").unwrap(), Duration::ZERO);
+        assert_eq!(read("59.5").unwrap(), Duration::from_millis(59_500));
+        assert!(read(r#""soon""#).is_err());
+        let later = std::time::Instant::now() + read("1e308").unwrap();
+        assert!(later > std::time::Instant::now(), "no overflow");
+    }
 }
 
 #[cfg(test)]

@@ -352,6 +352,12 @@ impl Settings {
         if self.graph.timeout_ms == 0 {
             bad.push("graph.timeout_ms must be at least 1".into());
         }
+        if self.graph.list_settle_secs > 86_400 {
+            bad.push(format!(
+                "graph.list_settle_secs ({}) is more than a day: a person whose answer was lost would wait that long",
+                self.graph.list_settle_secs
+            ));
+        }
     }
 
     /// The engine: audience, attempts, backoff, lease and timeout, schedule, listen address.

@@ -36,10 +36,10 @@ pub struct DeviceCode {
 struct DeviceCodeResponse {
     device_code: String,
     message: String,
-    #[serde(default)]
-    interval: Option<u64>,
-    #[serde(default)]
-    expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "crate::http::lenient_secs_opt")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::http::lenient_secs_opt")]
+    expires_in: Option<Duration>,
 }
 
 /// Why a sign-in ended without tokens.
@@ -115,8 +115,12 @@ impl Client {
         Ok(DeviceCode {
             message: code.message,
             device_code: SecretString::from(code.device_code),
-            interval: Duration::from_secs(code.interval.unwrap_or(5).max(1)),
-            expires_in: Duration::from_secs(code.expires_in.unwrap_or(900)),
+            // Never faster than once a second, never slower than a minute.
+            interval: code
+                .interval
+                .unwrap_or(Duration::from_secs(5))
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            expires_in: code.expires_in.unwrap_or(Duration::from_secs(900)),
         })
     }
 

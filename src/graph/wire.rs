@@ -60,7 +60,7 @@ pub struct TokenResponse {
     /// The bearer token.
     pub access_token: String,
     /// Lifetime in seconds; some token sources send it as a string.
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "lenient_whole_secs")]
     pub expires_in: u64,
     /// With `offline_access` (delegated): the next refresh token, which
     /// replaces the one just used.
@@ -112,17 +112,8 @@ impl TokenError {
     }
 }
 
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Lenient {
-        Number(u64),
-        Text(String),
-    }
-    match Lenient::deserialize(d)? {
-        Lenient::Number(n) => Ok(n),
-        Lenient::Text(s) => s.trim().parse().map_err(serde::de::Error::custom),
-    }
+fn lenient_whole_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    crate::http::lenient_secs(d).map(|lifetime| lifetime.as_secs())
 }
 
 #[cfg(test)]

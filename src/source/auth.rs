@@ -145,7 +145,8 @@ struct Token {
 #[derive(Deserialize)]
 struct Issued {
     access_token: SecretString,
-    expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "crate::http::lenient_secs_opt")]
+    expires_in: Option<Duration>,
 }
 
 /// The token endpoint's refusal (RFC 6749 §5.2): never holds a secret.
@@ -225,7 +226,7 @@ impl OAuth2 {
         }
         let issued: Issued =
             serde_json::from_slice(&body).map_err(|e| failed(format!("the answer is not a token: {e}")))?;
-        let lifetime = issued.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        let lifetime = issued.expires_in.unwrap_or(DEFAULT_LIFETIME);
         let refresh_at = Instant::now() + lifetime - REFRESH_MARGIN.min(lifetime / 4);
         tracing::debug!(lifetime_secs = lifetime.as_secs(), "platform token issued");
         Ok(Token { value: bearer(issued.access_token.expose_secret())?, refresh_at })

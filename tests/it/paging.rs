@@ -279,3 +279,17 @@ async fn a_bearer_token_file_is_read_again_when_it_changes() {
     assert_eq!(app.status("evt-after-rotation").await.state, "synced");
     let _ = std::fs::remove_file(&file);
 }
+
+#[tokio::test]
+async fn an_oauth2_lifetime_of_any_valid_json_number_is_taken_without_a_panic() {
+    for expires_in in [serde_json::json!(u64::MAX), serde_json::json!(1e300), serde_json::json!(-1)] {
+        let app = app_paged_default(|s| oauth2_via_simulator(s, regsync_sim::PLATFORM_CLIENT_SECRET)).await;
+        app.sim.require_platform_oauth(3600);
+        app.sim.platform_token_expires_in(expires_in.clone());
+
+        let report = app.tick().await;
+
+        assert_eq!(report.poll.partial, None, "expires_in {expires_in}: the listing completes");
+        assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await, 25, "{expires_in}");
+    }
+}

@@ -524,6 +524,14 @@ impl Sim {
         self.lock().platform.oauth = Some(platform::PlatformOAuth { lifetime_secs, ..Default::default() });
     }
 
+    /// The platform's OAuth endpoint writes `expires_in` as this JSON value
+    /// (`1e300`, `18446744073709551615`: valid JSON, absurd lifetimes).
+    pub fn platform_token_expires_in(&self, value: serde_json::Value) {
+        if let Some(oauth) = self.lock().platform.oauth.as_mut() {
+            oauth.expires_in_as = Some(value);
+        }
+    }
+
     /// Tokens the platform's OAuth endpoint issued.
     pub fn platform_tokens_issued(&self) -> u64 {
         self.lock().platform.oauth.as_ref().map_or(0, |o| o.issued)

@@ -103,6 +103,8 @@ pub enum PageFault {
 pub(crate) struct PlatformOAuth {
     /// `expires_in` of issued tokens.
     pub(crate) lifetime_secs: u64,
+    /// Sent as `expires_in` instead, exactly as given (any JSON number).
+    pub(crate) expires_in_as: Option<Value>,
     /// Tokens and when each expires.
     pub(crate) tokens: HashMap<String, tokio::time::Instant>,
     /// Tokens issued so far.
@@ -241,6 +243,9 @@ pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
         .route("/_sim/meetings/{id}/cancel", post(cancel))
 }
 
+/// How long a token "that never expires" lives here.
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
 /// `POST /platform/oauth2/token`: RFC 6749 client credentials, the client
 /// authenticated with HTTP Basic.
 async fn token(
@@ -269,11 +274,12 @@ async fn token(
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type"}))).into_response();
     }
     let access_token = format!("plat-{}", uuid::Uuid::new_v4().simple());
-    let expiry = tokio::time::Instant::now() + std::time::Duration::from_secs(oauth.lifetime_secs);
+    let now = tokio::time::Instant::now();
+    let expiry = now.checked_add(std::time::Duration::from_secs(oauth.lifetime_secs)).unwrap_or(now + FAR_FUTURE);
     oauth.tokens.insert(access_token.clone(), expiry);
     oauth.issued += 1;
-    Json(json!({"access_token": access_token, "token_type": "Bearer", "expires_in": oauth.lifetime_secs}))
-        .into_response()
+    let expires_in = oauth.expires_in_as.clone().unwrap_or(json!(oauth.lifetime_secs));
+    Json(json!({"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in})).into_response()
 }
 
 /// A 401 for an expired token, when `fault` says so; every token expires.
