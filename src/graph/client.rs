@@ -346,7 +346,11 @@ fn classify(
         // found; any other 404, a 410 or "not supported" is the API itself.
         404 if !is_not_found(&code) => Error::Retired { status: s, code, message },
         410 => Error::Retired { status: s, code, message },
-        403 if is_not_supported(&code) => Error::Retired { status: s, code, message },
+        // Graph says so in the code, or only in words ("Application
+        // permissions are not supported for this operation").
+        403 if is_not_supported(&code) || is_not_supported(&message.replace(' ', "")) => {
+            Error::Retired { status: s, code, message }
+        }
         // Only a create has a documented 409 ("already exists").
         409 if *method == Method::POST => Error::Conflict { code },
         // A timeout: the request may have acted, as with any other.

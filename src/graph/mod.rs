@@ -72,10 +72,11 @@ pub enum Error {
         /// What the operator should do.
         hint: String,
     },
-    /// The registration API itself refuses: a 404 whose code is not "not
-    /// found", a 410, or a 403 saying the operation is not supported. It is
-    /// the deployment's condition, not the meeting's: writes stop everywhere
-    /// until a probe gets another answer.
+    /// The registration API itself may refuse: a 404 whose code is not "not
+    /// found", a 410, or a 403 saying (in its code or message) that the
+    /// operation is not supported. Whose condition it is — the row's, or the
+    /// deployment's, which stops writes until a probe gets another answer —
+    /// is decided from evidence (`sync::scope`).
     #[error("Graph's registration API refuses every call (HTTP {status} {code}: {message}); regsync stops writing until it answers again")]
     Retired {
         /// 404, 410 or 403.

@@ -15,6 +15,7 @@ pub mod claims;
 pub mod dashboard;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod evidence;
 pub mod meetings;
 pub mod outcome;
 pub mod registrants;

@@ -10,6 +10,7 @@ pub mod preview;
 pub mod reconcile;
 pub mod registrants;
 pub mod retry;
+pub mod scope;
 pub mod sign_ins;
 pub mod throttle;
 mod workers;

@@ -65,6 +65,18 @@ pub fn after_failure(e: &graph::Error, attempts: u32, policy: Policy, jitter: f6
     (AfterFailure::Attempt(decision), attempts)
 }
 
+/// The policy for a refusal that turned out to be the row's own
+/// (`sync::scope`): `attempt` says whether it costs an attempt. Without one
+/// the row waits the backoff of its next attempt.
+pub fn after_row_refusal(attempts: u32, attempt: bool, policy: Policy, jitter: f64) -> (AfterFailure, u32) {
+    if !attempt {
+        let wait = backoff(attempts.saturating_add(1), policy.base, policy.cap, jitter);
+        return (AfterFailure::Attempt(Decision::RetryAfter(wait)), attempts);
+    }
+    let attempts = attempts.saturating_add(1);
+    (AfterFailure::Attempt(next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, jitter)), attempts)
+}
+
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

@@ -28,5 +28,6 @@ mod registrants_follow;
 mod reliability;
 mod resolution;
 mod retired;
+mod scope;
 mod tenant;
 mod tls;

@@ -23,7 +23,8 @@ async fn graph_writes(app: &TestApp) -> usize {
 
 #[tokio::test]
 async fn each_retired_mode_suspends_writes_for_the_deployment_and_the_sync_resumes_when_the_api_answers() {
-    for mode in [Retirement::Gone, Retirement::NoRoute, Retirement::NotSupported] {
+    for mode in [Retirement::Gone, Retirement::NoRoute, Retirement::NotSupported, Retirement::AppPermissionNotSupported]
+    {
         let app = spawn_app_with(|s| s.graph.suspended_probe_interval_ms = PROBE_AFTER.as_millis() as u64).await;
         let registered: Vec<_> = (1..=4).map(|n| app.listed(meeting(n))).collect();
         app.tick().await;

@@ -95,6 +95,9 @@ pub enum Retirement {
     NoRoute,
     /// 403 `notSupported`: the operation or its permission is not supported.
     NotSupported,
+    /// 403 `Forbidden` that says only in words that application
+    /// permissions are not supported.
+    AppPermissionNotSupported,
 }
 
 impl Retirement {
@@ -104,6 +107,9 @@ impl Retirement {
             Self::Gone => (410, "Gone", "This API has been retired."),
             Self::NoRoute => (404, "UnknownError", "No HTTP resource was found that matches the request URI."),
             Self::NotSupported => (403, "notSupported", "The operation is not supported for this API version."),
+            Self::AppPermissionNotSupported => {
+                (403, "Forbidden", "Application permissions are not supported for this operation.")
+            }
         }
     }
 }

@@ -300,6 +300,9 @@ fn handle(
 
 /// The documented behaviour of create, get and delete.
 fn act(s: &mut State, method: &Method, key: &(String, String), body: &[u8], acted: &mut bool) -> (StatusCode, Value) {
+    if s.departed_organizers.contains(&key.0) {
+        return graph_error(404, "UnknownError", "");
+    }
     if s.forbidden_organizers.contains(&key.0) {
         return graph_error(403, "Forbidden", "No application access policy found for this app.");
     }

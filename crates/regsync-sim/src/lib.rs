@@ -79,6 +79,8 @@ pub(crate) struct State {
     pub(crate) token_lifetime: Option<u64>,
     pub(crate) online_meetings: HashSet<(String, String)>,
     pub(crate) forbidden_organizers: HashSet<String>,
+    /// Organizers Graph no longer knows (they left the tenant).
+    pub(crate) departed_organizers: HashSet<String>,
     pub(crate) registrations: HashMap<(String, String), Registration>,
     pub(crate) allow_duplicates: bool,
     pub(crate) faults: VecDeque<(Option<&'static str>, Fault)>,
@@ -293,6 +295,13 @@ impl Sim {
     /// Makes Graph answer 403 (no application access policy) for an organizer.
     pub fn forbid_organizer(&self, organizer: &str) {
         self.lock().forbidden_organizers.insert(organizer.to_owned());
+    }
+
+    /// The organizer leaves the tenant: Graph's online-meeting service
+    /// answers 404 `UnknownError` for every call about their meetings, as it
+    /// does for a user it cannot find.
+    pub fn depart_organizer(&self, organizer: &str) {
+        self.lock().departed_organizers.insert(organizer.to_owned());
     }
 
     /// Forgets an online meeting: Graph answers 404 for it.

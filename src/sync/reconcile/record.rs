@@ -56,9 +56,16 @@ impl Work<'_> {
     }
 
     pub(super) async fn record_failure(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
-        let failure = Failure::of(e);
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
-        let (next, attempts) = retry::after_failure(e, before, self.retry_policy(), rand::random());
+        let retry_command = format!("regsync retry {}", self.claimed.external_id);
+        let at = self.progress.lookup_at.as_ref().unwrap_or(&self.claimed.location);
+        let (organizer, row) = (at.organizer.as_str().to_owned(), format!("meeting:{}", self.claimed.external_id));
+        let judged = self.ctx.judge_failure(e, before, self.retry_policy(), (&organizer, &row, &retry_command)).await?;
+        let (next, attempts) = (judged.next, judged.attempts);
+        let failure = match judged.row_reason {
+            Some((message, category)) => Failure { message, category, ..Failure::of(e) },
+            None => Failure::of(e),
+        };
         self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
         match next {
             AfterFailure::AuthPause => {
@@ -87,9 +94,9 @@ impl Work<'_> {
                 tracing::error!(error = %e, attempts, "attempts exhausted; meeting parked as failed");
                 let failure = Failure {
                     message: format!(
-                        "gave up after {attempts} attempts (sync.max_attempts); last error: {e}. \
+                        "gave up after {attempts} attempts (sync.max_attempts); last error: {}. \
                          Run `regsync retry {}` once the cause is fixed",
-                        self.claimed.external_id
+                        failure.message, self.claimed.external_id
                     ),
                     ..failure
                 };

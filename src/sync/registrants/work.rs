@@ -280,9 +280,13 @@ impl Work<'_> {
             settle,
         };
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
-        let (next, attempts) = retry::after_failure(e, before, policy, rand::random());
+        let organizer = self.claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default();
+        let row = format!("registrant:{}/{}", self.claimed.meeting_external_id, self.claimed.external_id);
+        let judged = self.ctx.judge_failure(e, before, policy, (&organizer, &row, "regsync retry --failed")).await?;
+        let (next, attempts) = (judged.next, judged.attempts);
         self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        let failure = Some((e.to_string(), e.http_status(), e.category()));
+        let (why, category) = judged.row_reason.unwrap_or_else(|| (e.to_string(), e.category()));
+        let failure = Some((why, e.http_status(), category));
         match next {
             retry::AfterFailure::AuthPause => {
                 self.record(NextState::Retrying, Duration::ZERO, failure).await?;

@@ -1,0 +1,56 @@
+//! Evidence for the scope of a refusal (`graph_refusals`): who else met the
+//! same refusal lately. The decision itself is `sync::scope`, pure.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use super::{query_error, Error};
+
+/// What the deployment has seen of one kind of refusal within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evidence {
+    /// Distinct organizers refused this way, this one included.
+    pub organizers: i64,
+    /// This row was refused this way before, within the window.
+    pub row_before: bool,
+}
+
+/// Records that `organizer`'s row `row_key` met refusal `kind`, forgets
+/// refusals older than `window`, and returns the evidence, in one
+/// statement.
+///
+/// # Errors
+/// The statement failed.
+pub async fn record_refusal(
+    pool: &PgPool,
+    kind: &str,
+    organizer: &str,
+    row_key: &str,
+    window: Duration,
+) -> Result<Evidence, Error> {
+    let (organizers, row_before): (i64, bool) = sqlx::query_as(
+        r#"
+        WITH pruned AS (
+            DELETE FROM graph_refusals WHERE at < now() - make_interval(secs => $4)
+        ),
+        recent AS (
+            SELECT organizer_id, row_key FROM graph_refusals
+            WHERE kind = $1 AND at >= now() - make_interval(secs => $4)
+        ),
+        added AS (
+            INSERT INTO graph_refusals (kind, organizer_id, row_key) VALUES ($1, $2, $3)
+        )
+        SELECT (SELECT count(DISTINCT organizer_id) FROM (SELECT organizer_id FROM recent UNION SELECT $2::text) o),
+               EXISTS (SELECT 1 FROM recent WHERE row_key = $3)
+        "#,
+    )
+    .bind(kind)
+    .bind(organizer)
+    .bind(row_key)
+    .bind(window.as_secs_f64())
+    .fetch_one(pool)
+    .await
+    .map_err(query_error("record a refusal"))?;
+    Ok(Evidence { organizers, row_before })
+}

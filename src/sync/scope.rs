@@ -1,0 +1,137 @@
+//! Whose trouble a refusal is. Graph answers some refusals that may mean
+//! "the registration API is gone" (a 404 that is not "not found", a 410, a
+//! 403 "not supported") but also mean something smaller: Graph's
+//! online-meeting service answers 404 `UnknownError` when it cannot find
+//! the *organizer*, so one departed organizer looks like a retired API.
+//! One answer is never enough to stop the deployment: the scope is decided
+//! from evidence.
+//!
+//! | answer | evidence (within [`WINDOW`]) | scope | what happens |
+//! |---|---|---|---|
+//! | API-level refusal | refused for two or more organizers | deployment | writes suspended, probe after `graph.suspended_probe_interval_ms`; no row counts an attempt |
+//! | API-level refusal | this organizer only, first time for this row | row | retried after backoff, no attempt counted: evidence may still come |
+//! | API-level refusal | this organizer only, again for this row | row | an attempt counted; `failed` after `sync.max_attempts`, with a reason naming the organizer |
+
+use std::time::Duration;
+
+use super::{retry, Ctx, SyncError};
+use crate::domain::FailureCategory;
+use crate::{graph, store};
+
+/// How long a refusal counts as evidence. Long enough to span a probe
+/// interval of the tests and a few reconcile rounds; short enough that an
+/// old retirement scare does not turn a later departed organizer into a
+/// suspension.
+pub const WINDOW: Duration = Duration::from_secs(600);
+
+/// Where a refusal belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole deployment: suspend writes.
+    Deployment,
+    /// This row only; `attempt`: count it as a failed attempt.
+    Row {
+        /// Whether the refusal costs the row an attempt.
+        attempt: bool,
+    },
+}
+
+/// The scope of an API-level refusal, from how many distinct organizers met
+/// it within [`WINDOW`] (this one included) and whether this row met it
+/// before.
+pub fn decide(organizers_refused: i64, row_refused_before: bool) -> Scope {
+    if organizers_refused >= 2 {
+        Scope::Deployment
+    } else {
+        Scope::Row { attempt: row_refused_before }
+    }
+}
+
+/// The reason a row refused on its own carries: who, what Graph said, and
+/// what to do.
+pub fn row_reason(e: &graph::Error, organizer: &str, retry: &str) -> String {
+    let said = match e {
+        graph::Error::Retired { status, code, message } => format!("HTTP {status} {code}: {message}"),
+        other => other.to_string(),
+    };
+    format!(
+        "Graph refused the call for organizer {organizer} ({said}), and no other organizer is refused this way: \
+         Graph answers so for an organizer it does not know (one who left the tenant, or a wrong id) or a meeting \
+         it cannot serve. Check the organizer on the platform, then run `{retry}`"
+    )
+}
+
+/// The error policy's answer for one failed call, its scope decided.
+pub(super) struct Judged {
+    /// What happens to the row (and the deployment).
+    pub next: retry::AfterFailure,
+    /// The row's real attempts now.
+    pub attempts: u32,
+    /// For a refusal found to be the row's own: the reason it carries and
+    /// its category.
+    pub row_reason: Option<(String, FailureCategory)>,
+}
+
+impl Ctx {
+    /// The error policy for every kind of row: [`retry::after_failure`],
+    /// and for an API-level refusal the scope decided from evidence.
+    /// `organizer` and `row_key` name whose call it was; `retry` is the
+    /// command that makes the row due again.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub(super) async fn judge_failure(
+        &self,
+        e: &graph::Error,
+        attempts_before: u32,
+        policy: retry::Policy,
+        (organizer, row_key, retry): (&str, &str, &str),
+    ) -> Result<Judged, SyncError> {
+        let jitter = rand::random();
+        let (next, attempts) = retry::after_failure(e, attempts_before, policy, jitter);
+        if next != retry::AfterFailure::Suspend {
+            return Ok(Judged { next, attempts, row_reason: None });
+        }
+        match self.refusal_scope(e, organizer, row_key).await? {
+            Scope::Deployment => Ok(Judged { next, attempts, row_reason: None }),
+            Scope::Row { attempt } => {
+                let (next, attempts) = retry::after_row_refusal(attempts_before, attempt, policy, jitter);
+                let category = match e.http_status() {
+                    Some(404 | 410) => FailureCategory::NotFound,
+                    Some(403) => FailureCategory::Permission,
+                    _ => FailureCategory::InvalidRequest,
+                };
+                Ok(Judged { next, attempts, row_reason: Some((row_reason(e, organizer, retry), category)) })
+            }
+        }
+    }
+
+    /// Records an API-level refusal of `organizer`'s row `row_key` as
+    /// evidence and decides whose it is.
+    ///
+    /// # Errors
+    /// The database failed.
+    async fn refusal_scope(&self, e: &graph::Error, organizer: &str, row_key: &str) -> Result<Scope, SyncError> {
+        let kind = match e {
+            graph::Error::Retired { status, code, .. } => format!("{status} {}", code.to_ascii_lowercase()),
+            other => other.kind().to_owned(),
+        };
+        let seen = store::evidence::record_refusal(&self.pool, &kind, organizer, row_key, WINDOW).await?;
+        let scope = decide(seen.organizers, seen.row_before);
+        tracing::warn!(organizer, kind, organizers_refused = seen.organizers, ?scope, "Graph refused a call");
+        Ok(scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_two_organizers_stop_the_deployment_and_a_row_pays_only_for_a_repeat() {
+        assert_eq!(decide(1, false), Scope::Row { attempt: false }, "one answer is no evidence");
+        assert_eq!(decide(1, true), Scope::Row { attempt: true }, "the same row again, nobody else: the row's");
+        assert_eq!(decide(2, false), Scope::Deployment);
+        assert_eq!(decide(7, true), Scope::Deployment);
+    }
+}

@@ -1,0 +1,40 @@
+//! Whose trouble a refusal is: one departed organizer (Graph answers 404
+//! `UnknownError` for a user it cannot find) fails that organizer's rows,
+//! with a reason naming them, and never stops anyone else.
+
+use regsync_sim::SimMeeting;
+
+use crate::helpers::{eventually, meeting, spawn_app_with, TestApp};
+
+async fn suspended(app: &TestApp) -> Option<String> {
+    sqlx::query_scalar("SELECT reason FROM ops.graph_suspension").fetch_one(&app.pool).await.expect("the view")
+}
+
+#[tokio::test]
+async fn one_departed_organizer_among_1000_meetings_fails_only_their_meetings_and_never_suspends_the_deployment() {
+    let app = spawn_app_with(|s| s.sync.max_attempts = 3).await;
+    let meetings: Vec<SimMeeting> = (1..=1000).map(|n| app.listed(meeting(n))).collect();
+    let departed = "org-1";
+    app.sim.depart_organizer(departed);
+
+    let mut ever_suspended = None;
+    let settled = eventually(std::time::Duration::from_secs(120), async || {
+        app.tick().await;
+        ever_suspended = ever_suspended.take().or(suspended(&app).await);
+        app.scalar("SELECT count(*) FROM meetings WHERE state NOT IN ('synced', 'failed')").await == 0
+    })
+    .await;
+
+    assert!(settled, "every meeting settled");
+    assert_eq!(ever_suspended, None, "one organizer's refusal never suspends the deployment");
+    for m in &meetings {
+        let status = app.status(&m.id).await;
+        if m.organizer_id == departed {
+            assert_eq!(status.state, "failed", "{}", m.id);
+            let reason = status.last_error.unwrap_or_default();
+            assert!(reason.contains("organizer org-1") && reason.contains("regsync retry"), "{reason}");
+        } else {
+            assert_eq!(status.state, "synced", "{}: nobody else waits for org-1", m.id);
+        }
+    }
+}
