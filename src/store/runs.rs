@@ -112,14 +112,17 @@ pub async fn last_poll_at(pool: &PgPool) -> Result<Option<DateTime<Utc>>, Error>
         .map_err(query_error("read last poll"))
 }
 
-/// Takes the deployment's poll lease for `window` if no replica holds it.
+/// Takes the deployment's poll lease for `window` if no replica holds it,
+/// or if the lease runs longer than `window` from now: it was taken under a
+/// longer `sync.poll_schedule`, and a shorter one takes effect at once.
 /// Returns whether this replica should poll now.
 ///
 /// # Errors
 /// The statement failed.
 pub async fn claim_poll(pool: &PgPool, replica: uuid::Uuid, window: Duration) -> Result<bool, Error> {
     let taken = sqlx::query(
-        "UPDATE poll_lease SET holder = $1, until = now() + make_interval(secs => $2) WHERE until <= now()",
+        "UPDATE poll_lease SET holder = $1, until = now() + make_interval(secs => $2) \
+         WHERE until <= now() OR until > now() + make_interval(secs => $2)",
     )
     .bind(replica)
     .bind(window.as_secs_f64())

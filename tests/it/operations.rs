@@ -226,3 +226,17 @@ async fn the_dashboard_role_can_read_the_views_and_write_nothing_even_out_of_rea
     let settings = limits.1.unwrap_or_default();
     assert!(settings.iter().any(|s| s.starts_with("statement_timeout=")), "{settings:?}");
 }
+
+#[tokio::test]
+async fn a_shorter_poll_schedule_takes_effect_without_waiting_out_the_old_poll_lease() {
+    use regsync::store::runs::claim_poll;
+    let app = crate::helpers::spawn_app_with(|_| {}).await;
+    let (old, new) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    // A replica on a ten-minute schedule holds the lease for five minutes.
+    assert!(claim_poll(&app.pool, old, std::time::Duration::from_secs(300)).await.unwrap());
+
+    // One on a one-minute schedule (lease: 30 s) polls at its next tick...
+    assert!(claim_poll(&app.pool, new, std::time::Duration::from_secs(30)).await.unwrap());
+    // ...and the ticks of the same schedule still poll once between them.
+    assert!(!claim_poll(&app.pool, old, std::time::Duration::from_secs(30)).await.unwrap());
+}
