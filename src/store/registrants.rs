@@ -261,7 +261,7 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
 /// (null for a read), `$4` lease seconds, `$5` probe seconds.
 const PREPARE_SEND: &str = concat!(
     "WITH p AS (SELECT $5::float8 AS probe_ttl_secs), ",
-    throttle_sql!(gate),
+    throttle_sql!(gate, "EXISTS (SELECT 1 FROM registrants WHERE id = $1 AND lease_token = $2)"),
     r#",
     u AS (
         UPDATE registrants SET

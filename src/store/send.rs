@@ -63,9 +63,6 @@ const PREPARE_SEND: &str = concat!(
             registration_id text, registered_organizer_id text, registered_meeting_id text,
             registered_audience text, lease_ttl_secs float8, probe_ttl_secs float8)
     ),
-    "#,
-    throttle_sql!(gate),
-    r#",
     -- Who else wants or holds a registration where this write goes.
     other AS (
         (SELECT external_id FROM meetings, p
@@ -82,6 +79,13 @@ const PREPARE_SEND: &str = concat!(
            AND lookup_meeting_id = p.write_meeting_id AND id <> p.meeting_id LIMIT 1)
         LIMIT 1
     ),
+    "#,
+    throttle_sql!(
+        gate,
+        "EXISTS (SELECT 1 FROM meetings, p WHERE id = p.meeting_id AND meetings.lease_token = p.lease_token)
+         AND NOT EXISTS (SELECT 1 FROM other)"
+    ),
+    r#",
     u AS (
         UPDATE meetings AS m SET
             needs_lookup            = m.needs_lookup OR p.write <> 'lookup',

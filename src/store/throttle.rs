@@ -14,21 +14,27 @@ use super::{query_error, Error};
 ///
 /// - `held`: a CTE `held` with a row while nothing may be claimed: a hold,
 ///   or the probe after one still out.
-/// - `gate`: CTEs `probe` (a row if this sender takes the probe: the first
-///   after a hold, for `p.probe_ttl_secs` seconds, from a CTE `p` the
-///   statement defines first) and `t` (`wait`: how long this sender must
-///   still wait; zero when it may send).
+/// - `gate, "<condition>"`: CTEs `probe` (a row if this sender takes the
+///   probe: the first after a hold, for `p.probe_ttl_secs` seconds, from a
+///   CTE `p` the statement defines first, and only if the SQL condition
+///   says its request will go: a sender the gate then refuses must not
+///   hold the probe) and `t` (`wait`: how long this sender must still wait;
+///   zero when it may send).
 macro_rules! throttle_sql {
     (held) => {
         "held AS (
             SELECT 1 FROM graph_throttle WHERE throttled_until > now() OR (recovering AND probe_until > now())
         )"
     };
-    (gate) => {
-        "probe AS (
+    (gate, $will_send:literal) => {
+        concat!(
+            "probe AS (
             -- The first sender after a hold becomes the probe.
             UPDATE graph_throttle SET probe_until = now() + make_interval(secs => (SELECT probe_ttl_secs FROM p))
             WHERE recovering AND throttled_until <= now() AND (probe_until IS NULL OR probe_until <= now())
+              AND (",
+            $will_send,
+            ")
             RETURNING 1
         ),
         t AS (
@@ -40,6 +46,7 @@ macro_rules! throttle_sql {
             END AS wait
             FROM graph_throttle
         )"
+        )
     };
 }
 pub(super) use throttle_sql;
@@ -103,15 +110,18 @@ pub async fn suspension(pool: &PgPool) -> Result<Option<String>, Error> {
 
 /// Ends the recovery after a hold: the probe got an answer that was not a
 /// throttle (nor the refusal that suspended writes), so every replica may
-/// send at full speed again.
+/// send at full speed again. A suspension ends only on an answer of the
+/// registration API itself (`ends_suspension`): another call's answer says
+/// nothing about it.
 ///
 /// # Errors
 /// The statement failed.
-pub async fn end_recovery(pool: &PgPool) -> Result<(), Error> {
+pub async fn end_recovery(pool: &PgPool, ends_suspension: bool) -> Result<(), Error> {
     sqlx::query(
         "UPDATE graph_throttle SET recovering = FALSE, probe_until = NULL, suspended_reason = NULL, \
-         suspended_since = NULL WHERE recovering",
+         suspended_since = NULL WHERE recovering AND ($1 OR suspended_reason IS NULL)",
     )
+    .bind(ends_suspension)
     .execute(pool)
     .await
     .map_err(query_error("end throttle recovery"))?;

@@ -31,6 +31,15 @@ use tokio::time::Instant;
 
 use crate::{graph, store};
 
+/// Which API a request went to, for what its answer shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// A registration or its registrants (the API a suspension is about).
+    RegistrationApi,
+    /// Anything else: a directory or meeting lookup, a webinar's status.
+    Other,
+}
+
 /// How long the probe after a hold keeps other senders waiting for its
 /// answer (at most the request timeout).
 pub const PROBE_TTL: Duration = Duration::from_secs(1);
@@ -94,20 +103,27 @@ impl Throttle {
         Ok(held)
     }
 
-    /// What a request's `result` shows: anything but a throttle, the API's
-    /// refusal (or a missing token: nothing reached Graph) means Graph is
-    /// taking requests again; `probe`: the request was the probe after a
-    /// hold, so every replica may send at full speed again.
-    pub async fn answered<T>(&self, pool: &PgPool, result: &Result<T, graph::Error>, probe: bool) {
+    /// What a request's `result` shows: an answer that is neither a
+    /// throttle nor the API's refusal means Graph is taking requests again;
+    /// a request never sent (no token, an expired permit, an id refused
+    /// before sending) shows nothing. `probe`: the request was the probe
+    /// after a hold, so every replica may send at full speed again; a
+    /// suspension ends only when the probe was a call to the registration
+    /// API itself (`call`).
+    pub async fn answered<T>(&self, pool: &PgPool, result: &Result<T, graph::Error>, probe: bool, call: Call) {
         if matches!(
             result,
-            Err(graph::Error::Throttled { .. } | graph::Error::Token { .. } | graph::Error::Retired { .. })
+            Err(graph::Error::Throttled { .. }
+                | graph::Error::Token { .. }
+                | graph::Error::Retired { .. }
+                | graph::Error::PermitExpired
+                | graph::Error::InvalidId(_))
         ) {
             return;
         }
         self.concurrency.answered();
         if probe {
-            if let Err(e) = store::throttle::end_recovery(pool).await {
+            if let Err(e) = store::throttle::end_recovery(pool, call == Call::RegistrationApi).await {
                 tracing::warn!(error = %e, "cannot end the throttle recovery; the probe lease will lapse");
             }
         }

@@ -29,5 +29,6 @@ mod reliability;
 mod resolution;
 mod retired;
 mod scope;
+mod suspension;
 mod tenant;
 mod tls;

@@ -140,7 +140,7 @@ impl Work<'_> {
         let result = self.send(&step, &at, permit).await;
         drop(slot);
         crash_point("after-response");
-        self.ctx.throttle.answered(&self.ctx.pool, &result, probe).await;
+        self.ctx.throttle.answered(&self.ctx.pool, &result, probe, throttle::Call::RegistrationApi).await;
         self.learn(result, is_write).await
     }
 

@@ -84,7 +84,7 @@ impl Work<'_> {
                 };
                 let result = self.ctx.graph.resolve(permit, &lookup, &mut self.calls).await;
                 drop(slot);
-                self.ctx.throttle.answered(pool, &result, probe).await;
+                self.ctx.throttle.answered(pool, &result, probe, crate::sync::throttle::Call::Other).await;
                 match result {
                     Ok(Some(id)) => id,
                     Ok(None) => {

@@ -45,7 +45,7 @@ impl Work<'_> {
                 let Some((permit, probe)) = self.pass_gate(None).await? else { return ControlFlow::Continue(()) };
                 let result = self.ctx.graph.webinar_status(permit, webinar, &mut self.calls).await;
                 drop(slot);
-                self.ctx.throttle.answered(&self.ctx.pool, &result, probe).await;
+                self.ctx.throttle.answered(&self.ctx.pool, &result, probe, crate::sync::throttle::Call::Other).await;
                 match result {
                     Ok(status) => {
                         *known = Some((status.clone(), Instant::now()));

@@ -150,7 +150,7 @@ impl Work<'_> {
         let result = self.call(&step, &at, permit).await;
         drop(slot);
         crash_point("registrant-after-response");
-        self.ctx.throttle.answered(&self.ctx.pool, &result, probe).await;
+        self.ctx.throttle.answered(&self.ctx.pool, &result, probe, throttle::Call::RegistrationApi).await;
         match result {
             Ok(()) if self.progress.unlisted_for.is_some() => {
                 let remaining = self.progress.unlisted_for.take().unwrap_or_default();
