@@ -134,6 +134,16 @@ pub async fn doctor(config: Option<&Path>, options: DoctorOptions) -> Report {
         return report;
     };
     let mut calls = Vec::new();
+    if settings.graph.target == crate::config::Target::VirtualEventWebinar {
+        let webinar = options.meeting.map(OnlineMeetingId);
+        let webinar = match webinar {
+            Some(webinar) => Some(webinar),
+            None => store::meetings::sample_meeting(&pool, &organizer).await.ok().flatten(),
+        };
+        report.add("webinar lookup", webinar_lookup(&ctx, &organizer, webinar.as_ref(), &mut calls).await);
+        report.add("clock", clock(&calls));
+        return report;
+    }
     let lookup = Lookup::Meeting { organizer: organizer.clone(), join_url: PROBE_JOIN_URL.into() };
     report.add(
         "meetings",
@@ -170,6 +180,36 @@ pub async fn doctor(config: Option<&Path>, options: DoctorOptions) -> Report {
     }
     report.add("clock", clock(&calls));
     report
+}
+
+/// How a registration whose create answer was lost can be found: by e-mail
+/// (a get, which the `.All` permissions allow) or by listing (documented
+/// for resource-specific consent only). One of the two must work.
+async fn webinar_lookup(
+    ctx: &crate::sync::Ctx,
+    organizer: &OrganizerId,
+    webinar: Option<&OnlineMeetingId>,
+    calls: &mut Vec<crate::domain::CallRecord>,
+) -> Verdict {
+    let Some(webinar) = webinar else {
+        return Verdict::Skip("no webinar known yet: pass --meeting <webinar id>".into());
+    };
+    let permit = match ctx.permit(organizer).await {
+        Ok(permit) => permit,
+        Err(e) => return Verdict::Fail(e.to_string()),
+    };
+    match ctx.graph.webinar_lookup_access(permit, webinar.as_str(), calls).await {
+        Err(e) => Verdict::Fail(format!("webinar {webinar}: {e}")),
+        Ok((Ok(()), _)) => Verdict::Ok(format!("webinar {webinar}: a lost registration is found by e-mail")),
+        Ok((Err(_), Ok(()))) => Verdict::Ok(format!(
+            "webinar {webinar}: a lost registration is found by listing (the get by e-mail is refused)"
+        )),
+        Ok((Err(get), Err(list))) => Verdict::Fail(format!(
+            "webinar {webinar}: regsync cannot look a registration up (get by e-mail: {get}; list: {list}). Grant \
+             VirtualEvent.Read.All (or VirtualEventRegistration-Anon.ReadWrite.All) with admin consent, or \
+             resource-specific consent VirtualEvent.Read.Chat, and the application access policy to the organizer"
+        )),
+    }
 }
 
 async fn check_database(settings: &Settings, report: &mut Report) -> Option<sqlx::PgPool> {

@@ -203,8 +203,12 @@ impl Client {
     }
 
     /// The id of the webinar registration whose external id is
-    /// `external_id` and that is not cancelled, by listing the webinar's
-    /// registrations.
+    /// `external_id` and that is not cancelled. First by the person's
+    /// e-mail, the alternate key Graph's metadata declares: a get of one
+    /// registration accepts the `.All` application permissions, where the
+    /// list is documented for resource-specific consent only. Where that
+    /// get is refused (not permitted, or the key not supported), by
+    /// listing the webinar's registrations.
     ///
     /// # Errors
     /// Classified failures; a next link elsewhere is an unexpected body.
@@ -213,15 +217,68 @@ impl Client {
         permit: Permit,
         webinar: &str,
         external_id: &str,
+        email: Option<&str>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<Option<String>, Error> {
+        let ours = |r: &Registration| {
+            r.external.as_ref().and_then(|e| e.registration_id.as_deref()) == Some(external_id)
+                && !r.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("canceled"))
+        };
+        let token = permit.token.clone();
+        let mut permit = Some(permit);
+        if let (Some(email), Some(first)) = (email.filter(|e| !e.is_empty()), permit.take()) {
+            // An OData string literal doubles its quotes.
+            let key = segment(&email.replace('\'', "''"))?;
+            let path = format!("{}/registrations(email='{key}')", webinar_path(webinar)?);
+            let answer = self.send(first, Method::GET, path, None, calls).await;
+            match answer {
+                Ok((status, bytes)) => {
+                    let found: Registration =
+                        serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
+                    // Another registration of the same address (made in
+                    // Teams, or an older one) says nothing of ours.
+                    if ours(&found) {
+                        return Ok(Some(found.id));
+                    }
+                }
+                Err(Error::Rejected { status: 404, .. }) => {
+                    mark_last(calls, "absent");
+                    return Ok(None);
+                }
+                // The key is not usable by this app: the list decides, and
+                // a refusal of the API itself shows there.
+                Err(Error::Rejected { status: 400 | 403 | 405, .. } | Error::Retired { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let permit = match permit {
+            Some(permit) => permit,
+            None => self.permit_as(token).await,
+        };
         let path = format!("{}/registrations", webinar_path(webinar)?);
-        self.find_listed(permit, path, calls, |r: Registration| {
-            let ours = r.external.as_ref().and_then(|e| e.registration_id.as_deref()) == Some(external_id);
-            let live = !r.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("canceled"));
-            (ours && live).then_some(r.id)
-        })
-        .await
+        self.find_listed(permit, path, calls, |r: Registration| ours(&r).then_some(r.id)).await
+    }
+
+    /// Which of the two lookups of a webinar registration this app may make
+    /// (for `regsync doctor`): the get by e-mail of an address no one
+    /// registered (a 404 means permitted), and the first page of the list.
+    /// Reads only.
+    pub async fn webinar_lookup_access(
+        &self,
+        permit: Permit,
+        webinar: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<(Result<(), Error>, Result<(), Error>), Error> {
+        let token = permit.token.clone();
+        let by_email =
+            format!("{}/registrations(email='regsync-doctor-probe%40invalid.example')", webinar_path(webinar)?);
+        let by_email = match self.send(permit, Method::GET, by_email, None, calls).await {
+            Ok(_) | Err(Error::Rejected { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let list = format!("{}/registrations", webinar_path(webinar)?);
+        let list = self.send(self.permit_as(token).await, Method::GET, list, None, calls).await.map(drop);
+        Ok((by_email, list))
     }
 
     /// The first item of the collection at `path` that `pick` accepts,

@@ -155,3 +155,26 @@ async fn delegated_sign_in_is_checked_for_the_signed_in_organizer() {
     assert!(line(&after, "token").contains(&format!("for organizer {organizer}")), "{after:#?}");
     assert!(line(&after, "permissions").contains("delegated OnlineMeetings.ReadWrite"), "{after:#?}");
 }
+
+#[tokio::test]
+async fn the_webinar_target_says_which_lookup_of_a_lost_registration_this_app_may_make() {
+    let (db, sim) = deployment().await;
+    let v1 = sim.endpoints().graph.replace("/beta", "/v1.0");
+    let webinar = SimMeeting::generated(1).online_meeting_id;
+    sim.put_webinar(&webinar, "published");
+    let env = [
+        ("REGSYNC__GRAPH__TARGET", "virtual_event_webinar"),
+        ("REGSYNC__GRAPH__BASE_URL", v1.as_str()),
+        ("REGSYNC__SOURCE__FIELDS__WEBINAR_ID", "/online_meeting_id"),
+    ];
+    let args = ["--meeting", webinar.as_str()];
+
+    let (lines, success, stderr) = doctor(&db, &sim, &args, &env).await;
+    assert!(success, "{lines:#?} {stderr}");
+    assert!(line(&lines, "webinar lookup").contains("found by e-mail"), "{lines:#?}");
+
+    sim.refuse_registration_get();
+    let (lines, success, _) = doctor(&db, &sim, &args, &env).await;
+    assert!(success, "{lines:#?}");
+    assert!(line(&lines, "webinar lookup").contains("found by listing"), "{lines:#?}");
+}

@@ -157,3 +157,31 @@ async fn a_registrant_whose_id_is_a_dot_segment_is_rejected_with_the_reason_and_
     assert_eq!(written, std::slice::from_ref(&fine.id), "only the valid registrant's own resource is written");
     assert_eq!(calls(&app, "POST registrant"), 1);
 }
+
+#[tokio::test]
+async fn a_lost_webinar_answer_is_found_by_e_mail_or_by_listing_where_the_app_may_not_get_one() {
+    for may_get_one in [true, false] {
+        let app = webinar_app(|s| s.graph.timeout_ms = 1_000).await;
+        let m = listed_webinar(&app, 1, "published");
+        app.tick().await;
+        if !may_get_one {
+            app.sim.refuse_registration_get();
+        }
+        app.sim.upsert_registrant(SimRegistrant::new(&m.id, 1));
+        app.sim.fail_next(Some("POST"), Fault::LostResponse);
+
+        app.tick().await;
+        let written_back = eventually(Duration::from_secs(20), async || {
+            app.reconcile().await;
+            !app.sim.write_backs().is_empty()
+        })
+        .await;
+
+        let case = if may_get_one { "by e-mail" } else { "by listing" };
+        assert!(written_back, "{case}");
+        assert_eq!(calls(&app, "POST registration"), 1, "{case}: registered once");
+        let held = registrations(&app, &m);
+        assert_eq!(app.sim.write_backs()[0].body["registration_id"].as_str(), Some(held[0].id.as_str()), "{case}");
+        assert_eq!(calls(&app, "GET registrations") > 0, !may_get_one, "{case}: the list only when needed");
+    }
+}

@@ -464,6 +464,12 @@ impl Sim {
         self.lock().people.loop_pages = true;
     }
 
+    /// From now on a get of one webinar registration by e-mail is refused
+    /// (403): the app may only list.
+    pub fn refuse_registration_get(&self) {
+        self.lock().people.refuse_get_by_key = true;
+    }
+
     /// How many registrant listing requests the platform answered.
     pub fn registrant_listing_requests(&self) -> u64 {
         self.lock().people.listing_requests

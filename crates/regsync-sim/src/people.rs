@@ -159,6 +159,9 @@ pub(crate) struct People {
     pub(crate) list_lag: Duration,
     /// The platform's registrant pages lead back to themselves.
     pub(crate) loop_pages: bool,
+    /// A get of one registration by alternate key is refused (403), as for
+    /// an app without the permission.
+    pub(crate) refuse_get_by_key: bool,
     /// Registrant listing requests the platform answered.
     pub(crate) listing_requests: u64,
     next: u64,
@@ -185,6 +188,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route(&format!("{mine}/{{registrant}}"), get(no_get_of_one).delete(remove_mine))
         .route(webinar, get(get_webinar))
         .route(&format!("{webinar}/registrations"), get(list_registrations).post(register))
+        .route(&format!("{webinar}/{{key}}"), get(get_registration_by_key))
         .route(&format!("{webinar}/registrations/{{registration}}/cancel"), post(cancel))
 }
 
@@ -624,6 +628,40 @@ async fn register(
         (answer, fault)
     };
     after(fault, answer, &drop_connection).await
+}
+
+/// `GET …/registrations(email='{email}')`: the alternate key Graph's
+/// metadata declares. The list's lag applies to it too.
+async fn get_registration_by_key(
+    AxumState(state): AxumState<Shared>,
+    Path((webinar, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&state);
+    if let Err(refused) = before(&mut s, &headers, None, "-") {
+        return *refused;
+    }
+    let email =
+        key.strip_prefix("registrations(email='").and_then(|k| k.strip_suffix("')")).map(|e| e.replace("''", "'"));
+    let answer = match (email, s.people.webinars.get(&webinar)) {
+        (None, _) => error(400, "BadRequest", "Resource not found for the segment."),
+        (Some(_), _) if s.people.refuse_get_by_key => error(403, "Forbidden", "Insufficient privileges."),
+        (Some(_), None) => error(404, "itemNotFound", "The webinar was not found."),
+        (Some(email), Some(w)) => {
+            let now = Instant::now();
+            let visible = w.registrations.iter().filter(|r| r.arrived && r.listed_from <= now);
+            let mine: Vec<&WebinarRegistration> = visible.filter(|r| r.email.eq_ignore_ascii_case(&email)).collect();
+            // The live one if there is one, else the latest.
+            match mine.iter().find(|r| r.status == "registered").or(mine.last()) {
+                Some(r) => Json(json!({"id": r.id, "email": r.email, "status": r.status,
+                    "externalRegistrationInformation": {"referrer": null, "registrationId": r.external_id}}))
+                .into_response(),
+                None => error(404, "itemNotFound", "The registration was not found."),
+            }
+        }
+    };
+    log(&mut s, "GET registration", answer.status(), false);
+    answer
 }
 
 #[derive(Deserialize)]

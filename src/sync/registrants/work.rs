@@ -200,7 +200,8 @@ impl Work<'_> {
                 p.join_web_url = None;
             }
             (Step::Lookup(_), RegistrantsAt::Webinar(webinar)) => {
-                let found = graph.find_webinar_registration(permit, webinar, &c.external_id, calls).await?;
+                let email = c.person.email.as_deref();
+                let found = graph.find_webinar_registration(permit, webinar, &c.external_id, email, calls).await?;
                 // Graph's list lags behind its writes: a create whose
                 // outcome is unknown is "possibly registered" until it has
                 // been unlisted for the settle time.
