@@ -101,6 +101,26 @@ pub async fn save(
     Ok(due)
 }
 
+/// Clears `organizer_id`'s stored access token if it is still the one that
+/// expires at `expires_at` (Graph refused it with 401): the next use
+/// refreshes. Compare-and-clear, so a token another replica stored since is
+/// kept. Whether one was cleared.
+///
+/// # Errors
+/// The statement failed.
+pub async fn clear_access_token(pool: &PgPool, organizer_id: &str, expires_at: DateTime<Utc>) -> Result<bool, Error> {
+    let cleared = sqlx::query(
+        "UPDATE sign_ins SET sealed_access_token = NULL, access_expires_at = NULL \
+         WHERE organizer_id = $1 AND access_expires_at = $2",
+    )
+    .bind(organizer_id)
+    .bind(expires_at)
+    .execute(pool)
+    .await
+    .map_err(query_error("clear a refused access token"))?;
+    Ok(cleared.rows_affected() == 1)
+}
+
 /// Removes the sign-in of `organizer_id`; whether there was one.
 ///
 /// # Errors

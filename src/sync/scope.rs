@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use super::{retry, Ctx, SyncError};
-use crate::domain::FailureCategory;
+use crate::domain::{FailureCategory, OrganizerId};
 use crate::{graph, store};
 
 /// How long a refusal counts as evidence. Long enough to span a probe
@@ -88,6 +88,19 @@ impl Ctx {
         (organizer, row_key, retry): (&str, &str, &str),
     ) -> Result<Judged, SyncError> {
         let jitter = rand::random();
+        if let (graph::Error::Unauthorized, Some(sign_ins)) = (e, &self.sign_ins) {
+            // Delegated: a 401 refuses this organizer's token, no one
+            // else's. It is dropped, so the next try really refreshes.
+            sign_ins.invalidate(&self.pool, &OrganizerId(organizer.to_owned())).await?;
+            let attempts = attempts_before.saturating_add(1);
+            let decision = retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, jitter);
+            let reason = format!(
+                "Graph refused organizer {organizer}'s sign-in (401 even after a fresh token): their account, \
+                 licence or consent changed. Have them run `regsync login` again, then run `{retry}`"
+            );
+            let row_reason = Some((reason, FailureCategory::Auth));
+            return Ok(Judged { next: retry::AfterFailure::Attempt(decision), attempts, row_reason });
+        }
         let (next, attempts) = retry::after_failure(e, attempts_before, policy, jitter);
         if next != retry::AfterFailure::Suspend {
             return Ok(Judged { next, attempts, row_reason: None });

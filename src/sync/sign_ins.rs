@@ -21,6 +21,11 @@ use crate::sealed::Sealer;
 use crate::store::sign_ins::{self, SealedTokens, SignIn};
 use crate::{sealed, store};
 
+/// Token-endpoint errors that say the organizer must sign in again
+/// (RFC 6749 `invalid_grant`; OpenID Connect's `interaction_required`,
+/// `login_required`, `consent_required`).
+const USER_MUST_SIGN_IN: [&str; 4] = ["invalid_grant", "interaction_required", "login_required", "consent_required"];
+
 /// Why no token could be had for an organizer.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -42,6 +47,8 @@ impl From<graph::Error> for TokenError {
 struct Held {
     token: Arc<SecretString>,
     refresh_at: Instant,
+    /// When the stored copy expires: which stored token this is.
+    stored_expiry: chrono::DateTime<Utc>,
 }
 
 /// The organizers' tokens of one process.
@@ -125,10 +132,13 @@ impl SignIns {
                 };
                 refresh.store(&tokens).await?;
                 tracing::info!(organizer, "refreshed the organizer's sign-in");
-                Ok(self.hold(organizer, fresh.access_token, token_refresh_in(fresh.expires_in)))
+                Ok(self.hold(organizer, fresh.access_token, token_refresh_in(fresh.expires_in), expires_at))
             }
-            Err(graph::Error::Token { error, detail, .. }) if error == "invalid_grant" => {
-                let reason = format!("invalid_grant: {detail}");
+            // The organizer's own sign-in is refused (revoked, expired, or a
+            // Conditional Access change that wants them back): theirs to
+            // fix, nobody else's.
+            Err(graph::Error::Token { error, detail, .. }) if USER_MUST_SIGN_IN.contains(&error.as_str()) => {
+                let reason = format!("{error}: {detail}");
                 refresh.revoke(&reason).await?;
                 tracing::error!(organizer, reason, "the organizer's sign-in was refused; they must sign in again");
                 Err(graph::Error::SignInRevoked { organizer: organizer.to_owned(), detail: reason }.into())
@@ -137,9 +147,18 @@ impl SignIns {
         }
     }
 
-    /// Forgets the token held for `organizer` (Graph answered 401 to it).
-    pub fn forget(&self, organizer: &OrganizerId) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(organizer.as_str());
+    /// Graph answered 401 to `organizer`'s token: it is dropped here and,
+    /// if it is still the stored one, from the database (compare-and-clear),
+    /// so the next use really refreshes instead of reading it back.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn invalidate(&self, pool: &PgPool, organizer: &OrganizerId) -> Result<(), store::Error> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(organizer.as_str());
+        if let Some(held) = held {
+            sign_ins::clear_access_token(pool, organizer.as_str(), held.stored_expiry).await?;
+        }
+        Ok(())
     }
 
     fn held(&self, organizer: &str) -> Option<Arc<SecretString>> {
@@ -147,9 +166,15 @@ impl SignIns {
         held.get(organizer).filter(|h| Instant::now() < h.refresh_at).map(|h| h.token.clone())
     }
 
-    fn hold(&self, organizer: &str, token: SecretString, refresh_in: Duration) -> Arc<SecretString> {
+    fn hold(
+        &self,
+        organizer: &str,
+        token: SecretString,
+        refresh_in: Duration,
+        stored_expiry: chrono::DateTime<Utc>,
+    ) -> Arc<SecretString> {
         let token = Arc::new(token);
-        let held = Held { token: token.clone(), refresh_at: Instant::now() + refresh_in };
+        let held = Held { token: token.clone(), refresh_at: Instant::now() + refresh_in, stored_expiry };
         self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(organizer.to_owned(), held);
         token
     }
@@ -172,7 +197,7 @@ impl SignIns {
             return Ok(None);
         }
         let token = self.sealer.open(sealed, &seal_context(organizer, "access")).map_err(|e| revoked(organizer, &e))?;
-        Ok(Some(self.hold(organizer, token, refresh_in)))
+        Ok(Some(self.hold(organizer, token, refresh_in, expires_at)))
     }
 }
 

@@ -257,3 +257,48 @@ async fn a_refused_device_code_request_says_what_to_check() {
     assert!(error.contains("allow public client flows"), "{error}");
     assert!(error.contains("trace id"), "support's ids: {error}");
 }
+
+#[tokio::test]
+async fn a_401_drops_the_stored_token_so_the_retry_really_refreshes_and_nobody_is_held() {
+    let app = spawn_app_with(delegated).await;
+    sign_in(&app, "org-0").await;
+    sign_in(&app, "org-1").await;
+    let meetings: Vec<_> = [3, 4, 6, 7].into_iter().map(|n| app.listed(meeting(n))).collect();
+    // Graph forgets every access token it issued (rotated keys, say).
+    app.sim.revoke_tokens();
+
+    let report = app.tick().await;
+
+    assert_eq!(report.error, None, "no process-wide hold");
+    for m in &meetings {
+        assert_eq!(app.status(&m.id).await.state, "synced", "{}", m.id);
+    }
+}
+
+#[tokio::test]
+async fn one_organizers_refused_token_holds_no_one_else_and_fails_only_their_meetings_naming_them() {
+    let app = spawn_app_with(|s| {
+        delegated(s);
+        s.sync.max_attempts = 2;
+    })
+    .await;
+    sign_in(&app, "org-0").await;
+    sign_in(&app, "org-1").await;
+    app.sim.refuse_user_tokens("org-0");
+    let mine: Vec<_> = [3, 6].into_iter().map(|n| app.listed(meeting(n))).collect();
+    let others: Vec<_> = [4, 7, 10, 13].into_iter().map(|n| app.listed(meeting(n))).collect();
+
+    let report = app.tick().await;
+    app.settle().await;
+
+    assert_eq!(report.error, None, "org-0's trouble is no process-wide credential failure");
+    for m in &others {
+        assert_eq!(app.status(&m.id).await.state, "synced", "{}: never waited for org-0", m.id);
+    }
+    for m in &mine {
+        let status = app.status(&m.id).await;
+        assert_eq!(status.state, "failed", "{}", m.id);
+        let error = status.last_error.unwrap_or_default();
+        assert!(error.contains("organizer org-0") && error.contains("regsync login"), "{error}");
+    }
+}

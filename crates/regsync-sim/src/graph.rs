@@ -107,6 +107,9 @@ pub(crate) fn graph_error(status: u16, code: &str, message: &str) -> (StatusCode
 pub(crate) fn unauthenticated(s: &State, headers: &HeaderMap, organizer: Option<&str>) -> Option<(StatusCode, Value)> {
     match super::bearer(headers).and_then(|t| s.tokens.get(t)) {
         None => Some(graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")),
+        Some(Some(oid)) if s.refused_users.contains(oid) => {
+            Some(graph_error(401, "InvalidAuthenticationToken", "Access token validation failure."))
+        }
         Some(Some(oid)) if organizer.is_some_and(|o| o != oid) => {
             Some(graph_error(403, "Forbidden", "A signed-in user may act only on their own online meetings."))
         }
@@ -124,7 +127,12 @@ async fn my_registration(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let user = super::bearer(&headers).and_then(|t| lock(&state).tokens.get(t).cloned());
+    let user = {
+        let s = lock(&state);
+        super::bearer(&headers)
+            .and_then(|t| s.tokens.get(t).cloned())
+            .filter(|oid| !oid.as_ref().is_some_and(|oid| s.refused_users.contains(oid)))
+    };
     match user {
         None => {
             let (status, body) = graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.");

@@ -79,6 +79,9 @@ pub(crate) struct State {
     pub(crate) token_lifetime: Option<u64>,
     pub(crate) online_meetings: HashSet<(String, String)>,
     pub(crate) forbidden_organizers: HashSet<String>,
+    /// Signed-in users whose every access token Graph refuses (401), fresh
+    /// or not: their account or consent changed.
+    pub(crate) refused_users: HashSet<String>,
     /// Organizers Graph no longer knows (they left the tenant).
     pub(crate) departed_organizers: HashSet<String>,
     pub(crate) registrations: HashMap<(String, String), Registration>,
@@ -503,6 +506,12 @@ impl Sim {
         let s = self.lock();
         let platform = s.platform.oauth.iter().flat_map(|o| o.tokens.keys().cloned());
         s.tokens.keys().cloned().chain(s.identity.issued_secrets()).chain(platform).collect()
+    }
+
+    /// Graph answers 401 to every access token of the signed-in user `oid`,
+    /// even a freshly refreshed one.
+    pub fn refuse_user_tokens(&self, oid: &str) {
+        self.lock().refused_users.insert(oid.to_owned());
     }
 
     /// Revokes every issued token (Graph then answers 401 to them).

@@ -247,7 +247,9 @@ impl Work<'_> {
                 // through the same gate as every send.
                 self.reauthorized = true;
                 if let Some(sign_ins) = &self.ctx.sign_ins {
-                    sign_ins.forget(&self.claimed.location.organizer);
+                    if let Err(e) = sign_ins.invalidate(&self.ctx.pool, &self.claimed.location.organizer).await {
+                        return ControlFlow::Break(Err(e.into()));
+                    }
                 }
                 self.progress.needs_lookup &= !is_write;
                 ControlFlow::Continue(())
