@@ -302,3 +302,25 @@ async fn one_organizers_refused_token_holds_no_one_else_and_fails_only_their_mee
         assert!(error.contains("organizer org-0") && error.contains("regsync login"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn a_meeting_moved_to_another_organizer_is_removed_at_the_first_with_the_first_organizers_token() {
+    let app = spawn_app_with(delegated).await;
+    sign_in(&app, "org-0").await;
+    sign_in(&app, "org-1").await;
+    let m = app.listed(meeting(3)); // org-0
+    app.tick().await;
+    app.settle().await;
+    assert!(app.sim.registration("org-0", &m.online_meeting_id).is_some());
+
+    app.sim.update_meeting(&m.id, |m| {
+        m.organizer_id = "org-1".into();
+        m.online_meeting_id = "MSpMovedToOrg1".into();
+    });
+    app.tick().await;
+    app.settle().await;
+
+    assert!(app.sim.registration("org-0", &m.online_meeting_id).is_none(), "removed where it was");
+    assert!(app.sim.registration("org-1", "MSpMovedToOrg1").is_some(), "registered where it is");
+    assert_eq!(app.status(&m.id).await.state, "synced");
+}

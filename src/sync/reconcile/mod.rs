@@ -22,7 +22,7 @@ use record::Failure;
 use super::plan::{after_create, after_delete, after_lookup, plan, Plan, Progress};
 use super::sign_ins::TokenError;
 use super::{retry, throttle, Ctx, SyncError};
-use crate::domain::{CallRecord, Desired, FailureCategory, Location};
+use crate::domain::{CallRecord, Desired, FailureCategory, Location, OrganizerId};
 use crate::graph::{self, Deleted};
 use crate::store::{self, Claimed, Intent, NextState, SendGate};
 
@@ -59,8 +59,9 @@ pub enum Reconciled {
 #[tracing::instrument(skip_all, fields(external_id = %claimed.external_id, organizer_id = %claimed.location.organizer))]
 pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncError> {
     crash_point("after-claim");
-    let mut work =
-        Work { ctx, progress: Progress::from_claim(&claimed), claimed, calls: Vec::new(), reauthorized: false };
+    let acting = claimed.location.organizer.clone();
+    let progress = Progress::from_claim(&claimed);
+    let mut work = Work { ctx, progress, claimed, calls: Vec::new(), reauthorized: false, acting };
     for _ in 0..MAX_STEPS {
         if let ControlFlow::Break(done) = work.step().await {
             return done;
@@ -85,6 +86,9 @@ struct Work<'a> {
     calls: Vec<CallRecord>,
     /// A 401 was answered with a fresh token once already.
     reauthorized: bool,
+    /// Whose token the current call carries: the organizer of the place it
+    /// acts on (a delete at a previous organizer uses theirs).
+    acting: OrganizerId,
 }
 
 /// How a step ends: go on to the next, or finish the reconcile.
@@ -129,7 +133,8 @@ impl Work<'_> {
         // The slot, the pace and the token come before the gate, so the
         // send follows it at once.
         let slot = self.ctx.throttle.slot().await;
-        let Some(Cleared { permit, probe }) = self.pass_gate(matches!(step, Plan::Delete(_)), intent).await? else {
+        let deleting = matches!(step, Plan::Delete(_));
+        let Some(Cleared { permit, probe }) = self.pass_gate(deleting, intent, &at.organizer).await? else {
             return ControlFlow::Continue(());
         };
         if is_write {
@@ -154,8 +159,10 @@ impl Work<'_> {
         &mut self,
         deleting: bool,
         intent: Option<Intent<'_>>,
+        acting: &OrganizerId,
     ) -> ControlFlow<Result<Reconciled, SyncError>, Option<Cleared>> {
-        let permit = match self.ctx.permit(&self.claimed.location.organizer).await {
+        self.acting = acting.clone();
+        let permit = match self.ctx.permit(acting).await {
             Ok(permit) => permit,
             Err(TokenError::Graph(e)) => return ControlFlow::Break(self.record_failure(&e).await),
             Err(TokenError::Store(e)) => return ControlFlow::Break(Err(e.into())),
@@ -247,7 +254,7 @@ impl Work<'_> {
                 // through the same gate as every send.
                 self.reauthorized = true;
                 if let Some(sign_ins) = &self.ctx.sign_ins {
-                    if let Err(e) = sign_ins.invalidate(&self.ctx.pool, &self.claimed.location.organizer).await {
+                    if let Err(e) = sign_ins.invalidate(&self.ctx.pool, &self.acting).await {
                         return ControlFlow::Break(Err(e.into()));
                     }
                 }

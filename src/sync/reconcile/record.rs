@@ -58,8 +58,7 @@ impl Work<'_> {
     pub(super) async fn record_failure(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
         let retry_command = format!("regsync retry {}", self.claimed.external_id);
-        let at = self.progress.lookup_at.as_ref().unwrap_or(&self.claimed.location);
-        let (organizer, row) = (at.organizer.as_str().to_owned(), format!("meeting:{}", self.claimed.external_id));
+        let (organizer, row) = (self.acting.as_str().to_owned(), format!("meeting:{}", self.claimed.external_id));
         let judged = self.ctx.judge_failure(e, before, self.retry_policy(), (&organizer, &row, &retry_command)).await?;
         let (next, attempts) = (judged.next, judged.attempts);
         let failure = match judged.row_reason {

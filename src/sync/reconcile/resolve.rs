@@ -79,7 +79,8 @@ impl Work<'_> {
             }
             Ok(None) => {
                 let slot = self.ctx.throttle.slot().await;
-                let Some(Cleared { permit, probe }) = self.pass_gate(false, None).await? else {
+                let organizer = self.claimed.location.organizer.clone();
+                let Some(Cleared { permit, probe }) = self.pass_gate(false, None, &organizer).await? else {
                     return ControlFlow::Continue(());
                 };
                 let result = self.ctx.graph.resolve(permit, &lookup, &mut self.calls).await;

@@ -42,7 +42,10 @@ impl Work<'_> {
             None => {
                 // The documented order: a throttle slot, then the gate.
                 let slot = self.ctx.throttle.slot().await;
-                let Some((permit, probe)) = self.pass_gate(None).await? else { return ControlFlow::Continue(()) };
+                let organizer = self.meeting_organizer();
+                let Some((permit, probe)) = self.pass_gate(None, organizer).await? else {
+                    return ControlFlow::Continue(());
+                };
                 let result = self.ctx.graph.webinar_status(permit, webinar, &mut self.calls).await;
                 drop(slot);
                 self.ctx.throttle.answered(&self.ctx.pool, &result, probe, crate::sync::throttle::Call::Other).await;

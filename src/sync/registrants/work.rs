@@ -29,13 +29,16 @@ pub(super) struct Work<'a> {
     pub(super) progress: Progress,
     pub(super) calls: Vec<CallRecord>,
     pub(super) done: Done,
+    /// Whose token the current call carries.
+    pub(super) acting: OrganizerId,
 }
 
 pub(super) type Flow = ControlFlow<Result<Done, SyncError>>;
 
 pub(super) async fn reconcile(ctx: &Ctx, claimed: ClaimedRegistrant) -> Result<Done, SyncError> {
     let progress = Progress::from_claim(&claimed);
-    let mut work = Work { ctx, claimed, progress, calls: Vec::new(), done: Done::default() };
+    let acting = OrganizerId(claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default());
+    let mut work = Work { ctx, claimed, progress, calls: Vec::new(), done: Done::default(), acting };
     for _ in 0..MAX_STEPS {
         if let ControlFlow::Break(done) = work.step().await {
             return done;
@@ -50,6 +53,11 @@ pub(super) async fn reconcile(ctx: &Ctx, claimed: ClaimedRegistrant) -> Result<D
 }
 
 impl Work<'_> {
+    /// The organizer of the registrant's meeting, as the platform says now.
+    pub(super) fn meeting_organizer(&self) -> OrganizerId {
+        OrganizerId(self.claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default())
+    }
+
     pub(super) fn target(&self) -> Target {
         self.ctx.settings.graph.target
     }
@@ -98,10 +106,10 @@ impl Work<'_> {
     pub(super) async fn pass_gate(
         &mut self,
         write_at: Option<String>,
+        acting: OrganizerId,
     ) -> ControlFlow<Result<Done, SyncError>, Option<(graph::Permit, bool)>> {
-        let organizer =
-            OrganizerId(self.claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default());
-        let permit = match self.ctx.permit(&organizer).await {
+        self.acting = acting;
+        let permit = match self.ctx.permit(&self.acting).await {
             Ok(permit) => permit,
             Err(TokenError::Graph(e)) => return ControlFlow::Break(self.failed(&e).await),
             Err(TokenError::Store(e)) => return ControlFlow::Break(Err(e.into())),
@@ -145,7 +153,13 @@ impl Work<'_> {
             _ => None,
         };
         let slot = self.ctx.throttle.slot().await;
-        let Some((permit, probe)) = self.pass_gate(write_at).await? else { return ControlFlow::Continue(()) };
+        // A call at a place acts with the token of that place's organizer: a
+        // removal under a previous organizer's registration uses theirs.
+        let acting = match &at {
+            RegistrantsAt::Meeting(location, _) => location.organizer.clone(),
+            RegistrantsAt::Webinar(_) => self.meeting_organizer(),
+        };
+        let Some((permit, probe)) = self.pass_gate(write_at, acting).await? else { return ControlFlow::Continue(()) };
         crash_point("registrant-after-intent");
         let result = self.call(&step, &at, permit).await;
         drop(slot);
@@ -281,7 +295,7 @@ impl Work<'_> {
             settle,
         };
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
-        let organizer = self.claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default();
+        let organizer = self.acting.as_str().to_owned();
         let row = format!("registrant:{}/{}", self.claimed.meeting_external_id, self.claimed.external_id);
         let judged = self.ctx.judge_failure(e, before, policy, (&organizer, &row, "regsync retry --failed")).await?;
         let (next, attempts) = (judged.next, judged.attempts);
