@@ -6,6 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::{query_error, Error};
+use crate::domain::{Location, OnlineMeetingId, OrganizerId};
 
 /// What the deployment has seen of one kind of refusal within the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,4 +54,24 @@ pub async fn record_refusal(
     .await
     .map_err(query_error("record a refusal"))?;
     Ok(Evidence { organizers, row_before })
+}
+
+/// A registration regsync knows exists (a synced meeting's recorded place),
+/// preferably of another organizer than `organizer`: where a probe shows
+/// whether the API itself refuses.
+///
+/// # Errors
+/// The statement failed.
+pub async fn known_registration(pool: &PgPool, organizer: &str) -> Result<Option<Location>, Error> {
+    let found: Option<(String, String)> = sqlx::query_as(
+        "SELECT registered_organizer_id, registered_meeting_id FROM meetings \
+         WHERE state = 'synced' AND registration_id IS NOT NULL \
+         ORDER BY registered_organizer_id = $1, updated_at DESC LIMIT 1",
+    )
+    .bind(organizer)
+    .fetch_optional(pool)
+    .await
+    .map_err(query_error("find a known registration"))?;
+    Ok(found
+        .map(|(organizer, meeting)| Location { organizer: OrganizerId(organizer), meeting: OnlineMeetingId(meeting) }))
 }

@@ -175,6 +175,18 @@ pub async fn list(pool: &PgPool) -> Result<Vec<SignIn>, Error> {
     rows.iter().map(sign_in).collect::<Result<_, _>>().map_err(query_error("list sign-ins"))
 }
 
+/// The organizers whose sign-in is stored and usable (not signed out, not
+/// revoked).
+///
+/// # Errors
+/// The statement failed.
+pub async fn usable_organizers(pool: &PgPool) -> Result<Vec<String>, Error> {
+    sqlx::query_scalar("SELECT organizer_id FROM sign_ins WHERE revoked_at IS NULL")
+        .fetch_all(pool)
+        .await
+        .map_err(query_error("list usable sign-ins"))
+}
+
 /// A refresh in progress: the organizer's row, locked until
 /// [`Refresh::store`], [`Refresh::revoke`] or drop (which rolls back).
 pub struct Refresh {

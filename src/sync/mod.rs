@@ -73,6 +73,9 @@ pub struct Ctx {
     pub webinars: registrants::WebinarStatuses,
     /// Microsoft's limit on virtual-event writes.
     pub virtual_event_writes: registrants::WritePace,
+    /// What the last probe at a known registration showed, and when
+    /// (`scope`): whether the API itself refused it.
+    pub known_probe: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 /// One poll and the reconcile of everything due now.
@@ -113,6 +116,7 @@ impl Ctx {
             lookups,
             sign_ins: None,
             webinars: registrants::WebinarStatuses::default(),
+            known_probe: std::sync::Mutex::default(),
             virtual_event_writes,
         }
     }

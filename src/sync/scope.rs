@@ -9,6 +9,7 @@
 //! | answer | evidence (within [`WINDOW`]) | scope | what happens |
 //! |---|---|---|---|
 //! | API-level refusal | refused for two or more organizers | deployment | writes suspended, probe after `graph.suspended_probe_interval_ms`; no row counts an attempt |
+//! | API-level refusal | a GET of a registration regsync knows exists is refused the same way | deployment | as above |
 //! | API-level refusal | this organizer only, first time for this row | row | retried after backoff, no attempt counted: evidence may still come |
 //! | API-level refusal | this organizer only, again for this row | row | an attempt counted; `failed` after `sync.max_attempts`, with a reason naming the organizer |
 
@@ -37,15 +38,19 @@ pub enum Scope {
 }
 
 /// The scope of an API-level refusal, from how many distinct organizers met
-/// it within [`WINDOW`] (this one included) and whether this row met it
-/// before.
-pub fn decide(organizers_refused: i64, row_refused_before: bool) -> Scope {
-    if organizers_refused >= 2 {
+/// it within [`WINDOW`] (this one included), whether this row met it
+/// before, and what a probe at a registration regsync knows exists showed
+/// (`Some(true)`: refused the same way; `None`: no probe).
+pub fn decide(organizers_refused: i64, row_refused_before: bool, known_refused: Option<bool>) -> Scope {
+    if organizers_refused >= 2 || known_refused == Some(true) {
         Scope::Deployment
     } else {
         Scope::Row { attempt: row_refused_before }
     }
 }
+
+/// How long what a probe at a known registration showed is trusted.
+const PROBE_TRUSTED: Duration = Duration::from_secs(60);
 
 /// The reason a row refused on its own carries: who, what Graph said, and
 /// what to do.
@@ -130,9 +135,42 @@ impl Ctx {
             other => other.kind().to_owned(),
         };
         let seen = store::evidence::record_refusal(&self.pool, &kind, organizer, row_key, WINDOW).await?;
-        let scope = decide(seen.organizers, seen.row_before);
+        let known_refused = match seen.organizers {
+            1 => self.probe_known_registration(organizer).await?,
+            _ => None,
+        };
+        let scope = decide(seen.organizers, seen.row_before, known_refused);
         tracing::warn!(organizer, kind, organizers_refused = seen.organizers, ?scope, "Graph refused a call");
         Ok(scope)
+    }
+}
+
+impl Ctx {
+    /// Whether a GET of a registration regsync knows exists is refused as
+    /// an API-level refusal (`None`: nothing to probe, or no answer). What
+    /// it showed is trusted for [`PROBE_TRUSTED`], so a departed
+    /// organizer's rows cost one probe a minute, not one each.
+    async fn probe_known_registration(&self, organizer: &str) -> Result<Option<bool>, SyncError> {
+        if self.settings.graph.target != crate::config::Target::MeetingRegistration {
+            return Ok(None);
+        }
+        if let Some((at, refused)) = *self.known_probe.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < PROBE_TRUSTED {
+                return Ok(Some(refused));
+            }
+        }
+        let Some(known) = store::evidence::known_registration(&self.pool, organizer).await? else { return Ok(None) };
+        let Ok(permit) = self.permit(&known.organizer).await else { return Ok(None) };
+        let mut calls = Vec::new();
+        let refused = match self.graph.get(permit, &known, &mut calls).await {
+            Err(graph::Error::Retired { .. }) => true,
+            Ok(_) | Err(graph::Error::Rejected { .. }) => false,
+            Err(_) => return Ok(None),
+        };
+        self.metrics.graph_calls(&calls);
+        tracing::info!(organizer = %known.organizer, meeting = %known.meeting, refused, "probed a known registration");
+        *self.known_probe.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), refused));
+        Ok(Some(refused))
     }
 }
 
@@ -142,9 +180,11 @@ mod tests {
 
     #[test]
     fn only_two_organizers_stop_the_deployment_and_a_row_pays_only_for_a_repeat() {
-        assert_eq!(decide(1, false), Scope::Row { attempt: false }, "one answer is no evidence");
-        assert_eq!(decide(1, true), Scope::Row { attempt: true }, "the same row again, nobody else: the row's");
-        assert_eq!(decide(2, false), Scope::Deployment);
-        assert_eq!(decide(7, true), Scope::Deployment);
+        assert_eq!(decide(1, false, None), Scope::Row { attempt: false }, "one answer is no evidence");
+        assert_eq!(decide(1, true, None), Scope::Row { attempt: true }, "the same row again, nobody else: the row's");
+        assert_eq!(decide(1, true, Some(false)), Scope::Row { attempt: true }, "a known registration answers");
+        assert_eq!(decide(1, false, Some(true)), Scope::Deployment, "a known registration is refused too");
+        assert_eq!(decide(2, false, None), Scope::Deployment);
+        assert_eq!(decide(7, true, Some(false)), Scope::Deployment);
     }
 }

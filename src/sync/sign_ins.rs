@@ -147,6 +147,22 @@ impl SignIns {
         }
     }
 
+    /// Drops the tokens held for organizers who signed out (`regsync
+    /// logout`, in any process) or whose sign-in was refused since: read at
+    /// the start of every reconcile pass, so a logout takes effect in every
+    /// replica within one reconcile interval.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn drop_signed_out(&self, pool: &PgPool) -> Result<(), store::Error> {
+        if self.held.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return Ok(());
+        }
+        let usable: std::collections::HashSet<String> = sign_ins::usable_organizers(pool).await?.into_iter().collect();
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).retain(|organizer, _| usable.contains(organizer));
+        Ok(())
+    }
+
     /// Graph answered 401 to `organizer`'s token: it is dropped here and,
     /// if it is still the stored one, from the database (compare-and-clear),
     /// so the next use really refreshes instead of reading it back.

@@ -57,6 +57,9 @@ impl ReconcileReport {
 /// [`SyncError::Auth`] when Graph credentials fail (claiming stops, running
 /// work finishes); [`SyncError::Store`] when claiming fails.
 pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<ReconcileReport, SyncError> {
+    if let Some(sign_ins) = &ctx.sign_ins {
+        sign_ins.drop_signed_out(&ctx.pool).await?;
+    }
     let mut workers = Workers::new(ctx);
     // A hold (throttling, failed credentials) stops claiming: nothing could be sent.
     while workers.stop.is_none() && !ctx.shutdown.is_cancelled() && ctx.throttle.local_hold().is_none() {

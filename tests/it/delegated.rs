@@ -324,3 +324,22 @@ async fn a_meeting_moved_to_another_organizer_is_removed_at_the_first_with_the_f
     assert!(app.sim.registration("org-1", "MSpMovedToOrg1").is_some(), "registered where it is");
     assert_eq!(app.status(&m.id).await.state, "synced");
 }
+
+#[tokio::test]
+async fn a_logout_stops_a_running_replica_from_acting_with_the_token_it_holds() {
+    let app = spawn_app_with(delegated).await;
+    sign_in(&app, "org-0").await;
+    app.listed(meeting(3));
+    app.tick().await; // the replica now holds org-0's access token
+    app.settle().await;
+
+    regsync::app::logout(&app.settings, "org-0").await.expect("signed out");
+    let after = app.listed(meeting(6)); // org-0 again
+    app.tick().await;
+    app.settle().await;
+
+    assert!(app.sim.registration("org-0", &after.online_meeting_id).is_none(), "nothing done for org-0");
+    let status = app.status(&after.id).await;
+    assert_eq!(status.state, "failed");
+    assert!(status.last_error.unwrap_or_default().contains("regsync login"));
+}

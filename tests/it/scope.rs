@@ -38,3 +38,26 @@ async fn one_departed_organizer_among_1000_meetings_fails_only_their_meetings_an
         }
     }
 }
+
+#[tokio::test]
+async fn a_retired_api_in_a_one_organizer_deployment_is_corroborated_by_a_known_registration() {
+    let app = spawn_app_with(|_| {}).await;
+    let one = |n: usize| SimMeeting::new(&format!("evt-{n}"), "org-only", &format!("MSp{n:04}"));
+    for n in 1..=3 {
+        app.listed(one(n));
+    }
+    app.tick().await;
+    app.settle().await;
+    app.sim.retire_api(Some(regsync_sim::Retirement::Gone));
+    let new: Vec<SimMeeting> = (4..=6).map(|n| app.listed(one(n))).collect();
+
+    for _ in 0..3 {
+        app.tick().await;
+    }
+
+    assert!(suspended(&app).await.is_some_and(|r| r.contains("HTTP 410")), "{:?}", suspended(&app).await);
+    for m in &new {
+        let status = app.status(&m.id).await;
+        assert_eq!((status.state.as_str(), status.attempts), ("retrying", 0), "{}: no meeting pays for it", m.id);
+    }
+}
