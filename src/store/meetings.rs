@@ -70,7 +70,8 @@ macro_rules! same_platform_data {
     };
 }
 
-/// [`upsert_page`]: `$1`..`$8` are the page's columns, in item order.
+/// [`upsert_page`]: `$1`..`$8` are the page's columns, in item order; `$9`
+/// when the listing began.
 const UPSERT_PAGE: &str = concat!(
     r#"
     WITH page AS (
@@ -123,9 +124,9 @@ const UPSERT_PAGE: &str = concat!(
         -- A meeting first met cancelled is looked up once (graph_checked),
         -- unless its Teams meeting belongs to another active meeting.
         INSERT INTO meetings AS m (external_id, organizer_id, organizer_upn, online_meeting_id, join_url,
-                                   allowed_registrant, desired, source_updated_at, graph_checked)
+                                   allowed_registrant, desired, source_updated_at, listed_at, graph_checked)
         SELECT c.external_id, c.organizer_id, c.organizer_upn, c.online_meeting_id, c.join_url,
-               c.allowed_registrant, c.desired, c.source_updated_at, c.desired = 'unregistered' AND EXISTS (
+               c.allowed_registrant, c.desired, c.source_updated_at, $9, c.desired = 'unregistered' AND EXISTS (
                    SELECT FROM meetings o
                    WHERE o.organizer_id = c.organizer_id AND o.online_meeting_id = c.online_meeting_id
                      AND o.desired = 'registered' AND o.external_id <> c.external_id)
@@ -141,11 +142,13 @@ const UPSERT_PAGE: &str = concat!(
             allowed_registrant = EXCLUDED.allowed_registrant,
             desired            = EXCLUDED.desired,
             source_updated_at  = EXCLUDED.source_updated_at,
+            listed_at          = EXCLUDED.listed_at,
             updated_at         = now(),
             state              = CASE WHEN m.state = 'in_flight' THEN m.state ELSE 'pending' END,
             attempts           = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
             next_attempt_at    = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
-        WHERE NOT "#,
+        -- A listing older than the one that wrote the row is not applied.
+        WHERE (m.listed_at IS NULL OR m.listed_at <= EXCLUDED.listed_at) AND NOT "#,
     same_platform_data!("m", "EXCLUDED"),
     r#"
         RETURNING m.external_id, m.registration_id
@@ -184,7 +187,11 @@ const UPSERT_PAGE: &str = concat!(
 ///
 /// # Errors
 /// The statement failed.
-pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<Upserted, Error> {
+pub async fn upsert_page(
+    pool: &PgPool,
+    meetings: &[ExternalMeeting],
+    listed_at: DateTime<Utc>,
+) -> Result<Upserted, Error> {
     if meetings.is_empty() {
         return Ok(Upserted::default());
     }
@@ -199,6 +206,7 @@ pub async fn upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Result<
         .bind(&c.audiences)
         .bind(&c.desired)
         .bind(&updated)
+        .bind(listed_at)
         .fetch_one(pool)
         .await
         .map_err(query_error("upsert meetings"))?;
@@ -239,7 +247,7 @@ impl<'a> PageColumns<'a> {
 ///
 /// # Errors
 /// The statement failed.
-pub async fn unregister_missing(pool: &PgPool, seen: &[String]) -> Result<u64, Error> {
+pub async fn unregister_missing(pool: &PgPool, seen: &[String], listed_at: DateTime<Utc>) -> Result<u64, Error> {
     let result = sqlx::query(
         r#"
         UPDATE meetings AS m SET
@@ -248,9 +256,12 @@ pub async fn unregister_missing(pool: &PgPool, seen: &[String]) -> Result<u64, E
             attempts        = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
             next_attempt_at = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
         WHERE m.desired = 'registered' AND NOT (m.external_id = ANY($1::text[]))
+          -- A newer listing has seen it since this one began.
+          AND (m.listed_at IS NULL OR m.listed_at <= $2)
         "#,
     )
     .bind(seen)
+    .bind(listed_at)
     .execute(pool)
     .await
     .map_err(query_error("unregister missing meetings"))?;

@@ -34,8 +34,8 @@ pub struct RunReport {
 ///
 /// # Errors
 /// The statement failed.
-pub async fn start_run(pool: &PgPool) -> Result<i64, Error> {
-    sqlx::query_scalar("INSERT INTO sync_runs DEFAULT VALUES RETURNING id")
+pub async fn start_run(pool: &PgPool) -> Result<(i64, DateTime<Utc>), Error> {
+    sqlx::query_as("INSERT INTO sync_runs DEFAULT VALUES RETURNING id, started_at")
         .fetch_one(pool)
         .await
         .map_err(query_error("start sync run"))

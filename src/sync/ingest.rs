@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -48,7 +49,7 @@ impl PollReport {
 /// meetings in one upsert, the rejected items in one insert.
 async fn store_page(
     ctx: &Ctx,
-    run_id: i64,
+    (run_id, listed_at): (i64, DateTime<Utc>),
     page: Page,
     seen_ids: &mut HashSet<String>,
     report: &mut PollReport,
@@ -73,7 +74,7 @@ async fn store_page(
     }
     // An invalid item still shows its meeting exists: never "missing".
     seen_ids.extend(rejected.iter().filter_map(|r| r.external_id.clone()));
-    let upserted = store::meetings::upsert_page(&ctx.pool, &meetings).await?;
+    let upserted = store::meetings::upsert_page(&ctx.pool, &meetings, listed_at).await?;
     for (id, holder) in &upserted.shared {
         if let Some(meeting) = meetings.iter().find(|m| m.external_id.as_str() == id) {
             rejected.push(shared_teams_meeting(meeting, holder));
@@ -114,7 +115,9 @@ const READ_AHEAD: usize = 2;
 /// The database failed; the platform's failures are not errors here.
 #[tracing::instrument(skip_all)]
 pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
-    let run_id = store::runs::start_run(&ctx.pool).await?;
+    // The run's start is the listing's: rows a newer listing wrote are
+    // not overwritten by this one.
+    let (run_id, listed_at) = store::runs::start_run(&ctx.pool).await?;
     let mut report = PollReport { run_id, ..PollReport::default() };
     let mut seen_ids: HashSet<String> = HashSet::new();
     // Pages are fetched and parsed on another task while earlier ones are
@@ -122,7 +125,7 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
     let (pages_tx, mut pages_rx) = mpsc::channel(READ_AHEAD);
     let reader = tokio::spawn(read_listing(ctx.clone(), pages_tx).in_current_span());
     while let Some(page) = pages_rx.recv().await {
-        if let Err(e) = store_page(ctx, run_id, page, &mut seen_ids, &mut report).await {
+        if let Err(e) = store_page(ctx, (run_id, listed_at), page, &mut seen_ids, &mut report).await {
             reader.abort();
             return Err(e);
         }
@@ -136,7 +139,7 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
             );
         } else {
             let ids: Vec<String> = seen_ids.into_iter().collect();
-            report.changed += store::meetings::unregister_missing(&ctx.pool, &ids).await?;
+            report.changed += store::meetings::unregister_missing(&ctx.pool, &ids, listed_at).await?;
         }
     }
     tracing::info!(

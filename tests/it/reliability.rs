@@ -98,7 +98,7 @@ async fn ten_concurrent_pollers_of_shuffled_duplicated_partial_pages_keep_one_ro
                     let mut seen = HashSet::new();
                     page.retain(|m| seen.insert(m.external_id.clone()));
                     page.shuffle(&mut rand::rng());
-                    store::meetings::upsert_page(&pool, &page).await.expect("upsert never fails");
+                    store::meetings::upsert_page(&pool, &page, chrono::Utc::now()).await.expect("upsert never fails");
                 }
             })
         })
@@ -106,7 +106,7 @@ async fn ten_concurrent_pollers_of_shuffled_duplicated_partial_pages_keep_one_ro
     for p in pollers {
         p.await.expect("poller");
     }
-    store::meetings::upsert_page(&app.pool, &all).await.expect("the full listing");
+    store::meetings::upsert_page(&app.pool, &all, chrono::Utc::now()).await.expect("the full listing");
 
     assert_eq!(app.scalar("SELECT count(*) FROM meetings").await, 1_000);
     let as_listed = "SELECT count(*) FROM meetings
@@ -158,7 +158,7 @@ async fn reset(app: &TestApp) {
 #[tokio::test]
 async fn race_windows_never_resurrect_double_claim_or_apply_a_stale_completion() {
     let app = spawn_app().await;
-    store::meetings::upsert_page(&app.pool, &[external(1)]).await.expect("row");
+    store::meetings::upsert_page(&app.pool, &[external(1)], chrono::Utc::now()).await.expect("row");
     let ttl = Duration::from_secs(60);
     let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
 
@@ -230,4 +230,27 @@ async fn every_first_post_losing_its_response_still_gives_one_registration_each(
         let held = app.sim.registration(&m.organizer_id, &m.online_meeting_id).expect("registered").id;
         assert_eq!(app.status(&m.id).await.registration_id.as_deref(), Some(held.as_str()));
     }
+}
+
+#[tokio::test]
+async fn an_older_listing_ingested_late_never_undoes_what_a_newer_one_wrote() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now();
+    let at = |secs_ago: i64| now - chrono::Duration::seconds(secs_ago);
+    let active = external(1);
+    let cancelled = ExternalMeeting { desired: Desired::Unregistered, ..external(1) };
+    store::meetings::upsert_page(&app.pool, std::slice::from_ref(&active), at(120)).await.expect("first");
+
+    // A listing begun 10 s ago saw the cancellation; one begun 30 s ago,
+    // before it, is stored after it (its replica's database path was slow).
+    store::meetings::upsert_page(&app.pool, std::slice::from_ref(&cancelled), at(10)).await.expect("newer");
+    let stale = store::meetings::upsert_page(&app.pool, std::slice::from_ref(&active), at(30)).await.expect("older");
+
+    assert_eq!(stale.changed, 0, "the older listing changed nothing");
+    assert_eq!(app.status("evt-1").await.desired, "unregistered", "the cancellation stands");
+
+    // Nor does an older complete listing that lacks a meeting a newer one saw.
+    store::meetings::upsert_page(&app.pool, &[external(2)], at(5)).await.expect("new meeting");
+    let missing = store::meetings::unregister_missing(&app.pool, &["evt-1".to_owned()], at(30)).await.expect("missing");
+    assert_eq!(missing, 0, "evt-2 was seen by a newer listing than the one it is missing from");
 }
