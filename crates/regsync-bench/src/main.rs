@@ -253,7 +253,7 @@ async fn bench_registrants(
     settings.registrants.path = "/registrants".into();
     settings.writeback.url = "/meetings/{meeting_id}/registrants/{registrant_id}/join-link".into();
     let ctx = new_ctx(&settings).await?;
-    let run = store::runs::start_run(&ctx.pool).await?;
+    let (run, _) = store::runs::start_run(&ctx.pool).await?;
     sync::registrants::poll(&ctx, run).await?;
     let before = sim_stats(http, &sim.base).await?;
     let started = Instant::now();
