@@ -157,20 +157,9 @@ const UPSERT_PAGE: &str = concat!(
     -- one not registered yet) wakes its registrants here: they may have to
     -- move or be cancelled. One that holds a registration wakes them when
     -- its outcome changes that registration.
-    woken AS (
-        UPDATE registrants r SET
-            state = CASE WHEN r.state = 'in_flight' THEN r.state ELSE 'pending' END,
-            attempts = CASE WHEN r.state = 'in_flight' THEN r.attempts ELSE 0 END,
-            next_attempt_at = now(),
-            meeting_changed = r.state = 'in_flight',
-            updated_at = now()
-        WHERE r.id IN (
-            -- Locked in the order the registrant ingest locks them.
-            SELECT id FROM registrants
-            WHERE meeting_external_id IN (SELECT external_id FROM upserted WHERE registration_id IS NULL)
-            ORDER BY meeting_external_id, external_id FOR UPDATE)
-        RETURNING 1
-    )
+    "#,
+    super::registrants::wake_registrants!("SELECT external_id FROM upserted WHERE registration_id IS NULL"),
+    r#"
     SELECT (SELECT count(*) FROM upserted) AS changed,
            coalesce((SELECT array_agg(external_id) FROM shared), '{}') AS shared_ids,
            coalesce((SELECT array_agg(holder) FROM shared), '{}') AS holders

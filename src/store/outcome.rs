@@ -153,22 +153,12 @@ const RECORD_OUTCOME: &str = concat!(
     -- changes which registration the meeting holds, its registrants are due
     -- (an in-flight one when its own outcome is written). The sub-select
     -- reads the row as it was before this statement.
-    woken AS (
-        UPDATE registrants r SET
-            state = CASE WHEN r.state = 'in_flight' THEN r.state ELSE 'pending' END,
-            attempts = CASE WHEN r.state = 'in_flight' THEN r.attempts ELSE 0 END,
-            next_attempt_at = now(),
-            meeting_changed = r.state = 'in_flight',
-            updated_at = now()
-        WHERE r.id IN (
-            -- Locked in the order the registrant ingest locks them.
-            SELECT r2.id FROM registrants r2, o
-            WHERE r2.meeting_external_id = o.external_id AND EXISTS (SELECT 1 FROM done)
-              AND (SELECT m.registration_id FROM meetings m WHERE m.id = o.meeting_id)
-                  IS DISTINCT FROM o.registration_id
-            ORDER BY r2.meeting_external_id, r2.external_id FOR UPDATE OF r2)
-        RETURNING 1
-    )
+    "#,
+    super::registrants::wake_registrants!(
+        "SELECT o.external_id FROM o WHERE EXISTS (SELECT 1 FROM done)
+           AND (SELECT m.registration_id FROM meetings m WHERE m.id = o.meeting_id) IS DISTINCT FROM o.registration_id"
+    ),
+    r#"
     SELECT EXISTS (SELECT 1 FROM done)
     "#
 );

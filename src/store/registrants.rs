@@ -72,6 +72,34 @@ pub struct MeetingView {
     pub last_error: Option<String>,
 }
 
+/// SQL: a CTE `woken` that makes due the registrants of the platform
+/// meetings a sub-select (`$meetings`, a literal) names: the statements
+/// that change a meeting embed it, so its registrants follow in the same
+/// statement. An in-flight registrant takes the change up at its own
+/// outcome (`meeting_changed`). Rows are locked in the order the registrant
+/// ingest locks them, so the two never deadlock.
+macro_rules! wake_registrants {
+    ($meetings:literal) => {
+        concat!(
+            "woken AS (
+        UPDATE registrants r SET
+            state = CASE WHEN r.state = 'in_flight' THEN r.state ELSE 'pending' END,
+            attempts = CASE WHEN r.state = 'in_flight' THEN r.attempts ELSE 0 END,
+            next_attempt_at = now(),
+            meeting_changed = r.state = 'in_flight',
+            updated_at = now()
+        WHERE r.id IN (
+            SELECT id FROM registrants WHERE meeting_external_id IN (",
+            $meetings,
+            ")
+            ORDER BY meeting_external_id, external_id FOR UPDATE)
+        RETURNING 1
+    )"
+        )
+    };
+}
+pub(super) use wake_registrants;
+
 /// Stores a page of registrants in one statement: new ones become due, and
 /// a changed one (status, or who they are) is due again. Returns how many
 /// rows were inserted or changed.

@@ -120,27 +120,34 @@ async fn a_registrant_outcome_the_database_refuses_once_is_written_again_and_not
     assert_eq!(written[0].body["join_web_url"].as_str(), Some(held[0].join_web_url.as_str()));
 }
 
-#[tokio::test]
-async fn a_write_back_is_sent_only_while_the_lease_is_the_workers() {
+/// A registrant stored and claimed under a fresh lease, as a worker holds
+/// it.
+pub async fn claimed_registrant(pool: &sqlx::PgPool) -> regsync::store::registrants::ClaimedRegistrant {
     use regsync::domain::{Desired, ExternalRegistrant, Person};
-    use regsync::store::registrants::{claim_due, renew_lease, upsert_page};
+    use regsync::store::registrants::{claim_due, upsert_page};
 
-    let app = spawn_app_with(with_registrants).await;
     let person = ExternalRegistrant {
         external_id: "p-1".into(),
         meeting_external_id: "evt-1".into(),
         desired: Desired::Registered,
         person: Person::default(),
     };
-    upsert_page(&app.pool, std::slice::from_ref(&person)).await.unwrap();
+    upsert_page(pool, std::slice::from_ref(&person)).await.unwrap();
     let round = chrono::Utc::now() + chrono::Duration::seconds(1);
     let ttl = Duration::from_secs(10);
-    let claimed = claim_due(&app.pool, 1, ttl, 5, uuid::Uuid::new_v4(), round).await.unwrap();
-    assert_eq!(claimed.len(), 1);
+    claim_due(pool, 1, ttl, 5, uuid::Uuid::new_v4(), round).await.unwrap().remove(0)
+}
 
-    assert!(renew_lease(&app.pool, &claimed[0], ttl).await.unwrap(), "still ours: renewed");
+#[tokio::test]
+async fn a_write_back_is_sent_only_while_the_lease_is_the_workers() {
+    let app = spawn_app_with(with_registrants).await;
+    let claimed = claimed_registrant(&app.pool).await;
+    let ttl = Duration::from_secs(10);
+
+    let renew = regsync::store::registrants::renew_lease;
+    assert!(renew(&app.pool, &claimed, ttl).await.unwrap(), "still ours: renewed");
     sqlx::query("UPDATE registrants SET lease_token = gen_random_uuid()").execute(&app.pool).await.unwrap();
-    assert!(!renew_lease(&app.pool, &claimed[0], ttl).await.unwrap(), "taken over: no write-back");
+    assert!(!renew(&app.pool, &claimed, ttl).await.unwrap(), "taken over: no write-back");
 }
 
 #[tokio::test]

@@ -29,25 +29,16 @@ async fn only_an_answer_of_the_registration_api_ends_a_suspension_and_any_answer
 
 #[tokio::test]
 async fn a_sender_the_gate_refuses_does_not_take_the_probe() {
-    use regsync::domain::{Desired, ExternalRegistrant, Person};
-    use regsync::store::registrants::{claim_due, prepare_send, upsert_page};
-
     let app = spawn_app_with(|_| {}).await;
-    let person = ExternalRegistrant {
-        external_id: "p-1".into(),
-        meeting_external_id: "evt-1".into(),
-        desired: Desired::Registered,
-        person: Person::default(),
-    };
-    upsert_page(&app.pool, std::slice::from_ref(&person)).await.unwrap();
-    let round = chrono::Utc::now() + chrono::Duration::seconds(1);
-    let ttl = Duration::from_secs(10);
-    let claimed = claim_due(&app.pool, 1, ttl, 5, uuid::Uuid::new_v4(), round).await.unwrap().remove(0);
+    let claimed = crate::registrant_drift::claimed_registrant(&app.pool).await;
     // A hold that has passed: the next sender is the probe.
     regsync::store::throttle::hold(&app.pool, Duration::ZERO).await.unwrap();
     sqlx::query("UPDATE registrants SET lease_token = gen_random_uuid()").execute(&app.pool).await.unwrap();
 
-    let gate = prepare_send(&app.pool, &claimed, Some("x"), ttl, Duration::from_secs(5)).await.unwrap();
+    let ttl = Duration::from_secs(10);
+    let gate = regsync::store::registrants::prepare_send(&app.pool, &claimed, Some("x"), ttl, Duration::from_secs(5))
+        .await
+        .unwrap();
 
     assert!(!matches!(gate, regsync::store::SendGate::Open { .. }), "{gate:?}");
     let probe_out: bool =
