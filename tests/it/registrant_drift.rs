@@ -169,3 +169,29 @@ async fn a_refused_write_back_keeps_no_password_from_the_platforms_url() {
     assert!(error.contains("HTTP 422"), "{error}");
     assert!(!error.contains("hunter2") && !error.contains("sync:"), "{error}");
 }
+
+#[tokio::test]
+async fn a_registrant_of_a_meeting_the_platform_never_lists_fails_with_the_reason_and_recovers_when_it_is_listed() {
+    let app = spawn_app_with(|s| {
+        with_registrants(s);
+        // One listing of everyone, so a person can name an unlisted meeting.
+        s.registrants.path = "/registrants".into();
+        s.sync.max_attempts = 2;
+    })
+    .await;
+    let unlisted = meeting(1);
+    let person = SimRegistrant::new(&unlisted.id, 1);
+    app.sim.upsert_registrant(person.clone());
+
+    cycle(&app).await;
+
+    let (state, error): (String, String) =
+        sqlx::query_as("SELECT state, last_error FROM ops.registrant_status").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(state, "failed", "{error}");
+    assert!(error.contains("does not list meeting \"evt-1\""), "{error}");
+
+    app.listed(unlisted.clone());
+    cycle(&app).await;
+    cycle(&app).await;
+    assert_eq!(app.sim.graph_registrants(&unlisted.organizer_id, &unlisted.online_meeting_id).len(), 1);
+}

@@ -5,6 +5,7 @@
 //! enrolment is recorded, the join link (or the webinar registration id) is
 //! written back to the platform once.
 
+mod outcome;
 mod pace;
 mod plan;
 mod poll;

@@ -4,7 +4,6 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use super::super::retry;
 use super::work::{crash_point, Flow, Work};
 use super::Done;
 use crate::domain::FailureCategory;
@@ -39,19 +38,10 @@ impl Work<'_> {
                 ControlFlow::Continue(())
             }
             Err(e) if e.is_transient() => {
-                let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
-                self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-                let s = &self.ctx.settings.sync;
-                let base = Duration::from_millis(s.backoff_base_ms);
-                let cap = Duration::from_millis(s.backoff_max_ms);
-                let failure = Some((e.to_string(), None, FailureCategory::Writeback));
-                ControlFlow::Break(match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
-                    retry::Decision::RetryAfter(delay) => self.record(NextState::Retrying, delay, failure).await,
-                    retry::Decision::Park => {
-                        self.done.failed = true;
-                        self.record(NextState::Failed, Duration::ZERO, failure).await
-                    }
-                })
+                let why = e.to_string();
+                ControlFlow::Break(
+                    self.attempt((why.clone(), FailureCategory::Writeback), (why, FailureCategory::Writeback)).await,
+                )
             }
             Err(e) => {
                 self.done.failed = true;

@@ -1,0 +1,122 @@
+//! How a registrant's reconcile ends: its outcome, written fenced with the
+//! audit rows, for each way it can end (done, an attempt, Graph's error
+//! policy).
+
+use std::time::Duration;
+
+use super::super::{retry, SyncError};
+use super::work::Work;
+use super::Done;
+use crate::domain::{FailureCategory, RegistrantsAt};
+use crate::graph;
+use crate::store::registrants::RegistrantOutcome;
+use crate::store::{self, NextState};
+
+impl Work<'_> {
+    /// A failure outside Graph's error policy (a write-back, a meeting the
+    /// platform does not list): an attempt, retried with backoff as
+    /// `retrying`, then `failed` with `parked` once `sync.max_attempts` are
+    /// used.
+    pub(super) async fn attempt(
+        &mut self,
+        retrying: (String, FailureCategory),
+        parked: (String, FailureCategory),
+    ) -> Result<Done, SyncError> {
+        let s = &self.ctx.settings.sync;
+        let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
+        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        let (base, cap) = (Duration::from_millis(s.backoff_base_ms), Duration::from_millis(s.backoff_max_ms));
+        match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
+            retry::Decision::RetryAfter(delay) => {
+                self.record(NextState::Retrying, delay, Some((retrying.0, None, retrying.1))).await
+            }
+            retry::Decision::Park => {
+                self.done.failed = true;
+                self.record(NextState::Failed, Duration::ZERO, Some((parked.0, None, parked.1))).await
+            }
+        }
+    }
+
+    /// A Graph failure under the same error policy as meetings.
+    pub(super) async fn failed(&mut self, e: &graph::Error) -> Result<Done, SyncError> {
+        let s = &self.ctx.settings.sync;
+        let settle = if self.progress.needs_lookup { self.ctx.settings.graph.timeout() } else { Duration::ZERO };
+        let policy = retry::Policy {
+            max_attempts: s.max_attempts,
+            base: Duration::from_millis(s.backoff_base_ms),
+            cap: Duration::from_millis(s.backoff_max_ms),
+            settle,
+        };
+        let before = u32::try_from(self.progress.attempts).unwrap_or(0);
+        let organizer = self.acting.as_str().to_owned();
+        let row = format!("registrant:{}/{}", self.claimed.meeting_external_id, self.claimed.external_id);
+        let judged = self.ctx.judge_failure(e, before, policy, (&organizer, &row, "regsync retry --failed")).await?;
+        let (next, attempts) = (judged.next, judged.attempts);
+        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        let (why, category) = judged.row_reason.unwrap_or_else(|| (e.to_string(), e.category()));
+        let failure = Some((why, e.http_status(), category));
+        match next {
+            retry::AfterFailure::AuthPause => {
+                self.record(NextState::Retrying, Duration::ZERO, failure).await?;
+                Err(SyncError::Auth(e.to_string()))
+            }
+            retry::AfterFailure::Hold(wait) => {
+                let held = self.ctx.throttle.throttled(&self.ctx.pool, wait).await?;
+                self.ctx.metrics.throttled();
+                self.record(NextState::Retrying, held, failure).await
+            }
+            retry::AfterFailure::Suspend => {
+                let probe_after = self.ctx.settings.graph.suspended_probe_interval();
+                let held = self.ctx.throttle.suspend(&self.ctx.pool, &e.to_string(), probe_after).await?;
+                self.record(NextState::Retrying, held, failure).await
+            }
+            retry::AfterFailure::Park | retry::AfterFailure::Attempt(retry::Decision::Park) => {
+                self.done.failed = true;
+                self.record(NextState::Failed, Duration::ZERO, failure).await
+            }
+            retry::AfterFailure::Attempt(retry::Decision::RetryAfter(delay)) => {
+                self.record(NextState::Retrying, delay, failure).await
+            }
+        }
+    }
+
+    /// Writes the outcome, fenced by the lease, with the audit rows.
+    pub(super) async fn record(
+        &mut self,
+        state: NextState,
+        delay: Duration,
+        failure: Option<(String, Option<u16>, FailureCategory)>,
+    ) -> Result<Done, SyncError> {
+        let p = &self.progress;
+        let (last_error, last_http_status, error_category) = match failure {
+            Some((why, status, category)) => (Some(why), status, Some(category)),
+            None => (None, None, None),
+        };
+        let outcome = RegistrantOutcome {
+            state,
+            needs_lookup: p.needs_lookup,
+            lookup_at: p.needs_lookup.then(|| p.lookup_at.as_ref().map(RegistrantsAt::key)).flatten(),
+            enrolled_at: p.enrolled_at.as_ref().map(RegistrantsAt::key),
+            registrant_id: p.registrant_id.clone(),
+            join_web_url: p.join_web_url.clone(),
+            written_back_value: p.written_back_now.then(|| p.written_back_value.clone()).flatten(),
+            attempts: if state == NextState::Synced { 0 } else { p.attempts },
+            next_attempt_in: delay,
+            // A write still in progress at Graph may land until its request
+            // times out: no lookup before then, whatever makes it due.
+            lookup_settle: self.ctx.settings.graph.timeout(),
+            last_error,
+            last_http_status,
+            error_category,
+        };
+        self.ctx.metrics.graph_calls(&self.calls);
+        let (pool, claimed, calls) = (&self.ctx.pool, &self.claimed, &self.calls);
+        let applied =
+            self.ctx.record_with_retries(|| store::registrants::record_outcome(pool, claimed, &outcome, calls)).await?;
+        if !applied {
+            tracing::warn!(registrant = self.claimed.external_id, "outcome not recorded: the lease passed on");
+            return Ok(Done::default());
+        }
+        Ok(self.done)
+    }
+}
