@@ -19,10 +19,18 @@ struct Found {
     id: String,
 }
 
+/// A meeting the `$filter` answers, with the join link it has.
+#[derive(Deserialize)]
+struct FoundMeeting {
+    id: String,
+    #[serde(rename = "joinWebUrl", default)]
+    join_web_url: Option<String>,
+}
+
 /// The collection the `$filter` answers: one meeting, or none.
 #[derive(Deserialize)]
 struct Collection {
-    value: Vec<Found>,
+    value: Vec<FoundMeeting>,
 }
 
 impl Client {
@@ -46,9 +54,11 @@ impl Client {
         let Some((status, bytes)) = answer else { return Ok(None) };
         let found = match lookup {
             Lookup::Organizer { .. } => serde_json::from_slice::<Found>(&bytes).map(|user| Some(user.id)),
-            Lookup::Meeting { .. } => {
-                serde_json::from_slice::<Collection>(&bytes).map(|m| m.value.into_iter().next().map(|m| m.id))
-            }
+            // The filter has been seen to answer other meetings: only the
+            // one whose join link is the one asked for counts.
+            Lookup::Meeting { join_url, .. } => serde_json::from_slice::<Collection>(&bytes).map(|m| {
+                m.value.into_iter().find(|m| m.join_web_url.as_deref() == Some(join_url.as_str())).map(|m| m.id)
+            }),
         }
         .map_err(|e| unexpected(status, &e.to_string()))?;
         match found {
@@ -71,7 +81,7 @@ fn path(lookup: &Lookup) -> String {
             // is then one percent-encoded query value.
             let filter = format!("JoinWebUrl eq '{}'", join_url.replace('\'', "''"));
             format!(
-                "/users/{}/onlineMeetings?$filter={}",
+                "/users/{}/onlineMeetings?$filter={}&$select=id,joinWebUrl",
                 utf8_percent_encode(organizer.as_str(), SEGMENT),
                 utf8_percent_encode(&filter, NON_ALPHANUMERIC)
             )

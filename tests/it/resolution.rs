@@ -94,3 +94,21 @@ async fn a_changed_join_link_is_resolved_again_and_the_registration_moves() {
     assert!(app.sim.registration("org-1", "MSpNew").is_some(), "the new meeting is registered");
     assert_eq!(app.status("evt-1").await.state, "synced");
 }
+
+#[tokio::test]
+async fn a_filter_that_answers_other_meetings_is_not_trusted_only_the_asked_join_link_counts() {
+    let app = app_by_reference().await;
+    app.synced(SimMeeting::new("evt-known", "org-1", "MSpKnown")).await;
+    app.sim.misfilter_meetings();
+    let stray_link = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_Stray%40thread.v2/0";
+    app.sim.push_raw_item(json!({
+        "id": "evt-stray", "organizer_email": upn_of("org-1"), "join_url": stray_link, "status": "active"
+    }));
+
+    app.tick().await;
+
+    let stray = app.status("evt-stray").await;
+    assert_eq!(stray.state, "failed", "MSpKnown answered the filter, but its join link is another");
+    assert!(stray.last_error.unwrap_or_default().contains(stray_link));
+    assert_eq!(app.sim.stats().registrations, 1, "nothing registered on another meeting");
+}

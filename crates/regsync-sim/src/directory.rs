@@ -134,12 +134,14 @@ async fn meetings(
         if s.forbidden_organizers.contains(&user) {
             return graph_error(403, "Forbidden", "No application access policy found for this app.");
         }
-        let found: Vec<_> = s
+        // A misbehaving filter answers every meeting of the organizer.
+        let mut found: Vec<_> = s
             .online_meetings
             .iter()
-            .filter(|(organizer, meeting)| *organizer == user && join_url_of(meeting) == *join_url)
-            .map(|(_, meeting)| json!({"id": meeting, "joinWebUrl": join_url}))
+            .filter(|(organizer, meeting)| *organizer == user && (s.misfilter || join_url_of(meeting) == *join_url))
+            .map(|(_, meeting)| json!({"id": meeting, "joinWebUrl": join_url_of(meeting)}))
             .collect();
+        found.sort_by_key(|m| m["id"].as_str().map(str::to_owned));
         (StatusCode::OK, json!({"@odata.context": "https://graph.microsoft.com/beta/$metadata#users('x')/onlineMeetings", "value": found}))
     });
     answer(&mut s, "meeting", join_url.unwrap_or(filter), result)

@@ -79,6 +79,9 @@ pub(crate) struct State {
     pub(crate) token_lifetime: Option<u64>,
     pub(crate) online_meetings: HashSet<(String, String)>,
     pub(crate) forbidden_organizers: HashSet<String>,
+    /// The join-link `$filter` answers every meeting of the organizer, as
+    /// it has been seen to misbehave.
+    pub(crate) misfilter: bool,
     /// Signed-in users whose every access token Graph refuses (401), fresh
     /// or not: their account or consent changed.
     pub(crate) refused_users: HashSet<String>,
@@ -506,6 +509,12 @@ impl Sim {
         let s = self.lock();
         let platform = s.platform.oauth.iter().flat_map(|o| o.tokens.keys().cloned());
         s.tokens.keys().cloned().chain(s.identity.issued_secrets()).chain(platform).collect()
+    }
+
+    /// From now on the join-link `$filter` answers every meeting of the
+    /// organizer, not only the one asked for.
+    pub fn misfilter_meetings(&self) {
+        self.lock().misfilter = true;
     }
 
     /// Graph answers 401 to every access token of the signed-in user `oid`,
