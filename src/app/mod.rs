@@ -234,6 +234,8 @@ pub async fn plan(settings: Settings) -> anyhow::Result<String> {
 /// The database is unreachable.
 pub async fn retry(settings: &Settings, external_id: Option<&str>) -> anyhow::Result<u64> {
     let pool = connect_and_migrate(settings).await?;
+    // What they were resolved to is looked up again: it may be what failed.
+    store::resolutions::forget_for_retry(&pool, external_id).await?;
     let meetings = store::meetings::retry(&pool, external_id).await?;
     // `--failed` takes the failed registrants too.
     let registrants = match external_id {

@@ -275,6 +275,9 @@ pub struct GraphSettings {
     /// stay unlisted before regsync believes it was not made: Graph's list
     /// is eventually consistent and promises no read-after-write.
     pub list_settle_secs: u64,
+    /// How long a UPN's or join link's resolution is trusted before it is
+    /// looked up again (a UPN can be given to another person).
+    pub resolution_max_age_secs: u64,
 }
 
 impl Default for GraphSettings {
@@ -305,6 +308,7 @@ impl Default for GraphSettings {
             // replication delays seen in Microsoft 365, and waiting costs
             // only a late enrolment for a person whose answer was lost.
             list_settle_secs: 300,
+            resolution_max_age_secs: 86_400,
         }
     }
 }
@@ -469,6 +473,11 @@ impl GraphSettings {
     /// Per-request timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// How long a resolution is trusted (`resolution_max_age_secs`).
+    pub fn resolution_max_age(&self) -> Duration {
+        Duration::from_secs(self.resolution_max_age_secs)
     }
 
     /// How long an unknown create may stay unlisted (`list_settle_secs`).

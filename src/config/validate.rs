@@ -341,6 +341,7 @@ impl Settings {
             ("retention.batch_size", u64::from(self.retention.batch_size)),
             ("graph.suspended_probe_interval_ms", self.graph.suspended_probe_interval_ms),
             ("graph.virtual_event_writes_per_30s", u64::from(self.graph.virtual_event_writes_per_30s)),
+            ("graph.resolution_max_age_secs", self.graph.resolution_max_age_secs),
         ] {
             if value == 0 {
                 bad.push(format!("{key} must be at least 1"));
@@ -351,6 +352,13 @@ impl Settings {
         }
         if self.graph.timeout_ms == 0 {
             bad.push("graph.timeout_ms must be at least 1".into());
+        }
+        if self.graph.resolution_max_age_secs > 365 * 86_400 {
+            bad.push(format!(
+                "graph.resolution_max_age_secs ({}) is more than a year: a UPN given to another person would keep \
+                 the first person's id that long",
+                self.graph.resolution_max_age_secs
+            ));
         }
         if self.graph.list_settle_secs > 86_400 {
             bad.push(format!(

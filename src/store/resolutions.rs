@@ -2,22 +2,38 @@
 //! once for every meeting that names them, and written into the claimed
 //! meeting's row under its lease.
 
+use std::time::Duration;
+
 use sqlx::PgPool;
 
 use super::{query_error, Claimed, Error};
 use crate::domain::Lookup;
 
-/// The id `lookup` resolved to before, if it did.
+/// Whose a resolution is: a join link's, the organizer among whose meetings
+/// it was resolved; a UPN's, the tenant's (empty).
+fn scope(lookup: &Lookup) -> &str {
+    match lookup {
+        Lookup::Organizer { .. } => "",
+        Lookup::Meeting { organizer, .. } => organizer.as_str(),
+    }
+}
+
+/// The id `lookup` resolved to within the last `max_age`, if it did.
 ///
 /// # Errors
 /// The statement failed.
-pub async fn remembered(pool: &PgPool, lookup: &Lookup) -> Result<Option<String>, Error> {
-    sqlx::query_scalar("SELECT graph_id FROM graph_resolutions WHERE kind = $1 AND value = $2")
-        .bind(lookup.kind())
-        .bind(lookup.value())
-        .fetch_optional(pool)
-        .await
-        .map_err(query_error("read a resolution"))
+pub async fn remembered(pool: &PgPool, lookup: &Lookup, max_age: Duration) -> Result<Option<String>, Error> {
+    sqlx::query_scalar(
+        "SELECT graph_id FROM graph_resolutions WHERE kind = $1 AND scope = $2 AND value = $3 \
+         AND resolved_at > now() - make_interval(secs => $4)",
+    )
+    .bind(lookup.kind())
+    .bind(scope(lookup))
+    .bind(lookup.value())
+    .bind(max_age.as_secs_f64())
+    .fetch_optional(pool)
+    .await
+    .map_err(query_error("read a resolution"))
 }
 
 /// Remembers that `lookup` resolved to `graph_id` and writes it into the
@@ -34,8 +50,8 @@ pub async fn remember(pool: &PgPool, claimed: &Claimed, lookup: &Lookup, graph_i
     sqlx::query_scalar(
         r#"
         WITH remembered AS (
-            INSERT INTO graph_resolutions (kind, value, graph_id) VALUES ($1, $2, $3)
-            ON CONFLICT (kind, value) DO UPDATE SET graph_id = EXCLUDED.graph_id, resolved_at = now()
+            INSERT INTO graph_resolutions (kind, value, graph_id, scope) VALUES ($1, $2, $3, $8)
+            ON CONFLICT (kind, scope, value) DO UPDATE SET graph_id = EXCLUDED.graph_id, resolved_at = now()
         ),
         taken AS (
             UPDATE meetings SET
@@ -55,7 +71,40 @@ pub async fn remember(pool: &PgPool, claimed: &Claimed, lookup: &Lookup, graph_i
     .bind(claimed.lease_token)
     .bind(&claimed.organizer_upn)
     .bind(&claimed.join_url)
+    .bind(scope(lookup))
     .fetch_one(pool)
     .await
     .map_err(query_error("remember a resolution"))
+}
+
+/// Forgets what the meetings `regsync retry` makes due (one, or every failed
+/// one) were resolved to, so their UPNs and join links are looked up again:
+/// the resolutions, and the ids the rows took from them.
+///
+/// # Errors
+/// The statement failed.
+pub async fn forget_for_retry(pool: &PgPool, external_id: Option<&str>) -> Result<(), Error> {
+    sqlx::query(
+        r#"
+        WITH retried AS (
+            SELECT id, organizer_upn, join_url, organizer_id FROM meetings
+            WHERE state <> 'in_flight' AND (organizer_upn IS NOT NULL OR join_url IS NOT NULL)
+              AND CASE WHEN $1::text IS NULL THEN state = 'failed' ELSE external_id = $1 END
+        ),
+        forgotten AS (
+            DELETE FROM graph_resolutions g USING retried r
+            WHERE (g.kind = 'organizer' AND g.value = r.organizer_upn)
+               OR (g.kind = 'meeting' AND g.value = r.join_url AND g.scope = r.organizer_id)
+        )
+        UPDATE meetings m SET
+            organizer_id      = CASE WHEN m.organizer_upn IS NOT NULL THEN NULL ELSE m.organizer_id END,
+            online_meeting_id = CASE WHEN m.join_url IS NOT NULL THEN NULL ELSE m.online_meeting_id END
+        FROM retried r WHERE m.id = r.id
+        "#,
+    )
+    .bind(external_id)
+    .execute(pool)
+    .await
+    .map_err(query_error("forget resolutions for a retry"))?;
+    Ok(())
 }

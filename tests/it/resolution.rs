@@ -112,3 +112,33 @@ async fn a_filter_that_answers_other_meetings_is_not_trusted_only_the_asked_join
     assert!(stray.last_error.unwrap_or_default().contains(stray_link));
     assert_eq!(app.sim.stats().registrations, 1, "nothing registered on another meeting");
 }
+
+#[tokio::test]
+async fn a_join_link_resolved_for_one_organizer_is_not_applied_to_another_and_retry_looks_again() {
+    let app = app_by_reference().await;
+    let first = app.synced(SimMeeting::new("evt-a", "org-1", "MSpShared")).await;
+    app.sim.add_online_meeting("org-2", "MSpOther"); // org-2 is a user Graph knows
+                                                     // Another organizer's platform meeting names the same link: it is looked
+                                                     // up among that organizer's meetings, where Graph has none.
+    app.sim.push_raw_item(json!({
+        "id": "evt-b", "organizer_email": upn_of("org-2"), "join_url": join_url_of(&first.online_meeting_id),
+        "status": "active"
+    }));
+    app.tick().await;
+
+    let other = app.status("evt-b").await;
+    assert_eq!(other.state, "failed", "org-1's answer is not org-2's");
+    let why = other.last_error.unwrap_or_default();
+    assert!(why.contains("meetup-join"), "not found among org-2's meetings: {why}");
+    let link_lookups = |app: &TestApp| app.sim.lookups().iter().filter(|l| l.kind == "meeting").count();
+    assert_eq!(link_lookups(&app), 2, "the link was looked up for each organizer");
+    assert_eq!(app.sim.stats().registrations, 1);
+
+    // Once Graph has it for org-2, `regsync retry` looks it up again.
+    app.sim.add_online_meeting("org-2", "MSpShared");
+    regsync::app::retry(&app.settings, Some("evt-b")).await.expect("retry");
+    app.tick().await;
+    app.settle().await;
+    assert_eq!(app.status("evt-b").await.state, "synced");
+    assert!(app.sim.registration("org-2", "MSpShared").is_some());
+}

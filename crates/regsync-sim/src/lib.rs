@@ -310,6 +310,12 @@ impl Sim {
         self.lock().departed_organizers.insert(organizer.to_owned());
     }
 
+    /// Graph has an online meeting for the organizer (one the platform does
+    /// not list, say).
+    pub fn add_online_meeting(&self, organizer: &str, meeting: &str) {
+        self.lock().online_meetings.insert((organizer.to_owned(), meeting.to_owned()));
+    }
+
     /// Forgets an online meeting: Graph answers 404 for it.
     pub fn forget_online_meeting(&self, organizer: &str, meeting: &str) {
         self.lock().online_meetings.remove(&(organizer.to_owned(), meeting.to_owned()));
