@@ -199,6 +199,22 @@ mod lifetime_tests {
         serde_json::from_str::<Answer>(&format!(r#"{{"expires_in": {json}}}"#)).map(|a| a.expires_in)
     }
 
+    proptest::proptest! {
+        /// Any number or text a remote service sends as seconds (a token's
+        /// lifetime, `Retry-After`) is read without a panic, and what is
+        /// taken stays within a day (an hour for `Retry-After`).
+        #[test]
+        fn any_remote_seconds_are_read_without_a_panic(secs in proptest::num::f64::ANY, text in ".*") {
+            proptest::prop_assert!(super::clamp_secs(secs) <= MAX_REMOTE_LIFETIME);
+            let _ = read(&format!("{secs:e}"));
+            let _ = read(&serde_json::to_string(&text).unwrap_or_default());
+            let now = std::time::SystemTime::now();
+            let waited = super::parse_retry_after(&text, now).unwrap_or_default();
+            proptest::prop_assert!(waited <= Duration::from_secs(3_600));
+            let _ = super::parse_retry_after(&format!("{secs}"), now);
+        }
+    }
+
     #[test]
     fn every_valid_json_number_is_read_and_absurd_ones_capped() {
         assert_eq!(read("3599").unwrap(), Duration::from_secs(3599));

@@ -65,14 +65,14 @@ pub fn next<T>(paging: Paging, request: &PageRequest, url: &Url, page: &Page<T>,
                 PageRequest::Number(n) => *n,
                 _ => limits.first_page,
             };
-            Next::Page(PageRequest::Number(current + 1))
+            Next::Page(PageRequest::Number(current.saturating_add(1)))
         }
         Paging::Offset => {
             let current = match request {
                 PageRequest::Offset(n) => *n,
                 _ => 0,
             };
-            Next::Page(PageRequest::Offset(current + page.items as u64))
+            Next::Page(PageRequest::Offset(current.saturating_add(page.items as u64)))
         }
     }
 }
@@ -103,6 +103,30 @@ pub fn link_next(header: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever numbers a platform sends (a total, a page count, items
+        /// on a page) and wherever the listing is, the next step is decided
+        /// without a panic.
+        #[test]
+        fn any_remote_numbers_decide_the_next_page_without_a_panic(
+            items in any::<usize>(),
+            total in proptest::option::of(any::<u64>()),
+            listed in any::<u64>(),
+            at in any::<u64>(),
+            first_page in any::<u64>(),
+            page_size in any::<u32>(),
+        ) {
+            let page: Page = Page { items, total, ..Page::default() };
+            let limits = Limits { page_size, first_page };
+            for paging in [Paging::PageNumber, Paging::Offset, Paging::Cursor, Paging::NextUrl] {
+                for request in [PageRequest::First, PageRequest::Number(at), PageRequest::Offset(at)] {
+                    let _ = next(paging, &request, &url(), &page, listed, limits);
+                }
+            }
+        }
+    }
 
     fn page(items: usize) -> Page {
         Page { items, ..Page::default() }

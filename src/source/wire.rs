@@ -105,6 +105,11 @@ pub fn parse_items<T>(
         total: match hint(&doc, &shape.total_pointer) {
             None => None,
             Some(Value::Number(n)) if n.is_u64() => n.as_u64(),
+            // A whole number written as a float (`1e3`, `1e300`): taken,
+            // capped at the largest count.
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|f| f.is_finite() && f >= 0.0 && f.fract() == 0.0) => {
+                n.as_f64().map(|f| f as u64)
+            }
             Some(other) => {
                 return Err(Error::PageShape(format!(
                     "total at {:?} is {}, expected a whole number",
