@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(
             path(&lookup),
             "/users/o-1/onlineMeetings?$filter=JoinWebUrl%20eq%20%27https%3A%2F%2Fteams%2Eexample%2Fl%2Fmeetup%2Djoin\
-             %2F19%253ameeting%5Fx%2540thread%2Ev2%2F0%3Fcontext%3Dit%27%27s%27"
+             %2F19%253ameeting%5Fx%2540thread%2Ev2%2F0%3Fcontext%3Dit%27%27s%27&$select=id,joinWebUrl"
         );
     }
 
