@@ -8,10 +8,10 @@
 //!
 //! | answer | evidence (within [`WINDOW`]) | scope | what happens |
 //! |---|---|---|---|
-//! | API-level refusal | refused for two or more organizers | deployment | writes suspended, probe after `graph.suspended_probe_interval_ms`; no row counts an attempt |
-//! | API-level refusal | a GET of a registration regsync knows exists is refused the same way | deployment | as above |
-//! | API-level refusal | this organizer only, first time for this row | row | retried after backoff, no attempt counted: evidence may still come |
-//! | API-level refusal | this organizer only, again for this row | row | an attempt counted; `failed` after `sync.max_attempts`, with a reason naming the organizer |
+//! | API-level refusal | a GET of a registration regsync knows exists is refused the same way | deployment | writes suspended, probe after `graph.suspended_probe_interval_ms`; no row counts an attempt |
+//! | API-level refusal | no registration to probe, and two or more organizers refused this way | deployment | as above |
+//! | API-level refusal | a known registration answers, or one organizer only; first time for this row | row | retried after backoff, no attempt counted: evidence may still come |
+//! | API-level refusal | as above, again for this row | row | an attempt counted; `failed` after `sync.max_attempts`, with a reason naming the organizer |
 
 use std::time::Duration;
 
@@ -19,10 +19,9 @@ use super::{retry, Ctx, SyncError};
 use crate::domain::{FailureCategory, OrganizerId};
 use crate::{graph, store};
 
-/// How long a refusal counts as evidence. Long enough to span a probe
-/// interval of the tests and a few reconcile rounds; short enough that an
-/// old retirement scare does not turn a later departed organizer into a
-/// suspension.
+/// How long a refusal counts as evidence: long enough to span several
+/// reconcile rounds, short enough that an old retirement scare does not
+/// turn a later departed organizer into a suspension.
 pub const WINDOW: Duration = Duration::from_secs(600);
 
 /// Where a refusal belongs.
@@ -37,15 +36,17 @@ pub enum Scope {
     },
 }
 
-/// The scope of an API-level refusal, from how many distinct organizers met
-/// it within [`WINDOW`] (this one included), whether this row met it
-/// before, and what a probe at a registration regsync knows exists showed
-/// (`Some(true)`: refused the same way; `None`: no probe).
-pub fn decide(organizers_refused: i64, row_refused_before: bool, known_refused: Option<bool>) -> Scope {
-    if organizers_refused >= 2 || known_refused == Some(true) {
-        Scope::Deployment
-    } else {
-        Scope::Row { attempt: row_refused_before }
+/// The scope of an API-level refusal, from what a probe at a registration
+/// regsync knows exists showed (`Some(true)`: refused the same way;
+/// `None`: nothing to probe), how many distinct organizers met it within
+/// [`WINDOW`] (this one included), and whether this row met it before. A
+/// known registration that answers outweighs any number of organizers
+/// refused: several organizers may leave in one week.
+pub fn decide(known_refused: Option<bool>, organizers_refused: i64, row_refused_before: bool) -> Scope {
+    match known_refused {
+        Some(true) => Scope::Deployment,
+        None if organizers_refused >= 2 => Scope::Deployment,
+        _ => Scope::Row { attempt: row_refused_before },
     }
 }
 
@@ -135,11 +136,8 @@ impl Ctx {
             other => other.kind().to_owned(),
         };
         let seen = store::evidence::record_refusal(&self.pool, &kind, organizer, row_key, WINDOW).await?;
-        let known_refused = match seen.organizers {
-            1 => self.probe_known_registration(organizer).await?,
-            _ => None,
-        };
-        let scope = decide(seen.organizers, seen.row_before, known_refused);
+        let known_refused = self.probe_known_registration(organizer).await?;
+        let scope = decide(known_refused, seen.organizers, seen.row_before);
         tracing::warn!(organizer, kind, organizers_refused = seen.organizers, ?scope, "Graph refused a call");
         Ok(scope)
     }
@@ -179,12 +177,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_two_organizers_stop_the_deployment_and_a_row_pays_only_for_a_repeat() {
-        assert_eq!(decide(1, false, None), Scope::Row { attempt: false }, "one answer is no evidence");
-        assert_eq!(decide(1, true, None), Scope::Row { attempt: true }, "the same row again, nobody else: the row's");
-        assert_eq!(decide(1, true, Some(false)), Scope::Row { attempt: true }, "a known registration answers");
-        assert_eq!(decide(1, false, Some(true)), Scope::Deployment, "a known registration is refused too");
-        assert_eq!(decide(2, false, None), Scope::Deployment);
-        assert_eq!(decide(7, true, Some(false)), Scope::Deployment);
+    fn a_known_registration_or_two_organizers_stop_the_deployment_and_a_row_pays_only_for_a_repeat() {
+        assert_eq!(decide(None, 1, false), Scope::Row { attempt: false }, "one answer is no evidence");
+        assert_eq!(decide(None, 1, true), Scope::Row { attempt: true }, "the same row again, nobody else: the row's");
+        assert_eq!(decide(Some(false), 1, true), Scope::Row { attempt: true }, "a known registration answers");
+        assert_eq!(decide(Some(true), 1, false), Scope::Deployment, "a known registration is refused too");
+        assert_eq!(decide(None, 2, false), Scope::Deployment, "nothing to probe: two organizers are evidence");
+        assert_eq!(decide(Some(false), 7, false), Scope::Row { attempt: false }, "the API answers: departures");
     }
 }

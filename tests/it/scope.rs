@@ -61,3 +61,34 @@ async fn a_retired_api_in_a_one_organizer_deployment_is_corroborated_by_a_known_
         assert_eq!((status.state.as_str(), status.attempts), ("retrying", 0), "{}: no meeting pays for it", m.id);
     }
 }
+
+#[tokio::test]
+async fn several_departed_organizers_do_not_suspend_while_a_known_registration_answers() {
+    let app = spawn_app_with(|s| s.sync.max_attempts = 2).await;
+    let at = |n: usize, org: &str| SimMeeting::new(&format!("evt-{n}"), org, &format!("MSp{n:04}"));
+    for n in 1..=3 {
+        app.listed(at(n, "org-stays"));
+    }
+    app.tick().await;
+    app.settle().await;
+    app.sim.depart_organizer("org-left-1");
+    app.sim.depart_organizer("org-left-2");
+    let left: Vec<SimMeeting> =
+        (4..=9).map(|n| app.listed(at(n, if n % 2 == 0 { "org-left-1" } else { "org-left-2" }))).collect();
+    let stays = app.listed(at(10, "org-stays"));
+
+    let mut ever_suspended = None;
+    let settled = eventually(std::time::Duration::from_secs(60), async || {
+        app.tick().await;
+        ever_suspended = ever_suspended.take().or(suspended(&app).await);
+        app.scalar("SELECT count(*) FROM meetings WHERE state NOT IN ('synced', 'failed')").await == 0
+    })
+    .await;
+
+    assert!(settled);
+    assert_eq!(ever_suspended, None, "a registration regsync knows still answers: the API is there");
+    for m in &left {
+        assert_eq!(app.status(&m.id).await.state, "failed", "{}", m.id);
+    }
+    assert_eq!(app.status(&stays.id).await.state, "synced");
+}
