@@ -134,13 +134,13 @@ pub async fn doctor(config: Option<&Path>, options: DoctorOptions) -> Report {
         return report;
     };
     let mut calls = Vec::new();
+    // The sample online meeting (or webinar) the checks below read.
+    let meeting = match options.meeting {
+        Some(meeting) => Some(OnlineMeetingId(meeting)),
+        None => store::meetings::sample_meeting(&pool, &organizer).await.ok().flatten(),
+    };
     if settings.graph.target == crate::config::Target::VirtualEventWebinar {
-        let webinar = options.meeting.map(OnlineMeetingId);
-        let webinar = match webinar {
-            Some(webinar) => Some(webinar),
-            None => store::meetings::sample_meeting(&pool, &organizer).await.ok().flatten(),
-        };
-        report.add("webinar lookup", webinar_lookup(&ctx, &organizer, webinar.as_ref(), &mut calls).await);
+        report.add("webinar lookup", webinar_lookup(&ctx, &organizer, meeting.as_ref(), &mut calls).await);
         report.add("clock", clock(&calls));
         return report;
     }
@@ -152,10 +152,6 @@ pub async fn doctor(config: Option<&Path>, options: DoctorOptions) -> Report {
             Err(e) => Verdict::Fail(format!("cannot read the online meetings of organizer {organizer}: {e}")),
         },
     );
-    let meeting = match options.meeting {
-        Some(meeting) => Some(OnlineMeetingId(meeting)),
-        None => store::meetings::sample_meeting(&pool, &organizer).await.ok().flatten(),
-    };
     match meeting {
         None => report.add(
             "registration",

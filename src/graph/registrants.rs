@@ -224,36 +224,32 @@ impl Client {
             r.external.as_ref().and_then(|e| e.registration_id.as_deref()) == Some(external_id)
                 && !r.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("canceled"))
         };
-        let token = permit.token.clone();
-        let mut permit = Some(permit);
-        if let (Some(email), Some(first)) = (email.filter(|e| !e.is_empty()), permit.take()) {
-            // An OData string literal doubles its quotes.
-            let key = segment(&email.replace('\'', "''"))?;
-            let path = format!("{}/registrations(email='{key}')", webinar_path(webinar)?);
-            let answer = self.send(first, Method::GET, path, None, calls).await;
-            match answer {
-                Ok((status, bytes)) => {
-                    let found: Registration =
-                        serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
-                    // Another registration of the same address (made in
-                    // Teams, or an older one) says nothing of ours.
-                    if ours(&found) {
-                        return Ok(Some(found.id));
+        let permit = match email.filter(|e| !e.is_empty()) {
+            None => permit,
+            Some(email) => {
+                let token = permit.token.clone();
+                let answer = self.send(permit, Method::GET, registration_by_email(webinar, email)?, None, calls).await;
+                match answer {
+                    Ok((status, bytes)) => {
+                        let found: Registration =
+                            serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
+                        // Another registration of the same address (made in
+                        // Teams, or an older one) says nothing of ours.
+                        if ours(&found) {
+                            return Ok(Some(found.id));
+                        }
                     }
+                    Err(Error::Rejected { status: 404, .. }) => {
+                        mark_last(calls, "absent");
+                        return Ok(None);
+                    }
+                    // The key is not usable by this app: the list decides,
+                    // and a refusal of the API itself shows there.
+                    Err(Error::Rejected { status: 400 | 403 | 405, .. } | Error::Retired { .. }) => {}
+                    Err(e) => return Err(e),
                 }
-                Err(Error::Rejected { status: 404, .. }) => {
-                    mark_last(calls, "absent");
-                    return Ok(None);
-                }
-                // The key is not usable by this app: the list decides, and
-                // a refusal of the API itself shows there.
-                Err(Error::Rejected { status: 400 | 403 | 405, .. } | Error::Retired { .. }) => {}
-                Err(e) => return Err(e),
+                self.permit_as(token).await
             }
-        }
-        let permit = match permit {
-            Some(permit) => permit,
-            None => self.permit_as(token).await,
         };
         let path = format!("{}/registrations", webinar_path(webinar)?);
         self.find_listed(permit, path, calls, |r: Registration| ours(&r).then_some(r.id)).await
@@ -270,8 +266,7 @@ impl Client {
         calls: &mut Vec<CallRecord>,
     ) -> Result<(Result<(), Error>, Result<(), Error>), Error> {
         let token = permit.token.clone();
-        let by_email =
-            format!("{}/registrations(email='regsync-doctor-probe%40invalid.example')", webinar_path(webinar)?);
+        let by_email = registration_by_email(webinar, "regsync-doctor-probe@invalid.example")?;
         let by_email = match self.send(permit, Method::GET, by_email, None, calls).await {
             Ok(_) | Err(Error::Rejected { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
@@ -343,4 +338,10 @@ impl Client {
 
 fn webinar_path(webinar: &str) -> Result<String, Error> {
     Ok(format!("/solutions/virtualEvents/webinars/{}", segment(webinar)?))
+}
+
+/// The get of one webinar registration by its `email` alternate key (an
+/// OData string literal, its quotes doubled).
+fn registration_by_email(webinar: &str, email: &str) -> Result<String, Error> {
+    Ok(format!("{}/registrations(email='{}')", webinar_path(webinar)?, segment(&email.replace('\'', "''"))?))
 }

@@ -22,6 +22,18 @@ pub struct Policy {
     pub settle: Duration,
 }
 
+impl Policy {
+    /// The policy `sync` configures, with `settle` for an unknown outcome.
+    pub fn new(sync: &crate::config::SyncSettings, settle: Duration) -> Self {
+        Self {
+            max_attempts: sync.max_attempts,
+            base: Duration::from_millis(sync.backoff_base_ms),
+            cap: Duration::from_millis(sync.backoff_max_ms),
+            settle,
+        }
+    }
+}
+
 /// What a failed Graph call means for its meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFailure {

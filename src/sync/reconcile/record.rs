@@ -46,20 +46,15 @@ impl Failure {
 impl Work<'_> {
     /// The error policy's settings for this meeting.
     fn retry_policy(&self) -> retry::Policy {
-        let s = &self.ctx.settings.sync;
-        retry::Policy {
-            max_attempts: s.max_attempts,
-            base: Duration::from_millis(s.backoff_base_ms),
-            cap: Duration::from_millis(s.backoff_max_ms),
-            settle: lookup_settle(self.ctx, &self.progress),
-        }
+        retry::Policy::new(&self.ctx.settings.sync, lookup_settle(self.ctx, &self.progress))
     }
 
     pub(super) async fn record_failure(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
         let retry_command = format!("regsync retry {}", self.claimed.external_id);
-        let (organizer, row) = (self.acting.as_str().to_owned(), format!("meeting:{}", self.claimed.external_id));
-        let judged = self.ctx.judge_failure(e, before, self.retry_policy(), (&organizer, &row, &retry_command)).await?;
+        let row = format!("meeting:{}", self.claimed.external_id);
+        let whose = (self.acting.as_str(), row.as_str(), retry_command.as_str());
+        let judged = self.ctx.judge_failure(e, before, self.retry_policy(), whose).await?;
         let (next, attempts) = (judged.next, judged.attempts);
         let failure = match judged.row_reason {
             Some((message, category)) => Failure { message, category, ..Failure::of(e) },

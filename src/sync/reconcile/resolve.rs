@@ -57,52 +57,52 @@ impl Work<'_> {
         // One lookup per value in this process: meetings claimed together
         // that name one organizer wait for the first to resolve it.
         let _one_at_a_time = self.ctx.lookups.lock(&lookup).await;
-        let graph_id =
-            match store::resolutions::remembered(pool, &lookup, self.ctx.settings.graph.resolution_max_age()).await {
-                Err(e) => return ControlFlow::Break(Err(e.into())),
-                Ok(Some(id)) => id,
-                // Signed-in organizers are known by the UPN they signed in with;
-                // no Graph call (and no application permission) is needed.
-                Ok(None) if self.ctx.sign_ins.is_some() && matches!(lookup, Lookup::Organizer { .. }) => {
-                    match store::sign_ins::organizer_by_upn(pool, lookup.value()).await {
-                        Err(e) => return ControlFlow::Break(Err(e.into())),
-                        Ok(Some(id)) => id,
-                        Ok(None) => {
-                            let reason = format!(
-                                "organizer {:?} has not signed in: run `regsync login` and sign in as that user \
+        let max_age = self.ctx.settings.graph.resolution_max_age();
+        let graph_id = match store::resolutions::remembered(pool, &lookup, max_age).await {
+            Err(e) => return ControlFlow::Break(Err(e.into())),
+            Ok(Some(id)) => id,
+            // Signed-in organizers are known by the UPN they signed in with;
+            // no Graph call (and no application permission) is needed.
+            Ok(None) if self.ctx.sign_ins.is_some() && matches!(lookup, Lookup::Organizer { .. }) => {
+                match store::sign_ins::organizer_by_upn(pool, lookup.value()).await {
+                    Err(e) => return ControlFlow::Break(Err(e.into())),
+                    Ok(Some(id)) => id,
+                    Ok(None) => {
+                        let reason = format!(
+                            "organizer {:?} has not signed in: run `regsync login` and sign in as that user \
                              (with delegated sign-in, organizers named by UPN are found among the signed-in users)",
-                                lookup.value()
-                            );
-                            let failure = Failure::new(reason, FailureCategory::Auth);
-                            return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
-                        }
+                            lookup.value()
+                        );
+                        let failure = Failure::new(reason, FailureCategory::Auth);
+                        return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
                     }
                 }
-                Ok(None) => {
-                    let slot = self.ctx.throttle.slot().await;
-                    let organizer = self.claimed.location.organizer.clone();
-                    let Some(Cleared { permit, probe }) = self.pass_gate(false, None, &organizer).await? else {
-                        return ControlFlow::Continue(());
-                    };
-                    let result = self.ctx.graph.resolve(permit, &lookup, &mut self.calls).await;
-                    drop(slot);
-                    self.ctx.throttle.answered(pool, &result, probe, crate::sync::throttle::Call::Other).await;
-                    match result {
-                        Ok(Some(id)) => id,
-                        Ok(None) => {
-                            let reason = lookup.not_found(&self.claimed.external_id);
-                            tracing::warn!(
-                                kind = lookup.kind(),
-                                value = lookup.value(),
-                                "Graph found nothing to resolve to"
-                            );
-                            let failure = Failure::new(reason, FailureCategory::PlatformData);
-                            return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
-                        }
-                        Err(e) => return self.learn(Err(e), false).await,
+            }
+            Ok(None) => {
+                let slot = self.ctx.throttle.slot().await;
+                let organizer = self.claimed.location.organizer.clone();
+                let Some(Cleared { permit, probe }) = self.pass_gate(false, None, &organizer).await? else {
+                    return ControlFlow::Continue(());
+                };
+                let result = self.ctx.graph.resolve(permit, &lookup, &mut self.calls).await;
+                drop(slot);
+                self.ctx.throttle.answered(pool, &result, probe, crate::sync::throttle::Call::Other).await;
+                match result {
+                    Ok(Some(id)) => id,
+                    Ok(None) => {
+                        let reason = lookup.not_found(&self.claimed.external_id);
+                        tracing::warn!(
+                            kind = lookup.kind(),
+                            value = lookup.value(),
+                            "Graph found nothing to resolve to"
+                        );
+                        let failure = Failure::new(reason, FailureCategory::PlatformData);
+                        return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
                     }
+                    Err(e) => return self.learn(Err(e), false).await,
                 }
-            };
+            }
+        };
         match store::resolutions::remember(pool, &self.claimed, &lookup, &graph_id).await {
             Err(e) => ControlFlow::Break(Err(e.into())),
             Ok(true) => {

@@ -22,11 +22,10 @@ impl Work<'_> {
         retrying: (String, FailureCategory),
         parked: (String, FailureCategory),
     ) -> Result<Done, SyncError> {
-        let s = &self.ctx.settings.sync;
+        let p = retry::Policy::new(&self.ctx.settings.sync, Duration::ZERO);
         let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
         self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        let (base, cap) = (Duration::from_millis(s.backoff_base_ms), Duration::from_millis(s.backoff_max_ms));
-        match retry::next_attempt(attempts, s.max_attempts, base, cap, rand::random()) {
+        match retry::next_attempt(attempts, p.max_attempts, p.base, p.cap, rand::random()) {
             retry::Decision::RetryAfter(delay) => {
                 self.record(NextState::Retrying, delay, Some((retrying.0, None, retrying.1))).await
             }
@@ -39,18 +38,12 @@ impl Work<'_> {
 
     /// A Graph failure under the same error policy as meetings.
     pub(super) async fn failed(&mut self, e: &graph::Error) -> Result<Done, SyncError> {
-        let s = &self.ctx.settings.sync;
         let settle = if self.progress.needs_lookup { self.ctx.settings.graph.timeout() } else { Duration::ZERO };
-        let policy = retry::Policy {
-            max_attempts: s.max_attempts,
-            base: Duration::from_millis(s.backoff_base_ms),
-            cap: Duration::from_millis(s.backoff_max_ms),
-            settle,
-        };
+        let policy = retry::Policy::new(&self.ctx.settings.sync, settle);
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
-        let organizer = self.acting.as_str().to_owned();
         let row = format!("registrant:{}/{}", self.claimed.meeting_external_id, self.claimed.external_id);
-        let judged = self.ctx.judge_failure(e, before, policy, (&organizer, &row, "regsync retry --failed")).await?;
+        let whose = (self.acting.as_str(), row.as_str(), "regsync retry --failed");
+        let judged = self.ctx.judge_failure(e, before, policy, whose).await?;
         let (next, attempts) = (judged.next, judged.attempts);
         self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
         let (why, category) = judged.row_reason.unwrap_or_else(|| (e.to_string(), e.category()));
