@@ -40,14 +40,18 @@ enum Command {
     /// A dry run: polls the platform and prints what the next cycle would
     /// do for each meeting, writing nothing at Graph or in the database.
     Plan,
-    /// Make a meeting (or every failed one) due again.
+    /// Make a meeting, every failed row, or an organizer's rows due again.
     Retry {
         /// The platform's meeting id.
-        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        #[arg(required_unless_present_any = ["failed", "organizer"], conflicts_with_all = ["failed", "organizer"])]
         external_id: Option<String>,
-        /// Every failed meeting.
-        #[arg(long)]
+        /// Every failed meeting and registrant.
+        #[arg(long, conflicts_with = "organizer")]
         failed: bool,
+        /// One organizer (their object id): ends their condition in
+        /// `ops.organizers` and makes their waiting and failed rows due.
+        #[arg(long, value_name = "ID")]
+        organizer: Option<String>,
     },
     /// Sign an organizer in (graph.auth = "delegated"): prints a code to
     /// enter at Microsoft's sign-in page, waits, and stores the sign-in
@@ -130,8 +134,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Once => println!("{}", app::summary(&app::once(settings).await?)),
         Command::Status => print!("{}", app::status(&settings).await?),
         Command::Plan => print!("{}", app::plan(settings).await?),
-        Command::Retry { external_id, .. } => {
-            let n = app::retry(&settings, external_id.as_deref()).await?;
+        Command::Retry { external_id, organizer, .. } => {
+            let what = match (external_id, organizer) {
+                (Some(id), _) => app::RetryWhat::Meeting(id),
+                (None, Some(organizer)) => app::RetryWhat::Organizer(organizer),
+                (None, None) => app::RetryWhat::Failed,
+            };
+            let n = app::retry(&settings, &what).await?;
             println!("{n} meeting(s) or registrant(s) due again");
         }
         Command::Login => {

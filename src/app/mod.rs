@@ -67,7 +67,12 @@ pub fn context(
     let sealer = sealer(&settings)?;
     let ctx = Ctx::new(pool, source, graph, settings, metrics, shutdown);
     Ok(Arc::new(match sealer {
-        Some(sealer) => ctx.with_sign_ins(sync::sign_ins::SignIns::new(sealer)),
+        Some(sealer) => {
+            // A refresh may take the token request's timeout; its lease
+            // outlives that by as much again.
+            let refresh_lease = ctx.settings.graph.timeout() * 2;
+            ctx.with_sign_ins(sync::sign_ins::SignIns::new(sealer, refresh_lease))
+        }
         None => ctx,
     }))
 }
@@ -227,22 +232,36 @@ pub async fn plan(settings: Settings) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// `regsync retry`: makes one meeting (or every failed one) due now with its
-/// attempts reset. Returns how many meetings were reset.
+/// What `regsync retry` makes due again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryWhat {
+    /// One meeting, by the platform's id.
+    Meeting(String),
+    /// Every failed meeting and registrant (`--failed`).
+    Failed,
+    /// One organizer's rows, their condition ended (`--organizer`).
+    Organizer(String),
+}
+
+/// `regsync retry`: makes rows due now with their attempts reset, and
+/// forgets what they were resolved to (it may be what failed). Returns how
+/// many rows were reset.
 ///
 /// # Errors
 /// The database is unreachable.
-pub async fn retry(settings: &Settings, external_id: Option<&str>) -> anyhow::Result<u64> {
+pub async fn retry(settings: &Settings, what: &RetryWhat) -> anyhow::Result<u64> {
     let pool = connect_and_migrate(settings).await?;
-    // What they were resolved to is looked up again: it may be what failed.
-    store::resolutions::forget_for_retry(&pool, external_id).await?;
-    let meetings = store::meetings::retry(&pool, external_id).await?;
-    // `--failed` takes the failed registrants too.
-    let registrants = match external_id {
-        None => store::registrants::retry_failed(&pool).await?,
-        Some(_) => 0,
-    };
-    Ok(meetings + registrants)
+    Ok(match what {
+        RetryWhat::Meeting(id) => {
+            store::resolutions::forget_for_retry(&pool, Some(id)).await?;
+            store::meetings::retry(&pool, Some(id)).await?
+        }
+        RetryWhat::Failed => {
+            store::resolutions::forget_for_retry(&pool, None).await?;
+            store::meetings::retry(&pool, None).await? + store::registrants::retry_failed(&pool).await?
+        }
+        RetryWhat::Organizer(organizer) => store::organizers::make_due(&pool, organizer, None, None).await?,
+    })
 }
 
 /// A one-paragraph summary of a tick for people.

@@ -16,7 +16,7 @@ use super::auth::{AppCredential, Credentials, TokenCache};
 use super::wire::{CreateRegistration, ErrorBody, Registration, EXTERNAL_REGISTRATION_TYPE};
 use super::{Deleted, Error, TIMEOUT_KEY};
 use crate::config::{GraphAuth, GraphSettings};
-use crate::domain::{AllowedRegistrant, CallRecord, Location, RegistrationId, RemoteRegistration};
+use crate::domain::{AllowedRegistrant, CallRecord, Location, OrganizerId, RegistrationId, RemoteRegistration};
 use crate::http;
 use crate::http::parse_retry_after;
 
@@ -31,6 +31,8 @@ pub(super) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.'
 pub struct Permit {
     pub(super) token: Arc<SecretString>,
     send_by: Option<Instant>,
+    /// Whose token it is, for the audit row.
+    acting: Option<OrganizerId>,
 }
 
 /// What a token says about itself, for `regsync doctor`.
@@ -59,6 +61,11 @@ impl Permit {
     /// socket write; later it fails with [`Error::PermitExpired`], unsent.
     pub fn send_by(self, deadline: Instant) -> Self {
         Self { send_by: Some(deadline), ..self }
+    }
+
+    /// The request acts for `organizer` (recorded with the call).
+    pub fn acting_for(self, organizer: &OrganizerId) -> Self {
+        Self { acting: Some(organizer.clone()), ..self }
     }
 }
 
@@ -140,7 +147,7 @@ impl Client {
         if let Some(pace) = &self.pace {
             pace.until_ready().await;
         }
-        Permit { token, send_by: None }
+        Permit { token, send_by: None, acting: None }
     }
 
     /// Whether calls act as signed-in organizers (`graph.auth = delegated`).
@@ -232,7 +239,7 @@ impl Client {
         body: Option<&serde_json::Value>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<(StatusCode, bytes::Bytes), Error> {
-        let Permit { token, send_by } = permit;
+        let Permit { token, send_by, acting } = permit;
         let client_request_id = Uuid::new_v4();
         let mut request = self
             .http
@@ -280,6 +287,7 @@ impl Client {
                 Ok(_) => "found",
                 Err(e) => e.kind(),
             },
+            organizer: acting,
         };
         tracing::info!(
             method = record.method,

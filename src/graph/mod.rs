@@ -121,6 +121,17 @@ pub enum Error {
         /// What the identity platform (or the sealed row) said.
         detail: String,
     },
+    /// The organizer's own condition holds (`ops.organizers`): their rows
+    /// wait for the fix, nothing is sent for them (never sent).
+    #[error("{reason}")]
+    OrganizerParked {
+        /// The organizer.
+        organizer: String,
+        /// Their condition.
+        condition: crate::domain::OrganizerCondition,
+        /// Why, and the fix.
+        reason: String,
+    },
     /// The request was not sent: its permit's deadline had passed (the
     /// process paused past half its lease after the pre-send checks).
     #[error("the request was not sent: this process paused past half its lease before sending")]
@@ -160,6 +171,7 @@ impl Error {
             | Self::Retired { .. }
             | Self::NotSignedIn { .. }
             | Self::SignInRevoked { .. }
+            | Self::OrganizerParked { .. }
             | Self::Unauthorized
             | Self::InvalidId(_)
             | Self::Setup(_)
@@ -186,6 +198,7 @@ impl Error {
             | Self::Retired { .. }
             | Self::NotSignedIn { .. }
             | Self::SignInRevoked { .. }
+            | Self::OrganizerParked { .. }
             | Self::Unauthorized
             | Self::Token { .. }
             | Self::InvalidId(_)
@@ -213,6 +226,7 @@ impl Error {
             Self::Token { .. }
             | Self::NotSignedIn { .. }
             | Self::SignInRevoked { .. }
+            | Self::OrganizerParked { .. }
             | Self::InvalidId(_)
             | Self::Setup(_)
             | Self::PermitExpired => None,
@@ -225,6 +239,7 @@ impl Error {
             Self::Token { .. } | Self::Unauthorized | Self::NotSignedIn { .. } | Self::SignInRevoked { .. } => {
                 FailureCategory::Auth
             }
+            Self::OrganizerParked { condition, .. } => condition.category(),
             Self::Rejected { status: 403, .. } => FailureCategory::Permission,
             Self::Rejected { status: 404, .. } => FailureCategory::NotFound,
             Self::Retired { .. } => FailureCategory::TargetRetired,
@@ -250,6 +265,7 @@ impl Error {
             Self::Token { .. } => "token",
             Self::NotSignedIn { .. } => "not_signed_in",
             Self::SignInRevoked { .. } => "sign_in_revoked",
+            Self::OrganizerParked { .. } => "organizer_parked",
             Self::InvalidId(_) => "invalid_id",
             Self::Setup(_) => "setup",
             Self::PermitExpired => "not_sent",

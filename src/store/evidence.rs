@@ -10,9 +10,11 @@ use crate::domain::{Location, OnlineMeetingId, OrganizerId};
 
 /// What the deployment has seen of one kind of refusal within the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Evidence {
+pub struct Seen {
     /// Distinct organizers refused this way, this one included.
     pub organizers: i64,
+    /// Distinct rows of this organizer refused this way, this one included.
+    pub organizer_rows: i64,
     /// This row was refused this way before, within the window.
     pub row_before: bool,
 }
@@ -29,8 +31,8 @@ pub async fn record_refusal(
     organizer: &str,
     row_key: &str,
     window: Duration,
-) -> Result<Evidence, Error> {
-    let (organizers, row_before): (i64, bool) = sqlx::query_as(
+) -> Result<Seen, Error> {
+    let (organizers, organizer_rows, row_before): (i64, i64, bool) = sqlx::query_as(
         r#"
         WITH pruned AS (
             DELETE FROM graph_refusals WHERE at < now() - make_interval(secs => $4)
@@ -43,6 +45,8 @@ pub async fn record_refusal(
             INSERT INTO graph_refusals (kind, organizer_id, row_key) VALUES ($1, $2, $3)
         )
         SELECT (SELECT count(DISTINCT organizer_id) FROM (SELECT organizer_id FROM recent UNION SELECT $2::text) o),
+               (SELECT count(DISTINCT row_key)
+                FROM (SELECT row_key FROM recent WHERE organizer_id = $2 UNION SELECT $3::text) r),
                EXISTS (SELECT 1 FROM recent WHERE row_key = $3)
         "#,
     )
@@ -53,7 +57,7 @@ pub async fn record_refusal(
     .fetch_one(pool)
     .await
     .map_err(query_error("record a refusal"))?;
-    Ok(Evidence { organizers, row_before })
+    Ok(Seen { organizers, organizer_rows, row_before })
 }
 
 /// A registration regsync knows exists (a synced meeting's recorded place),

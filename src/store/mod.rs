@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod evidence;
 pub mod meetings;
+pub mod organizers;
 pub mod outcome;
 pub mod registrants;
 pub mod resolutions;
@@ -57,6 +58,32 @@ pub enum Error {
     /// Connection settings are unusable.
     #[error("database: {0}")]
     Settings(String),
+}
+
+/// Runs `write` until it succeeds, fails for good, or `give_up` has
+/// passed, retrying while the database is briefly away (backoff from
+/// 100 ms to 5 s): for writes whose loss would cost more than the wait, such
+/// as the outcome of a Graph call that already happened, or refreshed
+/// tokens whose predecessor is spent.
+///
+/// # Errors
+/// The last error.
+pub async fn with_retries<T, W>(give_up: std::time::Duration, write: impl Fn() -> W) -> Result<T, Error>
+where
+    W: std::future::Future<Output = Result<T, Error>>,
+{
+    let give_up = tokio::time::Instant::now() + give_up;
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match write().await {
+            Err(e) if e.is_transient() && tokio::time::Instant::now() + delay < give_up => {
+                tracing::warn!(error = %e, "cannot write yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl Error {

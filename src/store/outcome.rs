@@ -75,21 +75,21 @@ macro_rules! audit_sql {
             $owner,
             ", external_id, method, path, http_status, duration_ms,
                                  graph_request_id, client_request_id, error_code, outcome, inner_error,
-                                 response_date, ags_diagnostic)
+                                 response_date, ags_diagnostic, organizer_id)
         SELECT ",
             $id,
             ", ",
             $external_id,
             ", c.method, c.path, c.http_status, c.duration_ms, c.graph_request_id,
                c.client_request_id, c.error_code, c.outcome, c.inner_error::jsonb, c.response_date,
-               c.ags_diagnostic
+               c.ags_diagnostic, c.organizer_id
         FROM ",
             $from,
             ", jsonb_to_recordset(",
             $rows,
             ") AS c(method text, path text, http_status int4,
             duration_ms int4, graph_request_id text, client_request_id uuid, error_code text, outcome text,
-            inner_error text, response_date text, ags_diagnostic text)
+            inner_error text, response_date text, ags_diagnostic text, organizer_id text)
     )"
         )
     };
@@ -266,6 +266,7 @@ pub(super) struct AuditRow<'a> {
     inner_error: Option<Cow<'a, str>>,
     response_date: Option<Cow<'a, str>>,
     ags_diagnostic: Option<Cow<'a, str>>,
+    organizer_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a CallRecord> for AuditRow<'a> {
@@ -282,6 +283,7 @@ impl<'a> From<&'a CallRecord> for AuditRow<'a> {
             inner_error: c.inner_error.as_deref().map(super::storable),
             response_date: c.response_date.as_deref().map(super::storable),
             ags_diagnostic: c.ags_diagnostic.as_deref().map(super::storable),
+            organizer_id: c.organizer.as_ref().map(|o| o.as_str()),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Delegated sign-ins (`sign_ins`): sealed tokens per organizer. A refresh
-//! runs inside [`Refresh`], a transaction holding the organizer's row lock,
-//! so across every replica one refresh token is redeemed once; the others
-//! wait on the lock and find the fresh access token the first one stored.
+//! runs under a [`RefreshLease`], a column with a deadline (no transaction
+//! is held open across the HTTP call), so across every replica one refresh
+//! token is redeemed once; the others wait for the lease and find the fresh
+//! access token the first one stored.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Row};
 
 use super::{query_error, storable, Error};
+use crate::domain::FailureCategory;
 
 /// A sign-in as stored: tokens still sealed.
 #[derive(Debug, Clone)]
@@ -51,9 +53,9 @@ fn sign_in(row: &sqlx::postgres::PgRow) -> Result<SignIn, sqlx::Error> {
     })
 }
 
-/// Stores a new sign-in of `organizer_id` (replacing any earlier one), and
-/// makes that organizer's meetings that failed for want of it due again.
-/// Returns how many meetings were made due.
+/// Stores a new sign-in of `organizer_id` (replacing any earlier one), ends
+/// the organizer's condition and makes their rows that failed for want of
+/// it due again. Returns how many rows were made due.
 ///
 /// # Errors
 /// The statement failed.
@@ -84,19 +86,9 @@ pub async fn save(
     .execute(&mut *tx)
     .await
     .map_err(query_error("store the sign-in"))?;
-    let due = sqlx::query(
-        r#"
-        UPDATE meetings SET state = 'pending', attempts = 0, next_attempt_at = now()
-        WHERE (organizer_id = $1 OR lower(organizer_upn) = lower($2))
-          AND state = 'failed' AND last_error_category = 'auth'
-        "#,
-    )
-    .bind(organizer_id)
-    .bind(upn)
-    .execute(&mut *tx)
-    .await
-    .map_err(query_error("make the organizer's meetings due"))?
-    .rows_affected();
+    // Their rows that failed for want of it (meetings and registrants) are
+    // due again, and their condition ends.
+    let due = super::organizers::make_due(&mut *tx, organizer_id, upn, Some(FailureCategory::Auth)).await?;
     tx.commit().await.map_err(query_error("store the sign-in"))?;
     Ok(due)
 }
@@ -187,71 +179,125 @@ pub async fn usable_organizers(pool: &PgPool) -> Result<Vec<String>, Error> {
         .map_err(query_error("list usable sign-ins"))
 }
 
-/// A refresh in progress: the organizer's row, locked until
-/// [`Refresh::store`], [`Refresh::revoke`] or drop (which rolls back).
-pub struct Refresh {
-    tx: Transaction<'static, Postgres>,
-    /// The row as it is now, under the lock.
+/// A refresh this process may make: the organizer's row leased to
+/// `holder` until a deadline, with no transaction held while the identity
+/// platform answers.
+#[derive(Debug)]
+pub struct RefreshLease {
+    /// The row as it was when leased.
     pub sign_in: SignIn,
+    /// When an earlier refresh's answer was lost, if one was (the identity
+    /// platform may have spent the refresh token then).
+    pub unknown_since: Option<DateTime<Utc>>,
+    holder: uuid::Uuid,
 }
 
-/// Locks `organizer_id`'s sign-in for a refresh, waiting for any other
-/// replica's refresh to finish first; `None` when there is no sign-in.
+/// The answer to a request for the refresh lease.
+#[derive(Debug)]
+pub enum Leased {
+    /// Ours until the deadline.
+    Ours(RefreshLease),
+    /// Another process holds it: wait for the token it stores.
+    Busy,
+    /// No sign-in is stored.
+    Missing,
+}
+
+/// Leases `organizer_id`'s refresh to `holder` for `ttl`, unless another
+/// holder's lease is still running.
 ///
 /// # Errors
 /// The statement failed.
-pub async fn lock_for_refresh(pool: &PgPool, organizer_id: &str) -> Result<Option<Refresh>, Error> {
-    let mut tx = pool.begin().await.map_err(query_error("lock the sign-in"))?;
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sign_ins WHERE organizer_id = $1 FOR UPDATE"))
-        .bind(organizer_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(query_error("lock the sign-in"))?;
-    let Some(row) = row else { return Ok(None) };
-    let sign_in = sign_in(&row).map_err(query_error("lock the sign-in"))?;
-    Ok(Some(Refresh { tx, sign_in }))
+pub async fn lease_refresh(
+    pool: &PgPool,
+    organizer_id: &str,
+    holder: uuid::Uuid,
+    ttl: std::time::Duration,
+) -> Result<Leased, Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE sign_ins SET refresh_holder = $2, refresh_lease_until = now() + make_interval(secs => $3) \
+         WHERE organizer_id = $1 AND (refresh_lease_until IS NULL OR refresh_lease_until < now()) \
+         RETURNING {COLUMNS}, refresh_unknown_since"
+    ))
+    .bind(organizer_id)
+    .bind(holder)
+    .bind(ttl.as_secs_f64())
+    .fetch_optional(pool)
+    .await
+    .map_err(query_error("lease the sign-in's refresh"))?;
+    let Some(row) = row else {
+        return Ok(if get(pool, organizer_id).await?.is_some() { Leased::Busy } else { Leased::Missing });
+    };
+    let sign_in = sign_in(&row).map_err(query_error("lease the sign-in's refresh"))?;
+    let unknown_since = row.try_get("refresh_unknown_since").map_err(query_error("lease the sign-in's refresh"))?;
+    Ok(Leased::Ours(RefreshLease { sign_in, unknown_since, holder }))
 }
 
-impl Refresh {
-    /// Stores the tokens the refresh returned and releases the lock.
+impl RefreshLease {
+    /// Stores the tokens the refresh returned and ends the lease. Whether
+    /// they were stored: `false` when another holder took the lease over
+    /// (this process paused past it).
     ///
     /// # Errors
-    /// The statement failed (the refresh token just redeemed is then lost:
-    /// the organizer may have to sign in again).
-    pub async fn store(mut self, tokens: &SealedTokens<'_>) -> Result<(), Error> {
-        sqlx::query(
+    /// The statement failed (the refresh token just redeemed is then held
+    /// only in memory).
+    pub async fn store(&self, pool: &PgPool, tokens: &SealedTokens<'_>) -> Result<bool, Error> {
+        let stored = sqlx::query(
             r#"
-            UPDATE sign_ins SET sealed_refresh_token = $2, sealed_access_token = $3, access_expires_at = $4,
-                                scopes = coalesce($5, scopes), refreshed_at = now()
-            WHERE organizer_id = $1
+            UPDATE sign_ins SET sealed_refresh_token = $3, sealed_access_token = $4, access_expires_at = $5,
+                                scopes = coalesce($6, scopes), refreshed_at = now(),
+                                refresh_holder = NULL, refresh_lease_until = NULL, refresh_unknown_since = NULL
+            WHERE organizer_id = $1 AND refresh_holder = $2
             "#,
         )
         .bind(&self.sign_in.organizer_id)
+        .bind(self.holder)
         .bind(tokens.refresh_token)
         .bind(tokens.access_token)
         .bind(tokens.access_expires_at)
         .bind(tokens.scopes.map(storable))
-        .execute(&mut *self.tx)
+        .execute(pool)
         .await
         .map_err(query_error("store the refreshed sign-in"))?;
-        self.tx.commit().await.map_err(query_error("store the refreshed sign-in"))
+        Ok(stored.rows_affected() == 1)
     }
 
     /// Records that the identity platform refused the refresh token, and
-    /// releases the lock.
+    /// ends the lease.
     ///
     /// # Errors
     /// The statement failed.
-    pub async fn revoke(mut self, reason: &str) -> Result<(), Error> {
+    pub async fn revoke(&self, pool: &PgPool, reason: &str) -> Result<(), Error> {
         sqlx::query(
-            "UPDATE sign_ins SET revoked_at = now(), revoked_reason = $2, sealed_access_token = NULL \
-             WHERE organizer_id = $1",
+            "UPDATE sign_ins SET revoked_at = now(), revoked_reason = $3, sealed_access_token = NULL, \
+             refresh_holder = NULL, refresh_lease_until = NULL WHERE organizer_id = $1 AND refresh_holder = $2",
         )
         .bind(&self.sign_in.organizer_id)
+        .bind(self.holder)
         .bind(storable(reason))
-        .execute(&mut *self.tx)
+        .execute(pool)
         .await
         .map_err(query_error("record the revoked sign-in"))?;
-        self.tx.commit().await.map_err(query_error("record the revoked sign-in"))
+        Ok(())
+    }
+
+    /// Ends the lease without new tokens; `answer_lost`: the refresh may
+    /// have been redeemed without its answer arriving.
+    ///
+    /// # Errors
+    /// The statement failed.
+    pub async fn release(&self, pool: &PgPool, answer_lost: bool) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE sign_ins SET refresh_holder = NULL, refresh_lease_until = NULL, refresh_unknown_since = \
+             CASE WHEN $3 THEN coalesce(refresh_unknown_since, now()) ELSE refresh_unknown_since END \
+             WHERE organizer_id = $1 AND refresh_holder = $2",
+        )
+        .bind(&self.sign_in.organizer_id)
+        .bind(self.holder)
+        .bind(answer_lost)
+        .execute(pool)
+        .await
+        .map_err(query_error("release the sign-in's refresh"))?;
+        Ok(())
     }
 }

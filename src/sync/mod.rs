@@ -16,10 +16,8 @@ pub mod throttle;
 mod workers;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -130,15 +128,22 @@ impl Ctx {
     /// with delegated sign-in the organizer's own.
     ///
     /// # Errors
-    /// No token can be had.
+    /// No token can be had, or the organizer's condition parks their rows
+    /// ([`graph::Error::OrganizerParked`]).
     pub async fn permit(&self, organizer: &crate::domain::OrganizerId) -> Result<graph::Permit, sign_ins::TokenError> {
-        match &self.sign_ins {
-            None => Ok(self.graph.permit().await?),
+        // The organizer's own trouble parks their rows, before any token.
+        if let Some((condition, reason)) = store::organizers::condition_of(&self.pool, organizer.as_str()).await? {
+            let organizer = organizer.to_string();
+            return Err(graph::Error::OrganizerParked { organizer, condition, reason }.into());
+        }
+        let permit = match &self.sign_ins {
+            None => self.graph.permit().await?,
             Some(sign_ins) => {
                 let token = sign_ins.token(&self.pool, &self.graph, organizer).await?;
-                Ok(self.graph.permit_as(token).await)
+                self.graph.permit_as(token).await
             }
-        }
+        };
+        Ok(permit.acting_for(organizer))
     }
 
     /// Writes an outcome with `write`, retrying while the database is
@@ -149,18 +154,7 @@ impl Ctx {
     where
         W: std::future::Future<Output = Result<bool, store::Error>>,
     {
-        let give_up = Instant::now() + self.settings.sync.lease_ttl() / 2;
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match write().await {
-                Err(e) if e.is_transient() && Instant::now() + delay < give_up => {
-                    tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                other => return other,
-            }
-        }
+        store::with_retries(self.settings.sync.lease_ttl() / 2, write).await
     }
 }
 

@@ -10,13 +10,17 @@
 //! |---|---|---|---|
 //! | API-level refusal | a GET of a registration regsync knows exists is refused the same way | deployment | writes suspended, probe after `graph.suspended_probe_interval_ms`; no row counts an attempt |
 //! | API-level refusal | no registration to probe, and two or more organizers refused this way | deployment | as above |
-//! | API-level refusal | a known registration answers, or one organizer only; first time for this row | row | retried after backoff, no attempt counted: evidence may still come |
-//! | API-level refusal | as above, again for this row | row | an attempt counted; `failed` after `sync.max_attempts`, with a reason naming the organizer |
+//! | API-level refusal | a known registration answers, and two or more rows of this organizer refused this way | organizer (`unknown_to_graph`) | the organizer's rows `failed` without a call, reason naming them; `regsync retry --organizer` |
+//! | API-level refusal | otherwise, first time for this row | row | retried after backoff, no attempt counted: evidence may still come |
+//! | API-level refusal | otherwise, again for this row | row | an attempt counted; `failed` after `sync.max_attempts`, with a reason naming the organizer |
+//! | 403 naming the application access policy | two or more rows of this organizer | organizer (`no_access_policy`) | as for `unknown_to_graph` |
+//! | no sign-in, or the sign-in refused by the identity platform | that answer itself | organizer (`no_sign_in`, `sign_in_refused`) | rows `failed`; a new `regsync login` makes them due |
+//! | 401 to a token fetched after an earlier 401 dropped the last one | that answer itself | organizer (`unauthorized`) | as above |
 
 use std::time::Duration;
 
 use super::{retry, Ctx, SyncError};
-use crate::domain::{FailureCategory, OrganizerId};
+use crate::domain::{FailureCategory, OrganizerCondition, OrganizerId};
 use crate::{graph, store};
 
 /// How long a refusal counts as evidence: long enough to span several
@@ -29,6 +33,8 @@ pub const WINDOW: Duration = Duration::from_secs(600);
 pub enum Scope {
     /// The whole deployment: suspend writes.
     Deployment,
+    /// The organizer: park their rows.
+    Organizer,
     /// This row only; `attempt`: count it as a failed attempt.
     Row {
         /// Whether the refusal costs the row an attempt.
@@ -36,17 +42,33 @@ pub enum Scope {
     },
 }
 
-/// The scope of an API-level refusal, from what a probe at a registration
-/// regsync knows exists showed (`Some(true)`: refused the same way;
-/// `None`: nothing to probe), how many distinct organizers met it within
-/// [`WINDOW`] (this one included), and whether this row met it before. A
-/// known registration that answers outweighs any number of organizers
-/// refused: several organizers may leave in one week.
-pub fn decide(known_refused: Option<bool>, organizers_refused: i64, row_refused_before: bool) -> Scope {
-    match known_refused {
+/// What is known about one refusal when its scope is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evidence {
+    /// What a probe at a registration regsync knows exists showed:
+    /// `Some(true)` refused the same way, `Some(false)` it answered,
+    /// `None` nothing to probe.
+    pub known_refused: Option<bool>,
+    /// Distinct organizers refused this way within [`WINDOW`], this one
+    /// included.
+    pub organizers: i64,
+    /// Distinct rows of this organizer refused this way within [`WINDOW`],
+    /// this one included.
+    pub organizer_rows: i64,
+    /// This row was refused this way before, within [`WINDOW`].
+    pub row_before: bool,
+}
+
+/// The scope of an API-level refusal from the evidence. A known
+/// registration that answers outweighs any number of organizers refused:
+/// several organizers may leave in one week; and only then is a refusal
+/// that recurs across one organizer's rows theirs.
+pub fn decide(evidence: Evidence) -> Scope {
+    match evidence.known_refused {
         Some(true) => Scope::Deployment,
-        None if organizers_refused >= 2 => Scope::Deployment,
-        _ => Scope::Row { attempt: row_refused_before },
+        None if evidence.organizers >= 2 => Scope::Deployment,
+        Some(false) if evidence.organizer_rows >= 2 => Scope::Organizer,
+        _ => Scope::Row { attempt: evidence.row_before },
     }
 }
 
@@ -80,9 +102,11 @@ pub(super) struct Judged {
 
 impl Ctx {
     /// The error policy for every kind of row: [`retry::after_failure`],
-    /// and for an API-level refusal the scope decided from evidence.
-    /// `organizer` and `row_key` name whose call it was; `retry` is the
-    /// command that makes the row due again.
+    /// with the scope of the failure decided from evidence: an organizer's
+    /// condition parks that organizer's rows, an API-level refusal stops
+    /// the deployment only when corroborated. `organizer` and `row_key`
+    /// name whose call it was; `retry` is the command that makes the row
+    /// due again.
     ///
     /// # Errors
     /// The database failed.
@@ -94,15 +118,17 @@ impl Ctx {
         (organizer, row_key, retry): (&str, &str, &str),
     ) -> Result<Judged, SyncError> {
         let jitter = rand::random();
-        if let (graph::Error::Unauthorized, Some(sign_ins)) = (e, &self.sign_ins) {
-            // Delegated: a 401 refuses this organizer's token, no one
-            // else's. It is dropped, so the next try really refreshes.
-            sign_ins.invalidate(&self.pool, &OrganizerId(organizer.to_owned())).await?;
+        if let Some(condition) = self.organizer_condition(e, organizer, row_key).await? {
+            return self.park_organizer(condition, e, organizer, attempts_before).await;
+        }
+        if let (graph::Error::Unauthorized, Some(_)) = (e, &self.sign_ins) {
+            // Delegated, a first 401: the token was dropped, so the next
+            // try really refreshes. This organizer's, no one else's.
             let attempts = attempts_before.saturating_add(1);
             let decision = retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, jitter);
             let reason = format!(
-                "Graph refused organizer {organizer}'s sign-in (401 even after a fresh token): their account, \
-                 licence or consent changed. Have them run `regsync login` again, then run `{retry}`"
+                "Graph refused organizer {organizer}'s token (401); regsync tries again with a fresh one. If it \
+                 persists, have them run `regsync login` again, then run `{retry}`"
             );
             let row_reason = Some((reason, FailureCategory::Auth));
             return Ok(Judged { next: retry::AfterFailure::Attempt(decision), attempts, row_reason });
@@ -113,6 +139,9 @@ impl Ctx {
         }
         match self.refusal_scope(e, organizer, row_key).await? {
             Scope::Deployment => Ok(Judged { next, attempts, row_reason: None }),
+            Scope::Organizer => {
+                self.park_organizer(OrganizerCondition::UnknownToGraph, e, organizer, attempts_before).await
+            }
             Scope::Row { attempt } => {
                 let (next, attempts) = retry::after_row_refusal(attempts_before, attempt, policy, jitter);
                 let category = match e.http_status() {
@@ -123,6 +152,61 @@ impl Ctx {
                 Ok(Judged { next, attempts, row_reason: Some((row_reason(e, organizer, retry), category)) })
             }
         }
+    }
+
+    /// The organizer's condition this failure shows, if it shows one: the
+    /// sign-in's own answers at once; a 401 when the token it refused was
+    /// fetched after an earlier 401 dropped the one before (a real refresh
+    /// did not help); a missing access policy once two of the organizer's
+    /// rows met it.
+    async fn organizer_condition(
+        &self,
+        e: &graph::Error,
+        organizer: &str,
+        row_key: &str,
+    ) -> Result<Option<OrganizerCondition>, SyncError> {
+        Ok(match e {
+            graph::Error::OrganizerParked { condition, .. } => Some(*condition),
+            graph::Error::NotSignedIn { .. } => Some(OrganizerCondition::NoSignIn),
+            graph::Error::SignInRevoked { .. } => Some(OrganizerCondition::SignInRefused),
+            graph::Error::Unauthorized => match &self.sign_ins {
+                Some(sign_ins) => sign_ins
+                    .invalidate(&self.pool, &OrganizerId(organizer.to_owned()))
+                    .await?
+                    .then_some(OrganizerCondition::Unauthorized),
+                None => None,
+            },
+            graph::Error::Rejected { status: 403, message, .. }
+                if self.sign_ins.is_none() && message.to_ascii_lowercase().contains("access policy") =>
+            {
+                let seen = store::evidence::record_refusal(&self.pool, "403 access policy", organizer, row_key, WINDOW)
+                    .await?;
+                (seen.organizer_rows >= 2).then_some(OrganizerCondition::NoAccessPolicy)
+            }
+            _ => None,
+        })
+    }
+
+    /// Parks the row for its organizer's `condition`, recording the
+    /// condition (unless the row met one already recorded) so the
+    /// organizer's other rows wait without a call.
+    async fn park_organizer(
+        &self,
+        condition: OrganizerCondition,
+        e: &graph::Error,
+        organizer: &str,
+        attempts: u32,
+    ) -> Result<Judged, SyncError> {
+        let reason = match e {
+            graph::Error::OrganizerParked { reason, .. } => reason.clone(),
+            _ => {
+                let reason = format!("{}; {}", condition_reason(condition, e, organizer), condition.fix(organizer));
+                store::organizers::set_condition(&self.pool, organizer, condition, &reason).await?;
+                tracing::error!(organizer, condition = condition.as_str(), reason, "an organizer's rows are parked");
+                reason
+            }
+        };
+        Ok(Judged { next: retry::AfterFailure::Park, attempts, row_reason: Some((reason, condition.category())) })
     }
 
     /// Records an API-level refusal of `organizer`'s row `row_key` as
@@ -137,9 +221,33 @@ impl Ctx {
         };
         let seen = store::evidence::record_refusal(&self.pool, &kind, organizer, row_key, WINDOW).await?;
         let known_refused = self.probe_known_registration(organizer).await?;
-        let scope = decide(known_refused, seen.organizers, seen.row_before);
+        let scope = decide(Evidence {
+            known_refused,
+            organizers: seen.organizers,
+            organizer_rows: seen.organizer_rows,
+            row_before: seen.row_before,
+        });
         tracing::warn!(organizer, kind, organizers_refused = seen.organizers, ?scope, "Graph refused a call");
         Ok(scope)
+    }
+}
+
+/// What an organizer's condition is, in words, with what Graph or the
+/// identity platform said.
+fn condition_reason(condition: OrganizerCondition, e: &graph::Error, organizer: &str) -> String {
+    match (condition, e) {
+        (OrganizerCondition::Unauthorized, _) => format!(
+            "Graph refused organizer {organizer}'s sign-in (401 even after a fresh token): their account, licence \
+             or consent changed"
+        ),
+        (OrganizerCondition::UnknownToGraph, graph::Error::Retired { status, code, message }) => format!(
+            "Graph does not know organizer {organizer} (HTTP {status} {code}: {message}, on several of their \
+             meetings while registrations of others answer)"
+        ),
+        (OrganizerCondition::NoAccessPolicy, graph::Error::Rejected { message, .. }) => {
+            format!("the app has no application access policy for organizer {organizer} (Graph: {message})")
+        }
+        _ => e.to_string(),
     }
 }
 
@@ -176,13 +284,25 @@ impl Ctx {
 mod tests {
     use super::*;
 
+    fn evidence(known_refused: Option<bool>, organizers: i64, organizer_rows: i64, row_before: bool) -> Evidence {
+        Evidence { known_refused, organizers, organizer_rows, row_before }
+    }
+
     #[test]
     fn a_known_registration_or_two_organizers_stop_the_deployment_and_a_row_pays_only_for_a_repeat() {
-        assert_eq!(decide(None, 1, false), Scope::Row { attempt: false }, "one answer is no evidence");
-        assert_eq!(decide(None, 1, true), Scope::Row { attempt: true }, "the same row again, nobody else: the row's");
-        assert_eq!(decide(Some(false), 1, true), Scope::Row { attempt: true }, "a known registration answers");
-        assert_eq!(decide(Some(true), 1, false), Scope::Deployment, "a known registration is refused too");
-        assert_eq!(decide(None, 2, false), Scope::Deployment, "nothing to probe: two organizers are evidence");
-        assert_eq!(decide(Some(false), 7, false), Scope::Row { attempt: false }, "the API answers: departures");
+        assert_eq!(decide(evidence(None, 1, 1, false)), Scope::Row { attempt: false }, "one answer is no evidence");
+        assert_eq!(decide(evidence(None, 1, 1, true)), Scope::Row { attempt: true }, "the same row again: the row's");
+        assert_eq!(decide(evidence(Some(false), 1, 1, true)), Scope::Row { attempt: true }, "the API answers");
+        assert_eq!(decide(evidence(Some(true), 1, 1, false)), Scope::Deployment, "a known registration is refused");
+        assert_eq!(decide(evidence(None, 2, 1, false)), Scope::Deployment, "nothing to probe: two organizers");
+        assert_eq!(decide(evidence(Some(false), 7, 1, false)), Scope::Row { attempt: false }, "departures");
+    }
+
+    #[test]
+    fn a_refusal_across_one_organizers_rows_is_theirs_only_while_the_api_answers() {
+        assert_eq!(decide(evidence(Some(false), 1, 2, false)), Scope::Organizer, "two rows, the API answers");
+        assert_eq!(decide(evidence(Some(false), 3, 5, true)), Scope::Organizer, "others may have left too");
+        assert_eq!(decide(evidence(None, 1, 2, false)), Scope::Row { attempt: false }, "nothing shows the API works");
+        assert_eq!(decide(evidence(Some(true), 1, 2, false)), Scope::Deployment, "the API itself refuses");
     }
 }

@@ -1,10 +1,13 @@
 //! Organizers' tokens under delegated sign-in. Each process keeps the
 //! access tokens it holds in memory; the database keeps them too, sealed,
 //! with the refresh token. A token near expiry is refreshed under the
-//! organizer's row lock (`store::sign_ins::lock_for_refresh`): across every
-//! replica a refresh token is redeemed exactly once, and a replica that
-//! waited for the lock finds the new access token stored and uses it. In one
-//! process, one task per organizer refreshes while the others wait for it.
+//! organizer's refresh lease (`store::sign_ins::lease_refresh`, a deadline
+//! in a column, no transaction open across the HTTP call): across every
+//! replica a refresh token is redeemed once, and a replica that waited for
+//! the lease finds the new access token stored and uses it. In one process,
+//! one task per organizer refreshes while the others wait for it. A refresh
+//! whose answer was lost is recorded; the next presents the same refresh
+//! token (the only one there is) and, if refused, says why.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +52,8 @@ struct Held {
     refresh_at: Instant,
     /// When the stored copy expires: which stored token this is.
     stored_expiry: chrono::DateTime<Utc>,
+    /// When this process came by it.
+    obtained_at: Instant,
 }
 
 /// The organizers' tokens of one process.
@@ -57,6 +62,11 @@ pub struct SignIns {
     held: Mutex<HashMap<String, Held>>,
     /// One refresh per organizer at a time in this process.
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How long a refresh may hold an organizer's lease: longer than the
+    /// token request's timeout.
+    refresh_lease: Duration,
+    /// When Graph last refused a token of each organizer (401).
+    refused: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for SignIns {
@@ -71,9 +81,11 @@ pub fn seal_context(organizer: &str, kind: &str) -> String {
 }
 
 impl SignIns {
-    /// Tokens sealed and opened with `sealer`.
-    pub fn new(sealer: Sealer) -> Self {
-        Self { sealer, held: Mutex::default(), flights: Mutex::default() }
+    /// Tokens sealed and opened with `sealer`; a refresh leases the
+    /// organizer's sign-in for `refresh_lease` (longer than the token
+    /// request's timeout).
+    pub fn new(sealer: Sealer, refresh_lease: Duration) -> Self {
+        Self { sealer, held: Mutex::default(), flights: Mutex::default(), refused: Mutex::default(), refresh_lease }
     }
 
     /// A valid access token for `organizer`: held in memory, stored by
@@ -101,20 +113,24 @@ impl SignIns {
             return Ok(token);
         }
         let not_signed_in = || graph::Error::NotSignedIn { organizer: organizer.to_owned() };
-        // Another replica may have refreshed already: no lock needed to see.
+        // Another replica may have refreshed already: no lease needed to see.
         let stored = sign_ins::get(pool, organizer).await?.ok_or_else(not_signed_in)?;
         if let Some(token) = self.stored_access_token(&stored)? {
             return Ok(token);
         }
-        let refresh = sign_ins::lock_for_refresh(pool, organizer).await?.ok_or_else(not_signed_in)?;
-        // Under the lock: the replica that held it before may have stored
-        // a fresh token, and spent the refresh token we read above.
-        if let Some(token) = self.stored_access_token(&refresh.sign_in)? {
+        let lease = match self.lease(pool, organizer).await? {
+            Ok(lease) => lease,
+            Err(token) => return Ok(token),
+        };
+        // Under the lease: the holder before may have stored a fresh token,
+        // and spent the refresh token read above.
+        if let Some(token) = self.stored_access_token(&lease.sign_in)? {
+            lease.release(pool, false).await?;
             return Ok(token);
         }
         let refresh_token = self
             .sealer
-            .open(&refresh.sign_in.sealed_refresh_token, &seal_context(organizer, "refresh"))
+            .open(&lease.sign_in.sealed_refresh_token, &seal_context(organizer, "refresh"))
             .map_err(|e| revoked(organizer, &e))?;
         match graph.refresh(&refresh_token).await {
             Ok(fresh) => {
@@ -130,7 +146,14 @@ impl SignIns {
                     access_expires_at: expires_at,
                     scopes: fresh.scopes.as_deref(),
                 };
-                refresh.store(&tokens).await?;
+                // The old refresh token is spent: the new one must be kept,
+                // so the write is retried while the database is briefly away.
+                if !store::with_retries(self.refresh_lease, || lease.store(pool, &tokens)).await? {
+                    tracing::warn!(
+                        organizer,
+                        "the refresh lease passed to another process before the tokens were stored"
+                    );
+                }
                 tracing::info!(organizer, "refreshed the organizer's sign-in");
                 Ok(self.hold(organizer, fresh.access_token, token_refresh_in(fresh.expires_in), expires_at))
             }
@@ -138,12 +161,66 @@ impl SignIns {
             // Conditional Access change that wants them back): theirs to
             // fix, nobody else's.
             Err(graph::Error::Token { error, detail, .. }) if USER_MUST_SIGN_IN.contains(&error.as_str()) => {
-                let reason = format!("{error}: {detail}");
-                refresh.revoke(&reason).await?;
+                let mut reason = format!("{error}: {detail}");
+                if let Some(since) = lease.unknown_since {
+                    reason.push_str(&format!(
+                        " (the answer to a refresh at {since} was lost: the identity platform may have redeemed the \
+                         refresh token then and refuses it now)"
+                    ));
+                }
+                lease.revoke(pool, &reason).await?;
                 tracing::error!(organizer, reason, "the organizer's sign-in was refused; they must sign in again");
                 Err(graph::Error::SignInRevoked { organizer: organizer.to_owned(), detail: reason }.into())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                // No answer, or a 5xx: the refresh token may have been
+                // redeemed. The next refresh presents it again (the only one
+                // there is) and, if refused, says why.
+                let answer_lost = matches!(&e, graph::Error::Token { status, .. } if status.is_none_or(|s| s >= 500));
+                if answer_lost {
+                    tracing::warn!(organizer, error = %e, "a refresh's answer was lost; the next one tries again");
+                }
+                lease.release(pool, answer_lost).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The refresh lease of `organizer`, or (`Err`) the token another
+    /// process stored while this one waited for its lease to end.
+    async fn lease(
+        &self,
+        pool: &PgPool,
+        organizer: &str,
+    ) -> Result<Result<sign_ins::RefreshLease, Arc<SecretString>>, TokenError> {
+        let holder = uuid::Uuid::new_v4();
+        let mut wait = Duration::from_millis(50);
+        let give_up = Instant::now() + self.refresh_lease * 2;
+        loop {
+            match sign_ins::lease_refresh(pool, organizer, holder, self.refresh_lease).await? {
+                sign_ins::Leased::Ours(lease) => return Ok(Ok(lease)),
+                sign_ins::Leased::Missing => {
+                    return Err(graph::Error::NotSignedIn { organizer: organizer.to_owned() }.into())
+                }
+                sign_ins::Leased::Busy if Instant::now() >= give_up => {
+                    return Err(graph::Error::Token {
+                        status: None,
+                        error: "temporarily_unavailable".into(),
+                        detail: "another replica's refresh of this organizer's sign-in did not finish".into(),
+                        hint: "it is tried again; check the replicas' access to the identity platform",
+                        retry_after: None,
+                    }
+                    .into())
+                }
+                sign_ins::Leased::Busy => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                    let stored = sign_ins::get(pool, organizer).await?;
+                    if let Some(token) = stored.as_ref().map(|s| self.stored_access_token(s)).transpose()?.flatten() {
+                        return Ok(Err(token));
+                    }
+                }
+            }
         }
     }
 
@@ -165,16 +242,25 @@ impl SignIns {
 
     /// Graph answered 401 to `organizer`'s token: it is dropped here and,
     /// if it is still the stored one, from the database (compare-and-clear),
-    /// so the next use really refreshes instead of reading it back.
+    /// so the next use really refreshes instead of reading it back. Whether
+    /// the token refused was one fetched after an earlier 401 dropped the
+    /// one before (within [`super::scope::WINDOW`]): then a real refresh did
+    /// not help, and the trouble is the organizer's.
     ///
     /// # Errors
     /// The database failed.
-    pub async fn invalidate(&self, pool: &PgPool, organizer: &OrganizerId) -> Result<(), store::Error> {
+    pub async fn invalidate(&self, pool: &PgPool, organizer: &OrganizerId) -> Result<bool, store::Error> {
+        let now = Instant::now();
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(organizer.as_str());
+        let before = self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(organizer.to_string(), now);
+        let refused_again = match (&held, before) {
+            (Some(held), Some(before)) => held.obtained_at > before && now - before < super::scope::WINDOW,
+            _ => false,
+        };
         if let Some(held) = held {
             sign_ins::clear_access_token(pool, organizer.as_str(), held.stored_expiry).await?;
         }
-        Ok(())
+        Ok(refused_again)
     }
 
     fn held(&self, organizer: &str) -> Option<Arc<SecretString>> {
@@ -190,7 +276,8 @@ impl SignIns {
         stored_expiry: chrono::DateTime<Utc>,
     ) -> Arc<SecretString> {
         let token = Arc::new(token);
-        let held = Held { token: token.clone(), refresh_at: Instant::now() + refresh_in, stored_expiry };
+        let now = Instant::now();
+        let held = Held { token: token.clone(), refresh_at: now + refresh_in, stored_expiry, obtained_at: now };
         self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(organizer.to_owned(), held);
         token
     }

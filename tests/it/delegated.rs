@@ -27,7 +27,7 @@ fn signed_in(oid: &str) -> DeviceAnswer {
 }
 
 /// Signs `oid` in as `regsync login` does, answering the first poll.
-async fn sign_in(app: &TestApp, oid: &str) -> String {
+pub async fn sign_in(app: &TestApp, oid: &str) -> String {
     app.sim.script_device_code(vec![signed_in(oid)]);
     regsync::app::login(&app.settings, |_| {}).await.expect("signed in")
 }
@@ -300,6 +300,20 @@ async fn one_organizers_refused_token_holds_no_one_else_and_fails_only_their_mee
         assert_eq!(status.state, "failed", "{}", m.id);
         let error = status.last_error.unwrap_or_default();
         assert!(error.contains("organizer org-0") && error.contains("regsync login"), "{error}");
+    }
+    let condition: String = sqlx::query_scalar("SELECT condition FROM ops.organizers WHERE organizer_id = 'org-0'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(condition, "unauthorized", "a 401 after a real refresh is the organizer's condition");
+
+    // A new sign-in ends it and makes their meetings due.
+    app.sim.accept_user_tokens("org-0");
+    sign_in(&app, "org-0").await;
+    app.tick().await;
+    app.settle().await;
+    for m in &mine {
+        assert_eq!(app.status(&m.id).await.state, "synced", "{}", m.id);
     }
 }
 

@@ -22,6 +22,7 @@ mod operations;
 mod paging;
 mod profiles;
 mod protocol;
+mod refresh;
 mod registrant_drift;
 mod registrants;
 mod registrants_follow;

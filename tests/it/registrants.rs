@@ -300,7 +300,7 @@ async fn a_write_back_the_platform_refuses_fails_with_its_reason_and_a_failing_o
     assert_eq!(app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).len(), 2, "both stay enrolled");
 
     // Fixed on the platform: the retry writes back once more, nothing else.
-    let reset = regsync::app::retry(&app.settings, None).await.expect("retry");
+    let reset = regsync::app::retry(&app.settings, &regsync::app::RetryWhat::Failed).await.expect("retry");
     cycle(&app).await;
     assert_eq!(reset, 1);
     assert_eq!(app.sim.write_backs().iter().filter(|w| w.status == 200).count(), 2);

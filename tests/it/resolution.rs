@@ -136,7 +136,7 @@ async fn a_join_link_resolved_for_one_organizer_is_not_applied_to_another_and_re
 
     // Once Graph has it for org-2, `regsync retry` looks it up again.
     app.sim.add_online_meeting("org-2", "MSpShared");
-    regsync::app::retry(&app.settings, Some("evt-b")).await.expect("retry");
+    regsync::app::retry(&app.settings, &regsync::app::RetryWhat::Meeting("evt-b".into())).await.expect("retry");
     app.tick().await;
     app.settle().await;
     assert_eq!(app.status("evt-b").await.state, "synced");

@@ -1,13 +1,35 @@
 //! Whose trouble a refusal is: one departed organizer (Graph answers 404
 //! `UnknownError` for a user it cannot find) fails that organizer's rows,
-//! with a reason naming them, and never stops anyone else.
+//! with a reason naming them, and never stops anyone else; an organizer's
+//! condition shows in `ops.organizers` and ends with `regsync retry
+//! --organizer`.
 
 use regsync_sim::SimMeeting;
+
+use regsync::app::RetryWhat;
 
 use crate::helpers::{eventually, meeting, spawn_app_with, TestApp};
 
 async fn suspended(app: &TestApp) -> Option<String> {
     sqlx::query_scalar("SELECT reason FROM ops.graph_suspension").fetch_one(&app.pool).await.expect("the view")
+}
+
+/// `ops.organizers` for one organizer: condition, reason, rows waiting.
+async fn organizer(app: &TestApp, id: &str) -> (String, Option<String>, i64) {
+    sqlx::query_as("SELECT condition, reason, rows_waiting FROM ops.organizers WHERE organizer_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the organizer's row")
+}
+
+/// Graph calls that carried `organizer`'s identity.
+async fn calls_acting_for(app: &TestApp, organizer: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM ops.graph_calls WHERE organizer_id = $1")
+        .bind(organizer)
+        .fetch_one(&app.pool)
+        .await
+        .expect("calls")
 }
 
 #[tokio::test]
@@ -37,6 +59,50 @@ async fn one_departed_organizer_among_1000_meetings_fails_only_their_meetings_an
             assert_eq!(status.state, "synced", "{}: nobody else waits for org-1", m.id);
         }
     }
+    let theirs = meetings.iter().filter(|m| m.organizer_id == departed).count();
+    let (condition, reason, waiting) = organizer(&app, departed).await;
+    assert_eq!((condition.as_str(), waiting), ("unknown_to_graph", i64::try_from(theirs).unwrap()));
+    assert!(reason.unwrap_or_default().contains("regsync retry --organizer org-1"));
+    assert_eq!(organizer(&app, "org-2").await.0, "ok");
+    let spent = calls_acting_for(&app, departed).await;
+    assert!(spent < 20, "the organizer's condition parks their other {theirs} meetings without a call: {spent} calls");
+
+    // Graph knows them again; the operator says so.
+    app.sim.restore_organizer(departed);
+    let due = regsync::app::retry(&app.settings, &RetryWhat::Organizer(departed.into())).await.expect("retry");
+    assert_eq!(due, u64::try_from(theirs).unwrap());
+    app.tick().await;
+    app.settle().await;
+    assert_eq!(organizer(&app, departed).await.0, "ok");
+    assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state <> 'synced'").await, 0);
+}
+
+#[tokio::test]
+async fn an_organizer_without_an_access_policy_is_parked_after_two_refusals_and_holds_nobody_else() {
+    let app = spawn_app_with(|_| {}).await;
+    let meetings: Vec<SimMeeting> = (1..=30).map(|n| app.listed(meeting(n))).collect();
+    app.sim.forbid_organizer("org-2");
+
+    app.tick().await;
+    app.settle().await;
+
+    let theirs: Vec<_> = meetings.iter().filter(|m| m.organizer_id == "org-2").collect();
+    for m in &meetings {
+        let status = app.status(&m.id).await;
+        if m.organizer_id == "org-2" {
+            assert_eq!(status.state, "failed", "{}", m.id);
+            assert!(status.last_error.unwrap_or_default().contains("Grant-CsApplicationAccessPolicy"));
+        } else {
+            assert_eq!(status.state, "synced", "{}", m.id);
+        }
+    }
+    let (condition, reason, waiting) = organizer(&app, "org-2").await;
+    assert_eq!((condition.as_str(), waiting), ("no_access_policy", i64::try_from(theirs.len()).unwrap()));
+    assert!(reason.unwrap_or_default().contains("regsync retry --organizer org-2"));
+    // Two refusals are the evidence; the rest wait without a call (calls
+    // already under way when the condition was recorded may add a few).
+    let spent = calls_acting_for(&app, "org-2").await;
+    assert!(spent <= 6, "{spent} calls for {} meetings", theirs.len());
 }
 
 #[tokio::test]

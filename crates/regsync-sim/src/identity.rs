@@ -97,6 +97,9 @@ pub(crate) struct Identity {
     pub(crate) refresh_reuses: u64,
     /// Refresh grants answered with new tokens.
     pub(crate) refreshes: u64,
+    /// Refresh grants to redeem and then answer 504, as if the answer was
+    /// lost on its way back.
+    pub(crate) lose_refresh_answers: u32,
     /// `expires_in` of delegated access tokens.
     pub(crate) delegated_lifetime: u64,
     /// The `aud` of access tokens: Graph's root in this cloud.
@@ -134,6 +137,7 @@ impl Default for Identity {
             next_chain: 0,
             refresh_reuses: 0,
             refreshes: 0,
+            lose_refresh_answers: 0,
             delegated_lifetime: 3599,
             audience: GRAPH_AUDIENCE.into(),
             default_user: None,
@@ -461,7 +465,12 @@ fn refresh(s: &mut State, presented: &str) -> Response {
         t.redeemed = true;
     }
     s.identity.refreshes += 1;
-    user_tokens(s, token.chain, &token.oid, &token.upn)
+    let answer = user_tokens(s, token.chain, &token.oid, &token.upn);
+    if s.identity.lose_refresh_answers > 0 {
+        s.identity.lose_refresh_answers -= 1;
+        return token_error(504, "server_error", "AADSTS90033: A transient error has occurred. Please try again.");
+    }
+    answer
 }
 
 /// A signed-in user's access, id and (new) refresh token.

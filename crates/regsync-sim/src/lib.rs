@@ -310,6 +310,11 @@ impl Sim {
         self.lock().departed_organizers.insert(organizer.to_owned());
     }
 
+    /// Graph knows the organizer again (a wrong id fixed, a user restored).
+    pub fn restore_organizer(&self, organizer: &str) {
+        self.lock().departed_organizers.remove(organizer);
+    }
+
     /// Graph has an online meeting for the organizer (one the platform does
     /// not list, say).
     pub fn add_online_meeting(&self, organizer: &str, meeting: &str) {
@@ -395,6 +400,12 @@ impl Sim {
     /// `expires_in` of signed-in users' access tokens.
     pub fn delegated_token_lifetime(&self, secs: u64) {
         self.lock().identity.delegated_lifetime = secs;
+    }
+
+    /// The next refresh grant is redeemed (its refresh token spent) but its
+    /// answer is lost: the client sees 504.
+    pub fn lose_next_refresh_answer(&self) {
+        self.lock().identity.lose_refresh_answers += 1;
     }
 
     /// Revokes every sign-in of the user `oid` (their refresh tokens then
@@ -527,6 +538,11 @@ impl Sim {
     /// even a freshly refreshed one.
     pub fn refuse_user_tokens(&self, oid: &str) {
         self.lock().refused_users.insert(oid.to_owned());
+    }
+
+    /// Graph accepts the user's tokens again.
+    pub fn accept_user_tokens(&self, oid: &str) {
+        self.lock().refused_users.remove(oid);
     }
 
     /// Revokes every issued token (Graph then answers 401 to them).

@@ -254,6 +254,7 @@ impl Work<'_> {
                 // through the same gate as every send.
                 self.reauthorized = true;
                 if let Some(sign_ins) = &self.ctx.sign_ins {
+                    // A first 401 says nothing about the organizer yet.
                     if let Err(e) = sign_ins.invalidate(&self.ctx.pool, &self.acting).await {
                         return ControlFlow::Break(Err(e.into()));
                     }

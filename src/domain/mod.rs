@@ -3,12 +3,13 @@
 //! Graph holds there, and the audit record of one Graph request. Owns no I/O;
 //! `source`, `store` and `graph` meet only here.
 
+mod failure;
+
 use std::fmt;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
+
+pub use failure::{CallRecord, FailureCategory, OrganizerCondition};
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
@@ -369,95 +370,6 @@ pub enum RemoteRegistration {
         /// Its `@odata.type`.
         odata_type: String,
     },
-}
-
-/// One HTTP request to Graph, for the audit table (`ops.graph_calls`).
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    /// GET, POST or DELETE.
-    pub method: &'static str,
-    /// Path below `graph.base_url`, percent-encoded.
-    pub path: String,
-    /// The status, when one arrived.
-    pub http_status: Option<u16>,
-    /// Round-trip time.
-    pub duration: Duration,
-    /// Graph's `request-id` response header.
-    pub graph_request_id: Option<String>,
-    /// The fresh GUID sent as `client-request-id`.
-    pub client_request_id: Uuid,
-    /// Graph's `error.code`, when it failed.
-    pub error_code: Option<String>,
-    /// The error's `innerError` object as JSON text: `request-id`,
-    /// `client-request-id`, `date` and any nested codes.
-    pub inner_error: Option<String>,
-    /// Graph's `Date` response header.
-    pub response_date: Option<String>,
-    /// Graph's `x-ms-ags-diagnostic` response header (where it was served).
-    pub ags_diagnostic: Option<String>,
-    /// created, found, absent, deleted, conflict, throttled, transient,
-    /// rejected, unauthorized or unexpected_body (the column's comment in
-    /// the migrations says what each means).
-    pub outcome: &'static str,
-}
-
-/// Why a meeting is not synced, for grouping on a dashboard; the free-text
-/// error next to it says what to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureCategory {
-    /// The app's credentials were refused (token endpoint, or a 401).
-    Auth,
-    /// Graph refused access (403): permission, consent or access policy.
-    Permission,
-    /// Graph has no such online meeting for the organizer (404).
-    NotFound,
-    /// Graph refused the request as malformed (400 and other 4xx).
-    InvalidRequest,
-    /// Graph is throttling.
-    Throttled,
-    /// A 5xx, timeout or lost connection: retried.
-    Transient,
-    /// Graph says the API is gone (410).
-    TargetRetired,
-    /// Teams' own registration sits on the meeting; regsync never replaces it.
-    ForeignRegistration,
-    /// Another platform meeting holds the Teams meeting's registration.
-    SharedMeeting,
-    /// The platform's data cannot be used (an id that is not a Graph id).
-    PlatformData,
-    /// The worker stopped (crashed) on the meeting every time.
-    WorkerCrashed,
-    /// regsync's own settings are unusable.
-    Configuration,
-    /// A registrant's meeting is not registered at Teams (yet, or at all).
-    MeetingNotReady,
-    /// A registrant's webinar is not published.
-    WebinarNotPublished,
-    /// The platform refused a registrant's write-back.
-    Writeback,
-}
-
-impl FailureCategory {
-    /// The value `ops.meeting_status.error_category` holds.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auth => "auth",
-            Self::Permission => "permission",
-            Self::NotFound => "not_found",
-            Self::InvalidRequest => "invalid_request",
-            Self::Throttled => "throttled",
-            Self::Transient => "transient",
-            Self::TargetRetired => "target_retired",
-            Self::ForeignRegistration => "foreign_registration",
-            Self::SharedMeeting => "shared_meeting",
-            Self::PlatformData => "platform_data",
-            Self::WorkerCrashed => "worker_crashed",
-            Self::Configuration => "configuration",
-            Self::MeetingNotReady => "meeting_not_ready",
-            Self::WebinarNotPublished => "webinar_not_published",
-            Self::Writeback => "writeback",
-        }
-    }
 }
 
 /// Where a value sits inside a platform item: a JSON pointer (`/a/b`) or an
