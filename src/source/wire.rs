@@ -262,15 +262,18 @@ pub(super) fn status_word(item: &Value, selector: &Selector) -> Result<Option<St
     }
 }
 
-/// RFC 3339, or a date and time without a zone (taken as UTC).
-fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Some(t.with_timezone(&Utc));
-    }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|format| chrono::NaiveDateTime::parse_from_str(value, format).ok())
-        .map(|t| t.and_utc())
+/// RFC 3339, or a date and time without a zone (taken as UTC), in the
+/// years 1 to 9999: a remote date beyond what PostgreSQL stores would fail
+/// the whole listing's write.
+pub(super) fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    let parsed = match DateTime::parse_from_rfc3339(value) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+            .iter()
+            .find_map(|format| chrono::NaiveDateTime::parse_from_str(value, format).ok())
+            .map(|t| t.and_utc()),
+    };
+    parsed.filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
 }
 
 /// Reads a text field; `Ok(None)` when absent or null. The platform's `id`

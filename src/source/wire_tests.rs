@@ -199,3 +199,31 @@ fn paging_hints_are_read_and_an_empty_cursor_pointer_means_no_paging() {
     let page = parse_page(body.to_string().as_bytes(), &shape).unwrap();
     assert_eq!((page.has_more, page.total, page.complete), (Some(true), Some(7), Some(false)));
 }
+
+proptest::proptest! {
+    /// Any date a platform sends is read without a panic, and what is kept
+    /// is a time PostgreSQL can store.
+    #[test]
+    fn any_remote_date_is_read_without_a_panic_and_kept_only_within_storable_years(
+        year in proptest::num::i32::ANY, text in ".*", secs in proptest::num::i64::ANY,
+    ) {
+        for value in [
+            format!("{year:04}-12-31T23:59:59Z"),
+            format!("{year}-01-01 00:00:00"),
+            format!("+{year}-06-15T12:00:00.123456789+14:00"),
+            text.clone(),
+            secs.to_string(),
+        ] {
+            if let Some(t) = parse_time(&value) {
+                proptest::prop_assert!((1..=9999).contains(&chrono::Datelike::year(&t)), "{value} -> {t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_date_postgresql_cannot_store_is_left_out_not_a_reason_to_fail() {
+    assert!(parse_time("2026-12-06T10:00:00Z").is_some());
+    assert_eq!(parse_time("-10000-01-01 00:00:00"), None);
+    assert_eq!(parse_time("+262142-12-31T23:59:59Z"), None);
+}

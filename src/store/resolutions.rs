@@ -77,34 +77,58 @@ pub async fn remember(pool: &PgPool, claimed: &Claimed, lookup: &Lookup, graph_i
     .map_err(query_error("remember a resolution"))
 }
 
-/// Forgets what the meetings `regsync retry` makes due (one, or every failed
-/// one) were resolved to, so their UPNs and join links are looked up again:
-/// the resolutions, and the ids the rows took from them.
-///
-/// # Errors
-/// The statement failed.
-pub async fn forget_for_retry(pool: &PgPool, external_id: Option<&str>) -> Result<(), Error> {
-    sqlx::query(
-        r#"
-        WITH retried AS (
+/// The statement that forgets what the meetings selected by `$which` (not
+/// in flight) were resolved to: their UPNs' and join links' resolutions,
+/// and the ids the rows took from them, so the next claim looks them up
+/// again.
+macro_rules! forget_sql {
+    ($which:literal) => {
+        concat!(
+            r#"
+        WITH chosen AS (
             SELECT id, organizer_upn, join_url, organizer_id FROM meetings
-            WHERE state <> 'in_flight' AND (organizer_upn IS NOT NULL OR join_url IS NOT NULL)
-              AND CASE WHEN $1::text IS NULL THEN state = 'failed' ELSE external_id = $1 END
+            WHERE state <> 'in_flight' AND (organizer_upn IS NOT NULL OR join_url IS NOT NULL) AND "#,
+            $which,
+            r#"
         ),
         forgotten AS (
-            DELETE FROM graph_resolutions g USING retried r
+            DELETE FROM graph_resolutions g USING chosen r
             WHERE (g.kind = 'organizer' AND g.value = r.organizer_upn)
                OR (g.kind = 'meeting' AND g.value = r.join_url AND g.scope = r.organizer_id)
         )
         UPDATE meetings m SET
             organizer_id      = CASE WHEN m.organizer_upn IS NOT NULL THEN NULL ELSE m.organizer_id END,
             online_meeting_id = CASE WHEN m.join_url IS NOT NULL THEN NULL ELSE m.online_meeting_id END
-        FROM retried r WHERE m.id = r.id
-        "#,
-    )
-    .bind(external_id)
-    .execute(pool)
-    .await
-    .map_err(query_error("forget resolutions for a retry"))?;
+        FROM chosen r WHERE m.id = r.id
+        "#
+        )
+    };
+}
+
+/// Forgets what the meetings `regsync retry` makes due (one, or every failed
+/// one) were resolved to, so their UPNs and join links are looked up again.
+///
+/// # Errors
+/// The statement failed.
+pub async fn forget_for_retry(pool: &PgPool, external_id: Option<&str>) -> Result<(), Error> {
+    sqlx::query(forget_sql!("CASE WHEN $1::text IS NULL THEN state = 'failed' ELSE external_id = $1 END"))
+        .bind(external_id)
+        .execute(pool)
+        .await
+        .map_err(query_error("forget resolutions for a retry"))?;
+    Ok(())
+}
+
+/// Forgets what meeting `id` was resolved to after Graph answered 404 for
+/// a resolved id (a UPN given to another person, a meeting created anew).
+///
+/// # Errors
+/// The statement failed.
+pub async fn forget_for_row(pool: &PgPool, id: i64) -> Result<(), Error> {
+    sqlx::query(forget_sql!("id = $1"))
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(query_error("forget a row's resolutions"))?;
     Ok(())
 }

@@ -63,6 +63,8 @@ async fn a_database_in_every_state(app: &TestApp) {
          INSERT INTO replicas (id, host, version) VALUES (gen_random_uuid(), 'host-a', '0.1.0');
          INSERT INTO sign_ins (organizer_id, upn, sealed_refresh_token, revoked_at, revoked_reason)
              VALUES ('org-x', 'x@contoso.example', '\\x00', now(), 'invalid_grant: AADSTS50173');
+         INSERT INTO organizer_conditions (organizer_id, condition, reason)
+             VALUES ('org-x', 'sign_in_refused', 'invalid_grant: AADSTS50173; have organizer org-x run `regsync login`');
          INSERT INTO registrants (external_id, meeting_external_id, desired, state, last_error, last_error_category)
              VALUES ('p-1', 'evt-00003', 'registered', 'synced', NULL, NULL),
                     ('p-2', 'evt-00003', 'registered', 'failed', 'the platform refused the write-back', 'writeback');",

@@ -142,3 +142,26 @@ async fn a_join_link_resolved_for_one_organizer_is_not_applied_to_another_and_re
     assert_eq!(app.status("evt-b").await.state, "synced");
     assert!(app.sim.registration("org-2", "MSpShared").is_some());
 }
+
+#[tokio::test]
+async fn a_404_for_a_resolved_organizer_drops_the_resolution_and_the_next_attempt_looks_the_e_mail_up_again() {
+    let app = spawn_app_with(|s| s.source.fields.organizer_upn = "/organizer_email".into()).await;
+    let raw = |id: &str, meeting: &str| json!({"id": id, "organizer_email": upn_of("org-1"), "online_meeting_id": meeting, "status": "active"});
+    app.sim.add_online_meeting("org-1", "MSpFirst");
+    app.sim.push_raw_item(raw("evt-first", "MSpFirst"));
+    app.tick().await;
+    app.settle().await;
+    assert_eq!(app.status("evt-first").await.state, "synced");
+
+    // The address now belongs to someone else, whose meeting the platform
+    // lists next; what regsync remembered of the address is stale.
+    app.sim.reassign_upn(&upn_of("org-1"), "org-9");
+    app.sim.add_online_meeting("org-9", "MSpSecond");
+    app.sim.push_raw_item(raw("evt-second", "MSpSecond"));
+    app.tick().await;
+    app.settle().await;
+
+    let second = app.status("evt-second").await;
+    assert_eq!(second.state, "synced", "{:?}", second.last_error);
+    assert!(app.sim.registration("org-9", "MSpSecond").is_some());
+}

@@ -99,8 +99,11 @@ async fn user(AxumState(state): AxumState<Shared>, Path(user): Path<String>, hea
     let mut s = lock(&state);
     let result = refused(&s, &headers, None).unwrap_or_else(|| {
         let wanted = user.to_lowercase();
-        let id = s.online_meetings.iter().map(|(organizer, _)| organizer).find(|organizer| {
-            organizer.to_lowercase() == wanted || upn_of(organizer).to_lowercase() == wanted
+        let reassigned = s.reassigned_upns.get(&wanted);
+        let id = reassigned.or_else(|| {
+            s.online_meetings.iter().map(|(organizer, _)| organizer).find(|organizer| {
+                organizer.to_lowercase() == wanted || upn_of(organizer).to_lowercase() == wanted
+            })
         });
         match id {
             Some(id) => (StatusCode::OK, json!({"@odata.context": "https://graph.microsoft.com/beta/$metadata#users(id)/$entity", "id": id})),

@@ -79,6 +79,8 @@ pub(crate) struct State {
     pub(crate) token_lifetime: Option<u64>,
     pub(crate) online_meetings: HashSet<(String, String)>,
     pub(crate) forbidden_organizers: HashSet<String>,
+    /// UPNs (lower case) given to another user: the user they name now.
+    pub(crate) reassigned_upns: HashMap<String, String>,
     /// The join-link `$filter` answers every meeting of the organizer, as
     /// it has been seen to misbehave.
     pub(crate) misfilter: bool,
@@ -308,6 +310,12 @@ impl Sim {
     /// does for a user it cannot find.
     pub fn depart_organizer(&self, organizer: &str) {
         self.lock().departed_organizers.insert(organizer.to_owned());
+    }
+
+    /// The tenant gives `upn` to another user, `id` (a departed person's
+    /// address reused).
+    pub fn reassign_upn(&self, upn: &str, id: &str) {
+        self.lock().reassigned_upns.insert(upn.to_lowercase(), id.to_owned());
     }
 
     /// Graph knows the organizer again (a wrong id fixed, a user restored).

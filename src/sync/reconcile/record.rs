@@ -50,6 +50,16 @@ impl Work<'_> {
     }
 
     pub(super) async fn record_failure(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
+        let resolved = self.claimed.organizer_upn.is_some() || self.claimed.join_url.is_some();
+        if resolved && e.http_status() == Some(404) {
+            // Graph does not know an id regsync resolved: a UPN given to
+            // another person, a meeting created anew. The resolution is
+            // dropped and the next (counted) attempt looks it up again.
+            let message = format!("{e} (the ids came from the platform's e-mail or join link: looked up again)");
+            let reconciled = self.record_attempt(Failure { message, ..Failure::of(e) }).await?;
+            store::resolutions::forget_for_row(&self.ctx.pool, self.claimed.id).await?;
+            return Ok(reconciled);
+        }
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
         let retry_command = format!("regsync retry {}", self.claimed.external_id);
         let row = format!("meeting:{}", self.claimed.external_id);
@@ -102,13 +112,18 @@ impl Work<'_> {
     /// Waits for another meeting without sending: counts an attempt, so a
     /// meeting that never gets its turn ends `failed` with the reason.
     pub(super) async fn record_wait(&mut self, message: String) -> Result<Reconciled, SyncError> {
+        self.record_attempt(Failure::new(message, FailureCategory::SharedMeeting)).await
+    }
+
+    /// Counts a failed attempt: retried after backoff, `failed` once the
+    /// attempts are spent.
+    async fn record_attempt(&mut self, failure: Failure) -> Result<Reconciled, SyncError> {
         let policy = self.retry_policy();
         let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
         self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        let failure = Some(Failure::new(message, FailureCategory::SharedMeeting));
         match retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, rand::random()) {
-            Decision::RetryAfter(delay) => self.record_at(NextState::Retrying, delay, failure).await,
-            Decision::Park => self.record(NextState::Failed, failure).await,
+            Decision::RetryAfter(delay) => self.record_at(NextState::Retrying, delay, Some(failure)).await,
+            Decision::Park => self.record(NextState::Failed, Some(failure)).await,
         }
     }
 
