@@ -337,6 +337,18 @@ async fn a_meeting_moved_to_another_organizer_is_removed_at_the_first_with_the_f
     assert!(app.sim.registration("org-0", &m.online_meeting_id).is_none(), "removed where it was");
     assert!(app.sim.registration("org-1", "MSpMovedToOrg1").is_some(), "registered where it is");
     assert_eq!(app.status(&m.id).await.state, "synced");
+    let acting: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT method, organizer_id FROM ops.graph_calls WHERE method IN ('DELETE', 'POST') ORDER BY at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let acting: Vec<_> = acting.iter().map(|(m, o)| (m.as_str(), o.as_deref().unwrap_or("-"))).collect();
+    assert_eq!(
+        acting,
+        [("POST", "org-0"), ("DELETE", "org-0"), ("POST", "org-1")],
+        "each call records whose token it carried"
+    );
 }
 
 #[tokio::test]

@@ -165,3 +165,23 @@ async fn a_404_for_a_resolved_organizer_drops_the_resolution_and_the_next_attemp
     assert_eq!(second.state, "synced", "{:?}", second.last_error);
     assert!(app.sim.registration("org-9", "MSpSecond").is_some());
 }
+
+#[tokio::test]
+async fn a_resolution_older_than_its_lifetime_is_looked_up_again() {
+    let app = spawn_app_with(|s| {
+        by_reference(s);
+        s.graph.resolution_max_age_secs = 1;
+    })
+    .await;
+    app.sim.list_by_reference(true);
+    app.synced(SimMeeting::new("evt-1", "org-1", "MSpOne")).await;
+    let user_lookups = |app: &TestApp| app.sim.lookups().iter().filter(|l| l.kind == "user").count();
+    assert_eq!(user_lookups(&app), 1);
+
+    app.synced(SimMeeting::new("evt-2", "org-1", "MSpTwo")).await;
+    assert_eq!(user_lookups(&app), 1, "within its lifetime the organizer's e-mail is not looked up again");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    app.synced(SimMeeting::new("evt-3", "org-1", "MSpThree")).await;
+    assert_eq!(user_lookups(&app), 2, "after it, it is");
+}
