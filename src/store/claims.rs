@@ -273,16 +273,26 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
 pub async fn release(pool: &PgPool, claimed: &[Claimed]) -> Result<u64, Error> {
     let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
     let tokens: Vec<Uuid> = claimed.iter().map(|c| c.lease_token).collect();
-    let result = sqlx::query(
+    release_rows(pool, "meetings", &ids, &tokens).await
+}
+
+/// Releases the rows `ids` of `table` (`meetings` or `registrants`) still
+/// leased with `tokens`: due again at once, `retrying` if they made
+/// progress worth keeping.
+///
+/// # Errors
+/// The statement failed.
+pub(super) async fn release_rows(pool: &PgPool, table: &str, ids: &[i64], tokens: &[Uuid]) -> Result<u64, Error> {
+    let result = sqlx::query(&format!(
         r#"
-        UPDATE meetings SET
+        UPDATE {table} SET
             state = CASE WHEN attempts > 0 OR needs_lookup THEN 'retrying' ELSE 'pending' END,
             lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL, next_attempt_at = now()
         WHERE (id, lease_token) IN (SELECT * FROM UNNEST($1::int8[], $2::uuid[]))
-        "#,
-    )
-    .bind(&ids)
-    .bind(&tokens)
+        "#
+    ))
+    .bind(ids)
+    .bind(tokens)
     .execute(pool)
     .await
     .map_err(query_error("release claims"))?;

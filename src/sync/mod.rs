@@ -3,6 +3,7 @@
 //! out the steps `plan` decides) under the error policy of `retry`. Uses
 //! `source`, `store` and `graph`; nothing but `app` and tests use it.
 
+mod engine;
 pub mod ingest;
 mod listing;
 mod plan;

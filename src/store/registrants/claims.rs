@@ -180,3 +180,13 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
         meeting,
     })
 }
+
+/// Releases claimed registrants that were never started: due again at once.
+///
+/// # Errors
+/// The statement failed.
+pub async fn release(pool: &PgPool, claimed: &[ClaimedRegistrant]) -> Result<u64, Error> {
+    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+    let tokens: Vec<Uuid> = claimed.iter().map(|c| c.lease_token).collect();
+    super::super::claims::release_rows(pool, "registrants", &ids, &tokens).await
+}

@@ -6,7 +6,7 @@
 mod claims;
 mod send;
 
-pub use claims::{claim_due, ClaimedRegistrant, MeetingView};
+pub use claims::{claim_due, release, ClaimedRegistrant, MeetingView};
 pub use send::{prepare_send, record_outcome, renew_lease, RegistrantOutcome};
 
 use chrono::{DateTime, Utc};

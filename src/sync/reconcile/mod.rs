@@ -17,11 +17,10 @@ pub use resolve::LookupsInFlight;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use record::Failure;
-
+use super::engine::{self, crash_point, Failure};
 use super::plan::{after_create, after_delete, after_lookup, plan, Plan, Progress};
 use super::sign_ins::TokenError;
-use super::{retry, throttle, Ctx, SyncError};
+use super::{throttle, Ctx, SyncError};
 use crate::domain::{CallRecord, Desired, FailureCategory, Location, OrganizerId};
 use crate::graph::{self, Deleted};
 use crate::store::{self, Claimed, Intent, NextState, SendGate};
@@ -61,20 +60,19 @@ pub async fn reconcile(ctx: &Ctx, claimed: Claimed) -> Result<Reconciled, SyncEr
     crash_point("after-claim");
     let acting = claimed.location.organizer.clone();
     let progress = Progress::from_claim(&claimed);
-    let mut work = Work { ctx, progress, claimed, calls: Vec::new(), reauthorized: false, acting };
-    for _ in 0..MAX_STEPS {
-        if let ControlFlow::Break(done) = work.step().await {
-            return done;
-        }
+    engine::drive(Work { ctx, progress, claimed, calls: Vec::new(), reauthorized: false, acting }, MAX_STEPS).await
+}
+
+impl engine::Steps for Work<'_> {
+    type Done = Reconciled;
+
+    async fn step(&mut self) -> Step {
+        Work::step(self).await
     }
-    // Every step so far answered, yet the meeting did not settle: count it
-    // as a failed attempt, so it backs off and ends `failed`, never loops.
-    let e = graph::Error::Transient {
-        status: work.calls.last().and_then(|c| c.http_status),
-        may_have_acted: true,
-        detail: format!("the meeting did not settle within {MAX_STEPS} Graph calls"),
-    };
-    work.record_failure(&e).await
+
+    async fn record_failure(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
+        Work::record_failure(self, e).await
+    }
 }
 
 /// One meeting's reconcile in progress.
@@ -202,10 +200,7 @@ impl Work<'_> {
             Ok(SendGate::Open { probe }) => (self.ctx.throttle.local_hold(), probe),
         };
         if let Some(wait) = held {
-            // Another request's throttle: wait it out without touching the hold.
-            let message = format!("waiting out Graph throttling ({:.1} s)", wait.as_secs_f64());
-            let failure = Failure::new(message, FailureCategory::Throttled);
-            let wait = retry::throttle_wait(wait, rand::random());
+            let (wait, failure) = engine::wait_out_throttle(wait);
             return ControlFlow::Break(self.record_at(NextState::Retrying, wait, Some(failure)).await);
         }
         let permit = permit.send_by(gate_opened + settings.sync.lease_ttl() / 2);
@@ -279,11 +274,4 @@ impl Work<'_> {
             }
         }
     }
-}
-
-/// Aborts the process here when the crash-matrix tests ask for it (the
-/// `failpoints` feature and `FAILPOINTS=<name>=return`); nothing otherwise.
-#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
-fn crash_point(name: &str) {
-    fail_point!(name, |_| std::process::abort());
 }

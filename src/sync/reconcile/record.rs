@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use super::{crash_point, Reconciled, Work};
+use super::{Reconciled, Work};
 use crate::domain::FailureCategory;
 use crate::graph;
 use crate::store::{self, NextState, Outcome};
+use crate::sync::engine::{self, crash_point, Disposition, Failure};
 use crate::sync::plan::Progress;
-use crate::sync::retry::{self, AfterFailure, Decision};
+use crate::sync::retry;
 use crate::sync::{Ctx, SyncError};
 
 /// Model step \[S9\] (model/exactly_once.pml).
@@ -21,24 +22,6 @@ fn lookup_settle(ctx: &Ctx, progress: &Progress) -> Duration {
         ctx.settings.graph.timeout()
     } else {
         Duration::ZERO
-    }
-}
-
-/// What went wrong, for `last_error`, `last_http_status` and the category.
-pub(super) struct Failure {
-    message: String,
-    http_status: Option<u16>,
-    category: FailureCategory,
-}
-
-impl Failure {
-    /// A failure without an HTTP status of its own.
-    pub(super) fn new(message: String, category: FailureCategory) -> Self {
-        Self { message, http_status: None, category }
-    }
-
-    fn of(e: &graph::Error) -> Self {
-        Self { message: e.to_string(), http_status: e.http_status(), category: e.category() }
     }
 }
 
@@ -64,48 +47,18 @@ impl Work<'_> {
         let retry_command = format!("regsync retry {}", self.claimed.external_id);
         let row = format!("meeting:{}", self.claimed.external_id);
         let whose = (self.acting.as_str(), row.as_str(), retry_command.as_str());
-        let judged = self.ctx.judge_failure(e, before, self.retry_policy(), whose).await?;
-        let (next, attempts) = (judged.next, judged.attempts);
-        let failure = match judged.row_reason {
-            Some((message, category)) => Failure { message, category, ..Failure::of(e) },
-            None => Failure::of(e),
-        };
-        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        match next {
-            AfterFailure::AuthPause => {
-                tracing::error!(error = %e, "Graph credentials failed; stopping Graph calls for this cycle");
-                // The app's trouble, not the meeting's: it is due again at once,
-                // so the first cycle after the fix syncs it.
-                let state = if self.progress.attempts > 0 || self.progress.needs_lookup {
-                    NextState::Retrying
-                } else {
-                    NextState::Pending
-                };
-                self.record(state, Some(failure)).await?;
-                Err(SyncError::Auth(e.to_string()))
-            }
-            AfterFailure::Hold(wait) => self.record_throttled(wait).await,
-            AfterFailure::Suspend => self.record_suspended(e).await,
-            AfterFailure::Park => {
-                tracing::warn!(error = %e, "permanent Graph error; meeting parked as failed");
-                self.record(NextState::Failed, Some(failure)).await
-            }
-            AfterFailure::Attempt(Decision::RetryAfter(delay)) => {
-                tracing::warn!(error = %e, attempts, retry_in_ms = delay.as_millis() as u64, "Graph call failed; will retry");
-                self.record_at(NextState::Retrying, delay, Some(failure)).await
-            }
-            AfterFailure::Attempt(Decision::Park) => {
-                tracing::error!(error = %e, attempts, "attempts exhausted; meeting parked as failed");
-                let failure = Failure {
-                    message: format!(
-                        "gave up after {attempts} attempts (sync.max_attempts); last error: {}. \
-                         Run `regsync retry {}` once the cause is fixed",
-                        failure.message, self.claimed.external_id
-                    ),
-                    ..failure
-                };
-                self.record(NextState::Failed, Some(failure)).await
-            }
+        let d = self.ctx.dispose(e, before, self.retry_policy(), whose, self.progress.needs_lookup).await?;
+        self.record_disposition(d).await
+    }
+
+    /// Records what the error policy decided, then stops the process's
+    /// Graph calls if it said so.
+    async fn record_disposition(&mut self, d: Disposition) -> Result<Reconciled, SyncError> {
+        self.progress.attempts = i32::try_from(d.attempts).unwrap_or(i32::MAX);
+        let reconciled = self.record_at(d.state, d.delay, Some(d.failure)).await?;
+        match d.stop {
+            Some(stop) => Err(stop),
+            None => Ok(reconciled),
         }
     }
 
@@ -118,37 +71,9 @@ impl Work<'_> {
     /// Counts a failed attempt: retried after backoff, `failed` once the
     /// attempts are spent.
     async fn record_attempt(&mut self, failure: Failure) -> Result<Reconciled, SyncError> {
-        let policy = self.retry_policy();
-        let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
-        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        match retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, rand::random()) {
-            Decision::RetryAfter(delay) => self.record_at(NextState::Retrying, delay, Some(failure)).await,
-            Decision::Park => self.record(NextState::Failed, Some(failure)).await,
-        }
-    }
-
-    /// Holds the whole deployment for `wait` and releases the meeting until
-    /// then, without counting an attempt.
-    pub(super) async fn record_throttled(&mut self, wait: Duration) -> Result<Reconciled, SyncError> {
-        let held = self.ctx.throttle.throttled(&self.ctx.pool, wait).await?;
-        self.ctx.metrics.throttled();
-        tracing::info!(hold_ms = held.as_millis() as u64, "Graph is throttling; holding all requests");
-        let failure = Failure {
-            message: format!("throttled by Graph; retrying in {:.1} s", held.as_secs_f64()),
-            http_status: self.calls.last().and_then(|c| c.http_status),
-            category: FailureCategory::Throttled,
-        };
-        self.record_at(NextState::Retrying, held, Some(failure)).await
-    }
-
-    /// Suspends Graph writes for the deployment and releases the meeting
-    /// until the probe, without counting an attempt: the API's refusal says
-    /// nothing about this meeting.
-    async fn record_suspended(&mut self, e: &graph::Error) -> Result<Reconciled, SyncError> {
-        let probe_after = self.ctx.settings.graph.suspended_probe_interval();
-        let held = self.ctx.throttle.suspend(&self.ctx.pool, &e.to_string(), probe_after).await?;
-        tracing::error!(error = %e, probe_in_ms = held.as_millis() as u64, "Graph writes suspended for the deployment");
-        self.record_at(NextState::Retrying, held, Some(Failure::of(e))).await
+        let before = u32::try_from(self.progress.attempts).unwrap_or(0);
+        let d = engine::attempt(before, self.retry_policy(), failure.clone(), failure);
+        self.record_disposition(d).await
     }
 
     pub(super) async fn record(&mut self, state: NextState, failure: Option<Failure>) -> Result<Reconciled, SyncError> {

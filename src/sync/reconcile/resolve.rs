@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
-use super::record::Failure;
 use super::{Cleared, Step, Work};
 use crate::domain::{FailureCategory, Lookup};
 use crate::store::{self, NextState};
+use crate::sync::engine::Failure;
 
 /// A lookup's kind and value.
 type LookupKey = (&'static str, String);

@@ -19,10 +19,8 @@ pub use webinar::WebinarStatuses;
 
 use std::sync::Arc;
 
-use tokio::task::JoinSet;
-
-use super::{Ctx, SyncError};
-use crate::store;
+use super::{engine, Ctx, SyncError};
+use crate::store::{self, registrants::ClaimedRegistrant};
 use work::reconcile;
 
 /// What reconciling the due registrants did.
@@ -66,58 +64,48 @@ pub async fn reconcile_due(ctx: &Arc<Ctx>) -> Result<RegistrantReport, SyncError
 /// Rounds of [`reconcile_due`].
 const ROUNDS: usize = 4;
 
-/// What is due at the round's start, each registrant once.
+/// What is due at the round's start, each registrant once, through the
+/// engine.
 async fn reconcile_round(ctx: &Arc<Ctx>) -> Result<RegistrantReport, SyncError> {
     let round = store::registrants::start_round(&ctx.pool).await?;
-    let mut report = RegistrantReport::default();
-    let mut running: JoinSet<Result<Done, SyncError>> = JoinSet::new();
-    let mut stop = None;
-    let mut drained = false;
-    loop {
-        let limit = ctx.throttle.limit();
-        if stop.is_none() && !drained && running.len() < limit && ctx.throttle.local_hold().is_none() {
-            let sync = &ctx.settings.sync;
-            let want = u32::try_from(limit - running.len()).unwrap_or(1);
-            let rows =
-                store::registrants::claim_due(&ctx.pool, want, sync.lease_ttl(), sync.max_attempts, ctx.replica, round)
-                    .await?;
-            drained = rows.len() < want as usize;
-            report.claimed += rows.len() as u64;
-            for row in rows {
-                let ctx = ctx.clone();
-                running.spawn(async move { reconcile(&ctx, row).await });
-            }
-            if !drained {
-                continue;
-            }
-        }
-        let Some(done) = running.join_next().await else { break };
-        drained = false;
-        match done {
-            Ok(Ok(done)) => {
-                report.enrolled += u64::from(done.enrolled);
-                report.removed += u64::from(done.removed);
-                report.written_back += u64::from(done.written_back);
-                report.failed += u64::from(done.failed);
-            }
-            Ok(Err(SyncError::Auth(e))) => {
-                ctx.throttle.credentials_failed();
-                stop.get_or_insert(SyncError::Auth(e));
-            }
-            Ok(Err(e)) => {
-                stop.get_or_insert(e);
-            }
-            Err(e) => {
-                stop.get_or_insert(SyncError::Task(e.to_string()));
-            }
-        }
-        if stop.is_some() || ctx.shutdown.is_cancelled() {
-            drained = true;
+    engine::reconcile_due(ctx, &Registrants { round }).await
+}
+
+/// Registrants, as the engine reconciles them: those due at `round`.
+struct Registrants {
+    round: chrono::DateTime<chrono::Utc>,
+}
+
+impl engine::Kind for Registrants {
+    type Row = ClaimedRegistrant;
+    type Done = Done;
+    type Report = RegistrantReport;
+
+    async fn claim(&self, ctx: &Ctx, want: u32) -> Result<Vec<ClaimedRegistrant>, SyncError> {
+        let sync = &ctx.settings.sync;
+        let (ttl, max_attempts) = (sync.lease_ttl(), sync.max_attempts);
+        Ok(store::registrants::claim_due(&ctx.pool, want, ttl, max_attempts, ctx.replica, self.round).await?)
+    }
+
+    async fn release(&self, ctx: &Ctx, rows: Vec<ClaimedRegistrant>) {
+        if let Err(e) = store::registrants::release(&ctx.pool, &rows).await {
+            tracing::warn!(error = %e, "cannot release unstarted claims; their leases will expire");
         }
     }
-    match stop {
-        Some(e) => Err(e),
-        None => Ok(report),
+
+    async fn reconcile(ctx: Arc<Ctx>, row: ClaimedRegistrant) -> Result<Done, SyncError> {
+        reconcile(&ctx, row).await
+    }
+
+    fn add(report: &mut RegistrantReport, done: Done) {
+        report.enrolled += u64::from(done.enrolled);
+        report.removed += u64::from(done.removed);
+        report.written_back += u64::from(done.written_back);
+        report.failed += u64::from(done.failed);
+    }
+
+    fn claimed(report: &mut RegistrantReport, n: usize) {
+        report.claimed += n as u64;
     }
 }
 

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use super::super::engine::{self, Disposition, Failure};
 use super::super::{retry, SyncError};
 use super::work::Work;
 use super::Done;
-use crate::domain::{FailureCategory, RegistrantsAt};
+use crate::domain::RegistrantsAt;
 use crate::graph;
 use crate::store::registrants::RegistrantOutcome;
 use crate::store::{self, NextState};
@@ -17,23 +18,10 @@ impl Work<'_> {
     /// platform does not list): an attempt, retried with backoff as
     /// `retrying`, then `failed` with `parked` once `sync.max_attempts` are
     /// used.
-    pub(super) async fn attempt(
-        &mut self,
-        retrying: (String, FailureCategory),
-        parked: (String, FailureCategory),
-    ) -> Result<Done, SyncError> {
-        let p = retry::Policy::new(&self.ctx.settings.sync, Duration::ZERO);
-        let attempts = u32::try_from(self.progress.attempts).unwrap_or(0).saturating_add(1);
-        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        match retry::next_attempt(attempts, p.max_attempts, p.base, p.cap, rand::random()) {
-            retry::Decision::RetryAfter(delay) => {
-                self.record(NextState::Retrying, delay, Some((retrying.0, None, retrying.1))).await
-            }
-            retry::Decision::Park => {
-                self.done.failed = true;
-                self.record(NextState::Failed, Duration::ZERO, Some((parked.0, None, parked.1))).await
-            }
-        }
+    pub(super) async fn attempt(&mut self, retrying: Failure, parked: Failure) -> Result<Done, SyncError> {
+        let policy = retry::Policy::new(&self.ctx.settings.sync, Duration::ZERO);
+        let before = u32::try_from(self.progress.attempts).unwrap_or(0);
+        self.record_disposition(engine::attempt(before, policy, retrying, parked)).await
     }
 
     /// A Graph failure under the same error policy as meetings.
@@ -43,33 +31,19 @@ impl Work<'_> {
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);
         let row = format!("registrant:{}/{}", self.claimed.meeting_external_id, self.claimed.external_id);
         let whose = (self.acting.as_str(), row.as_str(), "regsync retry --failed");
-        let judged = self.ctx.judge_failure(e, before, policy, whose).await?;
-        let (next, attempts) = (judged.next, judged.attempts);
-        self.progress.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        let (why, category) = judged.row_reason.unwrap_or_else(|| (e.to_string(), e.category()));
-        let failure = Some((why, e.http_status(), category));
-        match next {
-            retry::AfterFailure::AuthPause => {
-                self.record(NextState::Retrying, Duration::ZERO, failure).await?;
-                Err(SyncError::Auth(e.to_string()))
-            }
-            retry::AfterFailure::Hold(wait) => {
-                let held = self.ctx.throttle.throttled(&self.ctx.pool, wait).await?;
-                self.ctx.metrics.throttled();
-                self.record(NextState::Retrying, held, failure).await
-            }
-            retry::AfterFailure::Suspend => {
-                let probe_after = self.ctx.settings.graph.suspended_probe_interval();
-                let held = self.ctx.throttle.suspend(&self.ctx.pool, &e.to_string(), probe_after).await?;
-                self.record(NextState::Retrying, held, failure).await
-            }
-            retry::AfterFailure::Park | retry::AfterFailure::Attempt(retry::Decision::Park) => {
-                self.done.failed = true;
-                self.record(NextState::Failed, Duration::ZERO, failure).await
-            }
-            retry::AfterFailure::Attempt(retry::Decision::RetryAfter(delay)) => {
-                self.record(NextState::Retrying, delay, failure).await
-            }
+        let d = self.ctx.dispose(e, before, policy, whose, true).await?;
+        self.record_disposition(d).await
+    }
+
+    /// Records what the error policy decided, then stops the process's
+    /// Graph calls if it said so.
+    async fn record_disposition(&mut self, d: Disposition) -> Result<Done, SyncError> {
+        self.progress.attempts = i32::try_from(d.attempts).unwrap_or(i32::MAX);
+        self.done.failed |= d.state == NextState::Failed;
+        let done = self.record(d.state, d.delay, Some(d.failure)).await?;
+        match d.stop {
+            Some(stop) => Err(stop),
+            None => Ok(done),
         }
     }
 
@@ -78,11 +52,11 @@ impl Work<'_> {
         &mut self,
         state: NextState,
         delay: Duration,
-        failure: Option<(String, Option<u16>, FailureCategory)>,
+        failure: Option<Failure>,
     ) -> Result<Done, SyncError> {
         let p = &self.progress;
         let (last_error, last_http_status, error_category) = match failure {
-            Some((why, status, category)) => (Some(why), status, Some(category)),
+            Some(f) => (Some(f.message), f.http_status, Some(f.category)),
             None => (None, None, None),
         };
         let outcome = RegistrantOutcome {

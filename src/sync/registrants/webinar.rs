@@ -2,6 +2,7 @@
 //! before are accepted and never arrive. Its status is read once per
 //! [`WEBINAR_STATUS_TTL`] and shared by the registrants that need it.
 
+use crate::sync::engine::Failure;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
@@ -69,8 +70,12 @@ impl Work<'_> {
             if status.is_empty() { "of no status" } else { &status }
         );
         ControlFlow::Break(
-            self.record(NextState::Failed, Duration::ZERO, Some((why, None, FailureCategory::WebinarNotPublished)))
-                .await,
+            self.record(
+                NextState::Failed,
+                Duration::ZERO,
+                Some(Failure::new(why, FailureCategory::WebinarNotPublished)),
+            )
+            .await,
         )
     }
 }

@@ -5,8 +5,9 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use super::super::engine::{self, crash_point, Failure};
 use super::super::sign_ins::TokenError;
-use super::super::{retry, throttle, Ctx, SyncError};
+use super::super::{throttle, Ctx, SyncError};
 use super::plan::{plan, Progress, Step};
 use super::Done;
 use crate::config::Target;
@@ -38,18 +39,19 @@ pub(super) type Flow = ControlFlow<Result<Done, SyncError>>;
 pub(super) async fn reconcile(ctx: &Ctx, claimed: ClaimedRegistrant) -> Result<Done, SyncError> {
     let progress = Progress::from_claim(&claimed);
     let acting = OrganizerId(claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default());
-    let mut work = Work { ctx, claimed, progress, calls: Vec::new(), done: Done::default(), acting };
-    for _ in 0..MAX_STEPS {
-        if let ControlFlow::Break(done) = work.step().await {
-            return done;
-        }
+    engine::drive(Work { ctx, claimed, progress, calls: Vec::new(), done: Done::default(), acting }, MAX_STEPS).await
+}
+
+impl engine::Steps for Work<'_> {
+    type Done = Done;
+
+    async fn step(&mut self) -> Flow {
+        Work::step(self).await
     }
-    let e = graph::Error::Transient {
-        status: None,
-        may_have_acted: true,
-        detail: format!("the registrant did not settle within {MAX_STEPS} steps"),
-    };
-    work.failed(&e).await
+
+    async fn record_failure(&mut self, e: &graph::Error) -> Result<Done, SyncError> {
+        self.failed(e).await
+    }
 }
 
 impl Work<'_> {
@@ -76,19 +78,21 @@ impl Work<'_> {
                      registrant's meeting id on the platform; the meeting's first listing makes it due again",
                     self.claimed.meeting_external_id
                 );
-                let waiting = (why, FailureCategory::MeetingNotReady);
-                ControlFlow::Break(self.attempt(waiting, (parked, FailureCategory::PlatformData)).await)
+                let waiting = Failure::new(why, FailureCategory::MeetingNotReady);
+                ControlFlow::Break(self.attempt(waiting, Failure::new(parked, FailureCategory::PlatformData)).await)
             }
             Step::Wait(why) => {
                 // Woken when the meeting is ready (`start_round`); the wait
                 // bounds how long a missed wake-up costs.
                 let wait = Duration::from_millis(self.ctx.settings.sync.backoff_max_ms).min(MAX_WAIT);
-                let failure = Some((why, None, FailureCategory::MeetingNotReady));
+                let failure = Some(Failure::new(why, FailureCategory::MeetingNotReady));
                 ControlFlow::Break(self.record(NextState::Retrying, wait, failure).await)
             }
             Step::Fail(why, category) => {
                 self.done.failed = true;
-                ControlFlow::Break(self.record(NextState::Failed, Duration::ZERO, Some((why, None, category))).await)
+                ControlFlow::Break(
+                    self.record(NextState::Failed, Duration::ZERO, Some(Failure::new(why, category))).await,
+                )
             }
             Step::WriteBack => self.write_back().await,
             Step::Forget => {
@@ -139,11 +143,8 @@ impl Work<'_> {
         match gate {
             Err(e) => ControlFlow::Break(Err(e.into())),
             Ok(SendGate::Throttled(wait)) => {
-                let why = format!("waiting out Graph throttling ({:.1} s)", wait.as_secs_f64());
-                let wait = retry::throttle_wait(wait, rand::random());
-                ControlFlow::Break(
-                    self.record(NextState::Retrying, wait, Some((why, None, FailureCategory::Throttled))).await,
-                )
+                let (wait, failure) = engine::wait_out_throttle(wait);
+                ControlFlow::Break(self.record(NextState::Retrying, wait, Some(failure)).await)
             }
             Ok(SendGate::Open { probe }) => {
                 if let Some(at) = write_at {
@@ -185,7 +186,7 @@ impl Work<'_> {
                      up to {:.0} s more (graph.list_settle_secs) before registering again",
                     remaining.as_secs_f64()
                 );
-                let failure = Some((why, None, FailureCategory::Transient));
+                let failure = Some(Failure::new(why, FailureCategory::Transient));
                 // One lookup per request timeout while it may still appear.
                 let again = remaining.min(self.ctx.settings.graph.timeout());
                 ControlFlow::Break(self.record(NextState::Retrying, again, failure).await)
@@ -295,10 +296,4 @@ impl Work<'_> {
         p.lookup_at = None;
         Ok(())
     }
-}
-
-/// Aborts the process here when the crash-matrix tests ask for it.
-#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
-pub(super) fn crash_point(name: &str) {
-    fail_point!(name, |_| std::process::abort());
 }

@@ -4,7 +4,8 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use super::work::{crash_point, Flow, Work};
+use super::super::engine::{crash_point, Failure};
+use super::work::{Flow, Work};
 use super::Done;
 use crate::domain::FailureCategory;
 use crate::source::Writeback;
@@ -40,14 +41,19 @@ impl Work<'_> {
             Err(e) if e.is_transient() => {
                 let why = e.to_string();
                 ControlFlow::Break(
-                    self.attempt((why.clone(), FailureCategory::Writeback), (why, FailureCategory::Writeback)).await,
+                    self.attempt(
+                        Failure::new(why.clone(), FailureCategory::Writeback),
+                        Failure::new(why, FailureCategory::Writeback),
+                    )
+                    .await,
                 )
             }
             Err(e) => {
                 self.done.failed = true;
                 let why = format!("{e}; fix it on the platform, then run `regsync retry --failed`");
                 ControlFlow::Break(
-                    self.record(NextState::Failed, Duration::ZERO, Some((why, None, FailureCategory::Writeback))).await,
+                    self.record(NextState::Failed, Duration::ZERO, Some(Failure::new(why, FailureCategory::Writeback)))
+                        .await,
                 )
             }
         }
