@@ -4,12 +4,14 @@
 //! `source`, `store` and `graph` meet only here.
 
 mod failure;
+mod selector;
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 
 pub use failure::{CallRecord, FailureCategory, OrganizerCondition};
+pub use selector::Selector;
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
@@ -370,53 +372,4 @@ pub enum RemoteRegistration {
         /// Its `@odata.type`.
         odata_type: String,
     },
-}
-
-/// Where a value sits inside a platform item: a JSON pointer (`/a/b`) or an
-/// RFC 9535 JSONPath (`$.customFields[?@.name=='Teams link'].value`, the
-/// first match). An empty text selects nothing.
-#[derive(Debug, Clone)]
-pub enum Selector {
-    /// Selects nothing (the field is not mapped).
-    None,
-    /// A JSON pointer.
-    Pointer(String),
-    /// A JSONPath query.
-    Path(serde_json_path::JsonPath),
-}
-
-impl Selector {
-    /// Parses a pointer (starting with `/`) or a path (starting with `$`).
-    ///
-    /// # Errors
-    /// Neither, or a path that does not parse (the text says where).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.chars().next() {
-            None => Ok(Self::None),
-            Some('/') => Ok(Self::Pointer(text.to_owned())),
-            Some('$') => serde_json_path::JsonPath::parse(text)
-                .map(Self::Path)
-                .map_err(|e| format!("{text:?} is not a JSONPath: {e}")),
-            Some(_) => Err(format!("must be a JSON pointer (\"/a/b\") or a JSONPath (\"$.a.b\"), got {text:?}")),
-        }
-    }
-
-    /// The selected value, if any.
-    pub fn select<'v>(&self, value: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
-        match self {
-            Self::None => None,
-            Self::Pointer(p) => value.pointer(p),
-            Self::Path(path) => path.query(value).first(),
-        }
-    }
-}
-
-impl fmt::Display for Selector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::None => f.write_str("(none)"),
-            Self::Pointer(p) => f.write_str(p),
-            Self::Path(path) => write!(f, "{path}"),
-        }
-    }
 }

@@ -8,7 +8,8 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::client::{absent_on_404, mark_last, unexpected, SEGMENT};
+use super::answer::{absent_on_404, mark_last, unexpected};
+use super::client::SEGMENT;
 use super::{Client, Error, Permit};
 use crate::domain::{CallRecord, Lookup};
 

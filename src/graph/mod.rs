@@ -4,6 +4,7 @@
 //! engine sees only domain types, [`Error`](crate::graph::Error)'s classification and
 //! [`CallRecord`](crate::domain::CallRecord)s for the audit table.
 
+mod answer;
 mod assertion;
 mod auth;
 mod client;

@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::client::{absent_on_404, mark_last, segment, unexpected};
+use super::answer::{absent_on_404, mark_last, unexpected};
+use super::client::segment;
 use super::{Client, Deleted, Error, Permit};
 use crate::domain::{AllowedRegistrant, CallRecord, Location, Person};
 

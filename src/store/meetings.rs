@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 
-use super::{query_error, Error};
+use super::{due_unless_in_flight, query_error, Error};
 use crate::domain::{ExternalMeeting, OnlineMeetingId, OrganizerId};
 
 /// Count of meetings in one state.
@@ -144,9 +144,9 @@ const UPSERT_PAGE: &str = concat!(
             source_updated_at  = EXCLUDED.source_updated_at,
             listed_at          = EXCLUDED.listed_at,
             updated_at         = now(),
-            state              = CASE WHEN m.state = 'in_flight' THEN m.state ELSE 'pending' END,
-            attempts           = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
-            next_attempt_at    = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
+            "#,
+    due_unless_in_flight!("m"),
+    r#"
         -- A listing older than the one that wrote the row is not applied.
         WHERE (m.listed_at IS NULL OR m.listed_at <= EXCLUDED.listed_at) AND NOT "#,
     same_platform_data!("m", "EXCLUDED"),
@@ -237,18 +237,18 @@ impl<'a> PageColumns<'a> {
 /// # Errors
 /// The statement failed.
 pub async fn unregister_missing(pool: &PgPool, seen: &[String], listed_at: DateTime<Utc>) -> Result<u64, Error> {
-    let result = sqlx::query(
+    let result = sqlx::query(concat!(
         r#"
         UPDATE meetings AS m SET
             desired = 'unregistered', updated_at = now(),
-            state           = CASE WHEN m.state = 'in_flight' THEN m.state ELSE 'pending' END,
-            attempts        = CASE WHEN m.state = 'in_flight' THEN m.attempts ELSE 0 END,
-            next_attempt_at = CASE WHEN m.state = 'in_flight' THEN m.next_attempt_at ELSE now() END
+            "#,
+        due_unless_in_flight!("m"),
+        r#"
         WHERE m.desired = 'registered' AND NOT (m.external_id = ANY($1::text[]))
           -- A newer listing has seen it since this one began.
           AND (m.listed_at IS NULL OR m.listed_at <= $2)
-        "#,
-    )
+        "#
+    ))
     .bind(seen)
     .bind(listed_at)
     .execute(pool)

@@ -60,6 +60,33 @@ pub enum Error {
     Settings(String),
 }
 
+/// SQL assignments that make the row aliased `$row` due now with its
+/// attempts reset, unless a worker holds it: an in-flight row takes the
+/// change up when its outcome is written (the outcome statements compare
+/// what the platform wants with what the worker was given).
+macro_rules! due_unless_in_flight {
+    ($row:literal) => {
+        concat!(
+            "state = CASE WHEN ",
+            $row,
+            ".state = 'in_flight' THEN ",
+            $row,
+            ".state ELSE 'pending' END,
+            attempts = CASE WHEN ",
+            $row,
+            ".state = 'in_flight' THEN ",
+            $row,
+            ".attempts ELSE 0 END,
+            next_attempt_at = CASE WHEN ",
+            $row,
+            ".state = 'in_flight' THEN ",
+            $row,
+            ".next_attempt_at ELSE now() END"
+        )
+    };
+}
+pub(crate) use due_unless_in_flight;
+
 /// Runs `write` until it succeeds, fails for good, or `give_up` has
 /// passed, retrying while the database is briefly away (backoff from
 /// 100 ms to 5 s): for writes whose loss would cost more than the wait, such

@@ -27,7 +27,7 @@ use tokio::task::{JoinError, JoinSet};
 use super::{retry, Ctx, SyncError};
 use crate::domain::FailureCategory;
 use crate::graph;
-use crate::store::NextState;
+use crate::store::{self, NextState};
 
 /// One kind of row the engine reconciles.
 pub(super) trait Kind {
@@ -42,7 +42,7 @@ pub(super) trait Kind {
     fn claim(&self, ctx: &Ctx, want: u32) -> impl Future<Output = Result<Vec<Self::Row>, SyncError>> + Send;
 
     /// Releases claimed rows that were never started.
-    fn release(&self, ctx: &Ctx, rows: Vec<Self::Row>) -> impl Future<Output = ()> + Send;
+    fn release(&self, ctx: &Ctx, rows: Vec<Self::Row>) -> impl Future<Output = Result<u64, store::Error>> + Send;
 
     /// Reconciles one claimed row.
     fn reconcile(ctx: Arc<Ctx>, row: Self::Row)
@@ -113,7 +113,9 @@ where
         }
     }
     if !pool.queue.is_empty() {
-        kind.release(ctx, pool.queue.drain(..).collect()).await;
+        if let Err(e) = kind.release(ctx, pool.queue.drain(..).collect()).await {
+            tracing::warn!(error = %e, "cannot release unstarted claims; their leases will expire");
+        }
     }
     while let Some(done) = pool.running.join_next().await {
         pool.collect(ctx, done);

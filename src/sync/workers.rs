@@ -76,10 +76,8 @@ impl engine::Kind for Meetings {
         Ok(store::claims::claim_due(&ctx.pool, want, sync.lease_ttl(), sync.max_attempts, ctx.replica).await?)
     }
 
-    async fn release(&self, ctx: &Ctx, rows: Vec<Claimed>) {
-        if let Err(e) = store::claims::release(&ctx.pool, &rows).await {
-            tracing::warn!(error = %e, "cannot release unstarted claims; their leases will expire");
-        }
+    async fn release(&self, ctx: &Ctx, rows: Vec<Claimed>) -> Result<u64, store::Error> {
+        store::claims::release(&ctx.pool, &rows).await
     }
 
     async fn reconcile(ctx: Arc<Ctx>, row: Claimed) -> Result<Reconciled, SyncError> {

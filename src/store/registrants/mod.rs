@@ -14,7 +14,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::PgPool;
 
-use super::{query_error, Error};
+use super::{due_unless_in_flight, query_error, Error};
 use crate::domain::ExternalRegistrant;
 
 /// SQL: a CTE `woken` that makes due the registrants of the platform
@@ -28,9 +28,9 @@ macro_rules! wake_registrants {
         concat!(
             "woken AS (
         UPDATE registrants r SET
-            state = CASE WHEN r.state = 'in_flight' THEN r.state ELSE 'pending' END,
-            attempts = CASE WHEN r.state = 'in_flight' THEN r.attempts ELSE 0 END,
-            next_attempt_at = now(),
+            ",
+            $crate::store::due_unless_in_flight!("r"),
+            ",
             meeting_changed = r.state = 'in_flight',
             updated_at = now()
         WHERE r.id IN (
@@ -83,7 +83,7 @@ pub async fn upsert_page(pool: &PgPool, registrants: &[ExternalRegistrant]) -> R
             preferred_language: r.person.preferred_language.as_deref(),
         })
         .collect();
-    let changed = sqlx::query(
+    let changed = sqlx::query(concat!(
         r#"
         INSERT INTO registrants AS r (external_id, meeting_external_id, desired, email, first_name, last_name,
                                       tenant_id, user_id, preferred_timezone, preferred_language)
@@ -97,16 +97,16 @@ pub async fn upsert_page(pool: &PgPool, registrants: &[ExternalRegistrant]) -> R
             last_name = EXCLUDED.last_name, tenant_id = EXCLUDED.tenant_id, user_id = EXCLUDED.user_id,
             preferred_timezone = EXCLUDED.preferred_timezone, preferred_language = EXCLUDED.preferred_language,
             -- In flight: the outcome write sees the change and makes it due.
-            state = CASE WHEN r.state = 'in_flight' THEN r.state ELSE 'pending' END,
-            attempts = CASE WHEN r.state = 'in_flight' THEN r.attempts ELSE 0 END,
-            next_attempt_at = now(), updated_at = now()
+            "#,
+        due_unless_in_flight!("r"),
+        r#", updated_at = now()
         WHERE (r.desired, r.email, r.first_name, r.last_name, r.tenant_id, r.user_id, r.preferred_timezone,
                r.preferred_language)
               IS DISTINCT FROM (EXCLUDED.desired, EXCLUDED.email, EXCLUDED.first_name, EXCLUDED.last_name,
                                 EXCLUDED.tenant_id, EXCLUDED.user_id, EXCLUDED.preferred_timezone,
                                 EXCLUDED.preferred_language)
-        "#,
-    )
+        "#
+    ))
     .bind(Json(items))
     .execute(pool)
     .await
@@ -164,18 +164,18 @@ pub async fn unregister_missing(
     listed: &[(String, String)],
 ) -> Result<u64, Error> {
     let (meetings, ids): (Vec<&str>, Vec<&str>) = listed.iter().map(|(m, r)| (m.as_str(), r.as_str())).unzip();
-    let result = sqlx::query(
+    let result = sqlx::query(concat!(
         r#"
         UPDATE registrants AS r SET
             desired = 'unregistered', updated_at = now(),
-            state           = CASE WHEN r.state = 'in_flight' THEN r.state ELSE 'pending' END,
-            attempts        = CASE WHEN r.state = 'in_flight' THEN r.attempts ELSE 0 END,
-            next_attempt_at = CASE WHEN r.state = 'in_flight' THEN r.next_attempt_at ELSE now() END
+            "#,
+        due_unless_in_flight!("r"),
+        r#"
         WHERE r.desired = 'registered' AND ($1::text IS NULL OR r.meeting_external_id = $1)
           AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS l(meeting, id)
                           WHERE l.meeting = r.meeting_external_id AND l.id = r.external_id)
-        "#,
-    )
+        "#
+    ))
     .bind(meeting)
     .bind(meetings)
     .bind(ids)

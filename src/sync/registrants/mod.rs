@@ -87,10 +87,8 @@ impl engine::Kind for Registrants {
         Ok(store::registrants::claim_due(&ctx.pool, want, ttl, max_attempts, ctx.replica, self.round).await?)
     }
 
-    async fn release(&self, ctx: &Ctx, rows: Vec<ClaimedRegistrant>) {
-        if let Err(e) = store::registrants::release(&ctx.pool, &rows).await {
-            tracing::warn!(error = %e, "cannot release unstarted claims; their leases will expire");
-        }
+    async fn release(&self, ctx: &Ctx, rows: Vec<ClaimedRegistrant>) -> Result<u64, store::Error> {
+        store::registrants::release(&ctx.pool, &rows).await
     }
 
     async fn reconcile(ctx: Arc<Ctx>, row: ClaimedRegistrant) -> Result<Done, SyncError> {

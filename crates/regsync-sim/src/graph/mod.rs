@@ -20,6 +20,8 @@ use tokio::time::Instant;
 
 use super::{DropConnection, Fault, State, Stats, RETRY_AFTER_TOLERANCE};
 
+mod knobs;
+
 const EXTERNAL: &str = "#microsoft.graph.externalMeetingRegistration";
 
 /// Graph's `x-ms-ags-diagnostic` header: which data centre served the call.

@@ -1,0 +1,94 @@
+//! What a test can do to the people side of the simulator, and read back.
+
+use super::*;
+use crate::{Sim, SimMeeting};
+
+impl Sim {
+    /// Lists `registrant` on the platform (or changes it, by id).
+    pub fn upsert_registrant(&self, registrant: SimRegistrant) {
+        let mut s = self.lock();
+        let list = &mut s.people.platform;
+        match list.iter_mut().find(|r| r.id == registrant.id && r.meeting_id == registrant.meeting_id) {
+            Some(existing) => *existing = registrant,
+            None => list.push(registrant),
+        }
+    }
+
+    /// Lists `registrant` once more, as a platform that repeats an item does.
+    pub fn list_registrant_again(&self, registrant: SimRegistrant) {
+        self.lock().people.platform.push(registrant);
+    }
+
+    /// Lists `n` registrants for each of `meetings`; returns them.
+    pub fn seed_registrants(&self, meetings: &[SimMeeting], n: usize) -> Vec<SimRegistrant> {
+        let people: Vec<SimRegistrant> =
+            meetings.iter().flat_map(|m| (1..=n).map(|i| SimRegistrant::new(&m.id, i))).collect();
+        for p in &people {
+            self.upsert_registrant(p.clone());
+        }
+        people
+    }
+
+    /// The write-backs the platform received.
+    pub fn write_backs(&self) -> Vec<WriteBack> {
+        self.lock().people.write_backs.clone()
+    }
+
+    /// The next write-backs are answered with these statuses.
+    pub fn fail_write_backs(&self, statuses: &[u16]) {
+        self.lock().people.write_back_faults.extend(statuses);
+    }
+
+    /// The registrants Graph holds on `organizer`'s `meeting`.
+    pub fn graph_registrants(&self, organizer: &str, meeting: &str) -> Vec<GraphRegistrant> {
+        let s = self.lock();
+        s.people
+            .registrants
+            .get(&(organizer.to_owned(), meeting.to_owned()))
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Creates (or changes the status of) webinar `id`: `draft`, `published`, `canceled`.
+    pub fn put_webinar(&self, id: &str, status: &str) {
+        self.lock().people.webinars.entry(id.to_owned()).or_default().status = status.to_owned();
+    }
+
+    /// From now on every registrant page names itself as the next one, as a
+    /// faulty platform may.
+    pub fn loop_registrant_pages(&self) {
+        self.lock().people.loop_pages = true;
+    }
+
+    /// From now on a get of one webinar registration by e-mail is refused
+    /// (403): the app may only list.
+    pub fn refuse_registration_get(&self) {
+        self.lock().people.refuse_get_by_key = true;
+    }
+
+    /// How many registrant listing requests the platform answered.
+    pub fn registrant_listing_requests(&self) -> u64 {
+        self.lock().people.listing_requests
+    }
+
+    /// Drops a registrant from the platform's list (they "vanish").
+    pub fn remove_registrant(&self, meeting_id: &str, id: &str) {
+        self.lock().people.platform.retain(|r| !(r.meeting_id == meeting_id && r.id == id));
+    }
+
+    /// From now on a new webinar registration is listed only `lag` after
+    /// its create: Graph's lists are eventually consistent.
+    pub fn lag_webinar_list(&self, lag: Duration) {
+        self.lock().people.list_lag = lag;
+    }
+
+    /// Webinar `id` as Graph holds it.
+    pub fn webinar(&self, id: &str) -> Option<SimWebinar> {
+        self.lock().people.webinars.get(id).cloned()
+    }
+
+    /// Every request about people at Graph.
+    pub fn people_log(&self) -> Vec<PeopleRequest> {
+        self.lock().people.log.clone()
+    }
+}

@@ -1,0 +1,203 @@
+//! Graph's webinar registrations (v1.0): the webinar, register, list, get by
+//! alternate key, cancel, and the write limit.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::*;
+
+pub(super) async fn get_webinar(
+    AxumState(state): AxumState<Shared>,
+    Path(webinar): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&state);
+    if let Err(refused) = before(&mut s, &headers, None, "-") {
+        return *refused;
+    }
+    let answer = match s.people.webinars.get(&webinar) {
+        Some(w) => Json(json!({"id": webinar, "status": w.status, "displayName": "Simulated webinar"})).into_response(),
+        None => error(404, "itemNotFound", "The webinar was not found."),
+    };
+    log(&mut s, "GET webinar", answer.status(), false);
+    answer
+}
+
+/// The webinar write limit: `Some(response)` when this write is one too many.
+pub(super) fn over_write_limit(s: &mut State) -> Option<Response> {
+    let now = Instant::now();
+    let recent: Vec<Instant> = s
+        .people
+        .log
+        .iter()
+        .filter(|r| {
+            (r.call == "POST registration" || r.call == "POST cancel") && now.duration_since(r.at) < WEBINAR_WINDOW
+        })
+        .map(|r| r.at)
+        .collect();
+    if recent.len() < WEBINAR_WRITES {
+        return None;
+    }
+    let oldest = recent[recent.len() - WEBINAR_WRITES];
+    let wait = (oldest + WEBINAR_WINDOW).saturating_duration_since(now).as_secs_f64().ceil().max(1.0);
+    let mut response = error(429, "TooManyRequests", "Virtual event write limit: 15 per 30 seconds.");
+    response.headers_mut().insert("retry-after", format!("{wait}").parse().expect("a number"));
+    Some(response)
+}
+
+pub(super) async fn register(
+    AxumState(state): AxumState<Shared>,
+    Extension(drop_connection): Extension<DropConnection>,
+    Path(webinar): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (answer, fault) = {
+        let mut s = lock(&state);
+        let fault = match before(&mut s, &headers, None, "POST") {
+            Ok(fault) => fault,
+            Err(refused) => return *refused,
+        };
+        if let Some(refused) = status_fault(&fault).or_else(|| over_write_limit(&mut s)) {
+            log(&mut s, "POST registration", refused.status(), false);
+            return refused;
+        }
+        let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let external_id = parsed["externalRegistrationInformation"]["registrationId"].as_str().unwrap_or_default();
+        let required = ["firstName", "lastName", "email", "preferredTimezone", "preferredLanguage"];
+        let answer = if let Some(missing) = required.iter().find(|f| parsed[**f].as_str().is_none_or(str::is_empty)) {
+            error(400, "BadRequest", &format!("{missing} is required."))
+        } else if external_id.chars().count() > 256 {
+            error(400, "BadRequest", "externalRegistrationInformation.registrationId is longer than 256 characters.")
+        } else {
+            let n = s.people.next_id();
+            let listed_from = Instant::now() + s.people.list_lag;
+            match s.people.webinars.get_mut(&webinar) {
+                None => error(404, "itemNotFound", "The webinar was not found."),
+                Some(w) => {
+                    let arrived = w.status == "published";
+                    w.registrations.push(WebinarRegistration {
+                        id: format!("reg-{n:06}"),
+                        external_id: external_id.to_owned(),
+                        email: parsed["email"].as_str().unwrap_or_default().to_owned(),
+                        status: "registered".into(),
+                        arrived,
+                        listed_from,
+                    });
+                    StatusCode::NO_CONTENT.into_response()
+                }
+            }
+        };
+        let acted = answer.status() == StatusCode::NO_CONTENT;
+        log_status(&mut s, "POST registration", logged_status(&fault, &answer), acted);
+        (answer, fault)
+    };
+    after(fault, answer, &drop_connection).await
+}
+
+/// `GET …/registrations(email='{email}')`: the alternate key Graph's
+/// metadata declares. The list's lag applies to it too.
+pub(super) async fn get_registration_by_key(
+    AxumState(state): AxumState<Shared>,
+    Path((webinar, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&state);
+    if let Err(refused) = before(&mut s, &headers, None, "-") {
+        return *refused;
+    }
+    let email =
+        key.strip_prefix("registrations(email='").and_then(|k| k.strip_suffix("')")).map(|e| e.replace("''", "'"));
+    let answer = match (email, s.people.webinars.get(&webinar)) {
+        (None, _) => error(400, "BadRequest", "Resource not found for the segment."),
+        (Some(_), _) if s.people.refuse_get_by_key => error(403, "Forbidden", "Insufficient privileges."),
+        (Some(_), None) => error(404, "itemNotFound", "The webinar was not found."),
+        (Some(email), Some(w)) => {
+            let now = Instant::now();
+            let visible = w.registrations.iter().filter(|r| r.arrived && r.listed_from <= now);
+            let mine: Vec<&WebinarRegistration> = visible.filter(|r| r.email.eq_ignore_ascii_case(&email)).collect();
+            // The live one if there is one, else the latest.
+            match mine.iter().find(|r| r.status == "registered").or(mine.last()) {
+                Some(r) => Json(json!({"id": r.id, "email": r.email, "status": r.status,
+                    "externalRegistrationInformation": {"referrer": null, "registrationId": r.external_id}}))
+                .into_response(),
+                None => error(404, "itemNotFound", "The registration was not found."),
+            }
+        }
+    };
+    log(&mut s, "GET registration", answer.status(), false);
+    answer
+}
+
+#[derive(Deserialize)]
+pub(super) struct SkipQuery {
+    #[serde(rename = "$skiptoken")]
+    pub(super) skip: Option<usize>,
+}
+
+pub(super) async fn list_registrations(
+    AxumState(state): AxumState<Shared>,
+    Path(webinar): Path<String>,
+    Query(q): Query<SkipQuery>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&state);
+    if let Err(refused) = before(&mut s, &headers, None, "-") {
+        return *refused;
+    }
+    let answer = match s.people.webinars.get(&webinar) {
+        None => error(404, "itemNotFound", "The webinar was not found."),
+        Some(w) => {
+            let visible: Vec<Value> = w
+                .registrations
+                .iter()
+                .filter(|r| r.arrived && r.listed_from <= Instant::now())
+                .map(|r| {
+                    json!({"id": r.id, "email": r.email, "status": r.status,
+                    "externalRegistrationInformation": {"referrer": null, "registrationId": r.external_id}})
+                })
+                .collect();
+            Json(page_of(&visible, q.skip.unwrap_or(0), &headers, uri.path())).into_response()
+        }
+    };
+    log(&mut s, "GET registrations", answer.status(), false);
+    answer
+}
+
+pub(super) async fn cancel(
+    AxumState(state): AxumState<Shared>,
+    Path((webinar, registration)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&state);
+    let fault = match before(&mut s, &headers, None, "POST") {
+        Ok(fault) => fault,
+        Err(refused) => return *refused,
+    };
+    if let Some(refused) = status_fault(&fault).or_else(|| over_write_limit(&mut s)) {
+        log(&mut s, "POST cancel", refused.status(), false);
+        return refused;
+    }
+    let found = s
+        .people
+        .webinars
+        .get_mut(&webinar)
+        .and_then(|w| w.registrations.iter_mut().find(|r| r.id == registration && r.status == "registered"));
+    let answer = match found {
+        Some(r) => {
+            r.status = "canceled".into();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => error(404, "itemNotFound", "The registration was not found."),
+    };
+    let acted = answer.status() == StatusCode::NO_CONTENT;
+    log(&mut s, "POST cancel", answer.status(), acted);
+    answer
+}
