@@ -38,7 +38,7 @@ pub use claims::Claimed;
 pub use meetings::{FailedMeeting, StateCount, Upserted};
 pub use outcome::{NextState, Outcome};
 pub use runs::RunReport;
-pub use send::{Intent, SendGate};
+pub use send::{Gate, Intent, SendGate};
 
 /// A database operation that failed. Like every regsync error, its message
 /// is complete, cause included, and it exposes no `source()` (crate docs).

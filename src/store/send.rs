@@ -12,7 +12,8 @@ use super::throttle::throttle_sql;
 use super::{query_error, Claimed, Error};
 use crate::domain::{Actual, AllowedRegistrant, Location};
 
-/// The answer of [`prepare_send`].
+/// The answer of a meeting's [`prepare_send`]: every row's [`Gate`], or
+/// another meeting standing in the way.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendGate {
     /// The lease is ours and renewed; the intent is committed: send. `probe`:
@@ -152,33 +153,52 @@ pub async fn prepare_send(
     // [`record_outcome`].
     let row =
         sqlx::query(PREPARE_SEND).bind(Json(params)).fetch_one(pool).await.map_err(query_error("commit intent"))?;
-    read_gate(&row, "commit intent")
+    Ok(match read_gate(&row, "commit intent")? {
+        (Gate::Throttled(wait), _) => SendGate::Throttled(wait),
+        (_, Some(by)) => SendGate::Contested { by },
+        (Gate::Open { probe }, None) => SendGate::Open { probe },
+        (Gate::LeaseLost, None) => SendGate::LeaseLost,
+    })
+}
+
+/// What every row's pre-send gate answers, whatever its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    /// The lease is ours and renewed; the intent is committed: send.
+    /// `probe`: this is the one request after a throttle hold.
+    Open {
+        /// Whether this request is the probe.
+        probe: bool,
+    },
+    /// The deployment is throttled for this long: do not send.
+    Throttled(Duration),
+    /// Another worker owns the row now: do not send, write nothing.
+    LeaseLost,
 }
 
 /// What a pre-send statement answered (columns `wait_secs`, `owned`,
-/// `committed`, `probe`, and `contested_by` where another row can stand in
-/// the way) as a [`SendGate`].
+/// `committed`, `probe`, and `contested_by`: the other row standing in the
+/// way, always null for a kind where none can) as every row's [`Gate`],
+/// and who stands in the way of a row this worker owns.
 ///
 /// # Errors
 /// A column is missing or of another type.
-pub(super) fn read_gate(row: &sqlx::postgres::PgRow, op: &'static str) -> Result<SendGate, Error> {
+pub(super) fn read_gate(row: &sqlx::postgres::PgRow, op: &'static str) -> Result<(Gate, Option<String>), Error> {
     let read = |e| query_error(op)(e);
     let wait: f64 = row.try_get("wait_secs").map_err(read)?;
     let owned: bool = row.try_get("owned").map_err(read)?;
     let committed: bool = row.try_get("committed").map_err(read)?;
     let contested_by: Option<String> = row.try_get("contested_by").map_err(read)?;
     let probe: bool = row.try_get("probe").map_err(read)?;
-    Ok(if wait > 0.0 {
-        SendGate::Throttled(Duration::from_secs_f64(wait))
-    } else if !owned {
-        SendGate::LeaseLost
-    } else if let Some(by) = contested_by {
-        SendGate::Contested { by }
-    } else if committed {
-        SendGate::Open { probe }
+    let contested_by = contested_by.filter(|_| owned && wait <= 0.0);
+    let gate = if wait > 0.0 {
+        Gate::Throttled(Duration::from_secs_f64(wait))
+    } else if owned && committed && contested_by.is_none() {
+        Gate::Open { probe }
     } else {
-        SendGate::LeaseLost
-    })
+        Gate::LeaseLost
+    };
+    Ok((gate, contested_by))
 }
 
 /// The values [`prepare_send`] reads, named as its statement reads them.

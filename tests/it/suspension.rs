@@ -40,7 +40,7 @@ async fn a_sender_the_gate_refuses_does_not_take_the_probe() {
         .await
         .unwrap();
 
-    assert!(!matches!(gate, regsync::store::SendGate::Open { .. }), "{gate:?}");
+    assert!(!matches!(gate, regsync::store::Gate::Open { .. }), "{gate:?}");
     let probe_out: bool =
         sqlx::query_scalar("SELECT probe_until IS NOT NULL FROM graph_throttle").fetch_one(&app.pool).await.unwrap();
     assert!(!probe_out, "the probe is left for a sender whose request goes");

@@ -6,8 +6,9 @@ use std::time::Duration;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
+use super::super::send::Gate;
 use super::super::throttle::throttle_sql;
-use super::super::{query_error, storable, Error, NextState, SendGate};
+use super::super::{query_error, storable, Error, NextState};
 use super::ClaimedRegistrant;
 use crate::domain::{CallRecord, FailureCategory};
 
@@ -47,7 +48,7 @@ pub async fn prepare_send(
     write_at: Option<&str>,
     ttl: Duration,
     probe_ttl: Duration,
-) -> Result<SendGate, Error> {
+) -> Result<Gate, Error> {
     let row = sqlx::query(PREPARE_SEND)
         .bind(claimed.id)
         .bind(claimed.lease_token)
@@ -57,7 +58,8 @@ pub async fn prepare_send(
         .fetch_one(pool)
         .await
         .map_err(query_error("commit a registrant's intent"))?;
-    crate::store::send::read_gate(&row, "commit a registrant's intent")
+    // No other row can stand in a registrant's way.
+    Ok(crate::store::send::read_gate(&row, "commit a registrant's intent")?.0)
 }
 
 /// Renews the lease on `claimed` if it is still this worker's; whether it

@@ -14,7 +14,7 @@ use crate::config::Target;
 use crate::domain::{CallRecord, FailureCategory, OrganizerId, RegistrantsAt};
 use crate::graph::{self, Deleted};
 use crate::store::registrants::ClaimedRegistrant;
-use crate::store::{self, NextState, SendGate};
+use crate::store::{self, Gate, NextState};
 
 /// Steps one reconcile may take: a lookup, a removal, an enrolment and the
 /// lookup of a webinar registration's id fit.
@@ -142,11 +142,11 @@ impl Work<'_> {
         .await;
         match gate {
             Err(e) => ControlFlow::Break(Err(e.into())),
-            Ok(SendGate::Throttled(wait)) => {
+            Ok(Gate::Throttled(wait)) => {
                 let (wait, failure) = engine::wait_out_throttle(wait);
                 ControlFlow::Break(self.record(NextState::Retrying, wait, Some(failure)).await)
             }
-            Ok(SendGate::Open { probe }) => {
+            Ok(Gate::Open { probe }) => {
                 if let Some(at) = write_at {
                     self.progress.needs_lookup = true;
                     self.progress.lookup_at = RegistrantsAt::from_key(&at);
@@ -154,7 +154,10 @@ impl Work<'_> {
                 let permit = permit.send_by(opened + settings.sync.lease_ttl() / 2);
                 ControlFlow::Continue(Some((permit, probe)))
             }
-            Ok(_) => ControlFlow::Break(Ok(Done::default())),
+            Ok(Gate::LeaseLost) => {
+                tracing::warn!("lease lost before sending; another worker owns the registrant");
+                ControlFlow::Break(Ok(Done::default()))
+            }
         }
     }
 
