@@ -90,6 +90,14 @@ impl Client {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout())
+            // Bytes of a request the client gave up on must not reach Graph
+            // later: TCP would retransmit them once a broken path heals, after
+            // regsync has concluded (and looked up) that they never arrived.
+            // Data unacknowledged this long aborts the connection, and the
+            // kernel discards what it holds: a request reaches Graph within
+            // the timeout or never, as the model's late act (\[S5\], \[S9\])
+            // assumes.
+            .tcp_user_timeout(settings.timeout())
             .user_agent(crate::http::USER_AGENT)
             .build()
             .map_err(|e| setup(&e.to_string()))?;

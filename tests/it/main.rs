@@ -17,6 +17,7 @@ mod faults;
 mod helpers;
 mod lifecycle;
 mod listing;
+mod network;
 mod nightly;
 mod operations;
 mod paging;

@@ -180,6 +180,11 @@ impl Cluster {
         &self.url
     }
 
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     fn wait_ready(&mut self, port: u16) -> Result<(), Error> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

@@ -14,6 +14,7 @@ use regsync_sim::{GraphRequest, Sim, SimMeeting};
 use sqlx::{ConnectOptions, PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
+pub mod netns;
 mod process;
 pub use process::*;
 
@@ -32,6 +33,13 @@ fn server() -> &'static Server {
             Server { url: cluster.url().to_owned(), _cluster: Some(cluster) }
         }
     })
+}
+
+/// Where the test server's Unix socket may be: its own directory when the
+/// tests started it, else the usual places.
+pub fn socket_dirs() -> Vec<std::path::PathBuf> {
+    let own = server()._cluster.as_ref().map(|c| c.socket_dir().to_path_buf());
+    own.into_iter().chain(["/var/run/postgresql", "/tmp"].map(std::path::PathBuf::from)).collect()
 }
 
 /// The test server's URL (its `postgres` database).
@@ -81,8 +89,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the world, letting the test change the settings first.
 pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
-    let db_url = fresh_database().await;
     let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("simulator");
+    spawn_app_against(sim, fresh_database().await, change).await
+}
+
+/// Starts the world against a simulator already running and database
+/// `db_url` (reached another way, say).
+pub async fn spawn_app_against(sim: Sim, db_url: String, change: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = simulator_settings(&sim, &db_url);
     settings.sync.backoff_base_ms = 1;
     settings.sync.backoff_max_ms = 1;
