@@ -3,9 +3,14 @@
 //! responses, replicas killed with SIGKILL at random and restarted, every
 //! regsync database session terminated after each kill, the postmaster
 //! frozen for 5 s, and PostgreSQL crashed and restarted mid-run (every
-//! replica must be ready again within 15 s of it). Every valid meeting must
-//! end registered exactly once by the simulator's own log, and every
-//! registrant of the first 50 enrolled once with its link written back.
+//! replica must be ready again within 15 s of it). Midway, meetings with
+//! people change audience (Graph cannot update it: the registration is
+//! re-created, its registrants with it) or are cancelled, and some of those
+//! are activated again. Every valid meeting must end registered exactly once
+//! by the simulator's own log (twice for a changed audience), and every
+//! registrant of the first 50 enrolled once at the registration their
+//! meeting holds now, with that link written back; nobody is left at a
+//! cancelled meeting.
 //!
 //! Size: `REGSYNC_CHAOS_MEETINGS` (default 300) and `REGSYNC_CHAOS_SECS`
 //! (the kill phase, default 30).
@@ -146,7 +151,14 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
         .filter(|m| m.status == "active" && m.allowed_registrant == "everyone")
         .take(50)
         .collect();
-    let people = sim.seed_registrants(&with_people, 2);
+    // Members of the organization, so they may stay when the audience narrows.
+    let people: Vec<_> =
+        sim.seed_registrants(&with_people, 2).into_iter().map(regsync_sim::SimRegistrant::in_organization).collect();
+    for p in &people {
+        sim.upsert_registrant(p.clone());
+    }
+    let (narrowed, cancelled, reactivated) = (&with_people[0..5], &with_people[5..10], &with_people[5..7]);
+    let (mut changed_midway, mut reactivated_late) = (false, false);
     sim.set_rates(FaultRates {
         throttle: 0.2,
         retry_after_secs: 0.5,
@@ -199,6 +211,21 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
             .ok();
             sessions_killed += u64::from(killed.is_some());
         }
+        if !changed_midway && started.elapsed() > kill_phase / 2 {
+            changed_midway = true;
+            for m in narrowed {
+                sim.update_meeting(&m.id, |m| m.allowed_registrant = "organization".into());
+            }
+            for m in cancelled {
+                sim.update_meeting(&m.id, |m| m.status = "cancelled".into());
+            }
+        }
+        if !reactivated_late && started.elapsed() > kill_phase * 3 / 4 {
+            reactivated_late = true;
+            for m in reactivated {
+                sim.update_meeting(&m.id, |m| m.status = "active".into());
+            }
+        }
         if !db_frozen && started.elapsed() > kill_phase * 2 / 3 {
             db_frozen = true;
             cluster.freeze(true);
@@ -236,7 +263,11 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
         }
     }
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
-    let valid: Vec<SimMeeting> = (1..=meetings).map(SimMeeting::generated).filter(|m| m.status == "active").collect();
+    let still_cancelled: Vec<&SimMeeting> = cancelled.iter().filter(|m| !reactivated.contains(m)).collect();
+    let valid: Vec<SimMeeting> = (1..=meetings)
+        .map(SimMeeting::generated)
+        .filter(|m| m.status == "active" && !still_cancelled.iter().any(|c| c.id == m.id))
+        .collect();
     let quiet = eventually(Duration::from_secs(240), async || {
         sim.stats().registrations == valid.len()
             && open_meetings(&pool).await == Some(0)
@@ -255,7 +286,10 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
                 r.method == "POST" && r.acted && r.organizer == m.organizer_id && r.meeting == m.online_meeting_id
             })
             .count();
-        assert_eq!(acted_posts, 1, "{}: exactly one registration created", m.id);
+        // A new audience re-creates the registration, if it was made before
+        // the change; never a second one while one exists (checked below).
+        let expected = if narrowed.iter().any(|n| n.id == m.id) { 1..=2 } else { 1..=1 };
+        assert!(expected.contains(&acted_posts), "{}: {acted_posts} registrations created", m.id);
         let held = sim.registration(&m.organizer_id, &m.online_meeting_id).expect("registered").id;
         let recorded: Option<String> =
             sqlx::query_scalar("SELECT registration_id FROM ops.meeting_status WHERE external_id = $1")
@@ -265,9 +299,18 @@ async fn three_replicas_killed_at_random_with_a_database_crash_register_every_me
                 .expect("row");
         assert_eq!(recorded.as_deref(), Some(held.as_str()), "{}: the recorded id is Graph's", m.id);
     }
-    // Every person: one registrant at Teams, and the platform holds its link.
+    for m in narrowed {
+        let held = sim.registration(&m.organizer_id, &m.online_meeting_id).expect("registered");
+        assert_eq!(held.allowed_registrant, "organization", "{}: the new audience", m.id);
+    }
+    for m in &still_cancelled {
+        assert!(sim.registration(&m.organizer_id, &m.online_meeting_id).is_none(), "{}: cancelled", m.id);
+        assert!(sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).is_empty(), "{}", m.id);
+    }
+    // Every person of a meeting that is active now: one registrant at the
+    // registration it holds now, and the platform holds that link.
     let write_backs = sim.write_backs();
-    for p in &people {
+    for p in people.iter().filter(|p| !still_cancelled.iter().any(|c| c.id == p.meeting_id)) {
         let m = with_people.iter().find(|m| m.id == p.meeting_id).expect("their meeting");
         let held = sim.graph_registrants(&m.organizer_id, &m.online_meeting_id);
         let link = &held.iter().find(|r| r.id == p.id).unwrap_or_else(|| panic!("{}: enrolled", p.id)).join_web_url;

@@ -71,9 +71,22 @@ pub struct SimRegistrant {
     pub last_name: String,
     /// `registered` or `cancelled`.
     pub status: String,
+    /// Their Entra tenant, for a person of the organizer's organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Their Entra object id, with `tenant_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 impl SimRegistrant {
+    /// The same person as a member of the organizer's organization (who may
+    /// register for an `organization` meeting).
+    pub fn in_organization(self) -> Self {
+        let user_id = format!("user-{}", self.id);
+        Self { tenant_id: Some(crate::TENANT.to_owned()), user_id: Some(user_id), ..self }
+    }
+
     /// The `n`-th registrant of `meeting_id`.
     pub fn new(meeting_id: &str, n: usize) -> Self {
         Self {
@@ -83,6 +96,8 @@ impl SimRegistrant {
             first_name: format!("Person{n}"),
             last_name: "Example".into(),
             status: "registered".into(),
+            tenant_id: None,
+            user_id: None,
         }
     }
 }
