@@ -2,6 +2,7 @@
 //! as Graph, identity platform and event platform.
 
 mod chaos;
+mod chaos_webinar;
 mod cli;
 mod commands;
 #[cfg(feature = "failpoints")]
