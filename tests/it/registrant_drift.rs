@@ -195,3 +195,29 @@ async fn a_registrant_of_a_meeting_the_platform_never_lists_fails_with_the_reaso
     cycle(&app).await;
     assert_eq!(app.sim.graph_registrants(&unlisted.organizer_id, &unlisted.online_meeting_id).len(), 1);
 }
+
+#[tokio::test]
+async fn a_webinar_whose_status_read_hangs_holds_no_other_webinars_registrants() {
+    let app = crate::registrants::webinar_app(|s| {
+        s.graph.timeout_ms = 30_000;
+        s.sync.lease_ttl_ms = 120_000;
+    })
+    .await;
+    let slow = crate::registrants::listed_webinar(&app, 1, "published");
+    let other = crate::registrants::listed_webinar(&app, 2, "published");
+    app.sim.seed_registrants(&[slow.clone(), other.clone()], 1);
+    let release = app.sim.hold_webinar_status(&slow.online_meeting_id);
+    let listed = regsync::sync::ingest::poll(&app.ctx).await.expect("meetings listed");
+    regsync::sync::registrants::poll(&app.ctx, listed.run_id).await.expect("registrants listed");
+    let ctx = app.ctx.clone();
+    let pass = tokio::spawn(async move { regsync::sync::reconcile_due(&ctx).await });
+
+    let other_registered = crate::helpers::eventually(std::time::Duration::from_secs(10), async || {
+        !crate::registrants::registrations(&app, &other).is_empty()
+    })
+    .await;
+    release.send(true).expect("released");
+    pass.await.expect("joined").expect("the pass");
+
+    assert!(other_registered, "the other webinar's person waited for a status read of another webinar");
+}

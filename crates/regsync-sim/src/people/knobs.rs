@@ -91,4 +91,12 @@ impl Sim {
     pub fn people_log(&self) -> Vec<PeopleRequest> {
         self.lock().people.log.clone()
     }
+
+    /// Holds every read of webinar `id`'s status until the returned sender
+    /// says go (`send(true)`).
+    pub fn hold_webinar_status(&self, id: &str) -> tokio::sync::watch::Sender<bool> {
+        let (go, released) = tokio::sync::watch::channel(false);
+        self.lock().people.held_status.insert(id.to_owned(), released);
+        go
+    }
 }

@@ -186,6 +186,8 @@ pub(crate) struct People {
     pub(crate) refuse_get_by_key: bool,
     /// Registrant listing requests the platform answered.
     pub(crate) listing_requests: u64,
+    /// Webinars whose status reads are held until the test lets them go.
+    pub(crate) held_status: HashMap<String, tokio::sync::watch::Receiver<bool>>,
     next: u64,
 }
 

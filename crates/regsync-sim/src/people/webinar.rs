@@ -17,6 +17,10 @@ pub(super) async fn get_webinar(
     Path(webinar): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    let held = lock(&state).people.held_status.get(&webinar).cloned();
+    if let Some(mut released) = held {
+        let _ = released.wait_for(|go| *go).await;
+    }
     let mut s = lock(&state);
     if let Err(refused) = before(&mut s, &headers, None, "-") {
         return *refused;
