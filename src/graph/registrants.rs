@@ -203,8 +203,9 @@ impl Client {
         Ok(Some(created.id).filter(|id| !id.is_empty()))
     }
 
-    /// The id of the webinar registration whose external id is
-    /// `external_id` and that is not cancelled. First by the person's
+    /// The ids of the webinar registrations whose external id is
+    /// `external_id` and that are not cancelled (more than one: a
+    /// duplicate, found only by listing). First by the person's
     /// e-mail, the alternate key Graph's metadata declares: a get of one
     /// registration accepts the `.All` application permissions, where the
     /// list is documented for resource-specific consent only. Where that
@@ -213,14 +214,14 @@ impl Client {
     ///
     /// # Errors
     /// Classified failures; a next link elsewhere is an unexpected body.
-    pub async fn find_webinar_registration(
+    pub async fn find_webinar_registrations(
         &self,
         permit: Permit,
         webinar: &str,
         external_id: &str,
         email: Option<&str>,
         calls: &mut Vec<CallRecord>,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Vec<String>, Error> {
         let ours = |r: &Registration| {
             r.external.as_ref().and_then(|e| e.registration_id.as_deref()) == Some(external_id)
                 && !r.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("canceled"))
@@ -237,12 +238,12 @@ impl Client {
                         // Another registration of the same address (made in
                         // Teams, or an older one) says nothing of ours.
                         if ours(&found) {
-                            return Ok(Some(found.id));
+                            return Ok(vec![found.id]);
                         }
                     }
                     Err(Error::Rejected { status: 404, .. }) => {
                         mark_last(calls, "absent");
-                        return Ok(None);
+                        return Ok(Vec::new());
                     }
                     // The key is not usable by this app: the list decides,
                     // and a refusal of the API itself shows there.
@@ -253,7 +254,9 @@ impl Client {
             }
         };
         let path = format!("{}/registrations", webinar_path(webinar)?);
-        self.find_listed(permit, path, calls, |r: Registration| ours(&r).then_some(r.id)).await
+        // The whole list: a duplicate (two live registrations for one
+        // person) is found with the first.
+        self.pick_listed(permit, path, calls, |r: Registration| ours(&r).then_some(r.id), false).await
     }
 
     /// Which of the two lookups of a webinar registration this app may make
@@ -277,16 +280,30 @@ impl Client {
         Ok((by_email, list))
     }
 
-    /// The first item of the collection at `path` that `pick` accepts,
-    /// following `@odata.nextLink` within Graph; the last call is marked
-    /// `absent` when none is.
+    /// The first item of the collection at `path` that `pick` accepts.
     async fn find_listed<T: DeserializeOwned, R>(
+        &self,
+        permit: Permit,
+        path: String,
+        calls: &mut Vec<CallRecord>,
+        pick: impl FnMut(T) -> Option<R>,
+    ) -> Result<Option<R>, Error> {
+        Ok(self.pick_listed(permit, path, calls, pick, true).await?.into_iter().next())
+    }
+
+    /// The items of the collection at `path` that `pick` accepts (only the
+    /// first, reading no further, with `first_only`), following
+    /// `@odata.nextLink` within Graph; the last call is marked `absent` when
+    /// none is.
+    async fn pick_listed<T: DeserializeOwned, R>(
         &self,
         permit: Permit,
         mut path: String,
         calls: &mut Vec<CallRecord>,
         mut pick: impl FnMut(T) -> Option<R>,
-    ) -> Result<Option<R>, Error> {
+        first_only: bool,
+    ) -> Result<Vec<R>, Error> {
+        let mut picked = Vec::new();
         let token = permit.token.clone();
         let mut permit = Some(permit);
         let mut seen = std::collections::HashSet::new();
@@ -298,14 +315,18 @@ impl Client {
             };
             let (status, bytes) = self.send(this, Method::GET, path.clone(), None, calls).await?;
             let page: Page<T> = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
-            if let Some(found) = page.value.into_iter().find_map(&mut pick) {
-                return Ok(Some(found));
+            picked.extend(page.value.into_iter().filter_map(&mut pick));
+            if first_only && !picked.is_empty() {
+                picked.truncate(1);
+                return Ok(picked);
             }
             seen.insert(path.clone());
             match page.next_link {
                 None => {
-                    mark_last(calls, "absent");
-                    return Ok(None);
+                    if picked.is_empty() {
+                        mark_last(calls, "absent");
+                    }
+                    return Ok(picked);
                 }
                 // Only within Graph: the token goes with the request.
                 Some(next) => match next.strip_prefix(&self.base_url) {

@@ -185,3 +185,32 @@ async fn a_lost_webinar_answer_is_found_by_e_mail_or_by_listing_where_the_app_ma
         assert_eq!(calls(&app, "GET registrations") > 0, !may_get_one, "{case}: the list only when needed");
     }
 }
+
+#[tokio::test]
+async fn duplicate_webinar_registrations_found_on_listing_are_cancelled_keeping_the_first() {
+    let app = webinar_app(|s| s.graph.timeout_ms = 1_000).await;
+    app.sim.refuse_registration_get(); // the list decides
+    let m = listed_webinar(&app, 1, "published");
+    let person = SimRegistrant::new(&m.id, 1);
+    // Two live registrations of the person already (an earlier deployment
+    // whose database was restored from a backup, say).
+    let first = app.sim.put_webinar_registration(&m.online_meeting_id, &person.id, &person.email);
+    app.sim.put_webinar_registration(&m.online_meeting_id, &person.id, &person.email);
+    app.sim.upsert_registrant(person.clone());
+    // regsync registers the person too, and loses the answer: it looks.
+    app.sim.fail_next(Some("POST"), Fault::LostResponse);
+
+    let written_back = eventually(Duration::from_secs(30), async || {
+        app.tick().await;
+        !app.sim.write_backs().is_empty()
+    })
+    .await;
+    app.settle().await;
+
+    assert!(written_back);
+    let live: Vec<_> = registrations(&app, &m).into_iter().filter(|r| r.status == "registered").collect();
+    assert_eq!(live.len(), 1, "one live registration is kept: {live:?}");
+    assert_eq!(live[0].id, first, "the first made");
+    let last = app.sim.write_backs().last().cloned().expect("a write-back");
+    assert_eq!(last.body["registration_id"].as_str(), Some(first.as_str()), "the kept one is written back");
+}

@@ -28,6 +28,9 @@ pub struct Progress {
     /// A lookup found nothing where a write of unknown outcome may still
     /// appear: how much longer to look before believing it absent.
     pub unlisted_for: Option<std::time::Duration>,
+    /// Other live registrations of this person a lookup found (webinar):
+    /// duplicates to cancel, the one kept being `registrant_id`.
+    pub duplicates: Vec<String>,
 }
 
 impl Progress {
@@ -44,6 +47,7 @@ impl Progress {
             written_back_now: false,
             attempts: c.attempts,
             unlisted_for: None,
+            duplicates: Vec::new(),
         }
     }
 
@@ -76,6 +80,8 @@ pub enum Step {
     WriteBack,
     /// Graph deleted the registrant with its registration: forget it, no call.
     Forget,
+    /// Cancel a duplicate registration of the person there (webinar).
+    CancelDuplicate(RegistrantsAt, String),
 }
 
 /// Where the registrant belongs now: `Ok(None)` when nowhere (cancelled,
@@ -122,6 +128,9 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
         if let Some(at) = &progress.lookup_at {
             return Step::Lookup(at.clone());
         }
+    }
+    if let (Some(duplicate), Some(at)) = (progress.duplicates.first(), &progress.enrolled_at) {
+        return Step::CancelDuplicate(at.clone(), duplicate.clone());
     }
     // Graph deletes registrants with their registration, and regsync records
     // a meeting's registration as gone only once Graph said so.
@@ -299,5 +308,21 @@ mod tests {
             plan(&c, &Progress::default(), Target::VirtualEventWebinar, true),
             Step::Fail(_, FailureCategory::PlatformData)
         ));
+    }
+
+    #[test]
+    fn duplicates_a_lookup_found_are_cancelled_before_anything_else_but_a_pending_lookup() {
+        let c = registrant(Desired::Registered, true);
+        let webinar = RegistrantsAt::Webinar("w".into());
+        let p = Progress {
+            enrolled_at: Some(webinar.clone()),
+            registrant_id: Some("kept".into()),
+            duplicates: vec!["dup-1".into(), "dup-2".into()],
+            ..Progress::default()
+        };
+        let step = plan(&c, &p, Target::VirtualEventWebinar, true);
+        assert_eq!(step, Step::CancelDuplicate(webinar.clone(), "dup-1".into()));
+        let looking = Progress { needs_lookup: true, lookup_at: Some(webinar.clone()), ..p };
+        assert_eq!(plan(&c, &looking, Target::VirtualEventWebinar, true), Step::Lookup(webinar));
     }
 }

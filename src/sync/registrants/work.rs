@@ -114,6 +114,8 @@ impl Work<'_> {
                 let key = at.key();
                 self.graph_step(Step::Remove(at.clone()), at, Some(key)).await
             }
+            // A cancel is safe to repeat: no intent to commit.
+            Step::CancelDuplicate(at, id) => self.graph_step(Step::CancelDuplicate(at.clone(), id), at, None).await,
         }
     }
 
@@ -231,7 +233,14 @@ impl Work<'_> {
             }
             (Step::Lookup(_), RegistrantsAt::Webinar(webinar)) => {
                 let email = c.person.email.as_deref();
-                let found = graph.find_webinar_registration(permit, webinar, &c.external_id, email, calls).await?;
+                let mut live = graph.find_webinar_registrations(permit, webinar, &c.external_id, email, calls).await?;
+                // Two live registrations for one person: keep the one the
+                // platform was told of (else the first made), cancel the rest.
+                if let Some(kept) = p.registrant_id.as_ref().and_then(|id| live.iter().position(|l| l == id)) {
+                    live.swap(0, kept);
+                }
+                let found = (!live.is_empty()).then(|| live.remove(0));
+                p.duplicates = live;
                 // Graph's list lags behind its writes: a create whose
                 // outcome is unknown is "possibly registered" until it has
                 // been unlisted for the settle time.
@@ -293,7 +302,18 @@ impl Work<'_> {
                 p.registrant_id = None;
                 p.join_web_url = None;
             }
-            _ => unreachable!("only lookups, enrolments and removals call Graph"),
+            (Step::CancelDuplicate(_, id), RegistrantsAt::Webinar(webinar)) => {
+                let cancelled = graph.cancel_webinar_registration(permit, webinar, id, calls).await?;
+                tracing::warn!(
+                    registrant = c.external_id,
+                    duplicate = id,
+                    "cancelled a duplicate webinar registration"
+                );
+                self.done.removed |= cancelled == Deleted::Removed;
+                p.duplicates.retain(|d| d != id);
+                return Ok(());
+            }
+            _ => unreachable!("only lookups, enrolments, removals and duplicates' cancels call Graph"),
         }
         p.needs_lookup = false;
         p.lookup_at = None;

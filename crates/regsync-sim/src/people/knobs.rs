@@ -99,4 +99,21 @@ impl Sim {
         self.lock().people.held_status.insert(id.to_owned(), released);
         go
     }
+
+    /// Puts a live registration for `external_id` in webinar `id` (made by
+    /// an earlier deployment or another tool, say); returns its id.
+    pub fn put_webinar_registration(&self, id: &str, external_id: &str, email: &str) -> String {
+        let mut s = self.lock();
+        let n = s.people.next_id();
+        let registration = WebinarRegistration {
+            id: format!("reg-{n:06}"),
+            external_id: external_id.to_owned(),
+            email: email.to_owned(),
+            status: "registered".into(),
+            arrived: true,
+            listed_from: tokio::time::Instant::now(),
+        };
+        s.people.webinars.entry(id.to_owned()).or_default().registrations.push(registration.clone());
+        registration.id
+    }
 }
