@@ -98,10 +98,37 @@ pub struct WritebackSettings {
     /// JSON body; `{join_web_url}`, `{registration_id}`, `{registrant_id}`
     /// are replaced with JSON-escaped values.
     pub body: String,
+    /// HTTP method of the status write-back.
+    pub status_method: String,
+    /// The call that tells the platform a registrant's status changed
+    /// (`cancelled` when their meeting was, `registered` when it is active
+    /// again): as `url`. Empty: no status write-back.
+    pub status_url: String,
+    /// Its JSON body: the placeholders of `body` and `{status}`.
+    pub status_body: String,
+}
+
+impl WritebackSettings {
+    /// The status write-back as a write-back of its own.
+    pub fn for_status(&self) -> Self {
+        Self {
+            method: self.status_method.clone(),
+            url: self.status_url.clone(),
+            body: self.status_body.clone(),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for WritebackSettings {
     fn default() -> Self {
-        Self { method: "PUT".into(), url: String::new(), body: r#"{"join_web_url": "{join_web_url}"}"#.into() }
+        Self {
+            method: "PUT".into(),
+            url: String::new(),
+            body: r#"{"join_web_url": "{join_web_url}"}"#.into(),
+            status_method: "PUT".into(),
+            status_url: String::new(),
+            status_body: r#"{"status": "{status}"}"#.into(),
+        }
     }
 }

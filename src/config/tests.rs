@@ -314,4 +314,16 @@ fn registrants_need_their_id_field_and_a_flat_list_its_meeting_field() {
         ("REGSYNC__WRITEBACK__METHOD", "POST"),
     ]);
     assert!(line.starts_with("writeback.method \"POST\" is not PUT or PATCH"), "{line}");
+    let line = refused_with(&[
+        ("REGSYNC__REGISTRANTS__ENABLED", "true"),
+        ("REGSYNC__WRITEBACK__STATUS_URL", "/s"),
+        ("REGSYNC__WRITEBACK__STATUS_METHOD", "POST"),
+    ]);
+    assert!(line.starts_with("writeback.status_method \"POST\" is not PUT or PATCH"), "{line}");
+    let line = refused_with(&[
+        ("REGSYNC__REGISTRANTS__ENABLED", "true"),
+        ("REGSYNC__WRITEBACK__STATUS_URL", "/s"),
+        ("REGSYNC__WRITEBACK__STATUS_BODY", "{status}"),
+    ]);
+    assert!(line.starts_with("writeback.status_body is not a JSON template"), "{line}");
 }

@@ -133,26 +133,29 @@ impl Settings {
                 ));
             }
         }
-        let w = &self.writeback;
-        if !w.url.is_empty() {
+        for (key, w) in [("writeback.", self.writeback.clone()), ("writeback.status_", self.writeback.for_status())] {
+            if w.url.is_empty() {
+                continue;
+            }
             // A write-back may be sent again (a lost answer, a crash before
             // it is recorded): only an idempotent method is safe to repeat.
             if !matches!(w.method.to_ascii_uppercase().as_str(), "PUT" | "PATCH") {
                 bad.push(format!(
-                    "writeback.method {:?} is not PUT or PATCH: a write-back may be sent again after a lost answer, \
+                    "{key}method {:?} is not PUT or PATCH: a write-back may be sent again after a lost answer, \
                      so it must be a method whose repeat changes nothing",
                     w.method
                 ));
             }
             if !w.url.starts_with('/') {
                 if let Err(why) = crate::http::credentials_may_go_to(&w.url) {
-                    bad.push(format!("writeback.url {why}"));
+                    bad.push(format!("{key}url {why}"));
                 }
             }
-            let sample =
-                w.body.replace("{join_web_url}", "x").replace("{registration_id}", "x").replace("{registrant_id}", "x");
+            let sample = ["{join_web_url}", "{registration_id}", "{registrant_id}", "{status}"]
+                .iter()
+                .fold(w.body.clone(), |body, placeholder| body.replace(placeholder, "x"));
             if !w.body.is_empty() && serde_json::from_str::<serde_json::Value>(&sample).is_err() {
-                bad.push("writeback.body is not a JSON template (placeholders go inside JSON strings)".into());
+                bad.push(format!("{key}body is not a JSON template (placeholders go inside JSON strings)"));
             }
         }
     }

@@ -169,6 +169,8 @@ pub struct Writeback<'a> {
     pub join_web_url: Option<&'a str>,
     /// Graph's registration id.
     pub registration_id: Option<&'a str>,
+    /// The registrant's status (`{status}`, for the status write-back).
+    pub status: Option<&'a str>,
 }
 
 impl Client {
@@ -252,7 +254,8 @@ impl Client {
             .body
             .replace("{join_web_url}", &json(values.join_web_url))
             .replace("{registration_id}", &json(values.registration_id))
-            .replace("{registrant_id}", &json(Some(values.registrant_id)));
+            .replace("{registrant_id}", &json(Some(values.registrant_id)))
+            .replace("{status}", &json(values.status));
         let method = reqwest::Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
             .unwrap_or(reqwest::Method::PUT);
         // The URL as errors show it: without the user and password that

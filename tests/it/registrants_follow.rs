@@ -20,7 +20,11 @@ fn assert_enrolled_with_current_links(app: &TestApp, m: &SimMeeting, people: &[S
     let write_backs = app.sim.write_backs();
     for p in people {
         let link = &held.iter().find(|r| r.id == p.id).expect("enrolled").join_web_url;
-        let last = write_backs.iter().rev().find(|w| w.registrant_id == p.id).expect("written back");
+        let last = write_backs
+            .iter()
+            .rev()
+            .find(|w| w.registrant_id == p.id && w.body.get("join_web_url").is_some())
+            .expect("written back");
         assert_eq!(last.body["join_web_url"].as_str(), Some(link.as_str()), "{}: the link that works", p.id);
     }
 }
@@ -213,4 +217,44 @@ async fn duplicate_webinar_registrations_found_on_listing_are_cancelled_keeping_
     assert_eq!(live[0].id, first, "the first made");
     let last = app.sim.write_backs().last().cloned().expect("a write-back");
     assert_eq!(last.body["registration_id"].as_str(), Some(first.as_str()), "the kept one is written back");
+}
+
+#[tokio::test]
+async fn a_cancelled_meetings_registrants_are_told_cancelled_and_registered_again_when_it_returns() {
+    let app = spawn_app_with(|s| {
+        with_registrants(s);
+        s.writeback.status_url = "/meetings/{meeting_id}/registrants/{registrant_id}/status".into();
+    })
+    .await;
+    let m = app.listed(meeting(1));
+    let people = app.sim.seed_registrants(std::slice::from_ref(&m), 2);
+    let statuses = |app: &TestApp, p: &SimRegistrant| -> Vec<String> {
+        let told = app.sim.write_backs();
+        told.iter()
+            .filter(|w| w.registrant_id == p.id && w.status == 200)
+            .filter_map(|w| w.body.get("status").and_then(|s| s.as_str()).map(str::to_owned))
+            .collect()
+    };
+    cycle(&app).await;
+    assert!(people.iter().all(|p| statuses(&app, p).is_empty()), "a first enrolment is told by its link alone");
+
+    app.sim.update_meeting(&m.id, |m| m.status = "cancelled".into());
+    cycle(&app).await;
+    cycle(&app).await;
+    assert!(app.sim.graph_registrants(&m.organizer_id, &m.online_meeting_id).is_empty(), "removed at Teams");
+    for p in &people {
+        assert_eq!(statuses(&app, p), ["cancelled"], "{}: told once", p.id);
+    }
+
+    app.sim.update_meeting(&m.id, |m| m.status = "active".into());
+    cycle(&app).await;
+    cycle(&app).await;
+    assert_enrolled_with_current_links(&app, &m, &people);
+    for p in &people {
+        assert_eq!(statuses(&app, p), ["cancelled", "registered"], "{}", p.id);
+    }
+    let told: i64 = app
+        .scalar("SELECT count(*) FROM ops.registrant_status WHERE status_written_back = 'registered' AND status_written_back_at IS NOT NULL")
+        .await;
+    assert_eq!(told, 2);
 }

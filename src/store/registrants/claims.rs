@@ -40,6 +40,8 @@ pub struct ClaimedRegistrant {
     pub join_web_url: Option<String>,
     /// What the platform acknowledged last.
     pub written_back_value: Option<String>,
+    /// The status the platform was last told (status write-back).
+    pub status_written_back: Option<String>,
     /// How long ago the intent of the write whose outcome is unknown was
     /// committed, by the database's clock.
     pub intent_age: Option<Duration>,
@@ -174,6 +176,7 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
         registrant_id: row.try_get("registrant_id")?,
         join_web_url: row.try_get("join_web_url")?,
         written_back_value: row.try_get("written_back_value")?,
+        status_written_back: row.try_get("status_written_back")?,
         intent_age: row
             .try_get::<Option<f64>, _>("intent_age_secs")?
             .map(|secs| Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)),

@@ -98,6 +98,9 @@ pub struct RegistrantOutcome {
     pub join_web_url: Option<String>,
     /// What the platform acknowledged, when a write-back succeeded now.
     pub written_back_value: Option<String>,
+    /// The status the platform acknowledged, when a status write-back
+    /// succeeded now.
+    pub status_written_back: Option<String>,
     /// Real attempts.
     pub attempts: i32,
     /// Delay before it is due again.
@@ -113,7 +116,8 @@ pub struct RegistrantOutcome {
 }
 
 /// [`record_outcome`]: `$1` id, `$2` lease token, `$3`… the outcome, `$16`
-/// the array of audit rows, `$17` the lookup's settle time in seconds.
+/// the array of audit rows, `$17` the lookup's settle time in seconds, `$18`
+/// the status written back now.
 const RECORD_OUTCOME: &str = concat!(
     r#"
         WITH r AS (
@@ -128,6 +132,8 @@ const RECORD_OUTCOME: &str = concat!(
                 intent_at = CASE WHEN $5 THEN intent_at END,
                 written_back_value = coalesce($10, written_back_value),
                 written_back_at = CASE WHEN $10 IS NOT NULL THEN now() ELSE written_back_at END,
+                status_written_back = coalesce($18, status_written_back),
+                status_written_back_at = CASE WHEN $18 IS NOT NULL THEN now() ELSE status_written_back_at END,
                 attempts = $11,
                 next_attempt_at = now() + CASE WHEN meeting_changed OR desired <> $4 THEN interval '0'
                                                ELSE make_interval(secs => $12) END,
@@ -174,6 +180,7 @@ pub async fn record_outcome(
         .bind(outcome.error_category.map(FailureCategory::as_str))
         .bind(Json(audit))
         .bind(outcome.lookup_settle.as_secs_f64())
+        .bind(outcome.status_written_back.as_deref())
         .fetch_one(pool)
         .await
         .map_err(query_error("record a registrant's outcome"))?;

@@ -67,6 +67,7 @@ impl Work<'_> {
             registrant_id: p.registrant_id.clone(),
             join_web_url: p.join_web_url.clone(),
             written_back_value: p.written_back_now.then(|| p.written_back_value.clone()).flatten(),
+            status_written_back: p.status_written_back_now.then(|| p.status_written_back.clone()).flatten(),
             attempts: if state == NextState::Synced { 0 } else { p.attempts },
             next_attempt_in: delay,
             // A write still in progress at Graph may land until its request

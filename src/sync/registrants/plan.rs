@@ -23,6 +23,10 @@ pub struct Progress {
     pub written_back_value: Option<String>,
     /// A write-back was acknowledged in this reconcile.
     pub written_back_now: bool,
+    /// The status the platform was last told (status write-back).
+    pub status_written_back: Option<String>,
+    /// A status write-back was acknowledged in this reconcile.
+    pub status_written_back_now: bool,
     /// Real attempts.
     pub attempts: i32,
     /// A lookup found nothing where a write of unknown outcome may still
@@ -45,6 +49,8 @@ impl Progress {
             join_web_url: c.join_web_url.clone(),
             written_back_value: c.written_back_value.clone(),
             written_back_now: false,
+            status_written_back: c.status_written_back.clone(),
+            status_written_back_now: false,
             attempts: c.attempts,
             unlisted_for: None,
             duplicates: Vec::new(),
@@ -82,6 +88,22 @@ pub enum Step {
     Forget,
     /// Cancel a duplicate registration of the person there (webinar).
     CancelDuplicate(RegistrantsAt, String),
+    /// Tell the platform the registrant's status changed at Teams.
+    WriteStatus(&'static str),
+}
+
+/// The status written back when a registrant is enrolled again.
+pub const REGISTERED: &str = "registered";
+/// The status written back when a registrant's meeting is cancelled.
+pub const CANCELLED: &str = "cancelled";
+
+/// Which write-backs are configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteBacks {
+    /// The join link or registration id (`writeback.url`).
+    pub link: bool,
+    /// The status (`writeback.status_url`).
+    pub status: bool,
 }
 
 /// Where the registrant belongs now: `Ok(None)` when nowhere (cancelled,
@@ -121,9 +143,8 @@ fn wanted(c: &ClaimedRegistrant, target: Target) -> Result<Option<RegistrantsAt>
     }
 }
 
-/// The next step for `c`, given `progress`; `write_back` says whether a
-/// write-back is configured.
-pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_back: bool) -> Step {
+/// The next step for `c`, given `progress` and the write-backs configured.
+pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_back: WriteBacks) -> Step {
     if progress.needs_lookup {
         if let Some(at) = &progress.lookup_at {
             return Step::Lookup(at.clone());
@@ -158,11 +179,26 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
             // Graph gives the join link only in the answer to the create: a
             // registrant whose link is lost is removed and enrolled again.
             Target::MeetingRegistration if progress.join_web_url.is_none() => Step::Remove(enrolled.clone()),
-            _ if write_back && progress.written_back_value.as_deref() != progress.value_to_write_back(target) => {
+            _ if write_back.link && progress.written_back_value.as_deref() != progress.value_to_write_back(target) => {
                 Step::WriteBack
+            }
+            // Told it was cancelled, enrolled again: tell it so.
+            _ if write_back.status && progress.status_written_back.as_deref().is_some_and(|s| s != REGISTERED) => {
+                Step::WriteStatus(REGISTERED)
             }
             _ => Step::Done,
         };
+    }
+    // Registered on the platform, but not at Teams since its meeting is
+    // cancelled: the platform is told.
+    let meeting_cancelled =
+        c.desired == Desired::Registered && c.meeting.as_ref().is_some_and(|m| m.desired != Desired::Registered);
+    if wanted.is_none()
+        && meeting_cancelled
+        && write_back.status
+        && progress.status_written_back.as_deref() != Some(CANCELLED)
+    {
+        return Step::WriteStatus(CANCELLED);
     }
     match wanted {
         Some(RegistrantsAt::Webinar(_)) if c.external_id.chars().count() > MAX_REGISTRATION_ID_CHARS => Step::Fail(
@@ -212,6 +248,7 @@ mod tests {
             registrant_id: None,
             join_web_url: None,
             written_back_value: None,
+            status_written_back: None,
             intent_age: None,
             meeting: Some(MeetingView {
                 desired: Desired::Registered,
@@ -224,6 +261,8 @@ mod tests {
             }),
         }
     }
+
+    const LINK: WriteBacks = WriteBacks { link: true, status: false };
 
     fn location() -> Location {
         Location { organizer: OrganizerId("o".into()), meeting: OnlineMeetingId("m".into()) }
@@ -238,74 +277,74 @@ mod tests {
         let mut c = registrant(Desired::Registered, true);
         let old = RegistrantsAt::Meeting(location(), RegistrationId("r-old".into()));
         let p = Progress { enrolled_at: Some(old), join_web_url: Some("l".into()), ..Progress::default() };
-        assert_eq!(plan(&c, &p, Target::MeetingRegistration, true), Step::Forget, "re-created: gone with the old one");
+        assert_eq!(plan(&c, &p, Target::MeetingRegistration, LINK), Step::Forget, "re-created: gone with the old one");
         let forgotten = Progress { enrolled_at: None, join_web_url: None, ..p.clone() };
-        assert_eq!(plan(&c, &forgotten, Target::MeetingRegistration, true), Step::Enrol(at()));
+        assert_eq!(plan(&c, &forgotten, Target::MeetingRegistration, LINK), Step::Enrol(at()));
         if let Some(m) = c.meeting.as_mut() {
             m.registered = None;
         }
-        assert_eq!(plan(&c, &p, Target::MeetingRegistration, true), Step::Forget, "deleted: gone with it");
+        assert_eq!(plan(&c, &p, Target::MeetingRegistration, LINK), Step::Forget, "deleted: gone with it");
         c.meeting = None;
-        assert!(matches!(plan(&c, &p, Target::MeetingRegistration, true), Step::Wait(_)), "unlisted: unknown");
+        assert!(matches!(plan(&c, &p, Target::MeetingRegistration, LINK), Step::Wait(_)), "unlisted: unknown");
     }
 
     #[test]
     fn a_new_registrant_waits_for_its_meeting_then_is_enrolled_then_written_back_once() {
         let target = Target::MeetingRegistration;
         let waiting = registrant(Desired::Registered, false);
-        assert!(matches!(plan(&waiting, &Progress::from_claim(&waiting), target, true), Step::Wait(_)));
+        assert!(matches!(plan(&waiting, &Progress::from_claim(&waiting), target, LINK), Step::Wait(_)));
 
         let c = registrant(Desired::Registered, true);
         let mut p = Progress::from_claim(&c);
-        assert_eq!(plan(&c, &p, target, true), Step::Enrol(at()));
+        assert_eq!(plan(&c, &p, target, LINK), Step::Enrol(at()));
         p.enrolled_at = Some(at());
         p.join_web_url = Some("https://link".into());
-        assert_eq!(plan(&c, &p, target, true), Step::WriteBack);
+        assert_eq!(plan(&c, &p, target, LINK), Step::WriteBack);
         p.written_back_value = Some("https://link".into());
-        assert_eq!(plan(&c, &p, target, true), Step::Done);
-        assert_eq!(plan(&c, &Progress { written_back_value: None, ..p }, target, false), Step::Done);
+        assert_eq!(plan(&c, &p, target, LINK), Step::Done);
+        assert_eq!(plan(&c, &Progress { written_back_value: None, ..p }, target, WriteBacks::default()), Step::Done);
     }
 
     #[test]
     fn an_unknown_outcome_is_looked_up_first_and_a_lost_link_means_enrolling_again() {
         let c = registrant(Desired::Registered, true);
         let mut p = Progress { needs_lookup: true, lookup_at: Some(at()), ..Progress::default() };
-        assert_eq!(plan(&c, &p, Target::MeetingRegistration, true), Step::Lookup(at()));
+        assert_eq!(plan(&c, &p, Target::MeetingRegistration, LINK), Step::Lookup(at()));
         p.needs_lookup = false;
         p.enrolled_at = Some(at());
-        assert_eq!(plan(&c, &p, Target::MeetingRegistration, true), Step::Remove(at()), "no link: remove, then enrol");
+        assert_eq!(plan(&c, &p, Target::MeetingRegistration, LINK), Step::Remove(at()), "no link: remove, then enrol");
     }
 
     #[test]
     fn a_cancelled_registrant_or_meeting_is_removed_and_never_enrolled() {
         let mut c = registrant(Desired::Unregistered, true);
         let enrolled = Progress { enrolled_at: Some(at()), join_web_url: Some("l".into()), ..Progress::default() };
-        assert_eq!(plan(&c, &enrolled, Target::MeetingRegistration, true), Step::Remove(at()));
-        assert_eq!(plan(&c, &Progress::default(), Target::MeetingRegistration, true), Step::Done);
+        assert_eq!(plan(&c, &enrolled, Target::MeetingRegistration, LINK), Step::Remove(at()));
+        assert_eq!(plan(&c, &Progress::default(), Target::MeetingRegistration, LINK), Step::Done);
         c.desired = Desired::Registered;
         if let Some(m) = c.meeting.as_mut() {
             m.desired = Desired::Unregistered;
         }
-        assert_eq!(plan(&c, &Progress::default(), Target::MeetingRegistration, true), Step::Done);
+        assert_eq!(plan(&c, &Progress::default(), Target::MeetingRegistration, LINK), Step::Done);
     }
 
     #[test]
     fn a_webinar_registration_without_an_id_is_found_by_listing_and_long_ids_are_refused() {
         let mut c = registrant(Desired::Registered, true);
         let webinar = RegistrantsAt::Webinar("w".into());
-        assert_eq!(plan(&c, &Progress::default(), Target::VirtualEventWebinar, true), Step::Enrol(webinar.clone()));
+        assert_eq!(plan(&c, &Progress::default(), Target::VirtualEventWebinar, LINK), Step::Enrol(webinar.clone()));
         let sent = Progress { enrolled_at: Some(webinar.clone()), ..Progress::default() };
-        assert_eq!(plan(&c, &sent, Target::VirtualEventWebinar, true), Step::Lookup(webinar));
+        assert_eq!(plan(&c, &sent, Target::VirtualEventWebinar, LINK), Step::Lookup(webinar));
         c.desired = Desired::Unregistered;
         assert_eq!(
-            plan(&c, &sent, Target::VirtualEventWebinar, true),
+            plan(&c, &sent, Target::VirtualEventWebinar, LINK),
             Step::Lookup(RegistrantsAt::Webinar("w".into())),
             "a cancel needs the id: look it up first"
         );
         c.desired = Desired::Registered;
         c.external_id = "x".repeat(257);
         assert!(matches!(
-            plan(&c, &Progress::default(), Target::VirtualEventWebinar, true),
+            plan(&c, &Progress::default(), Target::VirtualEventWebinar, LINK),
             Step::Fail(_, FailureCategory::PlatformData)
         ));
     }
@@ -320,9 +359,31 @@ mod tests {
             duplicates: vec!["dup-1".into(), "dup-2".into()],
             ..Progress::default()
         };
-        let step = plan(&c, &p, Target::VirtualEventWebinar, true);
+        let step = plan(&c, &p, Target::VirtualEventWebinar, LINK);
         assert_eq!(step, Step::CancelDuplicate(webinar.clone(), "dup-1".into()));
         let looking = Progress { needs_lookup: true, lookup_at: Some(webinar.clone()), ..p };
-        assert_eq!(plan(&c, &looking, Target::VirtualEventWebinar, true), Step::Lookup(webinar));
+        assert_eq!(plan(&c, &looking, Target::VirtualEventWebinar, LINK), Step::Lookup(webinar));
+    }
+
+    #[test]
+    fn a_cancelled_meetings_registrant_is_told_cancelled_once_and_registered_again_once_enrolled_anew() {
+        let both = WriteBacks { link: true, status: true };
+        let mut c = registrant(Desired::Registered, true);
+        if let Some(m) = c.meeting.as_mut() {
+            m.desired = Desired::Unregistered;
+        }
+        let removed = Progress::default();
+        assert_eq!(plan(&c, &removed, Target::MeetingRegistration, both), Step::WriteStatus(CANCELLED));
+        assert_eq!(plan(&c, &removed, Target::MeetingRegistration, LINK), Step::Done, "no status write-back set");
+        let told = Progress { status_written_back: Some(CANCELLED.into()), ..removed };
+        assert_eq!(plan(&c, &told, Target::MeetingRegistration, both), Step::Done, "told once");
+
+        let c = registrant(Desired::Registered, true);
+        let link = Some("https://link".to_owned());
+        let enrolled =
+            Progress { enrolled_at: Some(at()), join_web_url: link.clone(), written_back_value: link, ..told };
+        assert_eq!(plan(&c, &enrolled, Target::MeetingRegistration, both), Step::WriteStatus(REGISTERED));
+        let registered = Progress { status_written_back: Some(REGISTERED.into()), ..enrolled };
+        assert_eq!(plan(&c, &registered, Target::MeetingRegistration, both), Step::Done);
     }
 }

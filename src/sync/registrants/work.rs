@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::super::engine::{self, crash_point, Failure};
 use super::super::sign_ins::TokenError;
 use super::super::{throttle, Ctx, SyncError};
-use super::plan::{plan, Progress, Step};
+use super::plan::{plan, Progress, Step, WriteBacks};
 use super::Done;
 use crate::config::Target;
 use crate::domain::{CallRecord, FailureCategory, OrganizerId, RegistrantsAt};
@@ -65,7 +65,8 @@ impl Work<'_> {
     }
 
     async fn step(&mut self) -> Flow {
-        let write_back = !self.ctx.settings.writeback.url.is_empty();
+        let writeback = &self.ctx.settings.writeback;
+        let write_back = WriteBacks { link: !writeback.url.is_empty(), status: !writeback.status_url.is_empty() };
         let step = plan(&self.claimed, &self.progress, self.target(), write_back);
         match step {
             Step::Done => ControlFlow::Break(self.record(NextState::Synced, Duration::ZERO, None).await),
@@ -95,6 +96,7 @@ impl Work<'_> {
                 )
             }
             Step::WriteBack => self.write_back().await,
+            Step::WriteStatus(status) => self.write_status(status).await,
             Step::Forget => {
                 let p = &mut self.progress;
                 (p.enrolled_at, p.registrant_id, p.join_web_url) = (None, None, None);

@@ -4,7 +4,7 @@
 //! - Platform: `GET /platform/meetings/{id}/registrants` and the flat
 //!   `GET /platform/registrants` (`limit`, `cursor` as for meetings);
 //!   write-backs to `/platform/meetings/{id}/registrants/{rid}/join-link`
-//!   (any method) are recorded.
+//!   and `…/status` (any method) are recorded.
 //! - Meeting registration (beta): `POST …/registration/registrants` needs
 //!   `@odata.type` `#microsoft.graph.externalMeetingRegistrant` and `id`
 //!   (plus `tenantId`/`userId` for an `organization` meeting) and answers
@@ -206,6 +206,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/platform/meetings/{meeting}/registrants", get(list_meeting))
         .route("/platform/registrants", get(list_all))
         .route("/platform/meetings/{meeting}/registrants/{registrant}/join-link", any(write_back))
+        .route("/platform/meetings/{meeting}/registrants/{registrant}/status", any(write_back))
         .route(registrants, get(list_registrants).post(enrol))
         .route(&format!("{registrants}/{{registrant}}"), get(no_get_of_one).delete(remove_registrant))
         .route(mine, get(list_mine).post(enrol_mine))
