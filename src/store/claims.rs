@@ -15,13 +15,48 @@ use crate::domain::{
     Actual, AllowedRegistrant, Desired, ExternalId, Location, Lookup, OnlineMeetingId, OrganizerId, RegistrationId,
 };
 
+/// Which row a worker holds, and the fencing token every later write of
+/// it must present: what any kind of claimed row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The row's id.
+    pub row: i64,
+    /// The fencing token.
+    pub token: Uuid,
+}
+
+/// What the engine reads of any claimed row: the lease, the attempts so
+/// far, and whether the last write's outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The row held.
+    pub lease: Lease,
+    /// Real attempts so far.
+    pub attempts: i32,
+    /// The last write's outcome is unknown: look it up before anything else.
+    pub needs_lookup: bool,
+}
+
+impl Claim {
+    /// As a claim statement returns it (columns `id`, `lease_token`,
+    /// `attempts`, `needs_lookup`).
+    ///
+    /// # Errors
+    /// A column is missing or of another type.
+    pub(super) fn of(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            lease: Lease { row: row.try_get("id")?, token: row.try_get("lease_token")? },
+            attempts: row.try_get("attempts")?,
+            needs_lookup: row.try_get("needs_lookup")?,
+        })
+    }
+}
+
 /// A meeting claimed under a lease: a snapshot of the row at claim time.
 #[derive(Debug, Clone)]
 pub struct Claimed {
-    /// Row id.
-    pub id: i64,
-    /// The fencing token every later write must present.
-    pub lease_token: Uuid,
+    /// The row held, for the engine.
+    pub claim: Claim,
     /// The platform's id.
     pub external_id: ExternalId,
     /// What the platform wants.
@@ -37,12 +72,8 @@ pub struct Claimed {
     pub allowed_registrant: AllowedRegistrant,
     /// What Graph holds, as far as regsync knows.
     pub actual: Option<Actual>,
-    /// The last write's outcome is unknown: look it up before anything else.
-    pub needs_lookup: bool,
-    /// Where that write went.
+    /// Where the write whose outcome is unknown went.
     pub lookup_at: Option<Location>,
-    /// Real attempts so far.
-    pub attempts: i32,
     /// Graph has answered about this meeting's registration before.
     pub graph_checked: bool,
 }
@@ -245,8 +276,7 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
     };
     let desired: String = row.try_get("desired")?;
     Ok(Claimed {
-        id: row.try_get("id")?,
-        lease_token: row.try_get("lease_token")?,
+        claim: Claim::of(row)?,
         external_id: ExternalId(row.try_get("external_id")?),
         desired: if desired == "unregistered" { Desired::Unregistered } else { Desired::Registered },
         location: Location {
@@ -258,41 +288,49 @@ fn claimed_from_row(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error>
         // The column's CHECK constraint allows only the two values.
         allowed_registrant: audience(row.try_get("allowed_registrant")?).unwrap_or(AllowedRegistrant::Everyone),
         actual,
-        needs_lookup: row.try_get("needs_lookup")?,
         lookup_at: location(row.try_get("lookup_organizer_id")?, row.try_get("lookup_meeting_id")?),
-        attempts: row.try_get("attempts")?,
         graph_checked: row.try_get("graph_checked")?,
     })
 }
 
-/// Gives back claimed meetings that were never started (shutdown, a hold):
-/// due again at once, as they were. Fenced by each lease token.
-///
-/// # Errors
-/// The statement failed.
-pub async fn release(pool: &PgPool, claimed: &[Claimed]) -> Result<u64, Error> {
-    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-    let tokens: Vec<Uuid> = claimed.iter().map(|c| c.lease_token).collect();
-    release_rows(pool, "meetings", &ids, &tokens).await
+/// The tables whose rows the engine claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `meetings`.
+    Meetings,
+    /// `registrants`.
+    Registrants,
 }
 
-/// Releases the rows `ids` of `table` (`meetings` or `registrants`) still
-/// leased with `tokens`: due again at once, `retrying` if they made
-/// progress worth keeping.
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Meetings => "meetings",
+            Self::Registrants => "registrants",
+        }
+    }
+}
+
+/// Releases claimed rows of `table` that were never started, if still
+/// held with their leases: due again at once, `retrying` if they made
+/// progress worth keeping. How many.
 ///
 /// # Errors
 /// The statement failed.
-pub(super) async fn release_rows(pool: &PgPool, table: &str, ids: &[i64], tokens: &[Uuid]) -> Result<u64, Error> {
+pub async fn release(pool: &PgPool, table: Table, leases: &[Lease]) -> Result<u64, Error> {
+    let ids: Vec<i64> = leases.iter().map(|l| l.row).collect();
+    let tokens: Vec<Uuid> = leases.iter().map(|l| l.token).collect();
     let result = sqlx::query(&format!(
         r#"
-        UPDATE {table} SET
+        UPDATE {} SET
             state = CASE WHEN attempts > 0 OR needs_lookup THEN 'retrying' ELSE 'pending' END,
             lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL, next_attempt_at = now()
         WHERE (id, lease_token) IN (SELECT * FROM UNNEST($1::int8[], $2::uuid[]))
-        "#
+        "#,
+        table.name()
     ))
-    .bind(ids)
-    .bind(tokens)
+    .bind(&ids)
+    .bind(&tokens)
     .execute(pool)
     .await
     .map_err(query_error("release claims"))?;

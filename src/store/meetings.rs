@@ -237,17 +237,11 @@ impl<'a> PageColumns<'a> {
 /// # Errors
 /// The statement failed.
 pub async fn unregister_missing(pool: &PgPool, seen: &[String], listed_at: DateTime<Utc>) -> Result<u64, Error> {
-    let result = sqlx::query(concat!(
-        r#"
-        UPDATE meetings AS m SET
-            desired = 'unregistered', updated_at = now(),
-            "#,
-        due_unless_in_flight!("m"),
-        r#"
-        WHERE m.desired = 'registered' AND NOT (m.external_id = ANY($1::text[]))
-          -- A newer listing has seen it since this one began.
-          AND (m.listed_at IS NULL OR m.listed_at <= $2)
-        "#
+    // Spared: a row a newer listing has seen since this one began.
+    let result = sqlx::query(crate::store::unregister_missing_sql!(
+        "meetings",
+        "m",
+        "NOT (m.external_id = ANY($1::text[])) AND (m.listed_at IS NULL OR m.listed_at <= $2)"
     ))
     .bind(seen)
     .bind(listed_at)

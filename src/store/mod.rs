@@ -87,6 +87,27 @@ macro_rules! due_unless_in_flight {
 }
 pub(crate) use due_unless_in_flight;
 
+/// The statement that treats the rows of `$table` (aliased `$row`) that a
+/// complete listing no longer holds as cancelled on the platform, due now
+/// unless in flight; `$missing` selects them.
+macro_rules! unregister_missing_sql {
+    ($table:literal, $row:literal, $missing:literal) => {
+        concat!(
+            "UPDATE ",
+            $table,
+            " AS ",
+            $row,
+            " SET desired = 'unregistered', updated_at = now(), ",
+            $crate::store::due_unless_in_flight!($row),
+            " WHERE ",
+            $row,
+            ".desired = 'registered' AND ",
+            $missing
+        )
+    };
+}
+pub(crate) use unregister_missing_sql;
+
 /// Runs `write` until it succeeds, fails for good, or `give_up` has
 /// passed, retrying while the database is briefly away (backoff from
 /// 100 ms to 5 s): for writes whose loss would cost more than the wait, such

@@ -167,7 +167,7 @@ const RECORD_OUTCOME: &str = concat!(
 ///
 /// Writes a reconcile's outcome, releases the lease and appends the Graph
 /// calls it made to the audit table, in one statement. The write is fenced:
-/// it applies only while `claimed.lease_token` still owns the row. If the
+/// it applies only while `claimed.claim.lease.token` still owns the row. If the
 /// platform changed the meeting while it was in flight, the row becomes
 /// pending again instead of taking the outcome's state.
 ///
@@ -226,8 +226,8 @@ impl<'a> OutcomeRow<'a> {
     fn new(claimed: &'a Claimed, outcome: &'a Outcome) -> Self {
         let actual = outcome.actual.as_ref();
         Self {
-            meeting_id: claimed.id,
-            lease_token: claimed.lease_token,
+            meeting_id: claimed.claim.lease.row,
+            lease_token: claimed.claim.lease.token,
             external_id: claimed.external_id.as_str(),
             state: outcome.state.as_str(),
             attempts: outcome.attempts,

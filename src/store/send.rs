@@ -133,8 +133,8 @@ pub async fn prepare_send(
     probe_ttl: Duration,
 ) -> Result<SendGate, Error> {
     let params = GateParams {
-        meeting_id: claimed.id,
-        lease_token: claimed.lease_token,
+        meeting_id: claimed.claim.lease.row,
+        lease_token: claimed.claim.lease.token,
         write: match write {
             Some(Intent::Create(_)) => "create",
             Some(Intent::Delete(_)) => "delete",

@@ -41,8 +41,11 @@ pub(super) trait Kind {
     /// Claims up to `want` due rows under a lease.
     fn claim(&self, ctx: &Ctx, want: u32) -> impl Future<Output = Result<Vec<Self::Row>, SyncError>> + Send;
 
-    /// Releases claimed rows that were never started.
-    fn release(&self, ctx: &Ctx, rows: Vec<Self::Row>) -> impl Future<Output = Result<u64, store::Error>> + Send;
+    /// The table its rows live in.
+    const TABLE: store::claims::Table;
+
+    /// Which row a claimed one is, and its lease.
+    fn lease(row: &Self::Row) -> store::claims::Lease;
 
     /// Reconciles one claimed row.
     fn reconcile(ctx: Arc<Ctx>, row: Self::Row)
@@ -113,7 +116,8 @@ where
         }
     }
     if !pool.queue.is_empty() {
-        if let Err(e) = kind.release(ctx, pool.queue.drain(..).collect()).await {
+        let unstarted: Vec<_> = pool.queue.drain(..).map(|row| K::lease(&row)).collect();
+        if let Err(e) = store::claims::release(&ctx.pool, K::TABLE, &unstarted).await {
             tracing::warn!(error = %e, "cannot release unstarted claims; their leases will expire");
         }
     }

@@ -40,11 +40,11 @@ impl Progress {
     pub(super) fn from_claim(c: &Claimed) -> Self {
         Self {
             actual: c.actual.clone(),
-            needs_lookup: c.needs_lookup,
+            needs_lookup: c.claim.needs_lookup,
             lookup_at: c.lookup_at.clone(),
             foreign_at: None,
             conflicted: false,
-            attempts: c.attempts,
+            attempts: c.claim.attempts,
             created: false,
             deleted: false,
             checked: false,
@@ -143,8 +143,11 @@ mod tests {
 
     fn claimed(desired: Desired, allowed: AllowedRegistrant) -> Claimed {
         Claimed {
-            id: 1,
-            lease_token: uuid::Uuid::nil(),
+            claim: crate::store::claims::Claim {
+                lease: crate::store::claims::Lease { row: 1, token: uuid::Uuid::nil() },
+                attempts: 0,
+                needs_lookup: false,
+            },
             external_id: ExternalId("evt".into()),
             desired,
             location: loc("m1"),
@@ -152,9 +155,7 @@ mod tests {
             join_url: None,
             allowed_registrant: allowed,
             actual: None,
-            needs_lookup: false,
             lookup_at: None,
-            attempts: 0,
             graph_checked: true,
         }
     }

@@ -155,8 +155,11 @@ fn location(m: &ExternalMeeting, stored: Option<&Claimed>) -> Location {
 /// What the claim of a new meeting's fresh row would see.
 fn new_row(m: &ExternalMeeting) -> Claimed {
     Claimed {
-        id: 0,
-        lease_token: uuid::Uuid::nil(),
+        claim: crate::store::claims::Claim {
+            lease: crate::store::claims::Lease { row: 0, token: uuid::Uuid::nil() },
+            attempts: 0,
+            needs_lookup: false,
+        },
         external_id: m.external_id.clone(),
         desired: m.desired,
         location: location(m, None),
@@ -164,9 +167,7 @@ fn new_row(m: &ExternalMeeting) -> Claimed {
         join_url: m.online_meeting.join_url().map(str::to_owned),
         allowed_registrant: m.allowed_registrant,
         actual: None,
-        needs_lookup: false,
         lookup_at: None,
-        attempts: 0,
         graph_checked: false,
     }
 }

@@ -76,8 +76,10 @@ impl engine::Kind for Meetings {
         Ok(store::claims::claim_due(&ctx.pool, want, sync.lease_ttl(), sync.max_attempts, ctx.replica).await?)
     }
 
-    async fn release(&self, ctx: &Ctx, rows: Vec<Claimed>) -> Result<u64, store::Error> {
-        store::claims::release(&ctx.pool, &rows).await
+    const TABLE: store::claims::Table = store::claims::Table::Meetings;
+
+    fn lease(row: &Claimed) -> store::claims::Lease {
+        row.claim.lease
     }
 
     async fn reconcile(ctx: Arc<Ctx>, row: Claimed) -> Result<Reconciled, SyncError> {

@@ -178,7 +178,7 @@ async fn race_windows_never_resurrect_double_claim_or_apply_a_stale_completion()
             assert_eq!(app.scalar("SELECT count(*) FROM meetings WHERE state = 'synced'").await, 1, "not resurrected");
         } else {
             assert_eq!(
-                rescued[0].lease_token,
+                rescued[0].claim.lease.token,
                 sqlx::query_scalar::<_, uuid::Uuid>("SELECT lease_token FROM meetings")
                     .fetch_one(&app.pool)
                     .await

@@ -14,10 +14,8 @@ use crate::domain::{AllowedRegistrant, Desired, Location, OnlineMeetingId, Organ
 /// A claimed registrant, with what regsync knows of its meeting.
 #[derive(Debug, Clone)]
 pub struct ClaimedRegistrant {
-    /// Row id.
-    pub id: i64,
-    /// The fencing token every later write must present.
-    pub lease_token: Uuid,
+    /// The row held, for the engine.
+    pub claim: crate::store::claims::Claim,
     /// The platform's registrant id.
     pub external_id: String,
     /// The platform's meeting id.
@@ -26,11 +24,7 @@ pub struct ClaimedRegistrant {
     pub desired: Desired,
     /// Who they are.
     pub person: Person,
-    /// Real attempts so far.
-    pub attempts: i32,
-    /// The last write's outcome is unknown: look at `lookup_at` first.
-    pub needs_lookup: bool,
-    /// Where that write went.
+    /// Where the write whose outcome is unknown went.
     pub lookup_at: Option<String>,
     /// Where Graph holds the registrant, as far as regsync knows.
     pub enrolled_at: Option<String>,
@@ -155,8 +149,7 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
         None
     };
     Ok(ClaimedRegistrant {
-        id: row.try_get("id")?,
-        lease_token: row.try_get("lease_token")?,
+        claim: crate::store::claims::Claim::of(row)?,
         external_id: row.try_get("external_id")?,
         meeting_external_id: row.try_get("meeting_external_id")?,
         desired: desired(row.try_get("desired")?),
@@ -169,8 +162,6 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
             preferred_timezone: row.try_get("preferred_timezone")?,
             preferred_language: row.try_get("preferred_language")?,
         },
-        attempts: row.try_get("attempts")?,
-        needs_lookup: row.try_get("needs_lookup")?,
         lookup_at: row.try_get("lookup_at")?,
         enrolled_at: row.try_get("enrolled_at")?,
         registrant_id: row.try_get("registrant_id")?,
@@ -182,14 +173,4 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
             .map(|secs| Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)),
         meeting,
     })
-}
-
-/// Releases claimed registrants that were never started: due again at once.
-///
-/// # Errors
-/// The statement failed.
-pub async fn release(pool: &PgPool, claimed: &[ClaimedRegistrant]) -> Result<u64, Error> {
-    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-    let tokens: Vec<Uuid> = claimed.iter().map(|c| c.lease_token).collect();
-    super::super::claims::release_rows(pool, "registrants", &ids, &tokens).await
 }

@@ -6,7 +6,7 @@
 mod claims;
 mod send;
 
-pub use claims::{claim_due, release, ClaimedRegistrant, MeetingView};
+pub use claims::{claim_due, ClaimedRegistrant, MeetingView};
 pub use send::{prepare_send, record_outcome, renew_lease, RegistrantOutcome};
 
 use chrono::{DateTime, Utc};
@@ -164,17 +164,12 @@ pub async fn unregister_missing(
     listed: &[(String, String)],
 ) -> Result<u64, Error> {
     let (meetings, ids): (Vec<&str>, Vec<&str>) = listed.iter().map(|(m, r)| (m.as_str(), r.as_str())).unzip();
-    let result = sqlx::query(concat!(
-        r#"
-        UPDATE registrants AS r SET
-            desired = 'unregistered', updated_at = now(),
-            "#,
-        due_unless_in_flight!("r"),
-        r#"
-        WHERE r.desired = 'registered' AND ($1::text IS NULL OR r.meeting_external_id = $1)
+    let result = sqlx::query(crate::store::unregister_missing_sql!(
+        "registrants",
+        "r",
+        "($1::text IS NULL OR r.meeting_external_id = $1)
           AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS l(meeting, id)
-                          WHERE l.meeting = r.meeting_external_id AND l.id = r.external_id)
-        "#
+                          WHERE l.meeting = r.meeting_external_id AND l.id = r.external_id)"
     ))
     .bind(meeting)
     .bind(meetings)

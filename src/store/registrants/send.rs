@@ -50,8 +50,8 @@ pub async fn prepare_send(
     probe_ttl: Duration,
 ) -> Result<Gate, Error> {
     let row = sqlx::query(PREPARE_SEND)
-        .bind(claimed.id)
-        .bind(claimed.lease_token)
+        .bind(claimed.claim.lease.row)
+        .bind(claimed.claim.lease.token)
         .bind(write_at)
         .bind(ttl.as_secs_f64())
         .bind(probe_ttl.as_secs_f64())
@@ -72,8 +72,8 @@ pub async fn renew_lease(pool: &PgPool, claimed: &ClaimedRegistrant, ttl: Durati
         "UPDATE registrants SET lease_expires_at = now() + make_interval(secs => $3) \
          WHERE id = $1 AND lease_token = $2",
     )
-    .bind(claimed.id)
-    .bind(claimed.lease_token)
+    .bind(claimed.claim.lease.row)
+    .bind(claimed.claim.lease.token)
     .bind(ttl.as_secs_f64())
     .execute(pool)
     .await
@@ -163,8 +163,8 @@ pub async fn record_outcome(
 ) -> Result<bool, Error> {
     let audit: Vec<crate::store::outcome::AuditRow<'_>> = calls.iter().map(Into::into).collect();
     let applied = sqlx::query(RECORD_OUTCOME)
-        .bind(claimed.id)
-        .bind(claimed.lease_token)
+        .bind(claimed.claim.lease.row)
+        .bind(claimed.claim.lease.token)
         .bind(outcome.state.as_str())
         .bind(claimed.desired.as_str())
         .bind(outcome.needs_lookup)

@@ -40,7 +40,7 @@ impl Work<'_> {
             // dropped and the next (counted) attempt looks it up again.
             let message = format!("{e} (the ids came from the platform's e-mail or join link: looked up again)");
             let reconciled = self.record_attempt(Failure { message, ..Failure::of(e) }).await?;
-            store::resolutions::forget_for_row(&self.ctx.pool, self.claimed.id).await?;
+            store::resolutions::forget_for_row(&self.ctx.pool, self.claimed.claim.lease.row).await?;
             return Ok(reconciled);
         }
         let before = u32::try_from(self.progress.attempts).unwrap_or(0);

@@ -87,8 +87,10 @@ impl engine::Kind for Registrants {
         Ok(store::registrants::claim_due(&ctx.pool, want, ttl, max_attempts, ctx.replica, self.round).await?)
     }
 
-    async fn release(&self, ctx: &Ctx, rows: Vec<ClaimedRegistrant>) -> Result<u64, store::Error> {
-        store::registrants::release(&ctx.pool, &rows).await
+    const TABLE: store::claims::Table = store::claims::Table::Registrants;
+
+    fn lease(row: &ClaimedRegistrant) -> store::claims::Lease {
+        row.claim.lease
     }
 
     async fn reconcile(ctx: Arc<Ctx>, row: ClaimedRegistrant) -> Result<Done, SyncError> {

@@ -42,7 +42,7 @@ impl Progress {
     pub fn from_claim(c: &ClaimedRegistrant) -> Self {
         let at = |key: &Option<String>| key.as_deref().and_then(RegistrantsAt::from_key);
         Self {
-            needs_lookup: c.needs_lookup,
+            needs_lookup: c.claim.needs_lookup,
             lookup_at: at(&c.lookup_at),
             enrolled_at: at(&c.enrolled_at),
             registrant_id: c.registrant_id.clone(),
@@ -51,7 +51,7 @@ impl Progress {
             written_back_now: false,
             status_written_back: c.status_written_back.clone(),
             status_written_back_now: false,
-            attempts: c.attempts,
+            attempts: c.claim.attempts,
             unlisted_for: None,
             duplicates: Vec::new(),
         }
@@ -235,14 +235,15 @@ mod tests {
 
     fn registrant(desired: Desired, meeting_registered: bool) -> ClaimedRegistrant {
         ClaimedRegistrant {
-            id: 1,
-            lease_token: uuid::Uuid::nil(),
+            claim: crate::store::claims::Claim {
+                lease: crate::store::claims::Lease { row: 1, token: uuid::Uuid::nil() },
+                attempts: 0,
+                needs_lookup: false,
+            },
             external_id: "r-1".into(),
             meeting_external_id: "m-1".into(),
             desired,
             person: Person::default(),
-            attempts: 0,
-            needs_lookup: false,
             lookup_at: None,
             enrolled_at: None,
             registrant_id: None,
