@@ -221,3 +221,41 @@ async fn a_webinar_whose_status_read_hangs_holds_no_other_webinars_registrants()
 
     assert!(other_registered, "the other webinar's person waited for a status read of another webinar");
 }
+
+#[tokio::test]
+async fn a_webinar_status_read_waiting_for_a_graph_slot_does_not_take_the_probe() {
+    // One Graph slot; a first webinar's status read holds it.
+    let app = crate::registrants::webinar_app(|s| {
+        s.graph.max_concurrency = 1;
+        s.graph.timeout_ms = 30_000;
+        s.sync.lease_ttl_ms = 120_000;
+    })
+    .await;
+    let slow = crate::registrants::listed_webinar(&app, 1, "published");
+    let other = crate::registrants::listed_webinar(&app, 2, "published");
+    app.sim.seed_registrants(std::slice::from_ref(&slow), 1);
+    let release = app.sim.hold_webinar_status(&slow.online_meeting_id);
+    let listed = regsync::sync::ingest::poll(&app.ctx).await.expect("meetings listed");
+    regsync::sync::registrants::poll(&app.ctx, listed.run_id).await.expect("registrants listed");
+    let ctx = app.ctx.clone();
+    let first = tokio::spawn(async move { regsync::sync::registrants::reconcile_due(&ctx).await });
+    let holding =
+        crate::helpers::eventually(std::time::Duration::from_secs(10), async || app.sim.held_status_reads() == 1).await;
+    assert!(holding, "the first status read is at Graph");
+
+    // A throttle hold has just passed: the next request to go is the probe.
+    // Another webinar's registrant waits for the slot, not yet for Graph.
+    regsync::store::throttle::hold(&app.pool, std::time::Duration::ZERO).await.expect("hold");
+    app.sim.seed_registrants(std::slice::from_ref(&other), 1);
+    regsync::sync::registrants::poll(&app.ctx, listed.run_id).await.expect("registrants listed");
+    let ctx = app.ctx.clone();
+    let second = tokio::spawn(async move { regsync::sync::registrants::reconcile_due(&ctx).await });
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let probe_out: bool =
+        sqlx::query_scalar("SELECT probe_until IS NOT NULL FROM graph_throttle").fetch_one(&app.pool).await.unwrap();
+    release.send(true).expect("released");
+    first.await.expect("joined").expect("the first pass");
+    second.await.expect("joined").expect("the second pass");
+
+    assert!(!probe_out, "a request still waiting for its slot took the probe: every other sender waited for it");
+}

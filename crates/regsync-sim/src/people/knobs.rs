@@ -116,4 +116,9 @@ impl Sim {
         s.people.webinars.entry(id.to_owned()).or_default().registrations.push(registration.clone());
         registration.id
     }
+
+    /// How many held status reads have arrived.
+    pub fn held_status_reads(&self) -> u64 {
+        self.lock().people.held_arrivals
+    }
 }

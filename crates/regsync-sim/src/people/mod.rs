@@ -188,6 +188,8 @@ pub(crate) struct People {
     pub(crate) listing_requests: u64,
     /// Webinars whose status reads are held until the test lets them go.
     pub(crate) held_status: HashMap<String, tokio::sync::watch::Receiver<bool>>,
+    /// Status reads that arrived and are held.
+    pub(crate) held_arrivals: u64,
     next: u64,
 }
 

@@ -19,6 +19,7 @@ pub(super) async fn get_webinar(
 ) -> Response {
     let held = lock(&state).people.held_status.get(&webinar).cloned();
     if let Some(mut released) = held {
+        lock(&state).people.held_arrivals += 1;
         let _ = released.wait_for(|go| *go).await;
     }
     let mut s = lock(&state);
