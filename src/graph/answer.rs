@@ -14,7 +14,7 @@ use crate::http;
 use crate::http::parse_retry_after;
 
 /// Model step \[S5\] (model/exactly_once.pml): what an answer means.
-pub(super) fn classify(
+fn classify(
     method: &Method,
     status: StatusCode,
     headers: &HeaderMap,
@@ -136,7 +136,7 @@ pub(super) fn mark_last(calls: &mut [CallRecord], outcome: &'static str) {
 }
 
 /// An error answer's `innerError`, as JSON text (at most 4 KiB of it).
-pub(super) fn inner_error(status: StatusCode, body: &[u8]) -> Option<String> {
+fn inner_error(status: StatusCode, body: &[u8]) -> Option<String> {
     if status.is_success() {
         return None;
     }
@@ -160,7 +160,60 @@ pub(super) struct Answer {
     pub body: Result<(StatusCode, HeaderMap, bytes::Bytes), Error>,
 }
 
+/// What was sent, for the audit record of its answer.
+pub(super) struct Sent<'a> {
+    pub method: &'a Method,
+    pub path: String,
+    pub started: std::time::Instant,
+    pub client_request_id: uuid::Uuid,
+    /// Whose token it carried.
+    pub acting: Option<crate::domain::OrganizerId>,
+}
+
 impl Answer {
+    /// What the answer to `sent` means, and its audit record (also logged).
+    pub(super) fn record(self, sent: Sent<'_>) -> (CallRecord, Result<(StatusCode, bytes::Bytes), Error>) {
+        let method = sent.method;
+        let inner_error = self.body.as_ref().ok().and_then(|(status, _, bytes)| inner_error(*status, bytes));
+        let outcome = self.body.and_then(|(status, headers, bytes)| classify(method, status, &headers, bytes));
+        let record = CallRecord {
+            method: method_name(method),
+            path: sent.path,
+            http_status: self.status,
+            duration: sent.started.elapsed(),
+            graph_request_id: self.headers.request_id,
+            client_request_id: sent.client_request_id,
+            inner_error,
+            response_date: self.headers.date,
+            ags_diagnostic: self.headers.ags_diagnostic,
+            error_code: match &outcome {
+                Err(Error::Retired { code, .. } | Error::Rejected { code, .. } | Error::Conflict { code }) => {
+                    Some(code.clone())
+                }
+                _ => None,
+            },
+            outcome: match &outcome {
+                Ok(_) if *method == Method::POST => "created",
+                Ok(_) if *method == Method::DELETE => "deleted",
+                Ok(_) => "found",
+                Err(e) => e.kind(),
+            },
+            organizer: sent.acting,
+        };
+        tracing::info!(
+            method = record.method,
+            status = record.http_status,
+            client_request_id = %record.client_request_id,
+            request_id = record.graph_request_id.as_deref().unwrap_or(""),
+            date = record.response_date.as_deref().unwrap_or(""),
+            ags_diagnostic = record.ags_diagnostic.as_deref().unwrap_or(""),
+            took_ms = record.duration.as_millis() as u64,
+            outcome = record.outcome,
+            "graph call"
+        );
+        (record, outcome)
+    }
+
     pub(super) async fn read(sent: reqwest::Result<reqwest::Response>) -> Self {
         let response = match sent {
             Ok(response) => response,
@@ -191,7 +244,7 @@ impl Answer {
     }
 }
 
-pub(super) fn method_name(method: &Method) -> &'static str {
+fn method_name(method: &Method) -> &'static str {
     match *method {
         Method::POST => "POST",
         Method::DELETE => "DELETE",

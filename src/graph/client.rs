@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::answer::{absent_on_404, classify, decode, inner_error, method_name, unexpected, Answer, NO_ODATA_TYPE};
+use super::answer::{absent_on_404, decode, unexpected, Answer, Sent, NO_ODATA_TYPE};
 use super::assertion::CertificateKey;
 use super::auth::{AppCredential, Credentials, TokenCache};
 use super::wire::{CreateRegistration, EXTERNAL_REGISTRATION_TYPE};
@@ -270,42 +270,8 @@ impl Client {
         // loss) is neither read nor recorded.
         fail_point!("after-send", |_| std::process::abort());
         let answer = Answer::read(sent).await;
-        let inner_error = answer.body.as_ref().ok().and_then(|(status, _, bytes)| inner_error(*status, bytes));
-        let outcome = answer.body.and_then(|(status, headers, bytes)| classify(&method, status, &headers, bytes));
-        let record = CallRecord {
-            method: method_name(&method),
-            path,
-            http_status: answer.status,
-            duration: started.elapsed(),
-            graph_request_id: answer.headers.request_id,
-            client_request_id,
-            inner_error,
-            response_date: answer.headers.date,
-            ags_diagnostic: answer.headers.ags_diagnostic,
-            error_code: match &outcome {
-                Err(Error::Retired { code, .. }) => Some(code.clone()),
-                Err(Error::Rejected { code, .. } | Error::Conflict { code }) => Some(code.clone()),
-                _ => None,
-            },
-            outcome: match &outcome {
-                Ok(_) if method == Method::POST => "created",
-                Ok(_) if method == Method::DELETE => "deleted",
-                Ok(_) => "found",
-                Err(e) => e.kind(),
-            },
-            organizer: acting,
-        };
-        tracing::info!(
-            method = record.method,
-            status = record.http_status,
-            client_request_id = %record.client_request_id,
-            request_id = record.graph_request_id.as_deref().unwrap_or(""),
-            date = record.response_date.as_deref().unwrap_or(""),
-            ags_diagnostic = record.ags_diagnostic.as_deref().unwrap_or(""),
-            took_ms = record.duration.as_millis() as u64,
-            outcome = record.outcome,
-            "graph call"
-        );
+        let sent = Sent { method: &method, path, started, client_request_id, acting };
+        let (record, outcome) = answer.record(sent);
         calls.push(record);
         if let (Err(Error::Unauthorized), Some(tokens)) = (&outcome, &self.tokens) {
             // A revoked or rotated token: the next permit fetches a new one.

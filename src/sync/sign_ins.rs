@@ -128,6 +128,19 @@ impl SignIns {
             lease.release(pool, false).await?;
             return Ok(token);
         }
+        self.redeem(pool, graph, organizer, &lease).await
+    }
+
+    /// Redeems the refresh token under `lease`: stores what it returns, or
+    /// records why not (refused: the organizer must sign in again; no
+    /// answer: it may have been spent).
+    async fn redeem(
+        &self,
+        pool: &PgPool,
+        graph: &graph::Client,
+        organizer: &str,
+        lease: &sign_ins::RefreshLease,
+    ) -> Result<Arc<SecretString>, TokenError> {
         let refresh_token = self
             .sealer
             .open(&lease.sign_in.sealed_refresh_token, &seal_context(organizer, "refresh"))

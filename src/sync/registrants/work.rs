@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::super::engine::{self, crash_point, Failure};
 use super::super::sign_ins::TokenError;
 use super::super::{throttle, Ctx, SyncError};
-use super::plan::{plan, Progress, Step, WriteBacks};
+use super::plan::{after_webinar_lookup, plan, Progress, Step, WriteBacks};
 use super::Done;
 use crate::config::Target;
 use crate::domain::{CallRecord, FailureCategory, OrganizerId, RegistrantsAt};
@@ -235,36 +235,13 @@ impl Work<'_> {
             }
             (Step::Lookup(_), RegistrantsAt::Webinar(webinar)) => {
                 let email = c.person.email.as_deref();
-                let mut live = graph.find_webinar_registrations(permit, webinar, &c.external_id, email, calls).await?;
-                // Two live registrations for one person: keep the one the
-                // platform was told of (else the first made), cancel the rest.
-                if let Some(kept) = p.registrant_id.as_ref().and_then(|id| live.iter().position(|l| l == id)) {
-                    live.swap(0, kept);
-                }
-                let found = (!live.is_empty()).then(|| live.remove(0));
-                p.duplicates = live;
-                // Graph's list lags behind its writes: a create whose
-                // outcome is unknown is "possibly registered" until it has
-                // been unlisted for the settle time.
+                let live = graph.find_webinar_registrations(permit, webinar, &c.external_id, email, calls).await?;
                 let settle = settings.graph.list_settle();
-                match (found.is_none() && p.needs_lookup, c.intent_age) {
-                    (true, Some(age)) if age < settle => {
-                        p.unlisted_for = Some(settle - age);
-                        return Ok(());
-                    }
-                    _ => {}
-                }
-                if found.is_none() && p.enrolled_at.is_some() {
-                    // Graph accepted it (204) yet does not list it: never
-                    // register again on that; look again later.
-                    return Err(graph::Error::Transient {
-                        status: None,
-                        may_have_acted: false,
-                        detail: format!("webinar {webinar} does not list the registration it accepted yet"),
-                    });
-                }
-                p.enrolled_at = found.is_some().then(|| at.clone());
-                p.registrant_id = found;
+                after_webinar_lookup(p, live, at, c.intent_age, settle).map_err(|detail| graph::Error::Transient {
+                    status: None,
+                    may_have_acted: false,
+                    detail,
+                })?;
             }
             (Step::Enrol(_), RegistrantsAt::Meeting(location, _)) => {
                 let audience =
