@@ -242,6 +242,10 @@ impl Work<'_> {
                     may_have_acted: false,
                     detail,
                 })?;
+                if p.unlisted_for.is_some() {
+                    // Possibly registered: the outcome stays unknown.
+                    return Ok(());
+                }
             }
             (Step::Enrol(_), RegistrantsAt::Meeting(location, _)) => {
                 let audience =
