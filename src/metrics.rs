@@ -179,7 +179,7 @@ impl Metrics {
     pub fn render(&self, deployment: Option<&Deployment>) -> String {
         if let Some(d) = deployment {
             for s in &d.states {
-                self.meetings.get_or_create(&StateLabels { state: s.state.clone() }).set(s.count);
+                self.meetings.get_or_create(&StateLabels { state: s.state.as_str().to_owned() }).set(s.count);
             }
             if let Some(at) = d.last_poll {
                 self.last_poll.set(at.timestamp_millis() as f64 / 1_000.0);

@@ -79,7 +79,7 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
         let counts = store::meetings::count_by_state(&pool).await?;
-        let settled: i64 = counts.iter().filter(|c| c.state == "synced" || c.state == "failed").map(|c| c.count).sum();
+        let settled: i64 = counts.iter().filter(|c| c.state.is_settled()).map(|c| c.count).sum();
         let total: i64 = counts.iter().map(|c| c.count).sum();
         bar.set_length(total as u64);
         bar.set_position(settled as u64);

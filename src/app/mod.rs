@@ -118,7 +118,7 @@ pub async fn status(settings: &Settings) -> anyhow::Result<String> {
     let pool = connect_migrated(settings).await?;
     let mut out = String::from("meetings by state:\n");
     for s in store::meetings::count_by_state(&pool).await? {
-        let _ = writeln!(out, "  {:<10} {}", s.state, s.count);
+        let _ = writeln!(out, "  {:<10} {}", s.state.as_str(), s.count);
     }
     match store::runs::last_poll_at(&pool).await? {
         Some(at) => {
@@ -130,7 +130,7 @@ pub async fn status(settings: &Settings) -> anyhow::Result<String> {
     if !people.is_empty() {
         out.push_str("registrants by state:\n");
         for s in people {
-            let _ = writeln!(out, "  {:<10} {}", s.state, s.count);
+            let _ = writeln!(out, "  {:<10} {}", s.state.as_str(), s.count);
         }
     }
     let sign_ins = store::sign_ins::list(&pool).await?;

@@ -5,6 +5,7 @@
 
 mod failure;
 mod selector;
+mod state;
 
 use std::fmt;
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 pub use failure::{CallRecord, FailureCategory, OrganizerCondition};
 pub use selector::Selector;
+pub use state::RowState;
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {

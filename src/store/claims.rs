@@ -220,8 +220,8 @@ pub async fn claim_due(
 pub struct Stored {
     /// The row as a claim would see it (with a nil lease token).
     pub row: Claimed,
-    /// pending, in_flight, retrying, synced or failed.
-    pub state: String,
+    /// Where it rests.
+    pub state: crate::domain::RowState,
     /// When a pending or retrying meeting is due.
     pub next_attempt_at: DateTime<Utc>,
     /// What went wrong last.
@@ -249,7 +249,7 @@ pub async fn stored(pool: &PgPool) -> Result<Vec<Stored>, Error> {
         .map(|r| {
             Ok(Stored {
                 row: claimed_from_row(r)?,
-                state: r.try_get("state")?,
+                state: super::row_state(r.try_get("state")?)?,
                 next_attempt_at: r.try_get("next_attempt_at")?,
                 last_error: r.try_get("last_error")?,
             })

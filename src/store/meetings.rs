@@ -13,7 +13,7 @@ use crate::domain::{ExternalMeeting, OnlineMeetingId, OrganizerId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateCount {
     /// The state.
-    pub state: String,
+    pub state: crate::domain::RowState,
     /// How many meetings are in it.
     pub count: i64,
 }
@@ -292,7 +292,7 @@ pub async fn count_by_state(pool: &PgPool) -> Result<Vec<StateCount>, Error> {
     .await
     .map_err(query_error("count meetings"))?;
     rows.iter()
-        .map(|r| Ok(StateCount { state: r.try_get("state")?, count: r.try_get("count")? }))
+        .map(|r| Ok(StateCount { state: super::row_state(r.try_get("state")?)?, count: r.try_get("count")? }))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(query_error("count meetings"))
 }

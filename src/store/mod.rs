@@ -36,7 +36,7 @@ use crate::config::DatabaseSettings;
 
 pub use claims::Claimed;
 pub use meetings::{FailedMeeting, StateCount, Upserted};
-pub use outcome::{NextState, Outcome};
+pub use outcome::Outcome;
 pub use runs::RunReport;
 pub use send::{Gate, Intent, SendGate};
 
@@ -107,6 +107,16 @@ macro_rules! unregister_missing_sql {
     };
 }
 pub(crate) use unregister_missing_sql;
+
+/// A `state` column's value as the domain's [`crate::domain::RowState`];
+/// the table's check constraint admits no other.
+///
+/// # Errors
+/// A value the constraint should have refused.
+pub(crate) fn row_state(text: &str) -> Result<crate::domain::RowState, sqlx::Error> {
+    crate::domain::RowState::parse(text)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown row state {text:?}").into()))
+}
 
 /// Runs `write` until it succeeds, fails for good, or `give_up` has
 /// passed, retrying while the database is briefly away (backoff from

@@ -10,37 +10,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{query_error, Claimed, Error};
+use crate::domain::RowState;
 use crate::domain::{Actual, AllowedRegistrant, CallRecord, FailureCategory, Location};
-
-/// The sync states of `ops.meeting_status.state` that an outcome can set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextState {
-    /// Due again at once (more work to do).
-    Pending,
-    /// Due again after a delay.
-    Retrying,
-    /// Desired equals actual.
-    Synced,
-    /// Parked until the platform data changes or `regsync retry`.
-    Failed,
-}
-
-impl NextState {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Retrying => "retrying",
-            Self::Synced => "synced",
-            Self::Failed => "failed",
-        }
-    }
-}
 
 /// What one reconcile leaves in the row; written with the lease release.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The new state.
-    pub state: NextState,
+    pub state: RowState,
     /// What Graph holds now.
     pub actual: Option<Actual>,
     /// Whether the last write's outcome is still unknown.

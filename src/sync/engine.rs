@@ -26,8 +26,9 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::{retry, Ctx, SyncError};
 use crate::domain::FailureCategory;
+use crate::domain::RowState;
 use crate::graph;
-use crate::store::{self, NextState};
+use crate::store::{self};
 
 /// One kind of row the engine reconciles.
 pub(super) trait Kind {
@@ -213,7 +214,7 @@ impl Failure {
 /// How a failed row is recorded: the error policy's answer, carried out.
 pub(super) struct Disposition {
     /// The row's next state.
-    pub state: NextState,
+    pub state: RowState,
     /// When it is due again, from now.
     pub delay: Duration,
     /// The reason it carries.
@@ -251,14 +252,13 @@ impl Ctx {
             Some((message, category)) => Failure { message, category, ..Failure::of(e) },
             None => Failure::of(e),
         };
-        let retrying =
-            |delay, failure| Disposition { state: NextState::Retrying, delay, failure, attempts, stop: None };
+        let retrying = |delay, failure| Disposition { state: RowState::Retrying, delay, failure, attempts, stop: None };
         Ok(match judged.next {
             retry::AfterFailure::AuthPause => {
                 tracing::error!(error = %e, "Graph credentials failed; stopping Graph calls for this cycle");
                 // The app's trouble, not the row's: it is due again at once,
                 // so the first cycle after the fix syncs it.
-                let state = if attempts > 0 || row_known { NextState::Retrying } else { NextState::Pending };
+                let state = if attempts > 0 || row_known { RowState::Retrying } else { RowState::Pending };
                 let stop = Some(SyncError::Auth(e.to_string()));
                 Disposition { state, delay: Duration::ZERO, failure, attempts, stop }
             }
@@ -277,7 +277,7 @@ impl Ctx {
             }
             retry::AfterFailure::Park => {
                 tracing::warn!(error = %e, "permanent Graph error; parked as failed");
-                Disposition { state: NextState::Failed, delay: Duration::ZERO, failure, attempts, stop: None }
+                Disposition { state: RowState::Failed, delay: Duration::ZERO, failure, attempts, stop: None }
             }
             retry::AfterFailure::Attempt(retry::Decision::RetryAfter(delay)) => {
                 tracing::warn!(error = %e, attempts, retry_in_ms = delay.as_millis() as u64, "Graph call failed; will retry");
@@ -291,7 +291,7 @@ impl Ctx {
                     failure.message
                 );
                 let failure = Failure { message, ..failure };
-                Disposition { state: NextState::Failed, delay: Duration::ZERO, failure, attempts, stop: None }
+                Disposition { state: RowState::Failed, delay: Duration::ZERO, failure, attempts, stop: None }
             }
         })
     }
@@ -305,10 +305,10 @@ pub(super) fn attempt(attempts_before: u32, policy: retry::Policy, retrying: Fai
     let attempts = attempts_before.saturating_add(1);
     match retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, rand::random()) {
         retry::Decision::RetryAfter(delay) => {
-            Disposition { state: NextState::Retrying, delay, failure: retrying, attempts, stop: None }
+            Disposition { state: RowState::Retrying, delay, failure: retrying, attempts, stop: None }
         }
         retry::Decision::Park => {
-            Disposition { state: NextState::Failed, delay: Duration::ZERO, failure: parked, attempts, stop: None }
+            Disposition { state: RowState::Failed, delay: Duration::ZERO, failure: parked, attempts, stop: None }
         }
     }
 }

@@ -13,7 +13,9 @@ use super::ingest::read_listing;
 use super::plan::{after_delete, plan, Plan, Progress};
 use super::{Ctx, SyncError};
 use crate::config::OnMissing;
-use crate::domain::{Desired, ExternalMeeting, Location, MeetingRef, OnlineMeetingId, OrganizerId, OrganizerRef};
+use crate::domain::{
+    Desired, ExternalMeeting, Location, MeetingRef, OnlineMeetingId, OrganizerId, OrganizerRef, RowState,
+};
 use crate::store::claims::Stored;
 use crate::store::{self, Claimed};
 
@@ -204,14 +206,14 @@ fn intent(stored: &Stored, listed: Option<&ExternalMeeting>) -> Intent {
     if changed {
         return calls(&row);
     }
-    match stored.state.as_str() {
-        "synced" => Intent::Nothing("in step".into()),
-        "failed" => Intent::Nothing(format!(
+    match stored.state {
+        RowState::Synced => Intent::Nothing("in step".into()),
+        RowState::Failed => Intent::Nothing(format!(
             "failed until the platform changes it or `regsync retry {}`: {}",
             row.external_id,
             stored.last_error.as_deref().unwrap_or("no reason recorded")
         )),
-        "in_flight" => Intent::Nothing("a worker holds it now".into()),
+        RowState::InFlight => Intent::Nothing("a worker holds it now".into()),
         _ if stored.next_attempt_at > Utc::now() => {
             Intent::Nothing(format!("retrying at {}: {}", stored.next_attempt_at, calls(&row)))
         }

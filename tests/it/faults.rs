@@ -247,7 +247,7 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
     let synced = app.status("evt-22").await;
 
     let outcome = store::Outcome {
-        state: store::NextState::Failed,
+        state: regsync::domain::RowState::Failed,
         actual: None,
         needs_lookup: false,
         lookup_at: None,

@@ -49,7 +49,7 @@ pub struct MeetingView {
     /// Active on the platform.
     pub desired: Desired,
     /// Its sync state.
-    pub state: String,
+    pub state: crate::domain::RowState,
     /// Its organizer and online meeting (or webinar, in the meeting column).
     pub organizer_id: Option<String>,
     /// The online meeting id, or the webinar id.
@@ -135,7 +135,7 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
         let audience: Option<String> = row.try_get("m_allowed_registrant")?;
         Some(MeetingView {
             desired: desired(row.try_get("m_desired")?),
-            state: row.try_get("m_state")?,
+            state: crate::store::row_state(row.try_get("m_state")?)?,
             organizer_id: row.try_get("m_organizer_id")?,
             online_meeting_id: row.try_get("m_online_meeting_id")?,
             registered,

@@ -216,5 +216,8 @@ pub async fn count_by_state(pool: &PgPool) -> Result<Vec<super::StateCount>, Err
             .fetch_all(pool)
             .await
             .map_err(query_error("count registrants by state"))?;
-    Ok(rows.into_iter().map(|(state, count)| super::StateCount { state, count }).collect())
+    rows.into_iter()
+        .map(|(state, count)| Ok(super::StateCount { state: super::row_state(&state)?, count }))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(query_error("count registrants by state"))
 }

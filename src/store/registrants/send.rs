@@ -8,8 +8,9 @@ use sqlx::{PgPool, Row};
 
 use super::super::send::Gate;
 use super::super::throttle::throttle_sql;
-use super::super::{query_error, storable, Error, NextState};
+use super::super::{query_error, storable, Error};
 use super::ClaimedRegistrant;
+use crate::domain::RowState;
 use crate::domain::{CallRecord, FailureCategory};
 
 /// [`prepare_send`]: `$1` id, `$2` lease token, `$3` where a write goes
@@ -85,7 +86,7 @@ pub async fn renew_lease(pool: &PgPool, claimed: &ClaimedRegistrant, ttl: Durati
 #[derive(Debug, Clone)]
 pub struct RegistrantOutcome {
     /// The new state.
-    pub state: NextState,
+    pub state: RowState,
     /// The last write's outcome is still unknown.
     pub needs_lookup: bool,
     /// Where that write went.

@@ -21,9 +21,10 @@ use super::engine::{self, crash_point, Failure};
 use super::plan::{after_create, after_delete, after_lookup, plan, Plan, Progress};
 use super::sign_ins::TokenError;
 use super::{throttle, Ctx, SyncError};
+use crate::domain::RowState;
 use crate::domain::{CallRecord, Desired, FailureCategory, Location, OrganizerId};
 use crate::graph::{self, Deleted};
-use crate::store::{self, Claimed, Intent, NextState, SendGate};
+use crate::store::{self, Claimed, Intent, SendGate};
 
 /// Lookup, delete, create and their retries after a conflict fit in this.
 const MAX_STEPS: usize = 8;
@@ -106,7 +107,7 @@ impl Work<'_> {
         if self.ctx.settings.graph.target == crate::config::Target::VirtualEventWebinar {
             // A webinar is the meeting: nothing to enable; its registrants
             // carry the work.
-            return ControlFlow::Break(self.record(NextState::Synced, None).await);
+            return ControlFlow::Break(self.record(RowState::Synced, None).await);
         }
         if let Some(lookup) = self.claimed.next_lookup() {
             if self.claimed.desired == Desired::Registered {
@@ -118,10 +119,10 @@ impl Work<'_> {
         }
         let step = plan(&self.claimed, &self.progress);
         let (at, intent) = match &step {
-            Plan::Done => return ControlFlow::Break(self.record(NextState::Synced, None).await),
+            Plan::Done => return ControlFlow::Break(self.record(RowState::Synced, None).await),
             Plan::Fail(reason) => {
                 let failure = Failure::new(reason.clone(), FailureCategory::ForeignRegistration);
-                return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
+                return ControlFlow::Break(self.record(RowState::Failed, Some(failure)).await);
             }
             Plan::Lookup(at) => (at.clone(), None),
             Plan::Create(at) => (at.clone(), Some(Intent::Create(at))),
@@ -201,7 +202,7 @@ impl Work<'_> {
         };
         if let Some(wait) = held {
             let (wait, failure) = engine::wait_out_throttle(wait);
-            return ControlFlow::Break(self.record_at(NextState::Retrying, wait, Some(failure)).await);
+            return ControlFlow::Break(self.record_at(RowState::Retrying, wait, Some(failure)).await);
         }
         let permit = permit.send_by(gate_opened + settings.sync.lease_ttl() / 2);
         ControlFlow::Continue(Some(Cleared { permit, probe }))
@@ -242,7 +243,7 @@ impl Work<'_> {
             Ok(()) => ControlFlow::Continue(()),
             Err(graph::Error::PermitExpired) => {
                 tracing::warn!("paused past half the lease before sending; giving the meeting up unsent");
-                ControlFlow::Break(self.record(NextState::Pending, None).await)
+                ControlFlow::Break(self.record(RowState::Pending, None).await)
             }
             Err(graph::Error::Unauthorized) if !self.reauthorized => {
                 // A revoked or rotated token: one more try with a fresh one,

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::{Reconciled, Work};
 use crate::domain::FailureCategory;
+use crate::domain::RowState;
 use crate::graph;
-use crate::store::{self, NextState, Outcome};
+use crate::store::{self, Outcome};
 use crate::sync::engine::{self, crash_point, Disposition, Failure};
 use crate::sync::plan::Progress;
 use crate::sync::retry;
@@ -76,13 +77,13 @@ impl Work<'_> {
         self.record_disposition(d).await
     }
 
-    pub(super) async fn record(&mut self, state: NextState, failure: Option<Failure>) -> Result<Reconciled, SyncError> {
+    pub(super) async fn record(&mut self, state: RowState, failure: Option<Failure>) -> Result<Reconciled, SyncError> {
         self.record_at(state, Duration::ZERO, failure).await
     }
 
     pub(super) async fn record_at(
         &mut self,
-        state: NextState,
+        state: RowState,
         delay: Duration,
         failure: Option<Failure>,
     ) -> Result<Reconciled, SyncError> {
@@ -92,7 +93,7 @@ impl Work<'_> {
             actual: progress.actual.clone(),
             needs_lookup: progress.needs_lookup,
             lookup_at: if progress.needs_lookup { progress.lookup_at.clone() } else { None },
-            attempts: if state == NextState::Synced { 0 } else { progress.attempts },
+            attempts: if state == RowState::Synced { 0 } else { progress.attempts },
             next_attempt_in: delay,
             last_error: failure.as_ref().map(|f| f.message.clone()),
             last_http_status: failure.as_ref().and_then(|f| f.http_status),
@@ -109,15 +110,15 @@ impl Work<'_> {
             tracing::warn!("outcome not recorded: the lease passed to another worker, which will look the outcome up");
             return Ok(Reconciled::LeaseLost);
         }
-        let (reconciled, kind) = match state {
-            NextState::Synced => {
-                (Reconciled::Synced { created: progress.created, deleted: progress.deleted }, "synced")
-            }
-            NextState::Retrying => (Reconciled::Retrying, "retrying"),
-            NextState::Failed => (Reconciled::Failed, "failed"),
-            NextState::Pending => (Reconciled::Pending, "pending"),
+        let reconciled = match state {
+            RowState::Synced => Reconciled::Synced { created: progress.created, deleted: progress.deleted },
+            RowState::Retrying => Reconciled::Retrying,
+            RowState::Failed => Reconciled::Failed,
+            // An outcome never leaves a row in flight: the lease is released
+            // with it (the table's lease constraint refuses anything else).
+            RowState::Pending | RowState::InFlight => Reconciled::Pending,
         };
-        self.ctx.metrics.outcome(kind);
+        self.ctx.metrics.outcome(state.as_str());
         Ok(reconciled)
     }
 }

@@ -7,8 +7,9 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 use super::{Cleared, Step, Work};
+use crate::domain::RowState;
 use crate::domain::{FailureCategory, Lookup};
-use crate::store::{self, NextState};
+use crate::store::{self};
 use crate::sync::engine::Failure;
 
 /// A lookup's kind and value.
@@ -74,7 +75,7 @@ impl Work<'_> {
                             lookup.value()
                         );
                         let failure = Failure::new(reason, FailureCategory::Auth);
-                        return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
+                        return ControlFlow::Break(self.record(RowState::Failed, Some(failure)).await);
                     }
                 }
             }
@@ -97,7 +98,7 @@ impl Work<'_> {
                             "Graph found nothing to resolve to"
                         );
                         let failure = Failure::new(reason, FailureCategory::PlatformData);
-                        return ControlFlow::Break(self.record(NextState::Failed, Some(failure)).await);
+                        return ControlFlow::Break(self.record(RowState::Failed, Some(failure)).await);
                     }
                     Err(e) => return self.learn(Err(e), false).await,
                 }
@@ -112,7 +113,7 @@ impl Work<'_> {
             }
             // The lease is gone, or the platform renamed the meeting since
             // the claim: the outcome write sorts out which.
-            Ok(false) => ControlFlow::Break(self.record(NextState::Pending, None).await),
+            Ok(false) => ControlFlow::Break(self.record(RowState::Pending, None).await),
         }
     }
 }

@@ -9,9 +9,10 @@ use super::super::{retry, SyncError};
 use super::work::Work;
 use super::Done;
 use crate::domain::RegistrantsAt;
+use crate::domain::RowState;
 use crate::graph;
 use crate::store::registrants::RegistrantOutcome;
-use crate::store::{self, NextState};
+use crate::store::{self};
 
 impl Work<'_> {
     /// A failure outside Graph's error policy (a write-back, a meeting the
@@ -39,7 +40,7 @@ impl Work<'_> {
     /// Graph calls if it said so.
     async fn record_disposition(&mut self, d: Disposition) -> Result<Done, SyncError> {
         self.progress.attempts = i32::try_from(d.attempts).unwrap_or(i32::MAX);
-        self.done.failed |= d.state == NextState::Failed;
+        self.done.failed |= d.state == RowState::Failed;
         let done = self.record(d.state, d.delay, Some(d.failure)).await?;
         match d.stop {
             Some(stop) => Err(stop),
@@ -50,7 +51,7 @@ impl Work<'_> {
     /// Writes the outcome, fenced by the lease, with the audit rows.
     pub(super) async fn record(
         &mut self,
-        state: NextState,
+        state: RowState,
         delay: Duration,
         failure: Option<Failure>,
     ) -> Result<Done, SyncError> {
@@ -68,7 +69,7 @@ impl Work<'_> {
             join_web_url: p.join_web_url.clone(),
             written_back_value: p.written_back_now.then(|| p.written_back_value.clone()).flatten(),
             status_written_back: p.status_written_back_now.then(|| p.status_written_back.clone()).flatten(),
-            attempts: if state == NextState::Synced { 0 } else { p.attempts },
+            attempts: if state == RowState::Synced { 0 } else { p.attempts },
             next_attempt_in: delay,
             // A write still in progress at Graph may land until its request
             // times out: no lookup before then, whatever makes it due.

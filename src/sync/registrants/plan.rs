@@ -2,7 +2,7 @@
 //! regsync knows Graph holds and what the meeting is, the one next step.
 
 use crate::config::Target;
-use crate::domain::{AllowedRegistrant, Desired, FailureCategory, RegistrantsAt};
+use crate::domain::{AllowedRegistrant, Desired, FailureCategory, RegistrantsAt, RowState};
 use crate::graph::MAX_REGISTRATION_ID_CHARS;
 use crate::store::registrants::ClaimedRegistrant;
 
@@ -121,7 +121,7 @@ fn wanted(c: &ClaimedRegistrant, target: Target) -> Result<Option<RegistrantsAt>
     match target {
         Target::MeetingRegistration => match &meeting.registered {
             Some((at, registration)) => Ok(Some(RegistrantsAt::Meeting(at.clone(), registration.clone()))),
-            None if meeting.state == "failed" => Err(Step::Fail(
+            None if meeting.state == RowState::Failed => Err(Step::Fail(
                 format!(
                     "meeting {:?} is not registered at Teams, so its registrants cannot be enrolled: {}",
                     c.meeting_external_id,

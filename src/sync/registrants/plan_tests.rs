@@ -24,7 +24,7 @@ fn registrant(desired: Desired, meeting_registered: bool) -> ClaimedRegistrant {
         intent_age: None,
         meeting: Some(MeetingView {
             desired: Desired::Registered,
-            state: if meeting_registered { "synced".into() } else { "pending".into() },
+            state: if meeting_registered { RowState::Synced } else { RowState::Pending },
             organizer_id: Some("o".into()),
             online_meeting_id: Some("w".into()),
             registered: meeting_registered.then(|| (location(), RegistrationId("r".into()))),

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::work::{Flow, Work};
 use crate::domain::FailureCategory;
-use crate::store::NextState;
+use crate::domain::RowState;
 
 /// How long a webinar's status is trusted before it is read again.
 const WEBINAR_STATUS_TTL: Duration = Duration::from_secs(60);
@@ -71,7 +71,7 @@ impl Work<'_> {
         );
         ControlFlow::Break(
             self.record(
-                NextState::Failed,
+                RowState::Failed,
                 Duration::ZERO,
                 Some(Failure::new(why, FailureCategory::WebinarNotPublished)),
             )

@@ -11,10 +11,11 @@ use super::super::{throttle, Ctx, SyncError};
 use super::plan::{after_webinar_lookup, plan, Progress, Step, WriteBacks};
 use super::Done;
 use crate::config::Target;
+use crate::domain::RowState;
 use crate::domain::{CallRecord, FailureCategory, OrganizerId, RegistrantsAt};
 use crate::graph::{self, Deleted};
 use crate::store::registrants::ClaimedRegistrant;
-use crate::store::{self, Gate, NextState};
+use crate::store::{self, Gate};
 
 /// Steps one reconcile may take: a lookup, a removal, an enrolment and the
 /// lookup of a webinar registration's id fit.
@@ -69,7 +70,7 @@ impl Work<'_> {
         let write_back = WriteBacks { link: !writeback.url.is_empty(), status: !writeback.status_url.is_empty() };
         let step = plan(&self.claimed, &self.progress, self.target(), write_back);
         match step {
-            Step::Done => ControlFlow::Break(self.record(NextState::Synced, Duration::ZERO, None).await),
+            Step::Done => ControlFlow::Break(self.record(RowState::Synced, Duration::ZERO, None).await),
             Step::Wait(why) if self.claimed.meeting.is_none() => {
                 // A meeting the platform does not list may never come: each
                 // look costs an attempt, and the registrant ends `failed`.
@@ -87,12 +88,12 @@ impl Work<'_> {
                 // bounds how long a missed wake-up costs.
                 let wait = Duration::from_millis(self.ctx.settings.sync.backoff_max_ms).min(MAX_WAIT);
                 let failure = Some(Failure::new(why, FailureCategory::MeetingNotReady));
-                ControlFlow::Break(self.record(NextState::Retrying, wait, failure).await)
+                ControlFlow::Break(self.record(RowState::Retrying, wait, failure).await)
             }
             Step::Fail(why, category) => {
                 self.done.failed = true;
                 ControlFlow::Break(
-                    self.record(NextState::Failed, Duration::ZERO, Some(Failure::new(why, category))).await,
+                    self.record(RowState::Failed, Duration::ZERO, Some(Failure::new(why, category))).await,
                 )
             }
             Step::WriteBack => self.write_back().await,
@@ -148,7 +149,7 @@ impl Work<'_> {
             Err(e) => ControlFlow::Break(Err(e.into())),
             Ok(Gate::Throttled(wait)) => {
                 let (wait, failure) = engine::wait_out_throttle(wait);
-                ControlFlow::Break(self.record(NextState::Retrying, wait, Some(failure)).await)
+                ControlFlow::Break(self.record(RowState::Retrying, wait, Some(failure)).await)
             }
             Ok(Gate::Open { probe }) => {
                 if let Some(at) = write_at {
@@ -196,13 +197,13 @@ impl Work<'_> {
                 let failure = Some(Failure::new(why, FailureCategory::Transient));
                 // One lookup per request timeout while it may still appear.
                 let again = remaining.min(self.ctx.settings.graph.timeout());
-                ControlFlow::Break(self.record(NextState::Retrying, again, failure).await)
+                ControlFlow::Break(self.record(RowState::Retrying, again, failure).await)
             }
             Ok(()) => {
                 if matches!(step, Step::Enrol(_)) {
                     // Recorded before the write-back: a crash in between
                     // loses no enrolment, and the write-back follows.
-                    return ControlFlow::Break(self.record(NextState::Pending, Duration::ZERO, None).await);
+                    return ControlFlow::Break(self.record(RowState::Pending, Duration::ZERO, None).await);
                 }
                 ControlFlow::Continue(())
             }

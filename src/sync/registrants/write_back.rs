@@ -11,8 +11,9 @@ use super::work::{Flow, Work};
 use super::Done;
 use crate::config::WritebackSettings;
 use crate::domain::FailureCategory;
+use crate::domain::RowState;
 use crate::source::Writeback;
-use crate::store::{self, NextState};
+use crate::store::{self};
 
 impl Work<'_> {
     /// Tells the platform the join link or registration id.
@@ -66,7 +67,7 @@ impl Work<'_> {
                 self.done.failed = true;
                 let why = format!("{e}; fix it on the platform, then run `regsync retry --failed`");
                 let failure = Some(Failure::new(why, FailureCategory::Writeback));
-                ControlFlow::Break(self.record(NextState::Failed, Duration::ZERO, failure).await)
+                ControlFlow::Break(self.record(RowState::Failed, Duration::ZERO, failure).await)
             }
         }
     }

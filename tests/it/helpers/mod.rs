@@ -251,7 +251,7 @@ pub struct MeetingStatus {
 /// An outcome that records a meeting as synced with nothing at Graph.
 pub fn synced_outcome() -> regsync::store::Outcome {
     regsync::store::Outcome {
-        state: regsync::store::NextState::Synced,
+        state: regsync::domain::RowState::Synced,
         actual: None,
         needs_lookup: false,
         lookup_at: None,
