@@ -127,3 +127,70 @@ pub async fn end_recovery(pool: &PgPool, ends_suspension: bool) -> Result<(), Er
     .map_err(query_error("end throttle recovery"))?;
     Ok(())
 }
+
+/// The deployment's budget of virtual-event writes: takes one of `limit`
+/// places in the `window` (counted from a write's sending until `window`
+/// after its answer; `timeout` bounds a write never answered) and returns
+/// its id, or how long until a place may free. Serialized by an advisory
+/// lock, so replicas never take more than `limit` together.
+///
+/// # Errors
+/// The statement failed.
+pub async fn take_write_place(
+    pool: &PgPool,
+    limit: u32,
+    window: Duration,
+    timeout: Duration,
+) -> Result<Result<i64, Duration>, Error> {
+    let mut tx = pool.begin().await.map_err(query_error("take a write place"))?;
+    // Its own statement: the count below must see every write committed
+    // before the lock was ours (a statement's snapshot is taken at its start).
+    sqlx::query("SELECT pg_advisory_xact_lock(7348001)")
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("take a write place"))?;
+    let (taken, wait): (Option<i64>, Option<f64>) = sqlx::query_as(
+        r#"
+        WITH forgotten AS (
+            DELETE FROM virtual_event_writes
+            WHERE coalesce(answered_at, sent_at + make_interval(secs => $3)) < now() - make_interval(secs => $2)
+        ),
+        counting AS (
+            SELECT coalesce(answered_at, sent_at + make_interval(secs => $3)) + make_interval(secs => $2) AS frees_at
+            FROM virtual_event_writes
+            WHERE coalesce(answered_at, sent_at + make_interval(secs => $3)) >= now() - make_interval(secs => $2)
+        ),
+        taken AS (
+            INSERT INTO virtual_event_writes (sent_at)
+            SELECT now() WHERE (SELECT count(*) FROM counting) < $1
+            RETURNING id
+        )
+        SELECT (SELECT id FROM taken),
+               (SELECT EXTRACT(EPOCH FROM min(frees_at) - now())::float8 FROM counting)
+        "#,
+    )
+    .bind(i64::from(limit))
+    .bind(window.as_secs_f64())
+    .bind(timeout.as_secs_f64())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(query_error("take a write place"))?;
+    tx.commit().await.map_err(query_error("take a write place"))?;
+    Ok(match taken {
+        Some(id) => Ok(id),
+        None => Err(Duration::from_secs_f64(wait.unwrap_or(0.0).clamp(0.05, (window + timeout).as_secs_f64()))),
+    })
+}
+
+/// Records that write place `id` was answered: it frees a window later.
+///
+/// # Errors
+/// The statement failed.
+pub async fn write_answered(pool: &PgPool, id: i64) -> Result<(), Error> {
+    sqlx::query("UPDATE virtual_event_writes SET answered_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(query_error("record a write's answer"))?;
+    Ok(())
+}

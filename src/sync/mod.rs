@@ -102,7 +102,8 @@ impl Ctx {
     ) -> Self {
         let throttle = Throttle::new(settings.graph.max_concurrency);
         let lookups = reconcile::LookupsInFlight::default();
-        let virtual_event_writes = registrants::WritePace::new(settings.graph.virtual_event_writes_per_30s);
+        let virtual_event_writes =
+            registrants::WritePace::new(settings.graph.virtual_event_writes_per_30s, settings.graph.timeout());
         Self {
             pool,
             source,

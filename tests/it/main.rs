@@ -1,6 +1,7 @@
 //! Integration tests: real PostgreSQL, real HTTP on loopback, the simulator
 //! as Graph, identity platform and event platform.
 
+mod budget;
 mod chaos;
 mod chaos_webinar;
 mod cli;

@@ -170,7 +170,10 @@ impl Work<'_> {
     async fn graph_step(&mut self, step: Step, at: RegistrantsAt, write_at: Option<String>) -> Flow {
         let is_write = write_at.is_some();
         let _paced = match (is_write, &at) {
-            (true, RegistrantsAt::Webinar(_)) => Some(self.ctx.virtual_event_writes.acquire().await),
+            (true, RegistrantsAt::Webinar(_)) => match self.ctx.virtual_event_writes.acquire(&self.ctx.pool).await {
+                Ok(place) => Some(place),
+                Err(e) => return ControlFlow::Break(Err(e.into())),
+            },
             _ => None,
         };
         let slot = self.ctx.throttle.slot().await;
