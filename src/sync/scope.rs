@@ -15,7 +15,7 @@
 //! | API-level refusal | otherwise, again for this row | row | an attempt counted; `failed` after `sync.max_attempts`, with a reason naming the organizer |
 //! | 403 naming the application access policy | two or more rows of this organizer | organizer (`no_access_policy`) | as for `unknown_to_graph` |
 //! | no sign-in, or the sign-in refused by the identity platform | that answer itself | organizer (`no_sign_in`, `sign_in_refused`) | rows `failed`; a new `regsync login` makes them due |
-//! | 401 to a token fetched after an earlier 401 dropped the last one | that answer itself | organizer (`unauthorized`) | as above |
+//! | 401, delegated, to the fresh token a row takes after its first 401 | that answer itself | organizer (`unauthorized`) | as above |
 
 use std::time::Duration;
 
@@ -121,18 +121,6 @@ impl Ctx {
         if let Some(condition) = self.organizer_condition(e, organizer, row_key).await? {
             return self.park_organizer(condition, e, organizer, attempts_before).await;
         }
-        if let (graph::Error::Unauthorized, Some(_)) = (e, &self.sign_ins) {
-            // Delegated, a first 401: the token was dropped, so the next
-            // try really refreshes. This organizer's, no one else's.
-            let attempts = attempts_before.saturating_add(1);
-            let decision = retry::next_attempt(attempts, policy.max_attempts, policy.base, policy.cap, jitter);
-            let reason = format!(
-                "Graph refused organizer {organizer}'s token (401); regsync tries again with a fresh one. If it \
-                 persists, have them run `regsync login` again, then run `{retry}`"
-            );
-            let row_reason = Some((reason, FailureCategory::Auth));
-            return Ok(Judged { next: retry::AfterFailure::Attempt(decision), attempts, row_reason });
-        }
         let (next, attempts) = retry::after_failure(e, attempts_before, policy, jitter);
         if next != retry::AfterFailure::Suspend {
             return Ok(Judged { next, attempts, row_reason: None });
@@ -155,10 +143,9 @@ impl Ctx {
     }
 
     /// The organizer's condition this failure shows, if it shows one: the
-    /// sign-in's own answers at once; a 401 when the token it refused was
-    /// fetched after an earlier 401 dropped the one before (a real refresh
-    /// did not help); a missing access policy once two of the organizer's
-    /// rows met it.
+    /// sign-in's own answers at once; a 401 to the fresh token a row takes
+    /// after its first 401 (a real refresh did not help); a missing access
+    /// policy once two of the organizer's rows met it.
     async fn organizer_condition(
         &self,
         e: &graph::Error,
@@ -169,11 +156,14 @@ impl Ctx {
             graph::Error::OrganizerParked { condition, .. } => Some(*condition),
             graph::Error::NotSignedIn { .. } => Some(OrganizerCondition::NoSignIn),
             graph::Error::SignInRevoked { .. } => Some(OrganizerCondition::SignInRefused),
+            // Delegated: every kind of row tries once more with a fresh token
+            // after a first 401 (its token dropped); a 401 that reaches the
+            // error policy was answered to a real refresh.
             graph::Error::Unauthorized => match &self.sign_ins {
-                Some(sign_ins) => sign_ins
-                    .invalidate(&self.pool, &OrganizerId(organizer.to_owned()))
-                    .await?
-                    .then_some(OrganizerCondition::Unauthorized),
+                Some(sign_ins) => {
+                    sign_ins.invalidate(&self.pool, &OrganizerId(organizer.to_owned())).await?;
+                    Some(OrganizerCondition::Unauthorized)
+                }
                 None => None,
             },
             graph::Error::Rejected { status: 403, message, .. }

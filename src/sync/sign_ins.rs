@@ -52,8 +52,6 @@ struct Held {
     refresh_at: Instant,
     /// When the stored copy expires: which stored token this is.
     stored_expiry: chrono::DateTime<Utc>,
-    /// When this process came by it.
-    obtained_at: Instant,
 }
 
 /// The organizers' tokens of one process.
@@ -65,8 +63,6 @@ pub struct SignIns {
     /// How long a refresh may hold an organizer's lease: longer than the
     /// token request's timeout.
     refresh_lease: Duration,
-    /// When Graph last refused a token of each organizer (401).
-    refused: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for SignIns {
@@ -85,7 +81,7 @@ impl SignIns {
     /// organizer's sign-in for `refresh_lease` (longer than the token
     /// request's timeout).
     pub fn new(sealer: Sealer, refresh_lease: Duration) -> Self {
-        Self { sealer, held: Mutex::default(), flights: Mutex::default(), refused: Mutex::default(), refresh_lease }
+        Self { sealer, held: Mutex::default(), flights: Mutex::default(), refresh_lease }
     }
 
     /// A valid access token for `organizer`: held in memory, stored by
@@ -255,25 +251,16 @@ impl SignIns {
 
     /// Graph answered 401 to `organizer`'s token: it is dropped here and,
     /// if it is still the stored one, from the database (compare-and-clear),
-    /// so the next use really refreshes instead of reading it back. Whether
-    /// the token refused was one fetched after an earlier 401 dropped the
-    /// one before (within [`super::scope::WINDOW`]): then a real refresh did
-    /// not help, and the trouble is the organizer's.
+    /// so the next use really refreshes instead of reading it back.
     ///
     /// # Errors
     /// The database failed.
-    pub async fn invalidate(&self, pool: &PgPool, organizer: &OrganizerId) -> Result<bool, store::Error> {
-        let now = Instant::now();
+    pub async fn invalidate(&self, pool: &PgPool, organizer: &OrganizerId) -> Result<(), store::Error> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(organizer.as_str());
-        let before = self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(organizer.to_string(), now);
-        let refused_again = match (&held, before) {
-            (Some(held), Some(before)) => held.obtained_at > before && now - before < super::scope::WINDOW,
-            _ => false,
-        };
         if let Some(held) = held {
             sign_ins::clear_access_token(pool, organizer.as_str(), held.stored_expiry).await?;
         }
-        Ok(refused_again)
+        Ok(())
     }
 
     fn held(&self, organizer: &str) -> Option<Arc<SecretString>> {
@@ -289,8 +276,7 @@ impl SignIns {
         stored_expiry: chrono::DateTime<Utc>,
     ) -> Arc<SecretString> {
         let token = Arc::new(token);
-        let now = Instant::now();
-        let held = Held { token: token.clone(), refresh_at: now + refresh_in, stored_expiry, obtained_at: now };
+        let held = Held { token: token.clone(), refresh_at: Instant::now() + refresh_in, stored_expiry };
         self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(organizer.to_owned(), held);
         token
     }

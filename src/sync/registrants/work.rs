@@ -33,6 +33,8 @@ pub(super) struct Work<'a> {
     pub(super) done: Done,
     /// Whose token the current call carries.
     pub(super) acting: OrganizerId,
+    /// A 401 was answered with a fresh token once already.
+    pub(super) reauthorized: bool,
 }
 
 pub(super) type Flow = ControlFlow<Result<Done, SyncError>>;
@@ -40,7 +42,11 @@ pub(super) type Flow = ControlFlow<Result<Done, SyncError>>;
 pub(super) async fn reconcile(ctx: &Ctx, claimed: ClaimedRegistrant) -> Result<Done, SyncError> {
     let progress = Progress::from_claim(&claimed);
     let acting = OrganizerId(claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default());
-    engine::drive(Work { ctx, claimed, progress, calls: Vec::new(), done: Done::default(), acting }, MAX_STEPS).await
+    engine::drive(
+        Work { ctx, claimed, progress, calls: Vec::new(), done: Done::default(), acting, reauthorized: false },
+        MAX_STEPS,
+    )
+    .await
 }
 
 impl engine::Steps for Work<'_> {
@@ -208,6 +214,18 @@ impl Work<'_> {
                     // loses no enrolment, and the write-back follows.
                     return ControlFlow::Break(self.record(RowState::Pending, Duration::ZERO, None).await);
                 }
+                ControlFlow::Continue(())
+            }
+            Err(graph::Error::Unauthorized) if !self.reauthorized && self.ctx.sign_ins.is_some() => {
+                // The organizer's token was refused: one more try with a
+                // fresh one, through the same gate, as for meetings.
+                self.reauthorized = true;
+                if let Some(sign_ins) = &self.ctx.sign_ins {
+                    if let Err(e) = sign_ins.invalidate(&self.ctx.pool, &self.acting).await {
+                        return ControlFlow::Break(Err(e.into()));
+                    }
+                }
+                self.progress.needs_lookup &= !is_write;
                 ControlFlow::Continue(())
             }
             Err(graph::Error::Conflict { code }) => {
