@@ -148,6 +148,20 @@ impl Ctx {
         Ok(permit.acting_for(organizer))
     }
 
+    /// Graph answered 401 to `organizer`'s token: with delegated sign-in
+    /// it is dropped (here and, compare-and-clear, in the database), so the
+    /// next permit really refreshes. App tokens are dropped by the Graph
+    /// client itself.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn drop_refused_token(&self, organizer: &crate::domain::OrganizerId) -> Result<(), store::Error> {
+        match &self.sign_ins {
+            Some(sign_ins) => sign_ins.invalidate(&self.pool, organizer).await,
+            None => Ok(()),
+        }
+    }
+
     /// Writes an outcome with `write`, retrying while the database is
     /// briefly away: the Graph call already happened and its result is
     /// worth keeping. Gives up after half a lease; the committed intent

@@ -159,13 +159,10 @@ impl Ctx {
             // Delegated: every kind of row tries once more with a fresh token
             // after a first 401 (its token dropped); a 401 that reaches the
             // error policy was answered to a real refresh.
-            graph::Error::Unauthorized => match &self.sign_ins {
-                Some(sign_ins) => {
-                    sign_ins.invalidate(&self.pool, &OrganizerId(organizer.to_owned())).await?;
-                    Some(OrganizerCondition::Unauthorized)
-                }
-                None => None,
-            },
+            graph::Error::Unauthorized if self.sign_ins.is_some() => {
+                self.drop_refused_token(&OrganizerId(organizer.to_owned())).await?;
+                Some(OrganizerCondition::Unauthorized)
+            }
             graph::Error::Rejected { status: 403, message, .. }
                 if self.sign_ins.is_none() && message.to_ascii_lowercase().contains("access policy") =>
             {

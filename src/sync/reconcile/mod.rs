@@ -249,11 +249,9 @@ impl Work<'_> {
                 // A revoked or rotated token: one more try with a fresh one,
                 // through the same gate as every send.
                 self.reauthorized = true;
-                if let Some(sign_ins) = &self.ctx.sign_ins {
-                    // A first 401 says nothing about the organizer yet.
-                    if let Err(e) = sign_ins.invalidate(&self.ctx.pool, &self.acting).await {
-                        return ControlFlow::Break(Err(e.into()));
-                    }
+                // A first 401 says nothing about the organizer yet.
+                if let Err(e) = self.ctx.drop_refused_token(&self.acting).await {
+                    return ControlFlow::Break(Err(e.into()));
                 }
                 self.progress.needs_lookup &= !is_write;
                 ControlFlow::Continue(())

@@ -220,10 +220,9 @@ impl Work<'_> {
                 // The organizer's token was refused: one more try with a
                 // fresh one, through the same gate, as for meetings.
                 self.reauthorized = true;
-                if let Some(sign_ins) = &self.ctx.sign_ins {
-                    if let Err(e) = sign_ins.invalidate(&self.ctx.pool, &self.acting).await {
-                        return ControlFlow::Break(Err(e.into()));
-                    }
+                // A first 401 says nothing about the organizer yet.
+                if let Err(e) = self.ctx.drop_refused_token(&self.acting).await {
+                    return ControlFlow::Break(Err(e.into()));
                 }
                 self.progress.needs_lookup &= !is_write;
                 ControlFlow::Continue(())
