@@ -100,10 +100,7 @@ impl SignIns {
         if let Some(token) = self.held(organizer) {
             return Ok(token);
         }
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            flights.entry(organizer.to_owned()).or_default().clone()
-        };
+        let flight = self.flight(organizer);
         let _one_at_a_time = flight.lock().await;
         if let Some(token) = self.held(organizer) {
             return Ok(token);
@@ -256,11 +253,22 @@ impl SignIns {
     /// # Errors
     /// The database failed.
     pub async fn invalidate(&self, pool: &PgPool, organizer: &OrganizerId) -> Result<(), store::Error> {
+        // Under the organizer's flight: a task that wants a token meanwhile
+        // waits until the stored copy is cleared, instead of reading the
+        // refused token back from the database.
+        let flight = self.flight(organizer.as_str());
+        let _one_at_a_time = flight.lock().await;
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(organizer.as_str());
         if let Some(held) = held {
             sign_ins::clear_access_token(pool, organizer.as_str(), held.stored_expiry).await?;
         }
         Ok(())
+    }
+
+    /// The lock of `organizer`'s token in this process.
+    fn flight(&self, organizer: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        flights.entry(organizer.to_owned()).or_default().clone()
     }
 
     fn held(&self, organizer: &str) -> Option<Arc<SecretString>> {
