@@ -19,7 +19,7 @@ mod validate_platform;
 
 pub use graph::{Cloud, GraphAuth, GraphSettings, Target};
 pub use registrants::{RegistrantFields, RegistrantsSettings, WritebackSettings};
-pub use source::{FieldPointers, Paging, SourceAuth, SourceSettings};
+pub use source::{FieldPointers, Paging, SourceAuth, SourceSettings, TimeFormat};
 
 use validate::{parse_schedule, redact_sqlx_error};
 
@@ -176,6 +176,8 @@ pub struct SyncSettings {
     pub claim_batch: u32,
     /// How often `regsync run` looks for due retries between polls.
     pub reconcile_interval_ms: u64,
+    /// Cron (with seconds) for full listings while incremental ones run.
+    pub full_listing_schedule: String,
 }
 
 impl Default for SyncSettings {
@@ -190,6 +192,7 @@ impl Default for SyncSettings {
             lease_ttl_ms: 120_000,
             claim_batch: 32,
             reconcile_interval_ms: 1_000,
+            full_listing_schedule: "0 0 3 * * *".into(),
         }
     }
 }
@@ -308,6 +311,14 @@ impl SyncSettings {
     /// Interval between looks for due retries in `regsync run`.
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_millis(self.reconcile_interval_ms)
+    }
+
+    /// Whether `sync.full_listing_schedule` fired after `last` (the last
+    /// complete full listing) and by `now`. A schedule that does not parse
+    /// (validation refuses it) makes every listing full.
+    pub fn full_listing_due(&self, last: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let Ok(cron) = parse_schedule(&self.full_listing_schedule) else { return true };
+        cron.iter_after(last).next().is_none_or(|fired| fired <= now)
     }
 
     /// The shortest gap between two upcoming polls of `poll_schedule`

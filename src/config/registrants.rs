@@ -25,6 +25,9 @@ pub struct RegistrantsSettings {
     pub default_timezone: String,
     /// `preferredLanguage` for registrants that name none (webinar target).
     pub default_language: String,
+    /// As `source.changed_since_param`, for the registrant listing (format
+    /// and overlap are the source's).
+    pub changed_since_param: String,
 }
 
 impl Default for RegistrantsSettings {
@@ -37,6 +40,7 @@ impl Default for RegistrantsSettings {
             status_map: BTreeMap::new(),
             default_timezone: "UTC".into(),
             default_language: "en-us".into(),
+            changed_since_param: String::new(),
         }
     }
 }
@@ -66,6 +70,9 @@ pub struct RegistrantFields {
     pub preferred_timezone: String,
     /// Language tag, e.g. `en-us`.
     pub preferred_language: String,
+    /// RFC 3339 time of the last change (optional; incremental listings
+    /// keep their watermark from it).
+    pub updated_at: String,
 }
 
 impl Default for RegistrantFields {
@@ -81,6 +88,7 @@ impl Default for RegistrantFields {
             user_id: "/user_id".into(),
             preferred_timezone: "/preferred_timezone".into(),
             preferred_language: "/preferred_language".into(),
+            updated_at: "/updated_at".into(),
         }
     }
 }

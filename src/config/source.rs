@@ -57,6 +57,30 @@ pub enum Paging {
     Offset,
 }
 
+/// How a modification time is written into `changed_since_param`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// `2026-12-06T10:00:00Z`.
+    #[default]
+    Rfc3339,
+    /// Seconds since 1970.
+    Unix,
+    /// Milliseconds since 1970.
+    UnixMs,
+}
+
+impl TimeFormat {
+    /// `at` as the platform reads it.
+    pub fn format(self, at: chrono::DateTime<chrono::Utc>) -> String {
+        match self {
+            Self::Rfc3339 => at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            Self::Unix => at.timestamp().to_string(),
+            Self::UnixMs => at.timestamp_millis().to_string(),
+        }
+    }
+}
+
 /// `[source]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -134,6 +158,14 @@ pub struct SourceSettings {
     pub max_page_bytes: usize,
     /// An item whose JSON is larger than this is rejected.
     pub max_item_bytes: usize,
+    /// The query parameter that filters the listing by modification time
+    /// (`""`: every poll is a full listing).
+    pub changed_since_param: String,
+    /// How its value is written.
+    pub changed_since_format: TimeFormat,
+    /// The watermark is moved back by this much before it is sent (clock
+    /// skew, changes committed late).
+    pub changed_since_overlap_secs: u64,
 }
 
 impl Default for SourceSettings {
@@ -172,6 +204,9 @@ impl Default for SourceSettings {
             page_retries: 3,
             max_page_bytes: 16 * 1024 * 1024,
             max_item_bytes: 16 * 1024,
+            changed_since_param: String::new(),
+            changed_since_format: TimeFormat::Rfc3339,
+            changed_since_overlap_secs: 300,
         }
     }
 }
@@ -224,5 +259,10 @@ impl SourceSettings {
     /// Per-request timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// How far the watermark is moved back.
+    pub fn changed_since_overlap(&self) -> Duration {
+        Duration::from_secs(self.changed_since_overlap_secs)
     }
 }

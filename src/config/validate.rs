@@ -240,11 +240,34 @@ impl Settings {
                 self.graph.timeout_ms, self.sync.lease_ttl_ms
             ));
         }
-        if let Err(e) = parse_schedule(&self.sync.poll_schedule) {
-            bad.push(format!(
-                "sync.poll_schedule {:?} is not a cron expression with a seconds field: {e}",
-                self.sync.poll_schedule
-            ));
+        for (key, schedule) in [
+            ("sync.poll_schedule", &self.sync.poll_schedule),
+            ("sync.full_listing_schedule", &self.sync.full_listing_schedule),
+        ] {
+            if let Err(e) = parse_schedule(schedule) {
+                bad.push(format!("{key} {schedule:?} is not a cron expression with a seconds field: {e}"));
+            }
+        }
+        // An incremental listing keeps its watermark from each item's time.
+        for (param_key, param, field_key, field) in [
+            (
+                "source.changed_since_param",
+                &self.source.changed_since_param,
+                "source.fields.updated_at",
+                &self.source.fields.updated_at,
+            ),
+            (
+                "registrants.changed_since_param",
+                &self.registrants.changed_since_param,
+                "registrants.fields.updated_at",
+                &self.registrants.fields.updated_at,
+            ),
+        ] {
+            if !param.trim().is_empty() && field.trim().is_empty() {
+                bad.push(format!(
+                    "{param_key} = {param:?} needs {field_key}: the watermark is the newest modification time a listing shows"
+                ));
+            }
         }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             bad.push(format!("server.listen must be an address like 127.0.0.1:9090, got {:?}", self.server.listen));

@@ -105,6 +105,7 @@ impl Settings {
             ("registrants.fields.user_id", &f.user_id),
             ("registrants.fields.preferred_timezone", &f.preferred_timezone),
             ("registrants.fields.preferred_language", &f.preferred_language),
+            ("registrants.fields.updated_at", &f.updated_at),
         ] {
             if let Err(e) = crate::domain::Selector::parse(selector) {
                 bad.push(format!("{key}: {e}"));

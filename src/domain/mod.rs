@@ -174,6 +174,8 @@ pub struct ExternalRegistrant {
     pub desired: Desired,
     /// Who they are, as far as the platform says.
     pub person: Person,
+    /// When the platform last changed them, if it says.
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// What a registration needs to know about a registrant.

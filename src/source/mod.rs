@@ -19,7 +19,7 @@ use crate::config::{Paging, SourceSettings};
 use crate::domain::AllowedRegistrant;
 
 pub use paging::{Next, PageRequest};
-pub use registrants::{Listing, RegistrantShape, Writeback, WritebackError};
+pub use registrants::{RegistrantShape, Writeback, WritebackError};
 pub use shape::PageShape;
 pub use wire::Page;
 
@@ -107,6 +107,35 @@ impl Error {
     }
 }
 
+/// One listing of the platform: its meetings, all registrants, or one
+/// meeting's registrants; whole, or only what changed since a time.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    url: reqwest::Url,
+    meeting: Option<String>,
+}
+
+impl Listing {
+    /// The meeting this listing is of, if it is one meeting's.
+    pub fn meeting(&self) -> Option<&str> {
+        self.meeting.as_deref()
+    }
+
+    /// Only what changed at or after `since`, when the platform filters by
+    /// modification time (`param` set): every page is asked with it.
+    fn changed_since(
+        mut self,
+        settings: &SourceSettings,
+        param: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Self {
+        if let (false, Some(since)) = (param.trim().is_empty(), since) {
+            self.url.query_pairs_mut().append_pair(param.trim(), &settings.changed_since_format.format(since));
+        }
+        self
+    }
+}
+
 /// Fetches pages of the platform's meeting list.
 #[derive(Clone)]
 pub struct Client {
@@ -156,9 +185,14 @@ impl Client {
         self.settings.max_pages
     }
 
-    /// The URL of `request`.
-    pub fn url_of(&self, request: &PageRequest) -> reqwest::Url {
-        self.url_in(&self.url, request)
+    /// The meeting listing: everything, or (`since`) only what changed at
+    /// or after that time (`source.changed_since_param`).
+    pub fn meeting_listing(&self, since: Option<chrono::DateTime<chrono::Utc>>) -> Listing {
+        Listing { url: self.url.clone(), meeting: None }.changed_since(
+            &self.settings,
+            &self.settings.changed_since_param,
+            since,
+        )
     }
 
     /// The URL of `request` in the listing at `base`.
@@ -193,10 +227,10 @@ impl Client {
         url
     }
 
-    /// What follows `page`, fetched as `request`, with `listed` items read
-    /// so far.
-    pub fn next(&self, request: &PageRequest, page: &Page, listed: u64) -> Next {
-        self.next_in(&self.url, request, page, listed)
+    /// What follows `page` of `listing`, fetched as `request`, with
+    /// `listed` items read so far.
+    pub fn next<T>(&self, listing: &Listing, request: &PageRequest, page: &Page<T>, listed: u64) -> Next {
+        self.next_in(&listing.url, request, page, listed)
     }
 
     fn next_in<T>(&self, base: &reqwest::Url, request: &PageRequest, page: &Page<T>, listed: u64) -> Next {
@@ -213,8 +247,8 @@ impl Client {
     /// Any failure to get a well-formed page; item-level problems are not
     /// errors but rejections inside the page.
     #[tracing::instrument(skip_all, fields(page = ?request))]
-    pub async fn fetch_page(&self, request: &PageRequest) -> Result<Page, Error> {
-        self.fetch(&self.url, request, |body| wire::parse_page(body, &self.shape)).await
+    pub async fn fetch_page(&self, listing: &Listing, request: &PageRequest) -> Result<Page, Error> {
+        self.fetch(&listing.url, request, |body| wire::parse_page(body, &self.shape)).await
     }
 
     /// [`Client::fetch_page`] for any listing at `base` whose pages `parse`

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::wire::{self, Page, Parsed, RAW_KEEP_BYTES};
-use super::{Client, Error, PageRequest};
+use super::{Client, Error, Listing, PageRequest};
 use crate::config::{RegistrantsSettings, WritebackSettings};
 use crate::domain::{Desired, ExternalRegistrant, Person, RejectedItem, Selector};
 
@@ -16,6 +16,7 @@ pub struct RegistrantShape {
     id: Selector,
     meeting_id: Selector,
     status: Selector,
+    updated_at: Selector,
     person: [(&'static str, Selector); 7],
     statuses: Vec<(String, Option<Desired>)>,
 }
@@ -53,6 +54,7 @@ impl RegistrantShape {
             id: select("registrants.fields.id", &f.id)?,
             meeting_id: select("registrants.fields.meeting_id", &f.meeting_id)?,
             status: select("registrants.fields.status", &f.status)?,
+            updated_at: select("registrants.fields.updated_at", &f.updated_at)?,
             person: [
                 ("email", select("registrants.fields.email", &f.email)?),
                 ("first_name", select("registrants.fields.first_name", &f.first_name)?),
@@ -108,21 +110,8 @@ impl RegistrantShape {
             <[Option<String>; 7]>::try_from(values).map_err(|_| reject("internal: field count".into()))?;
         let person =
             Person { email, first_name, last_name, tenant_id, user_id, preferred_timezone, preferred_language };
-        Ok(Parsed::Accepted(ExternalRegistrant { external_id, meeting_external_id, desired, person }))
-    }
-}
-
-/// One registrant listing: all of them, or one meeting's.
-#[derive(Debug, Clone)]
-pub struct Listing {
-    url: reqwest::Url,
-    meeting: Option<String>,
-}
-
-impl Listing {
-    /// The meeting this listing is of, if it is one meeting's.
-    pub fn meeting(&self) -> Option<&str> {
-        self.meeting.as_deref()
+        let updated_at = wire::modified_at(item, &self.updated_at);
+        Ok(Parsed::Accepted(ExternalRegistrant { external_id, meeting_external_id, desired, person, updated_at }))
     }
 }
 
@@ -180,11 +169,17 @@ impl Client {
     }
 
     /// The registrant listing of `meeting` (a per-meeting path) or of all
-    /// meetings (`None`, a flat path).
+    /// meetings (`None`, a flat path); with `since`, only who changed at or
+    /// after it (`registrants.changed_since_param`).
     ///
     /// # Errors
     /// The path does not make a URL.
-    pub fn registrant_listing(&self, settings: &RegistrantsSettings, meeting: Option<&str>) -> Result<Listing, Error> {
+    pub fn registrant_listing(
+        &self,
+        settings: &RegistrantsSettings,
+        meeting: Option<&str>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Listing, Error> {
         let path = match meeting {
             Some(id) => {
                 let segment = wire::path_segment(id)
@@ -195,7 +190,8 @@ impl Client {
         };
         let url = reqwest::Url::parse(&self.under_base(&path))
             .map_err(|e| Error::Setup(format!("source.base_url + registrants.path is not a URL: {e}")))?;
-        Ok(Listing { url, meeting: meeting.map(str::to_owned) })
+        let listing = Listing { url, meeting: meeting.map(str::to_owned) };
+        Ok(listing.changed_since(&self.settings, &settings.changed_since_param, since))
     }
 
     /// One page of a registrant listing, validated item by item.
@@ -213,17 +209,6 @@ impl Client {
             wire::parse_items(body, &self.shape, &shape.items_pointer, |item| shape.parse(item, meeting))
         })
         .await
-    }
-
-    /// What follows `page` of `listing`.
-    pub fn next_registrants(
-        &self,
-        listing: &Listing,
-        request: &PageRequest,
-        page: &Page<ExternalRegistrant>,
-        listed: u64,
-    ) -> super::Next {
-        self.next_in(&listing.url, request, page, listed)
     }
 
     /// Sends one write-back as `[writeback]` says, with the platform's

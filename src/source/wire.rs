@@ -233,11 +233,7 @@ fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed<ExternalMeeting>
             }
         },
     };
-    // Informational only: an odd format is kept out, never a reason to reject.
-    let updated_at = text_field(item, "updated_at", &shape.fields.updated_at, false)
-        .ok()
-        .flatten()
-        .and_then(|value| parse_time(value.trim()));
+    let updated_at = modified_at(item, &shape.fields.updated_at);
     // Fields regsync reads name their own fault above; this catches the rest.
     if holds_nul(item) {
         return Err(reject(
@@ -260,6 +256,24 @@ pub(super) fn status_word(item: &Value, selector: &Selector) -> Result<Option<St
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),
         _ => text_field(item, "status", selector, false),
     }
+}
+
+/// An item's modification time: RFC 3339 text, or a number of seconds (or,
+/// past the year 2286 read as seconds, milliseconds) since 1970. It orders
+/// incremental listings; an odd value is left out, never a reason to reject.
+pub(super) fn modified_at(item: &Value, selector: &Selector) -> Option<DateTime<Utc>> {
+    let at = match selector.select(item)? {
+        Value::String(text) => parse_time(text.trim())?,
+        Value::Number(n) => {
+            let n = n.as_i64()?;
+            match n.unsigned_abs() < 10_000_000_000 {
+                true => DateTime::from_timestamp(n, 0)?,
+                false => DateTime::from_timestamp_millis(n)?,
+            }
+        }
+        _ => return None,
+    };
+    (1..=9999).contains(&chrono::Datelike::year(&at)).then_some(at)
 }
 
 /// RFC 3339, or a date and time without a zone (taken as UTC), in the

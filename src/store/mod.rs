@@ -6,7 +6,8 @@
 //! `throttle`: the deployment-wide Graph hold; `sign_ins`: delegated
 //! sign-ins, sealed, with the refresh lock; `runs`: poll cycles, their
 //! rejected items and the poll lease; `dashboard`: the deployment's
-//! figures and replica heartbeats; `retention`: pruning old rows.
+//! figures and replica heartbeats; `retention`: pruning old rows;
+//! `watermarks`: where incremental listings resume.
 //! Calls no other regsync module but `config` and `domain`.
 
 #[cfg(feature = "bench")]
@@ -26,6 +27,7 @@ pub mod runs;
 pub mod send;
 pub mod sign_ins;
 pub mod throttle;
+pub mod watermarks;
 
 use std::time::Duration;
 

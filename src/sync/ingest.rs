@@ -14,6 +14,7 @@ use crate::domain::{ExternalMeeting, RejectedItem};
 use crate::source::{Page, PageRequest};
 use crate::store;
 
+use super::listing::{Extent, Newest};
 use super::{Ctx, SyncError};
 
 /// What one poll read and changed.
@@ -31,6 +32,9 @@ pub struct PollReport {
     pub rejected: u64,
     /// Why the listing is partial; `None` when it is complete.
     pub partial: Option<String>,
+    /// Whether the whole listing was read (else only what changed since
+    /// the watermark: `source.changed_since_param`).
+    pub full: bool,
 }
 
 impl PollReport {
@@ -51,9 +55,10 @@ async fn store_page(
     ctx: &Ctx,
     (run_id, listed_at): (i64, DateTime<Utc>),
     page: Page,
-    seen_ids: &mut HashSet<String>,
+    (seen_ids, newest): (&mut HashSet<String>, &mut Newest),
     report: &mut PollReport,
 ) -> Result<(), SyncError> {
+    page.accepted.iter().for_each(|m| newest.note(m.updated_at));
     // Ignored items (source.status_map) are listed: never "missing".
     seen_ids.extend(page.ignored);
     let mut rejected = page.rejected;
@@ -108,8 +113,13 @@ fn shared_teams_meeting(meeting: &ExternalMeeting, holder: &str) -> RejectedItem
 /// few enough that memory stays a few pages whatever the listing's size.
 const READ_AHEAD: usize = 2;
 
-/// Reads the whole listing into the store. A page that fails ends the
-/// listing as partial: what was read is kept, nothing is deregistered.
+/// The watermark of the meeting listing.
+const LISTING: &str = "meetings";
+
+/// Reads the listing into the store: whole, or only what changed since the
+/// watermark (`source.changed_since_param`). A page that fails ends the
+/// listing as partial: what was read is kept, nothing is deregistered, the
+/// watermark stays.
 ///
 /// # Errors
 /// The database failed; the platform's failures are not errors here.
@@ -118,20 +128,39 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
     // The run's start is the listing's: rows a newer listing wrote are
     // not overwritten by this one.
     let (run_id, listed_at) = store::runs::start_run(&ctx.pool).await?;
-    let mut report = PollReport { run_id, ..PollReport::default() };
+    let source = &ctx.settings.source;
+    let incremental = !source.changed_since_param.trim().is_empty();
+    let watermark = match incremental {
+        true => store::watermarks::of(&ctx.pool, LISTING).await?,
+        false => store::watermarks::Watermark::default(),
+    };
+    let extent = Extent::choose(incremental, watermark, &ctx.settings.sync, source.changed_since_overlap(), listed_at);
+    let mut report = PollReport { run_id, full: extent.is_full(), ..PollReport::default() };
     let mut seen_ids: HashSet<String> = HashSet::new();
+    let mut newest = Newest::new(listed_at, source.changed_since_overlap());
     // Pages are fetched and parsed on another task while earlier ones are
     // stored, so a poll takes about as long as the slower of the two.
     let (pages_tx, mut pages_rx) = mpsc::channel(READ_AHEAD);
-    let reader = tokio::spawn(read_listing(ctx.clone(), pages_tx).in_current_span());
+    let reader = tokio::spawn(read_listing(ctx.clone(), extent, pages_tx).in_current_span());
     while let Some(page) = pages_rx.recv().await {
-        if let Err(e) = store_page(ctx, (run_id, listed_at), page, &mut seen_ids, &mut report).await {
+        let seen = (&mut seen_ids, &mut newest);
+        if let Err(e) = store_page(ctx, (run_id, listed_at), page, seen, &mut report).await {
             reader.abort();
             return Err(e);
         }
     }
     (report.pages, report.partial) = reader.await.map_err(|e| SyncError::Task(e.to_string()))?;
-    if report.partial.is_none() && ctx.settings.sync.on_missing == OnMissing::Unregister {
+    if report.partial.is_none() && incremental {
+        if newest.ahead > 0 {
+            tracing::warn!(
+                items = newest.ahead,
+                "items changed later than now by the platform's clock; not taken as the watermark"
+            );
+        }
+        store::watermarks::advance(&ctx.pool, LISTING, newest.at(), extent.is_full(), listed_at).await?;
+    }
+    // Only a complete full listing tells what is missing.
+    if report.partial.is_none() && extent.is_full() && ctx.settings.sync.on_missing == OnMissing::Unregister {
         // An empty listing is far likelier a platform fault than a mass cancellation.
         if seen_ids.is_empty() {
             tracing::warn!(
@@ -148,19 +177,24 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
         changed = report.changed,
         rejected = report.rejected,
         complete = report.partial.is_none(),
+        full = report.full,
         "polled the platform"
     );
     Ok(report)
 }
 
-/// Fetches the meeting listing page by page into `pages`
-/// ([`super::listing::read_pages`]).
-pub(super) async fn read_listing(ctx: Arc<Ctx>, pages: mpsc::Sender<Page>) -> (u32, Option<String>) {
-    super::listing::read_pages(&ctx, &Meetings(&ctx.source), pages).await
+/// Fetches the meeting listing (as much as `extent` says) page by page into
+/// `pages` ([`super::listing::read_pages`]).
+pub(super) async fn read_listing(ctx: Arc<Ctx>, extent: Extent, pages: mpsc::Sender<Page>) -> (u32, Option<String>) {
+    let listing = ctx.source.meeting_listing(extent.since());
+    super::listing::read_pages(&ctx, &Meetings { source: &ctx.source, listing }, pages).await
 }
 
 /// The platform's meeting listing.
-struct Meetings<'a>(&'a crate::source::Client);
+struct Meetings<'a> {
+    source: &'a crate::source::Client,
+    listing: crate::source::Listing,
+}
 
 impl super::listing::Listing for Meetings<'_> {
     type Item = ExternalMeeting;
@@ -169,10 +203,10 @@ impl super::listing::Listing for Meetings<'_> {
         &self,
         request: &PageRequest,
     ) -> impl std::future::Future<Output = Result<Page, crate::source::Error>> + Send {
-        self.0.fetch_page(request)
+        self.source.fetch_page(&self.listing, request)
     }
 
     fn next(&self, request: &PageRequest, page: &Page, listed: u64) -> crate::source::Next {
-        self.0.next(request, page, listed)
+        self.source.next(&self.listing, request, page, listed)
     }
 }

@@ -81,7 +81,7 @@ pub struct Preview {
 /// The database failed.
 pub async fn preview(ctx: &Arc<Ctx>) -> Result<Preview, SyncError> {
     let (pages_tx, mut pages_rx) = mpsc::channel(2);
-    let reader = tokio::spawn(read_listing(ctx.clone(), pages_tx));
+    let reader = tokio::spawn(read_listing(ctx.clone(), super::listing::Extent::Full, pages_tx));
     let mut listed: Vec<ExternalMeeting> = Vec::new();
     let mut preview = Preview::default();
     while let Some(page) = pages_rx.recv().await {

@@ -17,6 +17,7 @@ mod demo;
 mod doctor;
 mod faults;
 mod helpers;
+mod incremental;
 mod lifecycle;
 mod listing;
 mod network;

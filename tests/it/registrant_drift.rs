@@ -131,6 +131,7 @@ pub async fn claimed_registrant(pool: &sqlx::PgPool) -> regsync::store::registra
         meeting_external_id: "evt-1".into(),
         desired: Desired::Registered,
         person: Person::default(),
+        updated_at: None,
     };
     upsert_page(pool, std::slice::from_ref(&person)).await.unwrap();
     let round = chrono::Utc::now() + chrono::Duration::seconds(1);

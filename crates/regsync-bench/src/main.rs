@@ -401,10 +401,11 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     for _ in 0..args.steady_cycles.max(1) {
         let started = Instant::now();
         let (mut request, mut listed) = (source::PageRequest::First, 0);
+        let listing = source.meeting_listing(None);
         loop {
-            let page = source.fetch_page(&request).await?;
+            let page = source.fetch_page(&listing, &request).await?;
             listed += page.items as u64;
-            match source.next(&request, &page, listed) {
+            match source.next(&listing, &request, &page, listed) {
                 source::Next::Page(next) => request = next,
                 _ => break,
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::super::listing::{read_pages, Listing};
+use super::super::listing::{read_pages, Extent, Listing, Newest};
 use super::super::{Ctx, SyncError};
 use crate::config::OnMissing;
 use crate::domain::{ExternalRegistrant, RejectedItem};
@@ -47,7 +47,7 @@ impl Listing for Registrants<'_> {
     }
 
     fn next(&self, request: &PageRequest, page: &Page<ExternalRegistrant>, listed: u64) -> Next {
-        self.source.next_registrants(&self.listing, request, page, listed)
+        self.source.next(&self.listing, request, page, listed)
     }
 }
 
@@ -68,8 +68,22 @@ pub async fn poll(ctx: &Arc<Ctx>, run_id: i64) -> Result<RegistrantPoll, SyncErr
     let mut report = RegistrantPoll::default();
     // Each registrant once across the listings of this poll.
     let mut seen: HashSet<(String, String)> = HashSet::new();
+    let listed_at = chrono::Utc::now();
+    let overlap = ctx.settings.source.changed_since_overlap();
+    let incremental = !settings.changed_since_param.trim().is_empty();
     for meeting in meetings {
-        let listing = match ctx.source.registrant_listing(settings, meeting.as_deref()) {
+        // Each listing resumes from its own watermark: a meeting listed for
+        // the first time is listed whole.
+        let key = match &meeting {
+            Some(meeting) => format!("registrants:{meeting}"),
+            None => "registrants".to_owned(),
+        };
+        let watermark = match incremental {
+            true => store::watermarks::of(&ctx.pool, &key).await?,
+            false => store::watermarks::Watermark::default(),
+        };
+        let extent = Extent::choose(incremental, watermark, &ctx.settings.sync, overlap, listed_at);
+        let listing = match ctx.source.registrant_listing(settings, meeting.as_deref(), extent.since()) {
             Ok(listing) => listing,
             Err(e) => {
                 report.partial = Some(e.to_string());
@@ -79,24 +93,28 @@ pub async fn poll(ctx: &Arc<Ctx>, run_id: i64) -> Result<RegistrantPoll, SyncErr
         let listing = Registrants { source: &ctx.source, shape: &shape, listing };
         let (pages_tx, mut pages_rx) = mpsc::channel(2);
         let mut listed = Listed::default();
+        let mut newest = Newest::new(listed_at, overlap);
         let store = async {
             while let Some(page) = pages_rx.recv().await {
                 listed.note(&page, meeting.as_deref());
+                page.accepted.iter().for_each(|r| newest.note(r.updated_at));
                 store_page(ctx, run_id, page, &mut seen, &mut report).await?;
             }
             Ok::<_, SyncError>(())
         };
         let ((_, partial), stored) = tokio::join!(read_pages(ctx, &listing, pages_tx), store);
         stored?;
-        match partial {
-            Some(why) => {
-                tracing::warn!(meeting = meeting.as_deref().unwrap_or(""), error = %why, "registrant listing partial");
-                report.partial = Some(why);
-            }
-            None if ctx.settings.sync.on_missing == OnMissing::Unregister => {
-                report.changed += cancel_missing(ctx, meeting.as_deref(), listed).await?;
-            }
-            None => {}
+        if let Some(why) = partial {
+            tracing::warn!(meeting = meeting.as_deref().unwrap_or(""), error = %why, "registrant listing partial");
+            report.partial = Some(why);
+            continue;
+        }
+        if incremental {
+            store::watermarks::advance(&ctx.pool, &key, newest.at(), extent.is_full(), listed_at).await?;
+        }
+        // Only a complete full listing tells who is missing.
+        if extent.is_full() && ctx.settings.sync.on_missing == OnMissing::Unregister {
+            report.changed += cancel_missing(ctx, meeting.as_deref(), listed).await?;
         }
     }
     Ok(report)

@@ -77,6 +77,13 @@ pub struct SimRegistrant {
     /// Their Entra object id, with `tenant_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// RFC 3339: when the platform last changed them.
+    #[serde(default = "first_listed")]
+    pub updated_at: String,
+}
+
+fn first_listed() -> String {
+    "2026-11-28T10:00:00Z".into()
 }
 
 impl SimRegistrant {
@@ -98,6 +105,7 @@ impl SimRegistrant {
             status: "registered".into(),
             tenant_id: None,
             user_id: None,
+            updated_at: first_listed(),
         }
     }
 }
@@ -227,6 +235,7 @@ fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
 struct PageQuery {
     limit: Option<usize>,
     cursor: Option<String>,
+    changed_since: Option<String>,
 }
 
 fn registrant_page(s: &mut State, headers: &HeaderMap, meeting: Option<&str>, q: PageQuery) -> Response {
@@ -236,8 +245,18 @@ fn registrant_page(s: &mut State, headers: &HeaderMap, meeting: Option<&str>, q:
     s.people.listing_requests += 1;
     let limit = q.limit.unwrap_or(200).clamp(1, 1_000);
     let offset = q.cursor.as_deref().and_then(|c| c.strip_prefix("o:")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let since = match q.changed_since.as_deref().map(crate::platform::parse_since) {
+        None => None,
+        Some(Ok(since)) => Some(since),
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    };
+    if let Some(since) = since {
+        s.platform.changed_since_asked.push(("registrants", since));
+    }
+    let changed =
+        |r: &SimRegistrant| since.is_none_or(|since| crate::platform::changed_since(Some(&r.updated_at), since));
     let all: Vec<&SimRegistrant> =
-        s.people.platform.iter().filter(|r| meeting.is_none_or(|m| r.meeting_id == m)).collect();
+        s.people.platform.iter().filter(|r| meeting.is_none_or(|m| r.meeting_id == m) && changed(r)).collect();
     let items: Vec<&SimRegistrant> = all.iter().skip(offset).take(limit).copied().collect();
     let next = match s.people.loop_pages {
         true => Some(format!("o:{offset}")),

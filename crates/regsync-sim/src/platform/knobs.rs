@@ -28,6 +28,12 @@ impl Sim {
         true
     }
 
+    /// Each list request filtered by modification time, in order: what it
+    /// listed (`meetings` or `registrants`) and its `changed_since`.
+    pub fn changed_since_asked(&self) -> Vec<(&'static str, chrono::DateTime<chrono::Utc>)> {
+        self.lock().platform.changed_since_asked.clone()
+    }
+
     /// Drops a meeting from the list (it "vanishes").
     pub fn remove_meeting(&self, id: &str) {
         self.lock().platform.remove(id);

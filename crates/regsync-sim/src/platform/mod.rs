@@ -14,10 +14,16 @@ use serde_json::{json, Value};
 
 use super::State;
 
+mod changes;
 mod knobs;
 mod meeting;
+mod oauth;
+
+pub(crate) use changes::{changed_since, now, parse_since};
 
 pub use meeting::SimMeeting;
+pub(crate) use oauth::PlatformOAuth;
+use oauth::{expire_tokens, token};
 
 /// How a page fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,20 +46,6 @@ pub enum PageFault {
     /// Every OAuth token issued so far expires as this page is asked for:
     /// answered 401 once, as a platform answers an expired token.
     TokenExpired,
-}
-
-/// The platform's OAuth 2.0 client-credentials endpoint and the tokens it
-/// issued, when the listing asks for one.
-#[derive(Default)]
-pub(crate) struct PlatformOAuth {
-    /// `expires_in` of issued tokens.
-    pub(crate) lifetime_secs: u64,
-    /// Sent as `expires_in` instead, exactly as given (any JSON number).
-    pub(crate) expires_in_as: Option<Value>,
-    /// Tokens and when each expires.
-    pub(crate) tokens: HashMap<String, tokio::time::Instant>,
-    /// Tokens issued so far.
-    pub(crate) issued: u64,
 }
 
 /// One entry of the list.
@@ -80,6 +72,9 @@ pub(crate) struct Listing {
     /// Meetings name their organizer by e-mail and their Teams meeting by
     /// join link, as real platforms do, instead of by Graph's ids.
     pub(crate) by_reference: bool,
+    /// Each filtered list request: what it listed (`meetings`,
+    /// `registrants`) and its `changed_since`.
+    pub(crate) changed_since_asked: Vec<(&'static str, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl Listing {
@@ -149,6 +144,19 @@ impl Listing {
         self.page_as(offset, limit, &|_, m| if self.by_reference { m.by_reference() } else { json!(m) })
     }
 
+    /// [`Listing::page`] of the items changed at or after `since`.
+    fn page_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        offset: usize,
+        limit: usize,
+    ) -> (Vec<String>, Option<String>) {
+        let positions = self.positions_since(since);
+        let end = (offset + limit).min(positions.len());
+        let items = positions.get(offset..end).unwrap_or_default().iter().flat_map(|&at| self.page(at, 1).0).collect();
+        (items, (end < positions.len()).then(|| format!("o:{end}")))
+    }
+
     /// [`Listing::page`] with each meeting (and its position in the list)
     /// shaped by `render`; raw items as they are.
     pub(crate) fn page_as(
@@ -176,6 +184,7 @@ impl Listing {
 struct PageQuery {
     limit: Option<usize>,
     cursor: Option<String>,
+    changed_since: Option<String>,
 }
 
 pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
@@ -186,58 +195,6 @@ pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
         .route("/_sim/meetings", post(upsert))
         .route("/_sim/meetings/{id}", delete(remove))
         .route("/_sim/meetings/{id}/cancel", post(cancel))
-}
-
-/// How long a token "that never expires" lives here.
-const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
-
-/// `POST /platform/oauth2/token`: RFC 6749 client credentials, the client
-/// authenticated with HTTP Basic.
-async fn token(
-    AxumState(state): AxumState<Arc<Mutex<State>>>,
-    headers: axum::http::HeaderMap,
-    axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>,
-) -> Response {
-    use base64::Engine as _;
-    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(oauth) = s.platform.oauth.as_mut() else {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response();
-    };
-    let expected = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        crate::PLATFORM_CLIENT_ID,
-        crate::PLATFORM_CLIENT_SECRET
-    ));
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Basic {expected}")) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_client", "error_description": "Client authentication failed"})),
-        )
-            .into_response();
-    }
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type"}))).into_response();
-    }
-    let access_token = format!("plat-{}", uuid::Uuid::new_v4().simple());
-    let now = tokio::time::Instant::now();
-    let expiry = now.checked_add(std::time::Duration::from_secs(oauth.lifetime_secs)).unwrap_or(now + FAR_FUTURE);
-    oauth.tokens.insert(access_token.clone(), expiry);
-    oauth.issued += 1;
-    let expires_in = oauth.expires_in_as.clone().unwrap_or(json!(oauth.lifetime_secs));
-    Json(json!({"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in})).into_response()
-}
-
-/// A 401 for an expired token, when `fault` says so; every token expires.
-fn expire_tokens(listing: &mut Listing, page_index: usize) -> Option<Response> {
-    if listing.page_faults.get(&page_index) != Some(&PageFault::TokenExpired) {
-        return None;
-    }
-    listing.page_faults.remove(&page_index);
-    if let Some(oauth) = listing.oauth.as_mut() {
-        oauth.tokens.clear();
-    }
-    let body = Json(json!({"error": "invalid_token", "error_description": "The access token expired"}));
-    Some((StatusCode::UNAUTHORIZED, body).into_response())
 }
 
 /// `POST /_sim/meetings` with a meeting's JSON: adds or changes it.
@@ -252,6 +209,7 @@ async fn cancel(AxumState(state): AxumState<Arc<Mutex<State>>>, Path(id): Path<S
     match s.platform.get_mut(&id) {
         Some(m) => {
             m.status = "cancelled".into();
+            m.updated_at = now();
             StatusCode::NO_CONTENT
         }
         None => StatusCode::NOT_FOUND,
@@ -378,7 +336,14 @@ fn list_page(s: &mut State, q: PageQuery) -> Response {
                 .into_response()
         }
     }
-    let (items, next) = s.platform.page(offset, limit);
+    let (items, next) = match q.changed_since.as_deref().map(parse_since) {
+        None => s.platform.page(offset, limit),
+        Some(Ok(since)) => {
+            s.platform.changed_since_asked.push(("meetings", since));
+            s.platform.page_since(since, offset, limit)
+        }
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    };
     // Written out by hand, so an item's text reaches the client as it is.
     let body = format!(r#"{{"meetings": [{}], "next_cursor": {}}}"#, items.join(", "), json!(next));
     (StatusCode::OK, [("content-type", "application/json")], body).into_response()
