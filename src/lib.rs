@@ -30,6 +30,8 @@ pub mod config;
 pub mod domain;
 /// Microsoft Graph: token cache, registration calls, error classification.
 pub mod graph;
+/// `POST /hooks/platform`: changes the platform pushes.
+pub mod hooks;
 /// What the HTTP clients share: user agent, error text.
 pub mod http;
 /// Prometheus metrics.

@@ -40,6 +40,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = context(settings.clone(), pool.clone(), metrics.clone(), shutdown.clone())?;
 
     serve_health(&settings, readiness.clone(), metrics, &tracker, shutdown.clone()).await?;
+    if settings.hooks.enabled() {
+        serve_hooks(ctx.clone(), &tracker, shutdown.clone()).await?;
+    }
     if !migrate_when_reachable(&pool, settings.database.migrate, &shutdown).await? {
         tracker.close();
         tracker.wait().await;
@@ -107,6 +110,23 @@ async fn serve_health(
     Ok(())
 }
 
+/// Serves `POST /hooks/platform` on `hooks.listen`, apart from `/metrics`,
+/// until shutdown.
+async fn serve_hooks(ctx: Arc<Ctx>, tracker: &TaskTracker, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listen = ctx.settings.hooks.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on hooks.listen = {listen}"))?;
+    tracing::info!(addr = %listen, "serving POST /hooks/platform");
+    let router = crate::hooks::router(ctx).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tracker.spawn(async move {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+            tracing::error!(error = %e, "webhook listener failed");
+        }
+    });
+    Ok(())
+}
+
 /// The scheduler only rings a bell on `schedule`; the engine loop polls, so
 /// polls never overlap and shutdown is ours, not the scheduler's.
 async fn poll_bell(schedule: &str, bell: Arc<Notify>) -> anyhow::Result<JobScheduler> {
@@ -162,10 +182,14 @@ async fn migrate_when_reachable(
 }
 
 /// Polls when the bell rings (and once at start) if no other replica has
-/// polled for this tick, and reconciles due retries every
-/// `sync.reconcile_interval_ms` in between.
+/// polled for this tick, and reconciles at once when any replica announces
+/// due rows (`LISTEN regsync_due`: a poll's changes, a pushed change, an
+/// operator's retry), and every `sync.reconcile_interval_ms` for retries
+/// coming due and announcements lost.
 async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>) {
     poll_due.notify_one();
+    let mut announced = store::push::DueListener::new(ctx.pool.clone());
+    announced.start().await;
     let poll_window = ctx.settings.sync.poll_period() / 2;
     let mut interval = tokio::time::interval(ctx.settings.sync.reconcile_interval());
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,12 +223,15 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>) {
                     }
                 }
             }
-            _ = interval.tick() => {
-                if let Err(e) = sync::reconcile_due(&ctx).await {
-                    tracing::error!(error = %e, "reconcile failed; retrying shortly");
-                }
-            }
+            _ = announced.wait(ctx.settings.sync.reconcile_interval()) => reconcile(&ctx).await,
+            _ = interval.tick() => reconcile(&ctx).await,
         }
+    }
+}
+
+async fn reconcile(ctx: &Arc<Ctx>) {
+    if let Err(e) = sync::reconcile_due(ctx).await {
+        tracing::error!(error = %e, "reconcile failed; retrying shortly");
     }
 }
 

@@ -251,7 +251,7 @@ pub enum RetryWhat {
 /// The database is unreachable.
 pub async fn retry(settings: &Settings, what: &RetryWhat) -> anyhow::Result<u64> {
     let pool = connect_and_migrate(settings).await?;
-    Ok(match what {
+    let due = match what {
         RetryWhat::Meeting(id) => {
             store::resolutions::forget_for_retry(&pool, Some(id)).await?;
             store::meetings::retry(&pool, Some(id)).await?
@@ -261,7 +261,12 @@ pub async fn retry(settings: &Settings, what: &RetryWhat) -> anyhow::Result<u64>
             store::meetings::retry(&pool, None).await? + store::registrants::retry_failed(&pool).await?
         }
         RetryWhat::Organizer(organizer) => store::organizers::make_due(&pool, organizer, None, None).await?,
-    })
+    };
+    if due > 0 {
+        // Running replicas take them up now, not at their next interval.
+        store::push::notify_due(&pool).await?;
+    }
+    Ok(due)
 }
 
 /// A one-paragraph summary of a tick for people.

@@ -104,6 +104,9 @@ impl Settings {
         if let Some(path) = &self.graph.client_secret_file {
             self.graph.client_secret = Some(read("graph.client_secret_file", path)?);
         }
+        if let Some(path) = &self.hooks.secret_file {
+            self.hooks.secret = Some(read("hooks.secret_file", path)?);
+        }
         if let Some(path) = &self.source.token_file {
             self.source.token = Some(read("source.token_file", path)?);
         }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::domain::AllowedRegistrant;
 
 mod graph;
+mod hooks;
 mod load;
 mod registrants;
 mod source;
@@ -18,6 +19,7 @@ mod validate;
 mod validate_platform;
 
 pub use graph::{Cloud, GraphAuth, GraphSettings, Target};
+pub use hooks::HooksSettings;
 pub use registrants::{RegistrantFields, RegistrantsSettings, WritebackSettings};
 pub use source::{FieldPointers, Paging, SourceAuth, SourceSettings, TimeFormat};
 
@@ -91,6 +93,8 @@ pub struct Settings {
     pub registrants: RegistrantsSettings,
     /// Where registrants' join links go back to the platform.
     pub writeback: WritebackSettings,
+    /// The endpoint where the platform pushes its changes.
+    pub hooks: HooksSettings,
 }
 
 /// `[security]`

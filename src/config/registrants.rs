@@ -28,6 +28,9 @@ pub struct RegistrantsSettings {
     /// As `source.changed_since_param`, for the registrant listing (format
     /// and overlap are the source's).
     pub changed_since_param: String,
+    /// Where one registrant is read (a pushed change that names them);
+    /// `{meeting_id}` and `{id}`. Empty: `{path}/{id}`.
+    pub item_path: String,
 }
 
 impl Default for RegistrantsSettings {
@@ -41,6 +44,7 @@ impl Default for RegistrantsSettings {
             default_timezone: "UTC".into(),
             default_language: "en-us".into(),
             changed_since_param: String::new(),
+            item_path: String::new(),
         }
     }
 }

@@ -166,6 +166,9 @@ pub struct SourceSettings {
     /// The watermark is moved back by this much before it is sent (clock
     /// skew, changes committed late).
     pub changed_since_overlap_secs: u64,
+    /// Where one meeting is read (a pushed change that names it); `{id}`
+    /// is its id. Empty: `{meetings_path}/{id}`.
+    pub item_path: String,
 }
 
 impl Default for SourceSettings {
@@ -207,6 +210,7 @@ impl Default for SourceSettings {
             changed_since_param: String::new(),
             changed_since_format: TimeFormat::Rfc3339,
             changed_since_overlap_secs: 300,
+            item_path: String::new(),
         }
     }
 }

@@ -327,3 +327,22 @@ fn registrants_need_their_id_field_and_a_flat_list_its_meeting_field() {
     ]);
     assert!(line.starts_with("writeback.status_body is not a JSON template"), "{line}");
 }
+
+#[test]
+fn a_webhook_listener_needs_a_secret_of_its_own_address_and_an_incremental_listing_a_modification_time() {
+    let err = refused_with(&[("REGSYNC__HOOKS__LISTEN", "127.0.0.1:9443")]);
+    assert!(err.contains("hooks.secret is required"), "{err}");
+    let secret = ("REGSYNC__HOOKS__SECRET", "0123456789abcdef");
+    let err = refused_with(&[("REGSYNC__HOOKS__LISTEN", "127.0.0.1:9090"), secret]);
+    assert!(err.contains("hooks.listen must differ from server.listen"), "{err}");
+    let err = refused_with(&[("REGSYNC__HOOKS__LISTEN", "127.0.0.1:9443"), ("REGSYNC__HOOKS__SECRET", "short")]);
+    assert!(err.contains("hooks.secret is 5 bytes"), "{err}");
+    assert!(!err.contains("short"), "the secret is never printed: {err}");
+    let err = refused_with(&[
+        ("REGSYNC__SOURCE__CHANGED_SINCE_PARAM", "changed_since"),
+        ("REGSYNC__SOURCE__FIELDS__UPDATED_AT", ""),
+    ]);
+    assert!(err.contains("needs source.fields.updated_at"), "{err}");
+    let err = refused_with(&[("REGSYNC__SYNC__FULL_LISTING_SCHEDULE", "nightly")]);
+    assert!(err.contains("sync.full_listing_schedule \"nightly\" is not a cron expression"), "{err}");
+}

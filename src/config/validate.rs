@@ -31,10 +31,47 @@ impl Settings {
         }
         self.check_limits(&mut bad);
         self.check_sync(&mut bad);
+        if scope == Scope::Everything {
+            self.check_hooks(&mut bad);
+        }
         if bad.is_empty() {
             Ok(())
         } else {
             Err(Error::Invalid(bad))
+        }
+    }
+
+    /// The webhook listener, when on: an address, a secret worth the name,
+    /// limits above zero.
+    fn check_hooks(&self, bad: &mut Vec<String>) {
+        let h = &self.hooks;
+        if !h.enabled() {
+            return;
+        }
+        if h.listen.parse::<std::net::SocketAddr>().is_err() {
+            bad.push(format!("hooks.listen {:?} is not an address such as 0.0.0.0:9443", h.listen));
+        }
+        if h.listen.trim() == self.server.listen.trim() {
+            bad.push("hooks.listen must differ from server.listen: /metrics stays private".into());
+        }
+        match h.secret.as_ref().map(|s| s.expose_secret().len()) {
+            None | Some(0) => bad.push(
+                "hooks.secret is required with hooks.listen (REGSYNC__HOOKS__SECRET or REGSYNC__HOOKS__SECRET_FILE)"
+                    .into(),
+            ),
+            Some(n) if n < 16 => bad.push(format!(
+                "hooks.secret is {n} bytes; use at least 16 (32 random bytes, e.g. openssl rand -hex 32)"
+            )),
+            Some(_) => {}
+        }
+        if h.tolerance_secs == 0 || h.tolerance_secs > 86_400 {
+            bad.push(format!("hooks.tolerance_secs must be between 1 and 86400, got {}", h.tolerance_secs));
+        }
+        if h.max_body_bytes == 0 {
+            bad.push("hooks.max_body_bytes must be at least 1".into());
+        }
+        if h.client_rate_per_second == 0 {
+            bad.push("hooks.client_rate_per_second must be at least 1".into());
         }
     }
 

@@ -4,6 +4,7 @@
 //! `config`, `domain` and `http`.
 
 mod auth;
+mod item;
 mod paging;
 mod registrants;
 mod repair;

@@ -71,7 +71,11 @@ impl RegistrantShape {
     /// One item: a registrant, ignored, or rejected with the reason. A
     /// per-meeting list names its meeting (`meeting`); a flat list's items
     /// carry it.
-    fn parse(&self, item: &Value, meeting: Option<&str>) -> Result<Parsed<ExternalRegistrant>, RejectedItem> {
+    pub(super) fn parse(
+        &self,
+        item: &Value,
+        meeting: Option<&str>,
+    ) -> Result<Parsed<ExternalRegistrant>, RejectedItem> {
         let raw = serde_json::to_string(item).unwrap_or_default();
         let id = wire::platform_id(item, "id", &self.id);
         let reject = |reason: String| RejectedItem {

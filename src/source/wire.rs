@@ -80,11 +80,7 @@ pub fn parse_items<T>(
     items_pointer: &str,
     parse: impl Fn(&Value) -> Result<Parsed<T>, RejectedItem>,
 ) -> Result<Page<T>, Error> {
-    let doc: Value = match serde_json::from_slice(body) {
-        Ok(doc) => doc,
-        // A fault inside one string must cost that item only, not the page.
-        Err(strict) => serde_json::from_slice(&repair_strings(body)).map_err(|_| Error::DecodePage(strict))?,
-    };
+    let doc = decode(body)?;
     let items = match doc.pointer(items_pointer) {
         Some(Value::Array(items)) => items,
         Some(Value::Null) | None => {
@@ -121,14 +117,35 @@ pub fn parse_items<T>(
         complete: hint_bool(&doc, &shape.complete_pointer, "complete")?,
         ..Page::default()
     };
-    for item in items {
-        match parse(item) {
-            Ok(Parsed::Accepted(accepted)) => page.accepted.push(accepted),
-            Ok(Parsed::Ignored(id)) => page.ignored.extend(id),
-            Err(rejected) => page.rejected.push(rejected),
+    items.iter().for_each(|item| page.take(parse(item)));
+    Ok(page)
+}
+
+impl<T> Page<T> {
+    /// One item outside a listing (pushed, or fetched alone), validated as
+    /// a listed one: a page of one.
+    pub fn of_one(item: &Value, parse: impl Fn(&Value) -> Result<Parsed<T>, RejectedItem>) -> Self {
+        let mut page = Page { items: 1, ..Page::default() };
+        page.take(parse(item));
+        page
+    }
+
+    fn take(&mut self, parsed: Result<Parsed<T>, RejectedItem>) {
+        match parsed {
+            Ok(Parsed::Accepted(accepted)) => self.accepted.push(accepted),
+            Ok(Parsed::Ignored(id)) => self.ignored.extend(id),
+            Err(rejected) => self.rejected.push(rejected),
         }
     }
-    Ok(page)
+}
+
+/// A body that should be JSON, read as the pages are: a fault inside one
+/// string costs that string, not the document.
+pub(super) fn decode(body: &[u8]) -> Result<Value, Error> {
+    match serde_json::from_slice(body) {
+        Ok(doc) => Ok(doc),
+        Err(strict) => serde_json::from_slice(&repair_strings(body)).map_err(|_| Error::DecodePage(strict)),
+    }
 }
 
 /// A paging hint at `pointer`: `None` when the pointer is empty (not
@@ -170,7 +187,7 @@ pub enum Parsed<T> {
     Ignored(Option<String>),
 }
 
-fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed<ExternalMeeting>, RejectedItem> {
+pub(super) fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed<ExternalMeeting>, RejectedItem> {
     let raw = serde_json::to_string(item).unwrap_or_default();
     let id = platform_id(item, "id", &shape.fields.id);
     let reject = |reason: String| RejectedItem {

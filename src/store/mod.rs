@@ -7,7 +7,8 @@
 //! sign-ins, sealed, with the refresh lock; `runs`: poll cycles, their
 //! rejected items and the poll lease; `dashboard`: the deployment's
 //! figures and replica heartbeats; `retention`: pruning old rows;
-//! `watermarks`: where incremental listings resume.
+//! `watermarks`: where incremental listings resume; `push`: webhook
+//! deliveries and the wake-up of every replica.
 //! Calls no other regsync module but `config` and `domain`.
 
 #[cfg(feature = "bench")]
@@ -20,6 +21,7 @@ pub mod evidence;
 pub mod meetings;
 pub mod organizers;
 pub mod outcome;
+pub mod push;
 pub mod registrants;
 pub mod resolutions;
 pub mod retention;

@@ -74,7 +74,7 @@ pub async fn finish_run(pool: &PgPool, run_id: i64, report: &RunReport) -> Resul
 ///
 /// # Errors
 /// The statement failed.
-pub async fn insert_rejected(pool: &PgPool, run_id: i64, items: &[RejectedItem]) -> Result<(), Error> {
+pub async fn insert_rejected(pool: &PgPool, run_id: Option<i64>, items: &[RejectedItem]) -> Result<(), Error> {
     if items.is_empty() {
         return Ok(());
     }

@@ -91,13 +91,17 @@ async fn store_page(
         tracing::warn!(external_id = r.external_id.as_deref().unwrap_or(""), reason = %r.reason, "rejected platform item");
     }
     report.changed += upserted.changed;
-    store::runs::insert_rejected(&ctx.pool, run_id, &rejected).await?;
+    if upserted.changed > 0 {
+        // Every replica's workers start on them while the listing goes on.
+        store::push::notify_due(&ctx.pool).await?;
+    }
+    store::runs::insert_rejected(&ctx.pool, Some(run_id), &rejected).await?;
     Ok(())
 }
 
 /// The rejection of an active meeting whose Teams meeting another active
 /// meeting (`holder`) already maps to: one registration cannot serve both.
-fn shared_teams_meeting(meeting: &ExternalMeeting, holder: &str) -> RejectedItem {
+pub(super) fn shared_teams_meeting(meeting: &ExternalMeeting, holder: &str) -> RejectedItem {
     RejectedItem {
         reason: format!(
             "the Teams meeting (organizer {}, online meeting {}) is already mapped to platform meeting {holder:?}; \

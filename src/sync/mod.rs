@@ -8,6 +8,7 @@ pub mod ingest;
 mod listing;
 mod plan;
 pub mod preview;
+pub mod push;
 pub mod reconcile;
 pub mod registrants;
 pub mod retry;

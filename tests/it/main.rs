@@ -17,6 +17,7 @@ mod demo;
 mod doctor;
 mod faults;
 mod helpers;
+mod hooks;
 mod incremental;
 mod lifecycle;
 mod listing;

@@ -40,7 +40,7 @@ pub use faults::{Fault, FaultRates, Retirement, TokenFault};
 pub use graph::{GraphRequest, Registration};
 pub use identity::{DeviceAnswer, FEDERATED_AUDIENCE, FEDERATED_ISSUER, FEDERATED_SUBJECT, GRAPH_AUDIENCE};
 pub use people::{GraphRegistrant, PeopleRequest, SimRegistrant, SimWebinar, WebinarRegistration, WriteBack};
-pub use platform::{PageFault, SimMeeting};
+pub use platform::{signature as webhook_signature, Delivery as WebhookDelivery, PageFault, SimMeeting};
 
 /// The app credentials the simulator accepts.
 pub const TENANT: &str = "sim-tenant";

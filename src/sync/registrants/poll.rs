@@ -184,7 +184,11 @@ async fn store_page(
         }
     }
     report.rejected += rejected.len() as u64;
-    store::runs::insert_rejected(&ctx.pool, run_id, &rejected).await?;
-    report.changed += store::registrants::upsert_page(&ctx.pool, &registrants).await?;
+    store::runs::insert_rejected(&ctx.pool, Some(run_id), &rejected).await?;
+    let changed = store::registrants::upsert_page(&ctx.pool, &registrants).await?;
+    if changed > 0 {
+        store::push::notify_due(&ctx.pool).await?;
+    }
+    report.changed += changed;
     Ok(())
 }

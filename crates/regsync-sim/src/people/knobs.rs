@@ -6,12 +6,15 @@ use crate::{Sim, SimMeeting};
 impl Sim {
     /// Lists `registrant` on the platform (or changes it, by id).
     pub fn upsert_registrant(&self, registrant: SimRegistrant) {
+        let (meeting, id) = (registrant.meeting_id.clone(), registrant.id.clone());
         let mut s = self.lock();
         let list = &mut s.people.platform;
         match list.iter_mut().find(|r| r.id == registrant.id && r.meeting_id == registrant.meeting_id) {
             Some(existing) => *existing = registrant,
             None => list.push(registrant),
         }
+        drop(s);
+        self.announce(Some(&meeting), &id);
     }
 
     /// Lists `registrant` once more, as a platform that repeats an item does.

@@ -7,7 +7,9 @@ impl Sim {
     /// Adds or replaces a meeting in the platform's list; Graph learns of its
     /// online meeting.
     pub fn upsert_meeting(&self, meeting: SimMeeting) {
+        let id = meeting.id.clone();
         self.lock().upsert_meeting(meeting);
+        self.announce(None, &id);
     }
 
     /// Adds `n` generated meetings: every 7th for `organization`, every 10th
@@ -25,6 +27,8 @@ impl Sim {
         change(meeting);
         let key = (meeting.organizer_id.clone(), meeting.online_meeting_id.clone());
         s.online_meetings.insert(key);
+        drop(s);
+        self.announce(None, id);
         true
     }
 
@@ -37,6 +41,7 @@ impl Sim {
     /// Drops a meeting from the list (it "vanishes").
     pub fn remove_meeting(&self, id: &str) {
         self.lock().platform.remove(id);
+        self.announce(None, id);
     }
 
     /// Appends a raw JSON item (for bad-input tests).

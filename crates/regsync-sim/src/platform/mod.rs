@@ -18,12 +18,14 @@ mod changes;
 mod knobs;
 mod meeting;
 mod oauth;
+mod webhook;
 
 pub(crate) use changes::{changed_since, now, parse_since};
 
 pub use meeting::SimMeeting;
 pub(crate) use oauth::PlatformOAuth;
 use oauth::{expire_tokens, token};
+pub use webhook::{signature, Delivery};
 
 /// How a page fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,10 @@ pub(crate) struct Listing {
     /// Meetings name their organizer by e-mail and their Teams meeting by
     /// join link, as real platforms do, instead of by Graph's ids.
     pub(crate) by_reference: bool,
+    /// Where changes are announced.
+    pub(crate) webhook: Option<webhook::Webhook>,
+    /// Announcements and their answers.
+    pub(crate) deliveries: Vec<Delivery>,
     /// Each filtered list request: what it listed (`meetings`,
     /// `registrants`) and its `changed_since`.
     pub(crate) changed_since_asked: Vec<(&'static str, chrono::DateTime<chrono::Utc>)>,
@@ -190,6 +196,7 @@ struct PageQuery {
 pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
     Router::new()
         .route("/platform/meetings", get(list))
+        .route("/platform/meetings/{id}", get(get_one))
         .route("/platform/styles/{style}/meetings", get(list_styled))
         .route("/platform/oauth2/token", post(token))
         .route("/_sim/meetings", post(upsert))
@@ -296,6 +303,22 @@ async fn list_styled(
         response.headers_mut().insert(axum::http::header::LINK, link);
     }
     response
+}
+
+/// `GET /platform/meetings/{id}`: one meeting as the list shows it.
+async fn get_one(
+    AxumState(state): AxumState<Arc<Mutex<State>>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(refused) = s.platform.refused(&headers) {
+        return refused;
+    }
+    match s.platform.index.get(&id).map(|&at| s.platform.page(at, 1).0) {
+        Some(item) => (StatusCode::OK, [("content-type", "application/json")], item.concat()).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no such event"}))).into_response(),
+    }
 }
 
 async fn list(
