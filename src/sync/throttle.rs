@@ -13,7 +13,8 @@
 //!    that is not a throttle ends the recovery ([`Throttle::answered`]);
 //!    a probe that never answers lapses and the next sender probes.
 //! 4. **Concurrency.** The process drops to one call in flight and climbs
-//!    back by one per answer, up to `graph.max_concurrency`.
+//!    back once Graph answers steadily, quickly to half of where it was
+//!    throttled and by one per round above (`Concurrency`).
 //!
 //! A registration API that refuses every call (`graph::Error::Retired`)
 //! suspends writes the same way, with its reason kept for operators and a
@@ -110,7 +111,18 @@ impl Throttle {
     /// after a hold, so every replica may send at full speed again; a
     /// suspension ends only when the probe was a call to the registration
     /// API itself (`call`).
+    ///
+    /// Called before the call's slot is freed: a throttle holds this process
+    /// at once, so no sender waiting for the slot goes out into Graph's
+    /// Retry-After window before the deployment-wide hold is written.
     pub async fn answered<T>(&self, pool: &PgPool, result: &Result<T, graph::Error>, probe: bool, call: Call) {
+        if let Err(graph::Error::Throttled { retry_after, .. }) = result {
+            if let Some(wait) = retry_after {
+                self.hold_locally(*wait);
+            }
+            self.concurrency.throttled();
+            return;
+        }
         if matches!(
             result,
             Err(graph::Error::Throttled { .. }
@@ -146,17 +158,42 @@ impl Throttle {
     }
 }
 
-/// How many Graph calls may be in flight, adapted to throttling: a throttle
-/// drops it to one (requests already under way when Graph throttles are
-/// wasted, so fewer of them are better), each answer that is not a throttle
-/// raises it by one, up to `graph.max_concurrency`. Only the Graph call holds
-/// a slot: the database work around it overlaps other calls.
+/// How many Graph calls may be in flight, adapted to throttling (additive
+/// increase, multiplicative decrease). Requests already under way when Graph
+/// throttles land inside its Retry-After window and are refused too, each a
+/// call spent: fewer in flight while Graph throttles is cheaper.
+///
+/// - A throttle drops the limit to one.
+/// - Only after [`STEADY_ANSWERS`] answers in a row without a throttle does
+///   it climb: while Graph keeps throttling (a steady share of 429s) calls
+///   go one at a time, and a throttle costs that one request.
+/// - It then adds one per round of answers (as many answers as the limit,
+///   about one per round trip), so a steady overload settles near Graph's
+///   limit rather than swinging between full speed and none, and a passing
+///   storm is behind it within `graph.max_concurrency` round trips. Never
+///   above `graph.max_concurrency`.
+///
+/// Only the Graph call holds a slot: the database work around it overlaps
+/// other calls.
 #[derive(Debug)]
 struct Concurrency {
     current: AtomicUsize,
     max: usize,
+    growth: Mutex<Growth>,
     in_flight: Mutex<usize>,
     freed: tokio::sync::Notify,
+}
+
+/// Answers without a throttle, in a row, before the limit climbs again.
+pub const STEADY_ANSWERS: u32 = 16;
+
+/// Where the limit stands in its climb.
+#[derive(Debug, Default)]
+struct Growth {
+    /// Answers without a throttle since the last one.
+    streak: u32,
+    /// Answers counted toward the next +1.
+    credit: usize,
 }
 
 /// A Graph call slot; freed on drop.
@@ -173,7 +210,13 @@ impl Concurrency {
     /// Starts at `max`.
     fn new(max: usize) -> Self {
         let max = max.max(1);
-        Self { current: AtomicUsize::new(max), max, in_flight: Mutex::new(0), freed: tokio::sync::Notify::new() }
+        Self {
+            current: AtomicUsize::new(max),
+            max,
+            growth: Mutex::default(),
+            in_flight: Mutex::new(0),
+            freed: tokio::sync::Notify::new(),
+        }
     }
 
     /// The limit now.
@@ -200,12 +243,22 @@ impl Concurrency {
 
     /// Graph throttled: one at a time.
     fn throttled(&self) {
+        *self.growth.lock().unwrap_or_else(|p| p.into_inner()) = Growth::default();
         self.current.store(1, Ordering::Relaxed);
     }
 
-    /// Graph answered without throttling: one more.
+    /// Graph answered without throttling.
     fn answered(&self) {
-        let _ = self.current.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some((c + 1).min(self.max)));
+        let mut growth = self.growth.lock().unwrap_or_else(|p| p.into_inner());
+        growth.streak = growth.streak.saturating_add(1);
+        let current = self.current();
+        if growth.streak >= STEADY_ANSWERS && current < self.max {
+            growth.credit += 1;
+            if growth.credit >= current {
+                growth.credit = 0;
+                self.current.store(current + 1, Ordering::Relaxed);
+            }
+        }
         self.freed.notify_waiters();
     }
 }
@@ -226,18 +279,34 @@ mod tests {
         assert_eq!(throttle.local_hold(), None);
     }
 
+    fn answer(c: &Concurrency, times: u32) -> usize {
+        (0..times).for_each(|_| c.answered());
+        c.current()
+    }
+
     #[test]
-    fn concurrency_drops_to_one_on_throttling_and_climbs_back_one_answer_at_a_time() {
+    fn concurrency_drops_to_one_and_stays_there_while_graph_keeps_throttling() {
+        let c = Concurrency::new(16);
+        assert_eq!(c.current(), 16);
+        for _ in 0..20 {
+            c.throttled();
+            assert_eq!(c.current(), 1);
+            assert_eq!(answer(&c, STEADY_ANSWERS - 1), 1, "a throttle in every few answers keeps one in flight");
+        }
+    }
+
+    #[test]
+    fn concurrency_climbs_by_one_per_round_once_graph_answers_steadily() {
         let c = Concurrency::new(4);
-        assert_eq!(c.current(), 4);
+        c.throttled();
+        assert_eq!(answer(&c, STEADY_ANSWERS - 1), 1);
+        assert_eq!(answer(&c, 1), 2, "steady: the climb begins");
+        assert_eq!(answer(&c, 1), 2);
+        assert_eq!(answer(&c, 1), 3, "a round of two answers at two");
+        assert_eq!(answer(&c, 2), 3);
+        assert_eq!(answer(&c, 1), 4);
+        assert_eq!(answer(&c, 1_000), 4, "never above graph.max_concurrency");
         c.throttled();
         assert_eq!(c.current(), 1);
-        c.answered();
-        c.answered();
-        assert_eq!(c.current(), 3);
-        for _ in 0..10 {
-            c.answered();
-        }
-        assert_eq!(c.current(), 4);
     }
 }

@@ -267,3 +267,21 @@ async fn a_stale_worker_cannot_overwrite_the_new_owners_outcome() {
     let after = app.status("evt-22").await;
     assert_eq!((after.state, after.registration_id), (synced.state, synced.registration_id));
 }
+
+#[tokio::test]
+async fn a_429_costs_that_one_request_even_with_requests_waiting_for_its_slot() {
+    // One call in flight: the others wait for its slot, each past its claim.
+    let app = spawn_app_with(|s| s.graph.max_concurrency = 1).await;
+    let listed: Vec<_> = (1..=6).map(|i| app.listed(meeting(i))).collect();
+    app.sim.set_rates(regsync_sim::FaultRates { latency: Duration::from_millis(100), ..Default::default() });
+    app.sim.fail_next(Some("POST"), Fault::Status { status: 429, retry_after: Some("1".into()) });
+
+    app.tick().await;
+    app.settle().await;
+
+    let log = app.sim.log();
+    let refused = log.iter().filter(|r| r.status == 429).count();
+    assert_eq!(refused, 1, "no request waiting for the slot went out into the Retry-After window: {log:?}");
+    assert_eq!(log.len(), listed.len() + 1, "each meeting one POST, and the refused one once more");
+    assert_eq!(app.sim.stats().requests_inside_retry_after, 0);
+}

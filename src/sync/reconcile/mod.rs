@@ -142,9 +142,9 @@ impl Work<'_> {
         }
         crash_point("after-intent");
         let result = self.send(&step, &at, permit).await;
-        drop(slot);
         crash_point("after-response");
         self.ctx.throttle.answered(&self.ctx.pool, &result, probe, throttle::Call::RegistrationApi).await;
+        drop(slot);
         self.learn(result, is_write).await
     }
 

@@ -86,8 +86,8 @@ impl Work<'_> {
                     return ControlFlow::Continue(());
                 };
                 let result = self.ctx.graph.resolve(permit, &lookup, &mut self.calls).await;
-                drop(slot);
                 self.ctx.throttle.answered(pool, &result, probe, crate::sync::throttle::Call::Other).await;
+                drop(slot);
                 match result {
                     Ok(Some(id)) => id,
                     Ok(None) => {

@@ -48,8 +48,8 @@ impl Work<'_> {
                     return ControlFlow::Continue(());
                 };
                 let result = self.ctx.graph.webinar_status(permit, webinar, &mut self.calls).await;
-                drop(slot);
                 self.ctx.throttle.answered(&self.ctx.pool, &result, probe, crate::sync::throttle::Call::Other).await;
+                drop(slot);
                 match result {
                     Ok(status) => {
                         *known = Some((status.clone(), Instant::now()));

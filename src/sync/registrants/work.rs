@@ -192,9 +192,9 @@ impl Work<'_> {
         let Some((permit, probe)) = self.pass_gate(write_at, acting).await? else { return ControlFlow::Continue(()) };
         crash_point("registrant-after-intent");
         let result = self.call(&step, &at, permit).await;
-        drop(slot);
         crash_point("registrant-after-response");
         self.ctx.throttle.answered(&self.ctx.pool, &result, probe, throttle::Call::RegistrationApi).await;
+        drop(slot);
         match result {
             Ok(()) if self.progress.unlisted_for.is_some() => {
                 let remaining = self.progress.unlisted_for.take().unwrap_or_default();
