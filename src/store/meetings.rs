@@ -26,6 +26,9 @@ pub struct Upserted {
     /// Active meetings not stored because another active meeting already
     /// maps to the same Teams meeting: (the item's id, that meeting's id).
     pub shared: Vec<(String, String)>,
+    /// Changed items not stored because this listing stored their id from
+    /// an earlier page.
+    pub repeated: Vec<String>,
 }
 
 /// Whether the stored meeting `m` holds the platform data of the page row
@@ -94,6 +97,12 @@ const UPSERT_PAGE: &str = concat!(
             OFFSET 0
         )
     ),
+    -- A changed item whose row this same listing wrote already: its id
+    -- appeared on an earlier page, whose occurrence stands.
+    repeated AS (
+        SELECT c.external_id FROM changed c
+        WHERE EXISTS (SELECT FROM meetings m WHERE m.external_id = c.external_id AND m.listed_at = $9 OFFSET 0)
+    ),
     -- A changed active meeting whose Teams meeting another active
     -- meeting has: one stored before, or an earlier changed item of this
     -- page (an unchanged one is stored already). Only changed rows are
@@ -105,7 +114,7 @@ const UPSERT_PAGE: &str = concat!(
                    PARTITION BY coalesce(c.organizer_id, 'upn:' || c.organizer_upn),
                                 coalesce(c.online_meeting_id, 'url:' || c.join_url)
                    ORDER BY c.ord) AS first_in_page
-        FROM changed c WHERE c.desired = 'registered'
+        FROM changed c WHERE c.desired = 'registered' AND c.external_id NOT IN (SELECT external_id FROM repeated)
     ),
     shared AS (
         SELECT f.external_id, coalesce(nullif(f.first_in_page, f.external_id), holder.external_id) AS holder
@@ -130,7 +139,9 @@ const UPSERT_PAGE: &str = concat!(
                    SELECT FROM meetings o
                    WHERE o.organizer_id = c.organizer_id AND o.online_meeting_id = c.online_meeting_id
                      AND o.desired = 'registered' AND o.external_id <> c.external_id)
-        FROM changed c WHERE c.external_id NOT IN (SELECT external_id FROM shared) ORDER BY c.external_id
+        FROM changed c
+        WHERE c.external_id NOT IN (SELECT external_id FROM shared UNION ALL SELECT external_id FROM repeated)
+        ORDER BY c.external_id
         ON CONFLICT (external_id) DO UPDATE SET
             -- What regsync resolved stays while what it came from does.
             organizer_id       = CASE WHEN EXCLUDED.organizer_upn IS NULL THEN EXCLUDED.organizer_id
@@ -162,7 +173,8 @@ const UPSERT_PAGE: &str = concat!(
     r#"
     SELECT (SELECT count(*) FROM upserted) AS changed,
            coalesce((SELECT array_agg(external_id) FROM shared), '{}') AS shared_ids,
-           coalesce((SELECT array_agg(holder) FROM shared), '{}') AS holders
+           coalesce((SELECT array_agg(holder) FROM shared), '{}') AS holders,
+           coalesce((SELECT array_agg(external_id) FROM repeated), '{}') AS repeated_ids
     "#
 );
 
@@ -203,7 +215,8 @@ pub async fn upsert_page(
     let changed: i64 = row.try_get("changed").map_err(read)?;
     let shared_ids: Vec<String> = row.try_get("shared_ids").map_err(read)?;
     let holders: Vec<String> = row.try_get("holders").map_err(read)?;
-    Ok(Upserted { changed: changed.unsigned_abs(), shared: shared_ids.into_iter().zip(holders).collect() })
+    let repeated: Vec<String> = row.try_get("repeated_ids").map_err(read)?;
+    Ok(Upserted { changed: changed.unsigned_abs(), shared: shared_ids.into_iter().zip(holders).collect(), repeated })
 }
 
 /// A page's text columns, as the `UNNEST` of a page takes them.
@@ -231,24 +244,62 @@ impl<'a> PageColumns<'a> {
     }
 }
 
-/// After a complete listing with `on_missing = "unregister"`: every meeting
-/// the listing did not contain is treated as cancelled.
+/// Notes the ids one page of listing `run_id` holds (valid, rejected or
+/// ignored), for [`unregister_missing`]: in the database, so a listing of
+/// any size costs regsync no memory.
 ///
 /// # Errors
 /// The statement failed.
-pub async fn unregister_missing(pool: &PgPool, seen: &[String], listed_at: DateTime<Utc>) -> Result<u64, Error> {
+pub async fn note_listed(pool: &PgPool, run_id: i64, ids: &[&str]) -> Result<(), Error> {
+    sqlx::query("INSERT INTO listed_ids (run_id, external_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING")
+        .bind(run_id)
+        .bind(ids)
+        .execute(pool)
+        .await
+        .map_err(query_error("note listed ids"))?;
+    Ok(())
+}
+
+/// After a complete listing `run_id` with `on_missing = "unregister"`:
+/// every meeting it did not hold is treated as cancelled, and its noted ids
+/// go (with any a crashed listing left).
+///
+/// # Errors
+/// A statement failed.
+pub async fn unregister_missing(pool: &PgPool, run_id: i64, listed_at: DateTime<Utc>) -> Result<u64, Error> {
     // Spared: a row a newer listing has seen since this one began.
     let result = sqlx::query(crate::store::unregister_missing_sql!(
         "meetings",
         "m",
-        "NOT (m.external_id = ANY($1::text[])) AND (m.listed_at IS NULL OR m.listed_at <= $2)"
+        "NOT EXISTS (SELECT FROM listed_ids l WHERE l.run_id = $1 AND l.external_id = m.external_id) \
+         AND (m.listed_at IS NULL OR m.listed_at <= $2)"
     ))
-    .bind(seen)
+    .bind(run_id)
     .bind(listed_at)
     .execute(pool)
     .await
     .map_err(query_error("unregister missing meetings"))?;
+    forget_listed(pool, run_id).await?;
     Ok(result.rows_affected())
+}
+
+/// Drops the ids listing `run_id` noted, and those of listings that
+/// ended without cleaning up (a crash, a failed poll: finished, or begun
+/// more than a day ago). Another listing still under way keeps its own.
+///
+/// # Errors
+/// The statement failed.
+pub async fn forget_listed(pool: &PgPool, run_id: i64) -> Result<(), Error> {
+    sqlx::query(
+        "DELETE FROM listed_ids l WHERE l.run_id = $1 \
+         OR NOT EXISTS (SELECT FROM sync_runs r WHERE r.id = l.run_id AND r.finished_at IS NULL \
+                        AND r.started_at > now() - interval '1 day')",
+    )
+    .bind(run_id)
+    .execute(pool)
+    .await
+    .map_err(query_error("forget listed ids"))?;
+    Ok(())
 }
 
 /// Model step \[S12\] (model/exactly_once.pml).

@@ -49,43 +49,60 @@ impl PollReport {
     }
 }
 
-/// Validates a page against the listing so far and stores it: the valid
-/// meetings in one upsert, the rejected items in one insert.
+/// What a poll keeps of its listing across pages: no ids (a listing of any
+/// size costs no memory; for the missing-meeting policy they are noted in
+/// the database), only counts and the newest modification time.
+struct Listed {
+    newest: Newest,
+    /// Note each page's ids for `on_missing = "unregister"`.
+    note_ids: bool,
+    /// Ids noted.
+    ids: u64,
+}
+
+/// Validates a page and stores it: the valid meetings in one upsert, the
+/// rejected items in one insert. An id repeated on the page, or already
+/// stored from an earlier page of this listing, is rejected: its first
+/// occurrence stands.
 async fn store_page(
     ctx: &Ctx,
     (run_id, listed_at): (i64, DateTime<Utc>),
     page: Page,
-    (seen_ids, newest): (&mut HashSet<String>, &mut Newest),
+    listed: &mut Listed,
     report: &mut PollReport,
 ) -> Result<(), SyncError> {
-    page.accepted.iter().for_each(|m| newest.note(m.updated_at));
-    // Ignored items (source.status_map) are listed: never "missing".
-    seen_ids.extend(page.ignored);
+    page.accepted.iter().for_each(|m| listed.newest.note(m.updated_at));
     let mut rejected = page.rejected;
+    let mut on_page: HashSet<String> = HashSet::with_capacity(page.accepted.len());
     let mut meetings = Vec::with_capacity(page.accepted.len());
     for meeting in page.accepted {
-        if !seen_ids.insert(meeting.external_id.0.clone()) {
-            rejected.push(RejectedItem {
-                reason: format!(
-                    "id {:?} appears more than once in the listing; the first occurrence was used",
-                    meeting.external_id.as_str()
-                ),
-                external_id: Some(meeting.external_id.0),
-                raw: String::new(),
-            });
-            continue;
+        if on_page.insert(meeting.external_id.0.clone()) {
+            meetings.push(meeting);
+        } else {
+            rejected.push(repeated(meeting.external_id.0));
         }
-        meetings.push(meeting);
     }
-    // An invalid item still shows its meeting exists: never "missing".
-    seen_ids.extend(rejected.iter().filter_map(|r| r.external_id.clone()));
+    if listed.note_ids {
+        // Ignored (source.status_map) and invalid items show their meeting
+        // exists: never "missing".
+        let rejected_ids = rejected.iter().filter_map(|r| r.external_id.as_deref());
+        let ids: Vec<&str> = on_page
+            .iter()
+            .map(String::as_str)
+            .chain(page.ignored.iter().map(String::as_str))
+            .chain(rejected_ids)
+            .collect();
+        listed.ids += ids.len() as u64;
+        store::meetings::note_listed(&ctx.pool, run_id, &ids).await?;
+    }
     let upserted = store::meetings::upsert_page(&ctx.pool, &meetings, listed_at).await?;
     for (id, holder) in &upserted.shared {
         if let Some(meeting) = meetings.iter().find(|m| m.external_id.as_str() == id) {
             rejected.push(shared_teams_meeting(meeting, holder));
         }
     }
-    report.seen += (meetings.len() + rejected.len() - upserted.shared.len()) as u64;
+    rejected.extend(upserted.repeated.iter().cloned().map(repeated));
+    report.seen += (meetings.len() + rejected.len() - upserted.shared.len() - upserted.repeated.len()) as u64;
     report.rejected += rejected.len() as u64;
     for r in &rejected {
         tracing::warn!(external_id = r.external_id.as_deref().unwrap_or(""), reason = %r.reason, "rejected platform item");
@@ -97,6 +114,14 @@ async fn store_page(
     }
     store::runs::insert_rejected(&ctx.pool, Some(run_id), &rejected).await?;
     Ok(())
+}
+
+fn repeated(id: String) -> RejectedItem {
+    RejectedItem {
+        reason: format!("id {id:?} appears more than once in the listing; the first occurrence was used"),
+        external_id: Some(id),
+        raw: String::new(),
+    }
 }
 
 /// The rejection of an active meeting whose Teams meeting another active
@@ -140,40 +165,41 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
     };
     let extent = Extent::choose(incremental, watermark, &ctx.settings.sync, source.changed_since_overlap(), listed_at);
     let mut report = PollReport { run_id, full: extent.is_full(), ..PollReport::default() };
-    let mut seen_ids: HashSet<String> = HashSet::new();
-    let mut newest = Newest::new(listed_at, source.changed_since_overlap());
+    let unregister = extent.is_full() && ctx.settings.sync.on_missing == OnMissing::Unregister;
+    let mut listed =
+        Listed { newest: Newest::new(listed_at, source.changed_since_overlap()), note_ids: unregister, ids: 0 };
     // Pages are fetched and parsed on another task while earlier ones are
     // stored, so a poll takes about as long as the slower of the two.
     let (pages_tx, mut pages_rx) = mpsc::channel(READ_AHEAD);
     let reader = tokio::spawn(read_listing(ctx.clone(), extent, pages_tx).in_current_span());
     while let Some(page) = pages_rx.recv().await {
-        let seen = (&mut seen_ids, &mut newest);
-        if let Err(e) = store_page(ctx, (run_id, listed_at), page, seen, &mut report).await {
+        if let Err(e) = store_page(ctx, (run_id, listed_at), page, &mut listed, &mut report).await {
             reader.abort();
             return Err(e);
         }
     }
     (report.pages, report.partial) = reader.await.map_err(|e| SyncError::Task(e.to_string()))?;
     if report.partial.is_none() && incremental {
-        if newest.ahead > 0 {
+        if listed.newest.ahead > 0 {
             tracing::warn!(
-                items = newest.ahead,
+                items = listed.newest.ahead,
                 "items changed later than now by the platform's clock; not taken as the watermark"
             );
         }
-        store::watermarks::advance(&ctx.pool, LISTING, newest.at(), extent.is_full(), listed_at).await?;
+        store::watermarks::advance(&ctx.pool, LISTING, listed.newest.at(), extent.is_full(), listed_at).await?;
     }
     // Only a complete full listing tells what is missing.
-    if report.partial.is_none() && extent.is_full() && ctx.settings.sync.on_missing == OnMissing::Unregister {
+    match (unregister, report.partial.is_none(), listed.ids) {
+        (false, _, _) => {}
+        (true, false, _) => store::meetings::forget_listed(&ctx.pool, run_id).await?,
         // An empty listing is far likelier a platform fault than a mass cancellation.
-        if seen_ids.is_empty() {
+        (true, true, 0) => {
             tracing::warn!(
                 "the platform listed no meetings; on_missing = unregister is not applied to an empty listing"
             );
-        } else {
-            let ids: Vec<String> = seen_ids.into_iter().collect();
-            report.changed += store::meetings::unregister_missing(&ctx.pool, &ids, listed_at).await?;
+            store::meetings::forget_listed(&ctx.pool, run_id).await?;
         }
+        (true, true, _) => report.changed += store::meetings::unregister_missing(&ctx.pool, run_id, listed_at).await?,
     }
     tracing::info!(
         pages = report.pages,

@@ -106,6 +106,25 @@ async fn a_duplicated_id_in_one_listing_is_rejected_after_its_first_occurrence()
 }
 
 #[tokio::test]
+async fn an_id_repeated_on_a_later_page_is_rejected_and_its_first_occurrence_stands() {
+    let app = spawn_app_with(|s| s.source.page_size = 2).await;
+    app.sim.upsert_meeting(meeting(1));
+    app.sim.upsert_meeting(meeting(2));
+    app.sim.push_raw_item(json!(SimMeeting { allowed_registrant: "organization".into(), ..meeting(1) }));
+
+    let report = app.tick().await;
+
+    assert_eq!((report.poll.pages, report.poll.rejected), (2, 1));
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM ops.rejected_items WHERE reason LIKE '%appears more than once%'").await,
+        1
+    );
+    app.settle().await;
+    let held = app.sim.registration("org-1", "MSp0001").expect("registered");
+    assert_eq!(held.allowed_registrant, "everyone", "the first occurrence wins across pages too");
+}
+
+#[tokio::test]
 async fn ids_with_path_characters_are_percent_encoded_into_one_segment() {
     let app = spawn_app().await;
     let odd = SimMeeting::new("evt/../?#% ü", "org/../admin?x=1#f", "1*dc17674c*0**19:meeting_é@thread.v2%2F..");
