@@ -237,6 +237,11 @@ pub struct FieldPointers {
     pub status: String,
     /// RFC 3339 time of the last change (optional).
     pub updated_at: String,
+    /// RFC 3339 start of the event (optional): the soonest are written
+    /// first.
+    pub starts_at: String,
+    /// RFC 3339 end of the event (optional).
+    pub ends_at: String,
     /// The Teams webinar the meeting is (`graph.target =
     /// "virtual_event_webinar"`; used instead of the organizer and online
     /// meeting).
@@ -254,6 +259,8 @@ impl Default for FieldPointers {
             allowed_registrant: "/allowed_registrant".into(),
             status: "/status".into(),
             updated_at: "/updated_at".into(),
+            starts_at: String::new(),
+            ends_at: String::new(),
             webinar_id: "/webinar_id".into(),
         }
     }

@@ -70,6 +70,8 @@ impl Settings {
             ("source.fields.allowed_registrant", &f.allowed_registrant),
             ("source.fields.status", &f.status),
             ("source.fields.updated_at", &f.updated_at),
+            ("source.fields.starts_at", &f.starts_at),
+            ("source.fields.ends_at", &f.ends_at),
             ("source.fields.organizer_upn", &f.organizer_upn),
             ("source.fields.join_url", &f.join_url),
             ("source.fields.webinar_id", &f.webinar_id),

@@ -121,6 +121,19 @@ pub struct ExternalMeeting {
     pub desired: Desired,
     /// When the platform last changed the item, if it says.
     pub updated_at: Option<DateTime<Utc>>,
+    /// When the event starts and ends, if the platform says.
+    pub times: EventTimes,
+}
+
+/// When an event starts and ends (`source.fields.starts_at`, `ends_at`):
+/// the start orders the write queue (the soonest first), the end schedules
+/// the reading of attendance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventTimes {
+    /// The start.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// The end.
+    pub ends_at: Option<DateTime<Utc>>,
 }
 
 /// Where Graph holds a meeting's registrants: the online meeting's

@@ -35,6 +35,10 @@ pub struct Fields {
     pub status: Selector,
     /// When the platform last changed the item.
     pub updated_at: Selector,
+    /// When the event starts.
+    pub starts_at: Selector,
+    /// When the event ends.
+    pub ends_at: Selector,
     /// The webinar the meeting is (webinar target), instead of the
     /// organizer and online meeting.
     pub webinar_id: Option<Selector>,
@@ -90,6 +94,8 @@ impl PageShape {
             allowed_registrant: select("source.fields.allowed_registrant", &f.allowed_registrant)?,
             status: select("source.fields.status", &f.status)?,
             updated_at: select("source.fields.updated_at", &f.updated_at)?,
+            starts_at: select("source.fields.starts_at", &f.starts_at)?,
+            ends_at: select("source.fields.ends_at", &f.ends_at)?,
             webinar_id: if webinars { Some(select("source.fields.webinar_id", &f.webinar_id)?) } else { None },
         };
         // The platform's own words first: they may redefine the built-ins.

@@ -9,8 +9,8 @@ use super::repair::{holds_nul, repair_strings};
 use super::shape::{PageShape, Status};
 use crate::config::Paging;
 use crate::domain::{
-    AllowedRegistrant, Desired, ExternalId, ExternalMeeting, MeetingRef, OnlineMeetingId, OrganizerId, OrganizerRef,
-    RejectedItem, Selector,
+    AllowedRegistrant, Desired, EventTimes, ExternalId, ExternalMeeting, MeetingRef, OnlineMeetingId, OrganizerId,
+    OrganizerRef, RejectedItem, Selector,
 };
 
 use super::Error;
@@ -250,7 +250,9 @@ pub(super) fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed<Exter
             }
         },
     };
-    let updated_at = modified_at(item, &shape.fields.updated_at);
+    let updated_at = time_at(item, &shape.fields.updated_at);
+    let times =
+        EventTimes { starts_at: time_at(item, &shape.fields.starts_at), ends_at: time_at(item, &shape.fields.ends_at) };
     // Fields regsync reads name their own fault above; this catches the rest.
     if holds_nul(item) {
         return Err(reject(
@@ -264,6 +266,7 @@ pub(super) fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed<Exter
         allowed_registrant,
         desired,
         updated_at,
+        times,
     }))
 }
 
@@ -275,10 +278,11 @@ pub(super) fn status_word(item: &Value, selector: &Selector) -> Result<Option<St
     }
 }
 
-/// An item's modification time: RFC 3339 text, or a number of seconds (or,
-/// past the year 2286 read as seconds, milliseconds) since 1970. It orders
-/// incremental listings; an odd value is left out, never a reason to reject.
-pub(super) fn modified_at(item: &Value, selector: &Selector) -> Option<DateTime<Utc>> {
+/// An item's time (its modification, an event's start or end): RFC 3339
+/// text, or a number of seconds (or, past the year 2286 read as seconds,
+/// milliseconds) since 1970. An odd value is left out, never a reason to
+/// reject.
+pub(super) fn time_at(item: &Value, selector: &Selector) -> Option<DateTime<Utc>> {
     let at = match selector.select(item)? {
         Value::String(text) => parse_time(text.trim())?,
         Value::Number(n) => {

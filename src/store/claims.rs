@@ -150,7 +150,8 @@ const CLAIM_DUE: &str = concat!(
     throttle_sql!(held),
     r#",
     -- Two index scans, not one OR: expired leases first (their worker is
-    -- gone), then what is due, oldest first.
+    -- gone), then what is due in the write queue's order: cancellations,
+    -- then the events starting soonest, then the rest (meetings_due_idx).
     expired AS (
         SELECT id FROM meetings
         WHERE state = 'in_flight' AND lease_expires_at < now() AND NOT EXISTS (SELECT 1 FROM held)
@@ -158,13 +159,13 @@ const CLAIM_DUE: &str = concat!(
         LIMIT $1 FOR UPDATE SKIP LOCKED
     ),
     fresh AS (
-        SELECT id, next_attempt_at FROM meetings
+        SELECT id, desired <> 'unregistered' AS later, starts_at, next_attempt_at FROM meetings
         WHERE state IN ('pending', 'retrying') AND next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM held)
           AND (NOT needs_lookup OR lookup_not_before IS NULL OR lookup_not_before <= now())
-        ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+        ORDER BY desired <> 'unregistered', starts_at, next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
     ),
     due AS (
-        (SELECT id FROM expired) UNION ALL (SELECT id FROM fresh ORDER BY next_attempt_at) LIMIT $1
+        (SELECT id FROM expired) UNION ALL (SELECT id FROM fresh ORDER BY later, starts_at, next_attempt_at) LIMIT $1
     ),
     "#,
     lease_or_park!("meetings", "'regsync retry ' || m.external_id"),

@@ -45,7 +45,11 @@ macro_rules! same_platform_data {
             $m,
             ".allowed_registrant, ",
             $m,
-            ".desired) ",
+            ".desired, ",
+            $m,
+            ".starts_at, ",
+            $m,
+            ".ends_at) ",
             "IS NOT DISTINCT FROM (",
             $p,
             ".organizer_upn, ",
@@ -54,7 +58,11 @@ macro_rules! same_platform_data {
             $p,
             ".allowed_registrant, ",
             $p,
-            ".desired) ",
+            ".desired, ",
+            $p,
+            ".starts_at, ",
+            $p,
+            ".ends_at) ",
             "AND (",
             $p,
             ".organizer_upn IS NOT NULL OR ",
@@ -73,16 +81,16 @@ macro_rules! same_platform_data {
     };
 }
 
-/// [`upsert_page`]: `$1`..`$8` are the page's columns, in item order; `$9`
-/// when the listing began.
+/// [`upsert_page`]: `$1`..`$8`, `$10` and `$11` are the page's columns, in
+/// item order; `$9` when the listing began.
 const UPSERT_PAGE: &str = concat!(
     r#"
     WITH page AS (
         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                             $8::timestamptz[])
+                             $8::timestamptz[], $10::timestamptz[], $11::timestamptz[])
             WITH ORDINALITY
             AS p(external_id, organizer_id, organizer_upn, online_meeting_id, join_url, allowed_registrant, desired,
-                 source_updated_at, ord)
+                 source_updated_at, starts_at, ends_at, ord)
     ),
     -- A plain read finds the unchanged rows, so they cost neither an
     -- insert attempt nor a row lock. OFFSET 0 keeps the check a lookup
@@ -133,9 +141,10 @@ const UPSERT_PAGE: &str = concat!(
         -- A meeting first met cancelled is looked up once (graph_checked),
         -- unless its Teams meeting belongs to another active meeting.
         INSERT INTO meetings AS m (external_id, organizer_id, organizer_upn, online_meeting_id, join_url,
-                                   allowed_registrant, desired, source_updated_at, listed_at, graph_checked)
+                                   allowed_registrant, desired, source_updated_at, starts_at, ends_at, listed_at,
+                                   graph_checked)
         SELECT c.external_id, c.organizer_id, c.organizer_upn, c.online_meeting_id, c.join_url,
-               c.allowed_registrant, c.desired, c.source_updated_at, $9, c.desired = 'unregistered' AND EXISTS (
+               c.allowed_registrant, c.desired, c.source_updated_at, c.starts_at, c.ends_at, $9, c.desired = 'unregistered' AND EXISTS (
                    SELECT FROM meetings o
                    WHERE o.organizer_id = c.organizer_id AND o.online_meeting_id = c.online_meeting_id
                      AND o.desired = 'registered' AND o.external_id <> c.external_id)
@@ -153,6 +162,8 @@ const UPSERT_PAGE: &str = concat!(
             allowed_registrant = EXCLUDED.allowed_registrant,
             desired            = EXCLUDED.desired,
             source_updated_at  = EXCLUDED.source_updated_at,
+            starts_at          = EXCLUDED.starts_at,
+            ends_at            = EXCLUDED.ends_at,
             listed_at          = EXCLUDED.listed_at,
             updated_at         = now(),
             "#,
@@ -198,6 +209,8 @@ pub async fn upsert_page(
     }
     let c = PageColumns::of(meetings);
     let updated: Vec<_> = meetings.iter().map(|m| m.updated_at).collect();
+    let starts: Vec<_> = meetings.iter().map(|m| m.times.starts_at).collect();
+    let ends: Vec<_> = meetings.iter().map(|m| m.times.ends_at).collect();
     let row = sqlx::query(UPSERT_PAGE)
         .bind(&c.ids)
         .bind(&c.organizer_ids)
@@ -208,6 +221,8 @@ pub async fn upsert_page(
         .bind(&c.desired)
         .bind(&updated)
         .bind(listed_at)
+        .bind(&starts)
+        .bind(&ends)
         .fetch_one(pool)
         .await
         .map_err(query_error("upsert meetings"))?;

@@ -25,6 +25,7 @@ mod network;
 mod nightly;
 mod operations;
 mod paging;
+mod priority;
 mod profiles;
 mod protocol;
 mod refresh;

@@ -76,6 +76,7 @@ fn external(i: usize) -> ExternalMeeting {
         allowed_registrant: AllowedRegistrant::Everyone,
         desired: Desired::Registered,
         updated_at: None,
+        times: Default::default(),
     }
 }
 

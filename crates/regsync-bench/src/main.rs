@@ -175,6 +175,7 @@ fn to_domain(m: &SimMeeting) -> ExternalMeeting {
         allowed_registrant: AllowedRegistrant::parse(&m.allowed_registrant).unwrap_or(AllowedRegistrant::Everyone),
         desired: if m.status == "cancelled" { Desired::Unregistered } else { Desired::Registered },
         updated_at: None,
+        times: Default::default(),
     }
 }
 

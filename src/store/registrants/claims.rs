@@ -69,13 +69,16 @@ const CLAIM_DUE: &str = concat!(
     "WITH ",
     throttle_sql!(held),
     r#",
+    -- The write queue's order: cancellations, then the registrants of the
+    -- events starting soonest, then the rest.
     due AS (
-        SELECT id FROM registrants
-        WHERE ((state IN ('pending', 'retrying') AND next_attempt_at <= $5)
-               OR (state = 'in_flight' AND lease_expires_at < $5))
+        SELECT r.id FROM registrants r
+        LEFT JOIN meetings e ON e.external_id = r.meeting_external_id
+        WHERE ((r.state IN ('pending', 'retrying') AND r.next_attempt_at <= $5)
+               OR (r.state = 'in_flight' AND r.lease_expires_at < $5))
           AND NOT EXISTS (SELECT 1 FROM held)
-          AND (NOT needs_lookup OR lookup_not_before IS NULL OR lookup_not_before <= $5)
-        ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+          AND (NOT r.needs_lookup OR r.lookup_not_before IS NULL OR r.lookup_not_before <= $5)
+        ORDER BY r.desired <> 'unregistered', e.starts_at, r.next_attempt_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED
     ),
     "#,
     crate::store::claims::lease_or_park!("registrants", "'regsync retry --failed'"),

@@ -17,6 +17,12 @@ pub struct SimMeeting {
     pub status: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// RFC 3339: when the event starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    /// RFC 3339: when the event ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
 }
 
 impl SimMeeting {
@@ -29,6 +35,8 @@ impl SimMeeting {
             allowed_registrant: "everyone".into(),
             status: "active".into(),
             updated_at: "2026-11-28T10:00:00Z".into(),
+            starts_at: None,
+            ends_at: None,
         }
     }
 
