@@ -46,3 +46,32 @@ pub async fn raw_upsert_page(pool: &PgPool, meetings: &[ExternalMeeting]) -> Res
     .map_err(query_error("raw upsert"))?;
     Ok(())
 }
+
+/// A steady state for a large run: every meeting but the first `sample`
+/// (in insertion order) recorded as synced — registered where active, looked
+/// at where cancelled — as a deployment that has run for a while holds
+/// them. Returns the cancelled meetings of the sample (each is looked up
+/// once when first met cancelled).
+///
+/// # Errors
+/// The statement failed.
+pub async fn presync_all_but(pool: &PgPool, sample: i64) -> Result<i64, Error> {
+    sqlx::query(
+        r#"
+        UPDATE meetings SET state = 'synced', graph_checked = true, last_synced_at = now(),
+            registration_id = CASE WHEN desired = 'registered' THEN 'presynced-' || id END,
+            registered_organizer_id = CASE WHEN desired = 'registered' THEN organizer_id END,
+            registered_meeting_id = CASE WHEN desired = 'registered' THEN online_meeting_id END,
+            registered_audience = CASE WHEN desired = 'registered' THEN allowed_registrant END
+        WHERE id > (SELECT coalesce(max(id), 0) FROM (SELECT id FROM meetings ORDER BY id LIMIT $1) s)
+        "#,
+    )
+    .bind(sample)
+    .execute(pool)
+    .await
+    .map_err(query_error("presync meetings"))?;
+    sqlx::query_scalar("SELECT count(*) FROM meetings WHERE state = 'pending' AND desired = 'unregistered'")
+        .fetch_one(pool)
+        .await
+        .map_err(query_error("count cancelled meetings due"))
+}

@@ -181,8 +181,11 @@ const UPSERT_PAGE: &str = concat!(
     -- its outcome changes that registration.
     "#,
     super::registrants::wake_registrants!("SELECT external_id FROM upserted WHERE registration_id IS NULL"),
-    r#"
-    SELECT (SELECT count(*) FROM upserted) AS changed,
+    r#",
+    -- Rows became due: every replica's workers are woken at commit
+    -- (LISTEN regsync_due), in the same round trip.
+    notified AS (SELECT pg_notify('regsync_due', '') FROM (SELECT FROM upserted LIMIT 1) due)
+    SELECT (SELECT count(*) FROM upserted) AS changed, (SELECT count(*) FROM notified) AS notified,
            coalesce((SELECT array_agg(external_id) FROM shared), '{}') AS shared_ids,
            coalesce((SELECT array_agg(holder) FROM shared), '{}') AS holders,
            coalesce((SELECT array_agg(external_id) FROM repeated), '{}') AS repeated_ids

@@ -107,11 +107,8 @@ async fn store_page(
     for r in &rejected {
         tracing::warn!(external_id = r.external_id.as_deref().unwrap_or(""), reason = %r.reason, "rejected platform item");
     }
+    // The upsert woke every replica's workers for what it changed.
     report.changed += upserted.changed;
-    if upserted.changed > 0 {
-        // Every replica's workers start on them while the listing goes on.
-        store::push::notify_due(&ctx.pool).await?;
-    }
     store::runs::insert_rejected(&ctx.pool, Some(run_id), &rejected).await?;
     Ok(())
 }

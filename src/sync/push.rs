@@ -53,14 +53,17 @@ pub enum PushError {
 /// # Errors
 /// [`PushError`]: an invalid item (recorded), the platform or the database.
 pub async fn ingest(ctx: &Ctx, pushed: Pushed) -> Result<u64, PushError> {
-    let changed = match pushed {
-        Pushed::Meeting { id, item } => meeting(ctx, &id, item).await?,
-        Pushed::Registrant { id, meeting_id, item } => registrant(ctx, &id, &meeting_id, item).await?,
-    };
-    if changed > 0 {
-        store::push::notify_due(&ctx.pool).await?;
+    match pushed {
+        // The meetings' upsert wakes every replica itself.
+        Pushed::Meeting { id, item } => meeting(ctx, &id, item).await,
+        Pushed::Registrant { id, meeting_id, item } => {
+            let changed = registrant(ctx, &id, &meeting_id, item).await?;
+            if changed > 0 {
+                store::push::notify_due(&ctx.pool).await?;
+            }
+            Ok(changed)
+        }
     }
-    Ok(changed)
 }
 
 async fn meeting(ctx: &Ctx, id: &str, item: Option<Value>) -> Result<u64, PushError> {

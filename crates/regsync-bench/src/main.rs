@@ -8,9 +8,7 @@
 //! calls per registration and per steady cycle; database round trips per
 //! page; peak RSS; and a throttled run. See docs/performance.md.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,14 +23,17 @@ use regsync::domain::{
 use regsync::sync::{self, Ctx};
 use regsync::{source, store};
 use regsync_sim::devdb;
-use regsync_sim::{Endpoints, SimMeeting, Stats, CLIENT_ID, CLIENT_SECRET, TENANT};
+use regsync_sim::{Endpoints, SimMeeting, CLIENT_ID, CLIENT_SECRET, TENANT};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::ConnectOptions as _;
 use tokio_util::sync::CancellationToken;
 
+mod incremental;
 mod report;
+mod sim;
 use report::Report;
+use sim::{requests, serve_simulator, sim_stats, start_simulator, total_requests, SimProcess};
 
 /// Benchmarks regsync against bounds measured in the same run.
 #[derive(Parser, Debug, Clone)]
@@ -57,6 +58,11 @@ struct Args {
     /// best of each counts.
     #[arg(long, default_value_t = 5)]
     steady_cycles: usize,
+    /// Register only the first N meetings at first sync and record the rest
+    /// as synced (a deployment's steady state), so a run of a million
+    /// meetings fits in minutes (0: register all).
+    #[arg(long, default_value_t = 0)]
+    register_sample: usize,
     /// Meetings registered under 20 % throttling.
     #[arg(long, default_value_t = 300)]
     throttle_meetings: usize,
@@ -90,81 +96,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
     fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         STATEMENTS.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// The simulator process; killed on drop.
-struct SimProcess {
-    child: Child,
-    addr: SocketAddr,
-    /// `http://{addr}`, for its `/_sim` control endpoints.
-    base: String,
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The simulator side: seeded, on a loopback port, until stdin closes (the
-/// benchmark exits or dies).
-async fn serve_simulator(args: &Args) -> anyhow::Result<()> {
-    let sim = regsync_sim::Sim::start(([127, 0, 0, 1], 0).into()).await?;
-    sim.seed(args.meetings);
-    sim.list_by_reference(args.resolve);
-    let open: Vec<SimMeeting> = (1..=args.meetings)
-        .map(SimMeeting::generated)
-        .filter(|m| m.status == "active" && m.allowed_registrant == "everyone")
-        .collect();
-    for i in 0..args.registrants.min(open.len() * 1_000) {
-        sim.upsert_registrant(regsync_sim::SimRegistrant::new(&open[i % open.len()].id, i / open.len() + 1));
-    }
-    sim.set_rates(regsync_sim::FaultRates {
-        latency: Duration::from_millis(args.graph_latency_ms),
-        ..Default::default()
-    });
-    println!("simulator listening on {}", sim.addr());
-    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await??;
-    Ok(())
-}
-
-fn start_simulator(args: &Args) -> anyhow::Result<SimProcess> {
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(&exe)
-        .args(["--serve-simulator", "--meetings", &args.meetings.to_string()])
-        .args(["--graph-latency-ms", &args.graph_latency_ms.to_string()])
-        .args(args.resolve.then_some("--resolve"))
-        .args(["--registrants", &args.registrants.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start the simulator ({})", exe.display()))?;
-    let stdout = child.stdout.take().context("simulator stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().context("the simulator printed nothing")??;
-    std::thread::spawn(move || lines.for_each(drop));
-    let addr: SocketAddr = first
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .with_context(|| format!("the simulator printed {first:?}, not its address"))?;
-    Ok(SimProcess { child, addr, base: format!("http://{addr}") })
-}
-
-async fn sim_stats(http: &reqwest::Client, base: &str) -> anyhow::Result<Stats> {
-    Ok(http.get(format!("{base}/_sim/stats")).send().await?.error_for_status()?.json().await?)
-}
-
-/// Every Graph request: registration calls and lookups.
-fn total_requests(stats: &Stats) -> u64 {
-    stats.requests.values().sum::<u64>() + stats.lookups
-}
-
-fn requests(stats: &Stats, method_and_status: &str) -> u64 {
-    stats.requests.get(method_and_status).copied().unwrap_or(0)
 }
 
 fn to_domain(m: &SimMeeting) -> ExternalMeeting {
@@ -217,7 +148,7 @@ fn settings_for(args: &Args, sim: SocketAddr, db: &str) -> Settings {
     s
 }
 
-async fn new_ctx(settings: &Settings) -> anyhow::Result<Arc<Ctx>> {
+pub(crate) async fn new_ctx(settings: &Settings) -> anyhow::Result<Arc<Ctx>> {
     let pool = connect_and_migrate(settings).await?;
     context(Arc::new(settings.clone()), pool, Arc::default(), CancellationToken::new())
 }
@@ -339,17 +270,19 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let sim = start_simulator(&args)?;
     let http = reqwest::Client::new();
     let settings = settings_for(&args, sim.addr, &db);
-    let rows: Vec<ExternalMeeting> = (1..=args.meetings).map(|i| to_domain(&SimMeeting::generated(i))).collect();
 
-    // Bound 1: the raw bulk upsert of the same rows, page by page.
+    // Bound 1: the raw bulk upsert of the same rows, page by page (made a
+    // page at a time, so the bound's memory is not counted as regsync's).
     let ctx = new_ctx(&settings).await?;
     store::bench::prepare_raw_table(&ctx.pool).await?;
+    let page_size = args.page_size.max(1) as usize;
     let started = Instant::now();
-    for page in rows.chunks(args.page_size as usize) {
-        store::bench::raw_upsert_page(&ctx.pool, page).await?;
+    for first in (1..=args.meetings).step_by(page_size) {
+        let page: Vec<ExternalMeeting> =
+            (first..(first + page_size).min(args.meetings + 1)).map(|i| to_domain(&SimMeeting::generated(i))).collect();
+        store::bench::raw_upsert_page(&ctx.pool, &page).await?;
     }
     let raw_secs = started.elapsed().as_secs_f64();
-    drop(rows);
 
     // Ingest: regsync's first poll; sqlx reports every statement it sends.
     let statements_before = STATEMENTS.load(Ordering::Relaxed);
@@ -357,6 +290,10 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let poll = sync::ingest::poll(&ctx).await?;
     let ingest_secs = started.elapsed().as_secs_f64();
     let per_page = (STATEMENTS.load(Ordering::Relaxed) - statements_before) as f64 / f64::from(poll.pages.max(1));
+    let first_seen_cancelled = match args.register_sample {
+        0 => (args.meetings / 10) as f64,
+        sample => store::bench::presync_all_but(&ctx.pool, sample as i64).await? as f64,
+    };
 
     // Registration throughput with the whole backlog due.
     let before = sim_stats(&http, &sim.base).await?;
@@ -366,19 +303,18 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let register_secs = started.elapsed().as_secs_f64();
     let register_statements = STATEMENTS.load(Ordering::Relaxed) - statements_before;
     let after = sim_stats(&http, &sim.base).await?;
-    let registered = after.registrations as f64;
+    let registered = (after.registrations - before.registrations) as f64;
     // Every 10th generated meeting is cancelled: regsync first meets it so
     // and looks it up once (a registration someone else left behind would
     // be removed). Those lookups (404, under no faults) are counted apart.
     let lookups = requests(&after, "GET 404") - requests(&before, "GET 404");
-    let first_seen_cancelled = (args.meetings / 10) as f64;
     // With --resolve: a user lookup per organizer, a meeting lookup per
     // active meeting, at most (the five generated organizers).
     let resolutions = after.lookups - before.lookups;
     let resolution = args.resolve.then(|| report::Resolution {
         lookups: resolutions,
-        most: 5 + after.registrations as u64,
-        registered: after.registrations as u64,
+        most: 5 + registered as u64,
+        registered: registered as u64,
     });
     let calls_per_registration =
         (total_requests(&after) - total_requests(&before) - lookups - resolutions) as f64 / registered.max(1.0);
@@ -419,6 +355,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         steady_calls += total_requests(&sim_stats(&http, &sim.base).await?) - before;
     }
 
+    let incremental = incremental::cycle(&settings, &http, &sim).await?;
     let registrants =
         if args.registrants > 0 { Some(bench_registrants(&args, &settings, &http, &sim).await?) } else { None };
 
@@ -460,6 +397,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         lookups_per_cancelled,
         resolution,
         steady_calls,
+        incremental,
         round_trips_per_page: per_page,
         round_trips_per_registration: register_statements as f64 / registered.max(1.0),
         peak_rss_mib: peak_rss_mib(),

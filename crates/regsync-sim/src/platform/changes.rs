@@ -34,13 +34,50 @@ pub(crate) fn now() -> String {
 }
 
 impl Listing {
-    /// The positions of the items changed at or after `since`.
-    pub(super) fn positions_since(&self, since: DateTime<Utc>) -> Vec<usize> {
+    /// The positions of the items changed at or after `since`: worked out
+    /// once per `since` and list version, so the pages of one filtered
+    /// listing of a million items do not each read them all.
+    pub(super) fn positions_since(&mut self, since: DateTime<Utc>) -> std::sync::Arc<Vec<usize>> {
+        if let Some((at, version, positions)) = &self.since_cache {
+            if *at == since && *version == self.version {
+                return positions.clone();
+            }
+        }
         let changed = |item: &Item| match item {
             Item::Meeting(m) => changed_since(Some(&m.updated_at), since),
             Item::Raw(v) => changed_since(v.get("updated_at").and_then(Value::as_str), since),
             Item::Text(_) => false,
         };
-        self.items.iter().enumerate().filter(|(_, item)| changed(item)).map(|(i, _)| i).collect()
+        let positions: std::sync::Arc<Vec<usize>> = std::sync::Arc::new(
+            self.items.iter().enumerate().filter(|(_, item)| changed(item)).map(|(i, _)| i).collect(),
+        );
+        self.since_cache = Some((since, self.version, positions.clone()));
+        positions
     }
+
+    /// Every `every`-th meeting changed now (its `updated_at`), as a busy
+    /// platform changes a share of its events between polls. Returns how
+    /// many.
+    pub(crate) fn touch(&mut self, every: usize) -> usize {
+        let now = now();
+        let mut touched = 0;
+        for item in self.items.iter_mut().step_by(every.max(1)) {
+            if let Item::Meeting(m) = item {
+                m.updated_at = now.clone();
+                touched += 1;
+            }
+        }
+        self.version += 1;
+        touched
+    }
+}
+
+/// `POST /_sim/meetings/touch?every=N`: every N-th meeting changed now.
+pub(super) async fn touch(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<std::sync::Mutex<crate::State>>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, usize>>,
+) -> axum::Json<serde_json::Value> {
+    let every = q.get("every").copied().unwrap_or(100);
+    let touched = state.lock().unwrap_or_else(|p| p.into_inner()).platform.touch(every);
+    axum::Json(serde_json::json!({ "touched": touched }))
 }

@@ -78,6 +78,10 @@ pub(crate) struct Listing {
     pub(crate) webhook: Option<webhook::Webhook>,
     /// Announcements and their answers.
     pub(crate) deliveries: Vec<Delivery>,
+    /// Bumped on every change, so cached filter results are not reused.
+    version: u64,
+    /// The positions last filtered: for which `since`, at which version.
+    since_cache: Option<(chrono::DateTime<chrono::Utc>, u64, Arc<Vec<usize>>)>,
     /// Each filtered list request: what it listed (`meetings`,
     /// `registrants`) and its `changed_since`.
     pub(crate) changed_since_asked: Vec<(&'static str, chrono::DateTime<chrono::Utc>)>,
@@ -108,6 +112,7 @@ impl Listing {
 
 impl Listing {
     pub(crate) fn upsert(&mut self, meeting: SimMeeting) {
+        self.version += 1;
         match self.get_mut(&meeting.id) {
             Some(existing) => *existing = meeting,
             None => {
@@ -118,6 +123,7 @@ impl Listing {
     }
 
     pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut SimMeeting> {
+        self.version += 1;
         match self.items.get_mut(*self.index.get(id)?) {
             Some(Item::Meeting(m)) => Some(m),
             _ => None,
@@ -125,6 +131,7 @@ impl Listing {
     }
 
     pub(crate) fn remove(&mut self, id: &str) {
+        self.version += 1;
         if let Some(at) = self.index.remove(id) {
             self.items.remove(at);
             for position in self.index.values_mut().filter(|p| **p > at) {
@@ -134,10 +141,12 @@ impl Listing {
     }
 
     pub(crate) fn push_raw(&mut self, item: Value) {
+        self.version += 1;
         self.items.push(Item::Raw(item));
     }
 
     pub(crate) fn push_text(&mut self, item: String) {
+        self.version += 1;
         self.items.push(Item::Text(item));
     }
 
@@ -152,7 +161,7 @@ impl Listing {
 
     /// [`Listing::page`] of the items changed at or after `since`.
     fn page_since(
-        &self,
+        &mut self,
         since: chrono::DateTime<chrono::Utc>,
         offset: usize,
         limit: usize,
@@ -200,6 +209,7 @@ pub(super) fn routes() -> Router<Arc<Mutex<State>>> {
         .route("/platform/styles/{style}/meetings", get(list_styled))
         .route("/platform/oauth2/token", post(token))
         .route("/_sim/meetings", post(upsert))
+        .route("/_sim/meetings/touch", post(changes::touch))
         .route("/_sim/meetings/{id}", delete(remove))
         .route("/_sim/meetings/{id}/cancel", post(cancel))
 }
