@@ -30,6 +30,7 @@ use sqlx::ConnectOptions as _;
 use tokio_util::sync::CancellationToken;
 
 mod incremental;
+mod push;
 mod report;
 mod sim;
 use report::Report;
@@ -63,6 +64,10 @@ struct Args {
     /// meetings fits in minutes (0: register all).
     #[arg(long, default_value_t = 0)]
     register_sample: usize,
+    /// Pushed changes timed to their registration, with one replica and
+    /// with three (0: not measured).
+    #[arg(long, default_value_t = 100)]
+    push_samples: usize,
     /// Meetings registered under 20 % throttling.
     #[arg(long, default_value_t = 300)]
     throttle_meetings: usize,
@@ -382,6 +387,22 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         / throttled_registered.max(1.0);
     let violations = after.requests_inside_retry_after - before.requests_inside_retry_after;
 
+    // Pushed changes, last: the replicas run until the benchmark exits.
+    let push = match args.push_samples {
+        0 => None,
+        samples => {
+            http.post(format!("{}/_sim/rates", sim.base))
+                .json(&json!({"latency": args.graph_latency_ms}))
+                .send()
+                .await?
+                .error_for_status()?;
+            let mut replicas = push::Replicas::start(&settings, &ctx.pool).await?;
+            let one = replicas.measure(&http, &sim, &ctx.pool, samples).await?;
+            replicas.grow_to(3, &ctx.pool).await?;
+            Some((one, replicas.measure(&http, &sim, &ctx.pool, samples).await?))
+        }
+    };
+
     let report = Report {
         args: args.clone(),
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -404,6 +425,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         throttled_calls,
         violations,
         registrants,
+        push,
     };
     report.print();
     Ok(report.passes())

@@ -67,6 +67,8 @@ pub struct Report {
     pub violations: u64,
     /// With `--registrants`.
     pub registrants: Option<Registrants>,
+    /// Pushed change → registration, with one replica and with three.
+    pub push: Option<(crate::push::PushLatency, crate::push::PushLatency)>,
 }
 
 impl Report {
@@ -100,6 +102,9 @@ impl Report {
     }
     fn throttled_ok(&self) -> bool {
         self.throttled_calls <= 1.3
+    }
+    fn push_ok(&self) -> bool {
+        self.push.is_none_or(|(one, three)| one.p99 <= 1.0 && three.p99 <= 1.5)
     }
     fn calls_ok(&self) -> bool {
         (self.calls_per_registration - 1.0).abs() < 0.005
@@ -135,6 +140,7 @@ impl Report {
             && self.steady_ok()
             && self.incremental_ok()
             && self.throttled_ok()
+            && self.push_ok()
             && self.throughput_ok()
             && self.memory_ok()
             && self.registrants.is_none_or(|r| r.ratio() >= 0.9);
@@ -177,6 +183,8 @@ impl Report {
                 "write_backs_per_registrant": self.registrants.map(|r| r.write_backs_per_registrant),
                 "registrant_steady_calls": self.registrants.map(|r| r.steady_calls),
                 "throttle_window_violations": self.violations,
+                "push_p99_secs_one_replica": self.push.map(|(one, _)| one.p99),
+                "push_p99_secs_three_replicas": self.push.map(|(_, three)| three.p99),
             });
             println!("{value}");
             return;
@@ -303,5 +311,19 @@ impl Report {
             self.violations,
             mark(self.violations == 0)
         );
+        for (p, bound) in self.push.iter().flat_map(|(one, three)| [(one, 1.0), (three, 1.5)]) {
+            println!(
+                "| pushed change → registration recorded, {} replica(s), {} pushes: p50 / p99 / max, s | {:.3} / {:.3} / {:.3} | {:.1} | {:.2} | p99 ≤ {:.1} {} |",
+                p.replicas,
+                p.samples,
+                p.p50,
+                p.p99,
+                p.max,
+                bound,
+                p.p99 / bound,
+                bound,
+                mark(p.p99 <= bound)
+            );
+        }
     }
 }

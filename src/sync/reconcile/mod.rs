@@ -129,11 +129,13 @@ impl Work<'_> {
             Plan::Delete(at) => (at.clone(), Some(Intent::Delete(at))),
         };
         let is_write = intent.is_some();
-        // The slot, the pace and the token come before the gate, so the
-        // send follows it at once.
+        // The token (and the organizer's condition) before the slot, and
+        // the slot and the pace before the gate, so the send follows the
+        // gate at once and the slot is held for little but the request.
+        let permit = self.take_permit(&at.organizer).await?;
         let slot = self.ctx.throttle.slot().await;
         let deleting = matches!(step, Plan::Delete(_));
-        let Some(Cleared { permit, probe }) = self.pass_gate(deleting, intent, &at.organizer).await? else {
+        let Some(Cleared { permit, probe }) = self.pass_gate(deleting, intent, permit).await? else {
             return ControlFlow::Continue(());
         };
         if is_write {
@@ -148,7 +150,21 @@ impl Work<'_> {
         self.learn(result, is_write).await
     }
 
-    /// Model step \[S3\]: takes a send permit, then checks the lease and the
+    /// Leave to call Graph as `acting`: their token, unless their condition
+    /// parks the row (recorded).
+    pub(super) async fn take_permit(
+        &mut self,
+        acting: &OrganizerId,
+    ) -> ControlFlow<Result<Reconciled, SyncError>, graph::Permit> {
+        self.acting = acting.clone();
+        match self.ctx.permit(acting).await {
+            Ok(permit) => ControlFlow::Continue(permit),
+            Err(TokenError::Graph(e)) => ControlFlow::Break(self.record_failure(&e).await),
+            Err(TokenError::Store(e)) => ControlFlow::Break(Err(e.into())),
+        }
+    }
+
+    /// Model step \[S3\]: with a send permit, checks the lease and the
     /// throttle, renews the lease and commits a write's intent, in one round
     /// trip. The permit is bounded to half the lease from here, on the
     /// monotonic clock: a process paused after the gate must not send once
@@ -158,14 +174,8 @@ impl Work<'_> {
         &mut self,
         deleting: bool,
         intent: Option<Intent<'_>>,
-        acting: &OrganizerId,
+        permit: graph::Permit,
     ) -> ControlFlow<Result<Reconciled, SyncError>, Option<Cleared>> {
-        self.acting = acting.clone();
-        let permit = match self.ctx.permit(acting).await {
-            Ok(permit) => permit,
-            Err(TokenError::Graph(e)) => return ControlFlow::Break(self.record_failure(&e).await),
-            Err(TokenError::Store(e)) => return ControlFlow::Break(Err(e.into())),
-        };
         let gate_opened = Instant::now();
         let settings = &self.ctx.settings;
         let gate = store::send::prepare_send(

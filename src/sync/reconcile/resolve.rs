@@ -80,9 +80,10 @@ impl Work<'_> {
                 }
             }
             Ok(None) => {
-                let slot = self.ctx.throttle.slot().await;
                 let organizer = self.claimed.location.organizer.clone();
-                let Some(Cleared { permit, probe }) = self.pass_gate(false, None, &organizer).await? else {
+                let permit = self.take_permit(&organizer).await?;
+                let slot = self.ctx.throttle.slot().await;
+                let Some(Cleared { permit, probe }) = self.pass_gate(false, None, permit).await? else {
                     return ControlFlow::Continue(());
                 };
                 let result = self.ctx.graph.resolve(permit, &lookup, &mut self.calls).await;

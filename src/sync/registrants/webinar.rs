@@ -41,10 +41,10 @@ impl Work<'_> {
         let status = match known.as_ref().filter(|(_, at)| at.elapsed() < WEBINAR_STATUS_TTL) {
             Some((status, _)) => status.clone(),
             None => {
-                // The documented order: a throttle slot, then the gate.
+                // The documented order: the token, a throttle slot, then the gate.
+                let permit = self.take_permit(self.meeting_organizer()).await?;
                 let slot = self.ctx.throttle.slot().await;
-                let organizer = self.meeting_organizer();
-                let Some((permit, probe)) = self.pass_gate(None, organizer).await? else {
+                let Some((permit, probe)) = self.pass_gate(None, permit).await? else {
                     return ControlFlow::Continue(());
                 };
                 let result = self.ctx.graph.webinar_status(permit, webinar, &mut self.calls).await;

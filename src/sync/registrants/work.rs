@@ -128,19 +128,28 @@ impl Work<'_> {
         }
     }
 
-    /// The permit for this registrant's call, through the gate (throttle,
-    /// lease, and for a write its intent committed). `None`: plan again.
+    /// Leave to call Graph as `acting`: their token, unless their condition
+    /// parks the row (recorded). Taken before the call's slot, so the slot
+    /// is held for little but the request.
+    pub(super) async fn take_permit(
+        &mut self,
+        acting: OrganizerId,
+    ) -> ControlFlow<Result<Done, SyncError>, graph::Permit> {
+        self.acting = acting;
+        match self.ctx.permit(&self.acting).await {
+            Ok(permit) => ControlFlow::Continue(permit),
+            Err(TokenError::Graph(e)) => ControlFlow::Break(self.failed(&e).await),
+            Err(TokenError::Store(e)) => ControlFlow::Break(Err(e.into())),
+        }
+    }
+
+    /// `permit` through the gate (throttle, lease, and for a write its
+    /// intent committed). `None`: plan again.
     pub(super) async fn pass_gate(
         &mut self,
         write_at: Option<String>,
-        acting: OrganizerId,
+        permit: graph::Permit,
     ) -> ControlFlow<Result<Done, SyncError>, Option<(graph::Permit, bool)>> {
-        self.acting = acting;
-        let permit = match self.ctx.permit(&self.acting).await {
-            Ok(permit) => permit,
-            Err(TokenError::Graph(e)) => return ControlFlow::Break(self.failed(&e).await),
-            Err(TokenError::Store(e)) => return ControlFlow::Break(Err(e.into())),
-        };
         let opened = std::time::Instant::now();
         let settings = &self.ctx.settings;
         let gate = store::registrants::prepare_send(
@@ -175,6 +184,13 @@ impl Work<'_> {
     /// One Graph call of `step` at `at`; `write_at` for a write.
     async fn graph_step(&mut self, step: Step, at: RegistrantsAt, write_at: Option<String>) -> Flow {
         let is_write = write_at.is_some();
+        // A call at a place acts with the token of that place's organizer: a
+        // removal under a previous organizer's registration uses theirs.
+        let acting = match &at {
+            RegistrantsAt::Meeting(location, _) => location.organizer.clone(),
+            RegistrantsAt::Webinar(_) => self.meeting_organizer(),
+        };
+        let permit = self.take_permit(acting).await?;
         let _paced = match (is_write, &at) {
             (true, RegistrantsAt::Webinar(_)) => match self.ctx.virtual_event_writes.acquire(&self.ctx.pool).await {
                 Ok(place) => Some(place),
@@ -183,13 +199,7 @@ impl Work<'_> {
             _ => None,
         };
         let slot = self.ctx.throttle.slot().await;
-        // A call at a place acts with the token of that place's organizer: a
-        // removal under a previous organizer's registration uses theirs.
-        let acting = match &at {
-            RegistrantsAt::Meeting(location, _) => location.organizer.clone(),
-            RegistrantsAt::Webinar(_) => self.meeting_organizer(),
-        };
-        let Some((permit, probe)) = self.pass_gate(write_at, acting).await? else { return ControlFlow::Continue(()) };
+        let Some((permit, probe)) = self.pass_gate(write_at, permit).await? else { return ControlFlow::Continue(()) };
         crash_point("registrant-after-intent");
         let result = self.call(&step, &at, permit).await;
         crash_point("registrant-after-response");
