@@ -2,8 +2,8 @@
 //! platform's webhook names a meeting or registrant, or carries it, signed
 //! with a shared secret. Checks run cheapest first, so a flood or a forgery
 //! costs nothing else: the client's rate (429), the size (413), the
-//! signature (401), its age (408), a replay at any replica (409), the body
-//! (422); then the change is stored and every replica woken (202).
+//! signature (401), its age (408), the body (422), a replay at any replica
+//! (409); then the change is stored and every replica woken (202).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;

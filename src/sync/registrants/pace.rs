@@ -46,17 +46,13 @@ impl WritePace {
         Self { limit: limit.max(1), timeout }
     }
 
-    /// Waits until one more write stays within the deployment's limit; hold
-    /// the result until its answer has come.
+    /// A place for one more write within the deployment's limit (hold it
+    /// until the answer has come), or how long until one frees.
     ///
     /// # Errors
     /// The database failed.
-    pub(super) async fn acquire(&self, pool: &PgPool) -> Result<PacedWrite, store::Error> {
-        loop {
-            match store::throttle::take_write_place(pool, self.limit, WRITE_WINDOW, self.timeout).await? {
-                Ok(place) => return Ok(PacedWrite { pool: pool.clone(), place }),
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
-        }
+    pub(super) async fn take(&self, pool: &PgPool) -> Result<Result<PacedWrite, Duration>, store::Error> {
+        let taken = store::throttle::take_write_place(pool, self.limit, WRITE_WINDOW, self.timeout).await?;
+        Ok(taken.map(|place| PacedWrite { pool: pool.clone(), place }))
     }
 }

@@ -191,9 +191,21 @@ impl Work<'_> {
             RegistrantsAt::Webinar(_) => self.meeting_organizer(),
         };
         let permit = self.take_permit(acting).await?;
+        // A write waits for the deployment's budget unclaimed: a row held
+        // while the budget is spent would lose its lease (and the place it
+        // then took), and the queue's order decides who goes when it frees.
         let _paced = match (is_write, &at) {
-            (true, RegistrantsAt::Webinar(_)) => match self.ctx.virtual_event_writes.acquire(&self.ctx.pool).await {
-                Ok(place) => Some(place),
+            (true, RegistrantsAt::Webinar(_)) => match self.ctx.virtual_event_writes.take(&self.ctx.pool).await {
+                Ok(Ok(place)) => Some(place),
+                Ok(Err(wait)) => {
+                    let why = format!(
+                        "waiting for the deployment's virtual-event write budget \
+                         (graph.virtual_event_writes_per_30s, {:.1} s)",
+                        wait.as_secs_f64()
+                    );
+                    let failure = Failure::new(why, FailureCategory::Throttled);
+                    return ControlFlow::Break(self.record(RowState::Retrying, wait, Some(failure)).await);
+                }
                 Err(e) => return ControlFlow::Break(Err(e.into())),
             },
             _ => None,
