@@ -104,7 +104,10 @@ async fn deliver(
     match store::push::record_delivery(&ctx.pool, &signature.hex, signature.signed_at).await {
         Ok(true) => {}
         Ok(false) => return answer(StatusCode::CONFLICT, "this delivery was received before (a replay)"),
-        Err(e) => return unavailable(&e.to_string()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record a webhook delivery; the platform may deliver it again");
+            return unavailable();
+        }
     }
     match push::ingest(ctx, pushed).await {
         Ok(changed) => (StatusCode::ACCEPTED, Json(json!({"accepted": true, "changed": changed}))).into_response(),
@@ -114,10 +117,14 @@ async fn deliver(
             if let Err(forget) = store::push::forget_delivery(&ctx.pool, &signature.hex).await {
                 tracing::warn!(error = %forget, "cannot forget a delivery that failed");
             }
+            // The cause is logged, not told: the caller is outside.
             tracing::warn!(error = %e, "a pushed change could not be stored; the platform may deliver it again");
             match e {
-                PushError::Platform(e) => answer(StatusCode::BAD_GATEWAY, &e.to_string()),
-                e => unavailable(&e.to_string()),
+                PushError::Platform(_) => answer(
+                    StatusCode::BAD_GATEWAY,
+                    "the item could not be read from the platform; deliver it again later",
+                ),
+                _ => unavailable(),
             }
         }
     }
@@ -185,8 +192,9 @@ fn answer(status: StatusCode, why: &str) -> Response {
     (status, Json(json!({"error": why}))).into_response()
 }
 
-fn unavailable(why: &str) -> Response {
-    let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, why);
+fn unavailable() -> Response {
+    let mut response =
+        answer(StatusCode::SERVICE_UNAVAILABLE, "regsync cannot store the change now; deliver it again later");
     response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
     response
 }
