@@ -9,6 +9,7 @@ mod paging;
 mod registrants;
 mod repair;
 mod shape;
+mod times;
 mod wire;
 
 use std::sync::Arc;

@@ -114,7 +114,7 @@ impl RegistrantShape {
             <[Option<String>; 7]>::try_from(values).map_err(|_| reject("internal: field count".into()))?;
         let person =
             Person { email, first_name, last_name, tenant_id, user_id, preferred_timezone, preferred_language };
-        let updated_at = wire::time_at(item, &self.updated_at);
+        let updated_at = super::times::time_at(item, &self.updated_at);
         Ok(Parsed::Accepted(ExternalRegistrant { external_id, meeting_external_id, desired, person, updated_at }))
     }
 }

@@ -1,7 +1,6 @@
 //! The platform's JSON, read through configurable JSON pointers, and the
 //! per-item validation that turns each item into a meeting or a rejection.
 
-use chrono::{DateTime, Utc};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 
@@ -13,6 +12,7 @@ use crate::domain::{
     OrganizerRef, RejectedItem, Selector,
 };
 
+use super::times::time_at;
 use super::Error;
 
 /// How much of a rejected item's JSON is kept for operators.
@@ -276,39 +276,6 @@ pub(super) fn status_word(item: &Value, selector: &Selector) -> Result<Option<St
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),
         _ => text_field(item, "status", selector, false),
     }
-}
-
-/// An item's time (its modification, an event's start or end): RFC 3339
-/// text, or a number of seconds (or, past the year 2286 read as seconds,
-/// milliseconds) since 1970. An odd value is left out, never a reason to
-/// reject.
-pub(super) fn time_at(item: &Value, selector: &Selector) -> Option<DateTime<Utc>> {
-    let at = match selector.select(item)? {
-        Value::String(text) => parse_time(text.trim())?,
-        Value::Number(n) => {
-            let n = n.as_i64()?;
-            match n.unsigned_abs() < 10_000_000_000 {
-                true => DateTime::from_timestamp(n, 0)?,
-                false => DateTime::from_timestamp_millis(n)?,
-            }
-        }
-        _ => return None,
-    };
-    (1..=9999).contains(&chrono::Datelike::year(&at)).then_some(at)
-}
-
-/// RFC 3339, or a date and time without a zone (taken as UTC), in the
-/// years 1 to 9999: a remote date beyond what PostgreSQL stores would fail
-/// the whole listing's write.
-pub(super) fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    let parsed = match DateTime::parse_from_rfc3339(value) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-            .iter()
-            .find_map(|format| chrono::NaiveDateTime::parse_from_str(value, format).ok())
-            .map(|t| t.and_utc()),
-    };
-    parsed.filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
 }
 
 /// Reads a text field; `Ok(None)` when absent or null. The platform's `id`

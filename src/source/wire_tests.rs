@@ -1,6 +1,7 @@
 //! Tests of `wire`: pages and items as platforms write them.
 
 use super::*;
+use crate::source::times::parse_time;
 use serde_json::json;
 
 fn shape_with(change: impl FnOnce(&mut crate::config::SourceSettings)) -> PageShape {

@@ -1,6 +1,5 @@
 //! PostgreSQL: the only place SQL lives, one file per table group.
-//! `meetings`: what the platform says (bulk ingest, the missing-meeting
-//! policy, operator retries, counts and failures); `claims`: leases with
+//! `meetings`: what the platform says (bulk ingest, operator retries, counts and failures); `claims`: leases with
 //! fencing tokens; `send`: the pre-send gate and intent; `outcome`: the
 //! fenced outcome write with its audit rows;
 //! `throttle`: the deployment-wide Graph hold; `sign_ins`: delegated
@@ -19,6 +18,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod evidence;
 pub mod meetings;
+pub mod missing;
 pub mod organizers;
 pub mod outcome;
 pub mod push;

@@ -93,7 +93,7 @@ async fn store_page(
             .chain(rejected_ids)
             .collect();
         listed.ids += ids.len() as u64;
-        store::meetings::note_listed(&ctx.pool, run_id, &ids).await?;
+        store::missing::note_listed(&ctx.pool, run_id, &ids).await?;
     }
     let upserted = store::meetings::upsert_page(&ctx.pool, &meetings, listed_at).await?;
     for (id, holder) in &upserted.shared {
@@ -156,11 +156,7 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
     let (run_id, listed_at) = store::runs::start_run(&ctx.pool).await?;
     let source = &ctx.settings.source;
     let incremental = !source.changed_since_param.trim().is_empty();
-    let watermark = match incremental {
-        true => store::watermarks::of(&ctx.pool, LISTING).await?,
-        false => store::watermarks::Watermark::default(),
-    };
-    let extent = Extent::choose(incremental, watermark, &ctx.settings.sync, source.changed_since_overlap(), listed_at);
+    let extent = Extent::of(ctx, LISTING, &source.changed_since_param, listed_at).await?;
     let mut report = PollReport { run_id, full: extent.is_full(), ..PollReport::default() };
     let unregister = extent.is_full() && ctx.settings.sync.on_missing == OnMissing::Unregister;
     let mut listed =
@@ -188,15 +184,15 @@ pub async fn poll(ctx: &Arc<Ctx>) -> Result<PollReport, SyncError> {
     // Only a complete full listing tells what is missing.
     match (unregister, report.partial.is_none(), listed.ids) {
         (false, _, _) => {}
-        (true, false, _) => store::meetings::forget_listed(&ctx.pool, run_id).await?,
+        (true, false, _) => store::missing::forget_listed(&ctx.pool, run_id).await?,
         // An empty listing is far likelier a platform fault than a mass cancellation.
         (true, true, 0) => {
             tracing::warn!(
                 "the platform listed no meetings; on_missing = unregister is not applied to an empty listing"
             );
-            store::meetings::forget_listed(&ctx.pool, run_id).await?;
+            store::missing::forget_listed(&ctx.pool, run_id).await?;
         }
-        (true, true, _) => report.changed += store::meetings::unregister_missing(&ctx.pool, run_id, listed_at).await?,
+        (true, true, _) => report.changed += store::missing::unregister_missing(&ctx.pool, run_id, listed_at).await?,
     }
     tracing::info!(
         pages = report.pages,

@@ -104,6 +104,26 @@ impl Extent {
         }
     }
 
+    /// How much of listing `key` to read now: [`Extent::choose`] with its
+    /// watermark, read only when the platform filters (`param` set).
+    ///
+    /// # Errors
+    /// The watermark could not be read.
+    pub(super) async fn of(
+        ctx: &super::Ctx,
+        key: &str,
+        param: &str,
+        listed_at: DateTime<Utc>,
+    ) -> Result<Self, crate::store::Error> {
+        let incremental = !param.trim().is_empty();
+        let watermark = match incremental {
+            true => crate::store::watermarks::of(&ctx.pool, key).await?,
+            false => Watermark::default(),
+        };
+        let overlap = ctx.settings.source.changed_since_overlap();
+        Ok(Self::choose(incremental, watermark, &ctx.settings.sync, overlap, listed_at))
+    }
+
     /// The time to filter by, for an incremental listing.
     pub(super) fn since(self) -> Option<DateTime<Utc>> {
         match self {

@@ -253,7 +253,7 @@ async fn an_older_listing_ingested_late_never_undoes_what_a_newer_one_wrote() {
     // Nor does an older complete listing that lacks a meeting a newer one saw.
     store::meetings::upsert_page(&app.pool, &[external(2)], at(5)).await.expect("new meeting");
     let (run_id, _) = store::runs::start_run(&app.pool).await.expect("a run");
-    store::meetings::note_listed(&app.pool, run_id, &["evt-1"]).await.expect("listed");
-    let missing = store::meetings::unregister_missing(&app.pool, run_id, at(30)).await.expect("missing");
+    store::missing::note_listed(&app.pool, run_id, &["evt-1"]).await.expect("listed");
+    let missing = store::missing::unregister_missing(&app.pool, run_id, at(30)).await.expect("missing");
     assert_eq!(missing, 0, "evt-2 was seen by a newer listing than the one it is missing from");
 }

@@ -78,11 +78,7 @@ pub async fn poll(ctx: &Arc<Ctx>, run_id: i64) -> Result<RegistrantPoll, SyncErr
             Some(meeting) => format!("registrants:{meeting}"),
             None => "registrants".to_owned(),
         };
-        let watermark = match incremental {
-            true => store::watermarks::of(&ctx.pool, &key).await?,
-            false => store::watermarks::Watermark::default(),
-        };
-        let extent = Extent::choose(incremental, watermark, &ctx.settings.sync, overlap, listed_at);
+        let extent = Extent::of(ctx, &key, &settings.changed_since_param, listed_at).await?;
         let listing = match ctx.source.registrant_listing(settings, meeting.as_deref(), extent.since()) {
             Ok(listing) => listing,
             Err(e) => {
