@@ -53,6 +53,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut scheduler = poll_bell(&settings.sync.poll_schedule, poll_due.clone()).await?;
 
     tracker.spawn(heartbeat(ctx.clone()));
+    tracker.spawn(follow_ups(ctx.clone()));
     let mut engine = tracker.spawn(engine(ctx, poll_due));
     tracker.close();
 
@@ -232,6 +233,31 @@ async fn engine(ctx: Arc<Ctx>, poll_due: Arc<Notify>) {
 async fn reconcile(ctx: &Arc<Ctx>) {
     if let Err(e) = sync::reconcile_due(ctx).await {
         tracing::error!(error = %e, "reconcile failed; retrying shortly");
+    }
+}
+
+/// How often a replica asks whether a periodic job is due; each job's own
+/// period (in the database) decides whether it runs.
+const FOLLOW_UP_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The periodic work beside the engine — the status read-back and the
+/// attendance reads — each run by one replica per period, off the engine's
+/// loop so a long read never delays a reconcile.
+async fn follow_ups(ctx: Arc<Ctx>) {
+    let mut every = tokio::time::interval(FOLLOW_UP_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = every.tick() => {
+                if let Err(e) = sync::readback::when_due(&ctx).await {
+                    tracing::warn!(error = %e, "status read-back failed; trying again at its next period");
+                }
+                if let Err(e) = sync::attendance::when_due(&ctx).await {
+                    tracing::warn!(error = %e, "attendance failed; trying again at its next period");
+                }
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{GraphAuth, Settings};
-use crate::domain::{Location, Lookup, OnlineMeetingId, OrganizerId};
+use crate::domain::{EventKind, Location, Lookup, OnlineMeetingId, OrganizerId, VirtualEvent};
 use crate::graph::{self, TokenClaims};
 use crate::store;
 
@@ -139,8 +139,9 @@ pub async fn doctor(config: Option<&Path>, options: DoctorOptions) -> Report {
         Some(meeting) => Some(OnlineMeetingId(meeting)),
         None => store::meetings::sample_meeting(&pool, &organizer).await.ok().flatten(),
     };
-    if settings.graph.target == crate::config::Target::VirtualEventWebinar {
-        report.add("webinar lookup", webinar_lookup(&ctx, &organizer, meeting.as_ref(), &mut calls).await);
+    if let Some(kind) = settings.graph.target.event_kind() {
+        let event = meeting.map(|m| VirtualEvent { kind, id: m.0 });
+        report.add("registration lookup", event_lookup(&ctx, &organizer, kind, event.as_ref(), &mut calls).await);
         report.add("clock", clock(&calls));
         return report;
     }
@@ -181,27 +182,28 @@ pub async fn doctor(config: Option<&Path>, options: DoctorOptions) -> Report {
 /// How a registration whose create answer was lost can be found: by e-mail
 /// (a get, which the `.All` permissions allow) or by listing (documented
 /// for resource-specific consent only). One of the two must work.
-async fn webinar_lookup(
+async fn event_lookup(
     ctx: &crate::sync::Ctx,
     organizer: &OrganizerId,
-    webinar: Option<&OnlineMeetingId>,
+    kind: EventKind,
+    event: Option<&VirtualEvent>,
     calls: &mut Vec<crate::domain::CallRecord>,
 ) -> Verdict {
-    let Some(webinar) = webinar else {
-        return Verdict::Skip("no webinar known yet: pass --meeting <webinar id>".into());
+    let Some(event) = event else {
+        return Verdict::Skip(format!("no {} known yet: pass --meeting <{} id>", kind.noun(), kind.noun()));
     };
     let permit = match ctx.permit(organizer).await {
         Ok(permit) => permit,
         Err(e) => return Verdict::Fail(e.to_string()),
     };
-    match ctx.graph.webinar_lookup_access(permit, webinar.as_str(), calls).await {
-        Err(e) => Verdict::Fail(format!("webinar {webinar}: {e}")),
-        Ok((Ok(()), _)) => Verdict::Ok(format!("webinar {webinar}: a lost registration is found by e-mail")),
-        Ok((Err(_), Ok(()))) => Verdict::Ok(format!(
-            "webinar {webinar}: a lost registration is found by listing (the get by e-mail is refused)"
-        )),
+    match ctx.graph.event_lookup_access(permit, event, calls).await {
+        Err(e) => Verdict::Fail(format!("{event}: {e}")),
+        Ok((Ok(()), _)) => Verdict::Ok(format!("{event}: a lost registration is found by e-mail")),
+        Ok((Err(_), Ok(()))) => {
+            Verdict::Ok(format!("{event}: a lost registration is found by listing (the get by e-mail is refused)"))
+        }
         Ok((Err(get), Err(list))) => Verdict::Fail(format!(
-            "webinar {webinar}: regsync cannot look a registration up (get by e-mail: {get}; list: {list}). Grant \
+            "{event}: regsync cannot look a registration up (get by e-mail: {get}; list: {list}). Grant \
              VirtualEvent.Read.All (or VirtualEventRegistration-Anon.ReadWrite.All) with admin consent, or \
              resource-specific consent VirtualEvent.Read.Chat, and the application access policy to the organizer"
         )),

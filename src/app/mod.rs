@@ -61,7 +61,7 @@ pub fn context(
     let source = source::Client::new(
         &settings.source,
         settings.default_allowed_registrant(),
-        settings.graph.target == crate::config::Target::VirtualEventWebinar,
+        settings.graph.target.event_kind(),
     )?;
     let graph = graph::Client::new(&settings.graph)?;
     let sealer = sealer(&settings)?;

@@ -18,6 +18,28 @@ pub enum Target {
     /// v1.0 virtual-event webinars: a platform meeting is a webinar, each
     /// registrant a webinar registration.
     VirtualEventWebinar,
+    /// v1.0 virtual-event town halls, in the webinar's shape.
+    VirtualEventTownhall,
+}
+
+impl Target {
+    /// The kind of virtual event a platform meeting is, on a v1.0 target.
+    pub fn event_kind(self) -> Option<crate::domain::EventKind> {
+        match self {
+            Self::MeetingRegistration => None,
+            Self::VirtualEventWebinar => Some(crate::domain::EventKind::Webinar),
+            Self::VirtualEventTownhall => Some(crate::domain::EventKind::Townhall),
+        }
+    }
+
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MeetingRegistration => "meeting_registration",
+            Self::VirtualEventWebinar => "virtual_event_webinar",
+            Self::VirtualEventTownhall => "virtual_event_townhall",
+        }
+    }
 }
 
 /// How regsync proves who it is to the identity platform (`graph.auth`).
@@ -205,7 +227,7 @@ impl GraphSettings {
     pub fn version(&self) -> &'static str {
         match self.target {
             Target::MeetingRegistration => "beta",
-            Target::VirtualEventWebinar => "v1.0",
+            Target::VirtualEventWebinar | Target::VirtualEventTownhall => "v1.0",
         }
     }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::domain::AllowedRegistrant;
 
+mod attendance;
 mod graph;
 mod hooks;
 mod load;
@@ -18,6 +19,7 @@ mod source;
 mod validate;
 mod validate_platform;
 
+pub use attendance::{AttendanceSettings, AttendanceWriteback};
 pub use graph::{Cloud, GraphAuth, GraphSettings, Target};
 pub use hooks::HooksSettings;
 pub use registrants::{RegistrantFields, RegistrantsSettings, WritebackSettings};
@@ -95,6 +97,8 @@ pub struct Settings {
     pub writeback: WritebackSettings,
     /// The endpoint where the platform pushes its changes.
     pub hooks: HooksSettings,
+    /// Attendance read after each event and written back.
+    pub attendance: AttendanceSettings,
 }
 
 /// `[security]`

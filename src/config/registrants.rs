@@ -31,6 +31,12 @@ pub struct RegistrantsSettings {
     /// Where one registrant is read (a pushed change that names them);
     /// `{meeting_id}` and `{id}`. Empty: `{path}/{id}`.
     pub item_path: String,
+    /// `registrants.answers.<question display name>`: where in the item the
+    /// answer to that registration question is (a v1.0 target).
+    pub answers: BTreeMap<String, String>,
+    /// How often registration statuses in Teams are read back (seconds; 0:
+    /// never). A v1.0 target.
+    pub status_readback_secs: u64,
 }
 
 impl Default for RegistrantsSettings {
@@ -45,6 +51,8 @@ impl Default for RegistrantsSettings {
             default_language: "en-us".into(),
             changed_since_param: String::new(),
             item_path: String::new(),
+            answers: BTreeMap::new(),
+            status_readback_secs: 0,
         }
     }
 }

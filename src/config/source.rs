@@ -246,6 +246,9 @@ pub struct FieldPointers {
     /// "virtual_event_webinar"`; used instead of the organizer and online
     /// meeting).
     pub webinar_id: String,
+    /// The Teams town hall the meeting is (`graph.target =
+    /// "virtual_event_townhall"`).
+    pub townhall_id: String,
 }
 
 impl Default for FieldPointers {
@@ -262,6 +265,7 @@ impl Default for FieldPointers {
             starts_at: String::new(),
             ends_at: String::new(),
             webinar_id: "/webinar_id".into(),
+            townhall_id: "/townhall_id".into(),
         }
     }
 }

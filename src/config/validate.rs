@@ -28,6 +28,7 @@ impl Settings {
             self.check_graph(&mut bad);
             self.check_source(&mut bad);
             self.check_registrants(&mut bad);
+            self.check_attendance(&mut bad);
         }
         self.check_limits(&mut bad);
         self.check_sync(&mut bad);
@@ -151,12 +152,12 @@ impl Settings {
     /// root have the registration API.
     fn check_graph(&self, bad: &mut Vec<String>) {
         let g = &self.graph;
-        if g.target == Target::VirtualEventWebinar && g.auth == GraphAuth::Delegated {
-            bad.push(
-                "graph.target = \"virtual_event_webinar\" registers other people, which needs application permission \
-                 (VirtualEventRegistration-Anon.ReadWrite.All): graph.auth cannot be \"delegated\""
-                    .into(),
-            );
+        if g.target.event_kind().is_some() && g.auth == GraphAuth::Delegated {
+            bad.push(format!(
+                "graph.target = {:?} registers other people, which needs application permission \
+                 (VirtualEventRegistration-Anon.ReadWrite.All): graph.auth cannot be \"delegated\"",
+                g.target.as_str()
+            ));
         }
         for (key, url) in [("graph.base_url", &g.base_url), ("graph.authority_url", &g.authority_url)] {
             if let Err(why) = crate::http::credentials_may_go_to(url) {
@@ -174,8 +175,8 @@ impl Settings {
         let version = g.version();
         if !base.path().trim_end_matches('/').ends_with(&format!("/{version}")) {
             let why = match g.target {
-                Target::MeetingRegistration => "the externalMeetingRegistration API exists only in beta",
-                Target::VirtualEventWebinar => "graph.target = \"virtual_event_webinar\" is the v1.0 API",
+                Target::MeetingRegistration => "the externalMeetingRegistration API exists only in beta".to_owned(),
+                virtual_event => format!("graph.target = {:?} is the v1.0 API", virtual_event.as_str()),
             };
             bad.push(format!(
                 "graph.base_url must be Graph's {version} root (for example https://graph.microsoft.com/{version}), \

@@ -75,6 +75,7 @@ impl Settings {
             ("source.fields.organizer_upn", &f.organizer_upn),
             ("source.fields.join_url", &f.join_url),
             ("source.fields.webinar_id", &f.webinar_id),
+            ("source.fields.townhall_id", &f.townhall_id),
         ] {
             if let Err(e) = crate::domain::Selector::parse(selector) {
                 bad.push(format!("{key}: {e}"));
@@ -90,6 +91,58 @@ impl Settings {
     }
 
     /// `[registrants]` and `[writeback]`.
+    /// `[attendance]`: an end to wait for, and a write-back safe to repeat.
+    pub(super) fn check_attendance(&self, bad: &mut Vec<String>) {
+        let a = &self.attendance;
+        if !a.enabled {
+            return;
+        }
+        if self.source.fields.ends_at.is_empty() {
+            bad.push(
+                "attendance.enabled needs each event's end: map source.fields.ends_at (attendance is read \
+                 attendance.delay_secs after it)"
+                    .into(),
+            );
+        }
+        if !self.registrants.enabled {
+            bad.push("attendance.enabled needs registrants.enabled: attendance is written back per registrant".into());
+        }
+        if a.give_up_after_secs <= a.delay_secs {
+            bad.push(format!(
+                "attendance.give_up_after_secs ({}) must be more than attendance.delay_secs ({})",
+                a.give_up_after_secs, a.delay_secs
+            ));
+        }
+        let w = &a.writeback;
+        if w.url.is_empty() {
+            return;
+        }
+        if !matches!(w.method.to_ascii_uppercase().as_str(), "PUT" | "PATCH") {
+            bad.push(format!(
+                "attendance.writeback.method {:?} is not PUT or PATCH: a write-back may be sent again after a lost \
+                 answer, so it must be a method whose repeat changes nothing",
+                w.method
+            ));
+        }
+        if !w.url.starts_with('/') {
+            if let Err(why) = crate::http::credentials_may_go_to(&w.url) {
+                bad.push(format!("attendance.writeback.url {why}"));
+            }
+        }
+        // Figures may stand outside quotes; the rest inside JSON strings.
+        let sample = [("{attended}", "true"), ("{total_seconds}", "0")]
+            .into_iter()
+            .chain(["{email}", "{first_join}", "{last_leave}", "{registrant_id}"].map(|p| (p, "x")))
+            .fold(w.body.clone(), |body, (placeholder, value)| body.replace(placeholder, value));
+        if serde_json::from_str::<serde_json::Value>(&sample).is_err() {
+            bad.push(
+                "attendance.writeback.body is not a JSON template ({attended} and {total_seconds} may stand alone; \
+                 the other placeholders go inside JSON strings)"
+                    .into(),
+            );
+        }
+    }
+
     pub(super) fn check_registrants(&self, bad: &mut Vec<String>) {
         let r = &self.registrants;
         if !r.enabled {
@@ -112,6 +165,25 @@ impl Settings {
             if let Err(e) = crate::domain::Selector::parse(selector) {
                 bad.push(format!("{key}: {e}"));
             }
+        }
+        for (name, selector) in &r.answers {
+            if let Err(e) = crate::domain::Selector::parse(selector) {
+                bad.push(format!("registrants.answers.{name}: {e}"));
+            }
+        }
+        if r.status_readback_secs > 0 && self.graph.target.event_kind().is_none() {
+            bad.push(
+                "registrants.status_readback_secs is set, but a meeting registration's registrants have no status \
+                 in Teams to read back: graph.target is \"meeting_registration\""
+                    .into(),
+            );
+        }
+        if !r.answers.is_empty() && self.graph.target.event_kind().is_none() {
+            bad.push(
+                "registrants.answers is set, but only a webinar or town hall asks registration questions: \
+                 graph.target is \"meeting_registration\""
+                    .into(),
+            );
         }
         if f.id.is_empty() {
             bad.push("registrants.fields.id is required when registrants.enabled is true".into());

@@ -3,17 +3,25 @@
 //! Graph holds there, and the audit record of one Graph request. Owns no I/O;
 //! `source`, `store` and `graph` meet only here.
 
+mod attendance;
 mod failure;
+mod registrant;
 mod selector;
 mod state;
+mod virtual_event;
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+pub use attendance::{Attendance, Attendee};
 pub use failure::{CallRecord, FailureCategory, OrganizerCondition};
+pub use registrant::{ExternalRegistrant, Person};
 pub use selector::Selector;
 pub use state::RowState;
+pub use virtual_event::{
+    AnswerInput, AnswerValue, EventKind, QuestionAnswer, RegistrationQuestion, TeamsStatus, VirtualEvent,
+};
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
@@ -137,15 +145,15 @@ pub struct EventTimes {
 }
 
 /// Where Graph holds a meeting's registrants: the online meeting's
-/// registration (beta), or the webinar (v1.0).
+/// registration (beta), or the webinar or town hall (v1.0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrantsAt {
     /// `…/onlineMeetings/{meeting}/registration/registrants`, under the
     /// meeting's registration with this id: Graph deletes registrants with
     /// their registration, so one re-created is another place.
     Meeting(Location, RegistrationId),
-    /// `/solutions/virtualEvents/webinars/{webinar}/registrations`.
-    Webinar(String),
+    /// `/solutions/virtualEvents/{webinars|townhalls}/{id}/registrations`.
+    Event(VirtualEvent),
 }
 
 impl RegistrantsAt {
@@ -156,7 +164,7 @@ impl RegistrantsAt {
                 serde_json::json!(["meeting", at.organizer.as_str(), at.meeting.as_str(), registration.as_str()])
                     .to_string()
             }
-            Self::Webinar(id) => serde_json::json!(["webinar", id]).to_string(),
+            Self::Event(event) => serde_json::json!([event.kind.key(), event.id]).to_string(),
         }
     }
 
@@ -168,46 +176,13 @@ impl RegistrantsAt {
                 Location { organizer: OrganizerId(organizer.clone()), meeting: OnlineMeetingId(meeting.clone()) },
                 RegistrationId(registration.clone()),
             )),
-            [kind, webinar] if kind == "webinar" => Some(Self::Webinar(webinar.clone())),
+            [kind, id] => {
+                let kind = [EventKind::Webinar, EventKind::Townhall].into_iter().find(|k| k.key() == kind)?;
+                Some(Self::Event(VirtualEvent { kind, id: id.clone() }))
+            }
             _ => None,
         }
     }
-}
-
-/// A person the platform registered for one of its meetings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalRegistrant {
-    /// The platform's registrant id: the registrant's `id` at Teams (meeting
-    /// registration) or `externalRegistrationInformation.registrationId`
-    /// (webinar).
-    pub external_id: String,
-    /// The platform's meeting id.
-    pub meeting_external_id: String,
-    /// Registered or cancelled.
-    pub desired: Desired,
-    /// Who they are, as far as the platform says.
-    pub person: Person,
-    /// When the platform last changed them, if it says.
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
-/// What a registration needs to know about a registrant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Person {
-    /// E-mail.
-    pub email: Option<String>,
-    /// Given name.
-    pub first_name: Option<String>,
-    /// Family name.
-    pub last_name: Option<String>,
-    /// Entra tenant (an `organization` meeting's registrant).
-    pub tenant_id: Option<String>,
-    /// Entra user (an `organization` meeting's registrant).
-    pub user_id: Option<String>,
-    /// Windows time zone name.
-    pub preferred_timezone: Option<String>,
-    /// Language tag.
-    pub preferred_language: Option<String>,
 }
 
 /// The organizer as the platform names them: Graph's id, or the user

@@ -6,21 +6,26 @@
 
 mod answer;
 mod assertion;
+mod attendance;
 mod auth;
 mod client;
 mod lookup;
+mod questions;
 mod registrants;
 mod sign_in;
+mod virtual_events;
 mod wire;
 
 use std::time::Duration;
 
 use crate::domain::FailureCategory;
 
+pub use attendance::AttendanceAt;
 pub use auth::refresh_in as token_refresh_in;
 pub use client::{Client, Permit, TokenClaims};
-pub use registrants::{Enrolled, WebinarRegistration, MAX_REGISTRATION_ID_CHARS};
+pub use registrants::Enrolled;
 pub use sign_in::{DeviceCode, SignInError, UserTokens};
+pub use virtual_events::{EventRegistration, ListedRegistration, MAX_REGISTRATION_ID_CHARS};
 
 /// What a delete found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,10 @@
-//! Registrants at Graph. Meeting registration (beta): a registrant is
-//! created under the meeting's external registration with the platform's id
-//! as its `id`, and its personal `joinWebUrl` comes back **only** in that
-//! answer (a GET or list shows it as null); removed by `DELETE`. Webinar
-//! (v1.0): a registration is created with the platform's id as
-//! `externalRegistrationInformation.registrationId`; with application
-//! permission the answer is 204 without a body, so its id is found by
-//! listing the webinar's registrations; cancelled by `POST …/cancel`.
+//! Registrants at Graph under a meeting registration (beta): a registrant
+//! is created under the meeting's external registration with the
+//! platform's id as its `id`, and its personal `joinWebUrl` comes back
+//! **only** in that answer (a GET or list shows it as null); removed by
+//! `DELETE`. And the reading of a Graph collection page by page, which the
+//! virtual events' registrations share.
 //! <https://learn.microsoft.com/graph/api/externalmeetingregistrant-post?view=graph-rest-beta>
-//! <https://learn.microsoft.com/graph/api/virtualeventwebinar-post-registrations>
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -21,9 +18,6 @@ use crate::domain::{AllowedRegistrant, CallRecord, Location, Person};
 
 /// `@odata.type` of a registrant regsync creates.
 const REGISTRANT_TYPE: &str = "#microsoft.graph.externalMeetingRegistrant";
-
-/// The most characters `externalRegistrationInformation.registrationId` takes.
-pub const MAX_REGISTRATION_ID_CHARS: usize = 256;
 
 /// A registrant Graph created, with its personal join link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,22 +35,6 @@ struct RegistrantBody {
     join_web_url: Option<String>,
 }
 
-/// One webinar registration as the list shows it.
-#[derive(Deserialize)]
-struct Registration {
-    id: String,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(rename = "externalRegistrationInformation", default)]
-    external: Option<External>,
-}
-
-#[derive(Deserialize)]
-struct External {
-    #[serde(rename = "registrationId", default)]
-    registration_id: Option<String>,
-}
-
 /// One page of a Graph collection.
 #[derive(Deserialize)]
 struct Page<T> {
@@ -68,25 +46,6 @@ struct Page<T> {
 
 /// The most pages regsync reads of one collection.
 const MAX_PAGES: usize = 1_000;
-
-#[derive(Deserialize)]
-struct Webinar {
-    #[serde(default)]
-    status: Option<String>,
-}
-
-/// What a webinar registration carries.
-#[derive(Debug, Clone, Copy)]
-pub struct WebinarRegistration<'a> {
-    /// The platform's registrant id.
-    pub external_id: &'a str,
-    /// Who.
-    pub person: &'a Person,
-    /// `preferredTimezone` when the person names none.
-    pub default_timezone: &'a str,
-    /// `preferredLanguage` when the person names none.
-    pub default_language: &'a str,
-}
 
 impl Client {
     fn registrants_path(&self, at: &Location) -> Result<String, Error> {
@@ -157,129 +116,6 @@ impl Client {
         Ok(if absent_on_404(answer, calls)?.is_some() { Deleted::Removed } else { Deleted::AlreadyGone })
     }
 
-    /// The webinar's status (`draft`, `published`, `canceled`, …).
-    ///
-    /// # Errors
-    /// Classified failures; a 404 is `Rejected`.
-    pub async fn webinar_status(
-        &self,
-        permit: Permit,
-        webinar: &str,
-        calls: &mut Vec<CallRecord>,
-    ) -> Result<String, Error> {
-        let (status, bytes) = self.send(permit, Method::GET, webinar_path(webinar)?, None, calls).await?;
-        let webinar: Webinar = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
-        Ok(webinar.status.unwrap_or_default())
-    }
-
-    /// Registers a person for a webinar. With application permission the
-    /// answer is 204 without a body: `None`; with delegated permission 201
-    /// with the registration: its id.
-    ///
-    /// # Errors
-    /// Classified failures.
-    pub async fn register_for_webinar(
-        &self,
-        permit: Permit,
-        webinar: &str,
-        registration: WebinarRegistration<'_>,
-        calls: &mut Vec<CallRecord>,
-    ) -> Result<Option<String>, Error> {
-        let p = registration.person;
-        let body = json!({
-            "firstName": p.first_name,
-            "lastName": p.last_name,
-            "email": p.email,
-            "preferredTimezone": p.preferred_timezone.as_deref().unwrap_or(registration.default_timezone),
-            "preferredLanguage": p.preferred_language.as_deref().unwrap_or(registration.default_language),
-            "externalRegistrationInformation": {"registrationId": registration.external_id},
-        });
-        let path = format!("{}/registrations", webinar_path(webinar)?);
-        let (status, bytes) = self.send(permit, Method::POST, path, Some(&body), calls).await?;
-        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
-            return Ok(None);
-        }
-        let created: Registration = serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
-        Ok(Some(created.id).filter(|id| !id.is_empty()))
-    }
-
-    /// The ids of the webinar registrations whose external id is
-    /// `external_id` and that are not cancelled (more than one: a
-    /// duplicate, found only by listing). First by the person's
-    /// e-mail, the alternate key Graph's metadata declares: a get of one
-    /// registration accepts the `.All` application permissions, where the
-    /// list is documented for resource-specific consent only. Where that
-    /// get is refused (not permitted, or the key not supported), by
-    /// listing the webinar's registrations.
-    ///
-    /// # Errors
-    /// Classified failures; a next link elsewhere is an unexpected body.
-    pub async fn find_webinar_registrations(
-        &self,
-        permit: Permit,
-        webinar: &str,
-        external_id: &str,
-        email: Option<&str>,
-        calls: &mut Vec<CallRecord>,
-    ) -> Result<Vec<String>, Error> {
-        let ours = |r: &Registration| {
-            r.external.as_ref().and_then(|e| e.registration_id.as_deref()) == Some(external_id)
-                && !r.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("canceled"))
-        };
-        let permit = match email.filter(|e| !e.is_empty()) {
-            None => permit,
-            Some(email) => {
-                let token = permit.token.clone();
-                let answer = self.send(permit, Method::GET, registration_by_email(webinar, email)?, None, calls).await;
-                match answer {
-                    Ok((status, bytes)) => {
-                        let found: Registration =
-                            serde_json::from_slice(&bytes).map_err(|e| unexpected(status, &e.to_string()))?;
-                        // Another registration of the same address (made in
-                        // Teams, or an older one) says nothing of ours.
-                        if ours(&found) {
-                            return Ok(vec![found.id]);
-                        }
-                    }
-                    Err(Error::Rejected { status: 404, .. }) => {
-                        mark_last(calls, "absent");
-                        return Ok(Vec::new());
-                    }
-                    // The key is not usable by this app: the list decides,
-                    // and a refusal of the API itself shows there.
-                    Err(Error::Rejected { status: 400 | 403 | 405, .. } | Error::Retired { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-                self.permit_as(token).await
-            }
-        };
-        let path = format!("{}/registrations", webinar_path(webinar)?);
-        // The whole list: a duplicate (two live registrations for one
-        // person) is found with the first.
-        self.pick_listed(permit, path, calls, |r: Registration| ours(&r).then_some(r.id), false).await
-    }
-
-    /// Which of the two lookups of a webinar registration this app may make
-    /// (for `regsync doctor`): the get by e-mail of an address no one
-    /// registered (a 404 means permitted), and the first page of the list.
-    /// Reads only.
-    pub async fn webinar_lookup_access(
-        &self,
-        permit: Permit,
-        webinar: &str,
-        calls: &mut Vec<CallRecord>,
-    ) -> Result<(Result<(), Error>, Result<(), Error>), Error> {
-        let token = permit.token.clone();
-        let by_email = registration_by_email(webinar, "regsync-doctor-probe@invalid.example")?;
-        let by_email = match self.send(permit, Method::GET, by_email, None, calls).await {
-            Ok(_) | Err(Error::Rejected { status: 404, .. }) => Ok(()),
-            Err(e) => Err(e),
-        };
-        let list = format!("{}/registrations", webinar_path(webinar)?);
-        let list = self.send(self.permit_as(token).await, Method::GET, list, None, calls).await.map(drop);
-        Ok((by_email, list))
-    }
-
     /// The first item of the collection at `path` that `pick` accepts.
     async fn find_listed<T: DeserializeOwned, R>(
         &self,
@@ -295,7 +131,7 @@ impl Client {
     /// first, reading no further, with `first_only`), following
     /// `@odata.nextLink` within Graph; the last call is marked `absent` when
     /// none is.
-    async fn pick_listed<T: DeserializeOwned, R>(
+    pub(super) async fn pick_listed<T: DeserializeOwned, R>(
         &self,
         permit: Permit,
         mut path: String,
@@ -340,30 +176,4 @@ impl Client {
         }
         Err(unexpected(StatusCode::OK, &format!("more than {MAX_PAGES} pages in one collection")))
     }
-
-    /// Cancels webinar registration `id`; a 404 means it is already gone.
-    ///
-    /// # Errors
-    /// Classified failures.
-    pub async fn cancel_webinar_registration(
-        &self,
-        permit: Permit,
-        webinar: &str,
-        id: &str,
-        calls: &mut Vec<CallRecord>,
-    ) -> Result<Deleted, Error> {
-        let path = format!("{}/registrations/{}/cancel", webinar_path(webinar)?, segment(id)?);
-        let answer = self.send(permit, Method::POST, path, None, calls).await;
-        Ok(if absent_on_404(answer, calls)?.is_some() { Deleted::Removed } else { Deleted::AlreadyGone })
-    }
-}
-
-fn webinar_path(webinar: &str) -> Result<String, Error> {
-    Ok(format!("/solutions/virtualEvents/webinars/{}", segment(webinar)?))
-}
-
-/// The get of one webinar registration by its `email` alternate key (an
-/// OData string literal, its quotes doubled).
-fn registration_by_email(webinar: &str, email: &str) -> Result<String, Error> {
-    Ok(format!("{}/registrations(email='{}')", webinar_path(webinar)?, segment(&email.replace('\'', "''"))?))
 }

@@ -161,7 +161,7 @@ impl Client {
     pub fn new(
         settings: &SourceSettings,
         default_allowed_registrant: AllowedRegistrant,
-        webinars: bool,
+        events: Option<crate::domain::EventKind>,
     ) -> Result<Self, Error> {
         let base = settings.base_url.as_deref().ok_or_else(|| Error::Setup("source.base_url is not set".into()))?;
         let url = reqwest::Url::parse(&format!("{}{}", base.trim_end_matches('/'), settings.meetings_path))
@@ -176,7 +176,7 @@ impl Client {
             .user_agent(crate::http::USER_AGENT)
             .build()
             .map_err(|e| Error::Setup(e.to_string()))?;
-        let shape = PageShape::new(settings, default_allowed_registrant, webinars)?;
+        let shape = PageShape::new(settings, default_allowed_registrant, events)?;
         let pace = std::num::NonZeroU32::new(settings.max_requests_per_second)
             .map(|rate| Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(rate))));
         Ok(Self { http, pace, url, settings: settings.clone(), shape, rotating })

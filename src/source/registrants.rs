@@ -18,6 +18,8 @@ pub struct RegistrantShape {
     status: Selector,
     updated_at: Selector,
     person: [(&'static str, Selector); 7],
+    /// Question name and where its answer is.
+    answers: Vec<(String, Selector)>,
     statuses: Vec<(String, Option<Desired>)>,
 }
 
@@ -64,6 +66,11 @@ impl RegistrantShape {
                 ("preferred_timezone", select("registrants.fields.preferred_timezone", &f.preferred_timezone)?),
                 ("preferred_language", select("registrants.fields.preferred_language", &f.preferred_language)?),
             ],
+            answers: settings
+                .answers
+                .iter()
+                .map(|(name, text)| Ok((name.clone(), select(&format!("registrants.answers.{name}"), text)?)))
+                .collect::<Result<_, Error>>()?,
             statuses,
         })
     }
@@ -115,7 +122,21 @@ impl RegistrantShape {
         let person =
             Person { email, first_name, last_name, tenant_id, user_id, preferred_timezone, preferred_language };
         let updated_at = super::times::time_at(item, &self.updated_at);
-        Ok(Parsed::Accepted(ExternalRegistrant { external_id, meeting_external_id, desired, person, updated_at }))
+        // Checked against the event's questions when the registration is
+        // sent: only Graph knows which are required and their types.
+        let answers = self
+            .answers
+            .iter()
+            .filter_map(|(name, selector)| Some((name.clone(), selector.select(item)?.clone())))
+            .collect();
+        Ok(Parsed::Accepted(ExternalRegistrant {
+            external_id,
+            meeting_external_id,
+            desired,
+            person,
+            updated_at,
+            answers,
+        }))
     }
 }
 
@@ -164,6 +185,8 @@ pub struct Writeback<'a> {
     pub registration_id: Option<&'a str>,
     /// The registrant's status (`{status}`, for the status write-back).
     pub status: Option<&'a str>,
+    /// More placeholders and their values (the attendance write-back's).
+    pub extra: &'a [(&'static str, String)],
 }
 
 impl Client {
@@ -245,6 +268,8 @@ impl Client {
             .replace("{registration_id}", &json(values.registration_id))
             .replace("{registrant_id}", &json(Some(values.registrant_id)))
             .replace("{status}", &json(values.status));
+        let body =
+            values.extra.iter().fold(body, |body, (placeholder, value)| body.replace(placeholder, &json(Some(value))));
         let method = reqwest::Method::from_bytes(settings.method.to_ascii_uppercase().as_bytes())
             .unwrap_or(reqwest::Method::PUT);
         // The URL as errors show it: without the user and password that

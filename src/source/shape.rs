@@ -3,7 +3,7 @@
 //! a JSONPath), and what the platform's status words mean.
 
 use crate::config::{Paging, SourceSettings};
-use crate::domain::{AllowedRegistrant, Desired, Selector};
+use crate::domain::{AllowedRegistrant, Desired, EventKind, Selector};
 
 use super::Error;
 
@@ -39,9 +39,9 @@ pub struct Fields {
     pub starts_at: Selector,
     /// When the event ends.
     pub ends_at: Selector,
-    /// The webinar the meeting is (webinar target), instead of the
-    /// organizer and online meeting.
-    pub webinar_id: Option<Selector>,
+    /// The webinar or town hall the meeting is (a v1.0 target), instead of
+    /// the organizer and online meeting: its field's name, and where it is.
+    pub event_id: Option<(&'static str, Selector)>,
 }
 
 /// Where things are in a page, and the rules for its items.
@@ -72,8 +72,8 @@ pub struct PageShape {
 }
 
 impl PageShape {
-    /// Compiles the shape `settings` describe; `webinars`: each meeting is
-    /// a webinar (`graph.target = "virtual_event_webinar"`).
+    /// Compiles the shape `settings` describe; `events`: each meeting is a
+    /// webinar or a town hall (a v1.0 `graph.target`).
     ///
     /// # Errors
     /// A field selector or a status mapping is invalid (validation names
@@ -81,7 +81,7 @@ impl PageShape {
     pub fn new(
         settings: &SourceSettings,
         default_allowed_registrant: AllowedRegistrant,
-        webinars: bool,
+        events: Option<EventKind>,
     ) -> Result<Self, Error> {
         let f = &settings.fields;
         let select = |key: &str, text: &str| Selector::parse(text).map_err(|e| Error::Setup(format!("{key}: {e}")));
@@ -96,7 +96,13 @@ impl PageShape {
             updated_at: select("source.fields.updated_at", &f.updated_at)?,
             starts_at: select("source.fields.starts_at", &f.starts_at)?,
             ends_at: select("source.fields.ends_at", &f.ends_at)?,
-            webinar_id: if webinars { Some(select("source.fields.webinar_id", &f.webinar_id)?) } else { None },
+            event_id: match events {
+                None => None,
+                Some(EventKind::Webinar) => Some(("webinar_id", select("source.fields.webinar_id", &f.webinar_id)?)),
+                Some(EventKind::Townhall) => {
+                    Some(("townhall_id", select("source.fields.townhall_id", &f.townhall_id)?))
+                }
+            },
         };
         // The platform's own words first: they may redefine the built-ins.
         let mut statuses = Vec::new();

@@ -206,14 +206,14 @@ pub(super) fn parse_item(item: &Value, shape: &PageShape) -> Result<Parsed<Exter
         )));
     }
     let external_id = id.clone().map_err(&reject)?.ok_or_else(|| reject(missing("id", &shape.fields.id)))?;
-    let (organizer, online_meeting) = match &shape.fields.webinar_id {
-        // A webinar is the meeting: its id stands where the online meeting's
-        // does, and the organizer is optional.
-        Some(selector) => {
+    let (organizer, online_meeting) = match &shape.fields.event_id {
+        // A webinar or town hall is the meeting: its id stands where the
+        // online meeting's does, and the organizer is optional.
+        Some((field, selector)) => {
             let organizer = text_field(item, "organizer_id", &shape.fields.organizer_id, false).map_err(&reject)?;
             (
                 OrganizerRef::Id(OrganizerId(organizer.unwrap_or_default())),
-                MeetingRef::Id(OnlineMeetingId(graph_id(item, "webinar_id", selector).map_err(&reject)?)),
+                MeetingRef::Id(OnlineMeetingId(graph_id(item, field, selector).map_err(&reject)?)),
             )
         }
         None => (

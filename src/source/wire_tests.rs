@@ -7,7 +7,7 @@ use serde_json::json;
 fn shape_with(change: impl FnOnce(&mut crate::config::SourceSettings)) -> PageShape {
     let mut settings = crate::config::SourceSettings { max_item_bytes: 4_096, ..Default::default() };
     change(&mut settings);
-    PageShape::new(&settings, AllowedRegistrant::Everyone, false).expect("a valid shape")
+    PageShape::new(&settings, AllowedRegistrant::Everyone, None).expect("a valid shape")
 }
 
 fn shape() -> PageShape {

@@ -10,6 +10,7 @@
 //! deliveries and the wake-up of every replica.
 //! Calls no other regsync module but `config` and `domain`.
 
+pub mod attendance;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod claims;
@@ -22,6 +23,7 @@ pub mod missing;
 pub mod organizers;
 pub mod outcome;
 pub mod push;
+pub mod readback;
 pub mod registrants;
 pub mod resolutions;
 pub mod retention;

@@ -3,12 +3,14 @@
 //! out the steps `plan` decides) under the error policy of `retry`. Uses
 //! `source`, `store` and `graph`; nothing but `app` and tests use it.
 
+pub mod attendance;
 mod engine;
 pub mod ingest;
 mod listing;
 mod plan;
 pub mod preview;
 pub mod push;
+pub mod readback;
 pub mod reconcile;
 pub mod registrants;
 pub mod retry;
@@ -70,7 +72,7 @@ pub struct Ctx {
     /// Organizers' tokens, with delegated sign-in (`graph.auth = delegated`).
     pub sign_ins: Option<sign_ins::SignIns>,
     /// Webinars' statuses, read before their first registrations.
-    pub webinars: registrants::WebinarStatuses,
+    pub event_facts: registrants::EventFacts,
     /// Microsoft's limit on virtual-event writes.
     pub virtual_event_writes: registrants::WritePace,
     /// What the last probe at a known registration showed, and when
@@ -116,7 +118,7 @@ impl Ctx {
             throttle,
             lookups,
             sign_ins: None,
-            webinars: registrants::WebinarStatuses::default(),
+            event_facts: registrants::EventFacts::default(),
             known_probe: std::sync::Mutex::default(),
             virtual_event_writes,
         }

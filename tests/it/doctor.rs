@@ -171,10 +171,10 @@ async fn the_webinar_target_says_which_lookup_of_a_lost_registration_this_app_ma
 
     let (lines, success, stderr) = doctor(&db, &sim, &args, &env).await;
     assert!(success, "{lines:#?} {stderr}");
-    assert!(line(&lines, "webinar lookup").contains("found by e-mail"), "{lines:#?}");
+    assert!(line(&lines, "registration lookup").contains("found by e-mail"), "{lines:#?}");
 
     sim.refuse_registration_get();
     let (lines, success, _) = doctor(&db, &sim, &args, &env).await;
     assert!(success, "{lines:#?}");
-    assert!(line(&lines, "webinar lookup").contains("found by listing"), "{lines:#?}");
+    assert!(line(&lines, "registration lookup").contains("found by listing"), "{lines:#?}");
 }

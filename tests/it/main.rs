@@ -1,6 +1,7 @@
 //! Integration tests: real PostgreSQL, real HTTP on loopback, the simulator
 //! as Graph, identity platform and event platform.
 
+mod attendance;
 mod budget;
 mod chaos;
 mod chaos_webinar;
@@ -37,5 +38,7 @@ mod resolution;
 mod retired;
 mod scope;
 mod suspension;
+mod teams_changes;
 mod tenant;
 mod tls;
+mod townhalls;

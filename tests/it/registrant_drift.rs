@@ -132,6 +132,7 @@ pub async fn claimed_registrant(pool: &sqlx::PgPool) -> regsync::store::registra
         desired: Desired::Registered,
         person: Person::default(),
         updated_at: None,
+        answers: Default::default(),
     };
     upsert_page(pool, std::slice::from_ref(&person)).await.unwrap();
     let round = chrono::Utc::now() + chrono::Duration::seconds(1);

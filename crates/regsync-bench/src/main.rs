@@ -337,7 +337,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let source = source::Client::new(
         &settings.source,
         settings.default_allowed_registrant(),
-        settings.graph.target == regsync::config::Target::VirtualEventWebinar,
+        settings.graph.target.event_kind(),
     )?;
     let (mut fetch_secs, mut steady_secs, mut steady_calls) = (f64::MAX, f64::MAX, 0);
     for _ in 0..args.steady_cycles.max(1) {

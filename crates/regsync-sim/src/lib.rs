@@ -39,7 +39,10 @@ pub use directory::{join_url_of, upn_of, LookupRequest};
 pub use faults::{Fault, FaultRates, Retirement, TokenFault};
 pub use graph::{GraphRequest, Registration};
 pub use identity::{DeviceAnswer, FEDERATED_AUDIENCE, FEDERATED_ISSUER, FEDERATED_SUBJECT, GRAPH_AUDIENCE};
-pub use people::{GraphRegistrant, PeopleRequest, SimRegistrant, SimWebinar, WebinarRegistration, WriteBack};
+pub use people::{
+    GraphRegistrant, PeopleRequest, RegistrationConfig, SimAttendee, SimQuestion, SimRegistrant, SimReport, SimWebinar,
+    WebinarRegistration, WriteBack,
+};
 pub use platform::{signature as webhook_signature, Delivery as WebhookDelivery, PageFault, SimMeeting};
 
 /// The app credentials the simulator accepts.

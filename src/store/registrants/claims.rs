@@ -39,6 +39,13 @@ pub struct ClaimedRegistrant {
     /// How long ago the intent of the write whose outcome is unknown was
     /// committed, by the database's clock.
     pub intent_age: Option<Duration>,
+    /// Their registration's status in Teams, as last read back.
+    pub teams_status: Option<crate::domain::TeamsStatus>,
+    /// That status was seen after the platform last changed them: of the
+    /// two, the change made in Teams is the later.
+    pub teams_change_is_latest: bool,
+    /// Their answers to registration questions, by configured name.
+    pub answers: std::collections::BTreeMap<String, serde_json::Value>,
     /// The meeting, if the platform listed it.
     pub meeting: Option<MeetingView>,
 }
@@ -85,7 +92,8 @@ const CLAIM_DUE: &str = concat!(
     r#"
         RETURNING m.*, taken.parked
     )
-    SELECT c.*, EXTRACT(EPOCH FROM now() - c.intent_at)::float8 AS intent_age_secs, m.desired AS m_desired, m.state AS m_state, m.organizer_id AS m_organizer_id,
+    SELECT c.*, EXTRACT(EPOCH FROM now() - c.intent_at)::float8 AS intent_age_secs,
+           coalesce(c.teams_status_at >= c.platform_changed_at, FALSE) AS teams_change_is_latest, m.desired AS m_desired, m.state AS m_state, m.organizer_id AS m_organizer_id,
            m.online_meeting_id AS m_online_meeting_id, m.registration_id AS m_registration_id,
            m.registered_organizer_id AS m_registered_organizer_id,
            m.registered_meeting_id AS m_registered_meeting_id, m.allowed_registrant AS m_allowed_registrant,
@@ -174,6 +182,12 @@ fn claimed(row: &sqlx::postgres::PgRow) -> Result<ClaimedRegistrant, sqlx::Error
         intent_age: row
             .try_get::<Option<f64>, _>("intent_age_secs")?
             .map(|secs| Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)),
+        teams_status: row
+            .try_get::<Option<String>, _>("teams_status")?
+            .as_deref()
+            .and_then(crate::domain::TeamsStatus::from_str_stored),
+        teams_change_is_latest: row.try_get("teams_change_is_latest")?,
+        answers: row.try_get::<sqlx::types::Json<_>, _>("answers")?.0,
         meeting,
     })
 }

@@ -64,6 +64,7 @@ pub async fn upsert_page(pool: &PgPool, registrants: &[ExternalRegistrant]) -> R
         user_id: Option<&'a str>,
         preferred_timezone: Option<&'a str>,
         preferred_language: Option<&'a str>,
+        answers: &'a std::collections::BTreeMap<String, serde_json::Value>,
     }
     if registrants.is_empty() {
         return Ok(0);
@@ -81,30 +82,32 @@ pub async fn upsert_page(pool: &PgPool, registrants: &[ExternalRegistrant]) -> R
             user_id: r.person.user_id.as_deref(),
             preferred_timezone: r.person.preferred_timezone.as_deref(),
             preferred_language: r.person.preferred_language.as_deref(),
+            answers: &r.answers,
         })
         .collect();
     let changed = sqlx::query(concat!(
         r#"
         INSERT INTO registrants AS r (external_id, meeting_external_id, desired, email, first_name, last_name,
-                                      tenant_id, user_id, preferred_timezone, preferred_language)
+                                      tenant_id, user_id, preferred_timezone, preferred_language, answers)
         SELECT * FROM jsonb_to_recordset($1) AS i(external_id text, meeting_external_id text, desired text,
             email text, first_name text, last_name text, tenant_id text, user_id text, preferred_timezone text,
-            preferred_language text)
+            preferred_language text, answers jsonb)
         -- Rows locked in the order meetings' changes wake them in.
         ORDER BY meeting_external_id, external_id
         ON CONFLICT (meeting_external_id, external_id) DO UPDATE SET
             desired = EXCLUDED.desired, email = EXCLUDED.email, first_name = EXCLUDED.first_name,
             last_name = EXCLUDED.last_name, tenant_id = EXCLUDED.tenant_id, user_id = EXCLUDED.user_id,
             preferred_timezone = EXCLUDED.preferred_timezone, preferred_language = EXCLUDED.preferred_language,
+            answers = EXCLUDED.answers, platform_changed_at = now(),
             -- In flight: the outcome write sees the change and makes it due.
             "#,
         due_unless_in_flight!("r"),
         r#", updated_at = now()
         WHERE (r.desired, r.email, r.first_name, r.last_name, r.tenant_id, r.user_id, r.preferred_timezone,
-               r.preferred_language)
+               r.preferred_language, r.answers)
               IS DISTINCT FROM (EXCLUDED.desired, EXCLUDED.email, EXCLUDED.first_name, EXCLUDED.last_name,
                                 EXCLUDED.tenant_id, EXCLUDED.user_id, EXCLUDED.preferred_timezone,
-                                EXCLUDED.preferred_language)
+                                EXCLUDED.preferred_language, EXCLUDED.answers)
         "#
     ))
     .bind(Json(items))

@@ -128,6 +128,9 @@ const RECORD_OUTCOME: &str = concat!(
                 state = CASE WHEN meeting_changed OR (desired <> $4 AND $3 <> 'failed') THEN 'pending' ELSE $3 END,
                 meeting_changed = FALSE,
                 needs_lookup = $5, lookup_at = $6, enrolled_at = $7, registrant_id = $8, join_web_url = $9,
+                -- A status seen in Teams is of the registration it was seen on.
+                teams_status = CASE WHEN registrant_id IS NOT DISTINCT FROM $8 THEN teams_status END,
+                teams_status_at = CASE WHEN registrant_id IS NOT DISTINCT FROM $8 THEN teams_status_at END,
                 lookup_not_before = CASE WHEN $5 THEN GREATEST(lookup_not_before, now() + make_interval(secs => $17))
                                     END,
                 intent_at = CASE WHEN $5 THEN intent_at END,

@@ -2,20 +2,21 @@
 //! reconciled under its lease like a meeting — the gate commits a write's
 //! intent, an unknown outcome is looked up before anything is written
 //! again, and the outcome is written fenced with its audit rows. After an
-//! enrolment is recorded, the join link (or the webinar registration id) is
+//! enrolment is recorded, the join link (or the webinar or town hall registration id) is
 //! written back to the platform once.
 
+mod event;
 mod outcome;
 mod pace;
 mod plan;
 mod poll;
-mod webinar;
+mod questions;
 mod work;
 mod write_back;
 
+pub use event::EventFacts;
 pub use pace::WritePace;
 pub use poll::{poll, RegistrantPoll};
-pub use webinar::WebinarStatuses;
 
 use std::sync::Arc;
 

@@ -2,7 +2,9 @@
 //! regsync knows Graph holds and what the meeting is, the one next step.
 
 use crate::config::Target;
-use crate::domain::{AllowedRegistrant, Desired, FailureCategory, RegistrantsAt, RowState};
+use crate::domain::{
+    AllowedRegistrant, Desired, EventKind, FailureCategory, RegistrantsAt, RowState, TeamsStatus, VirtualEvent,
+};
 use crate::graph::MAX_REGISTRATION_ID_CHARS;
 use crate::store::registrants::ClaimedRegistrant;
 
@@ -27,6 +29,8 @@ pub struct Progress {
     pub status_written_back: Option<String>,
     /// A status write-back was acknowledged in this reconcile.
     pub status_written_back_now: bool,
+    /// The registration's status in Teams, as last read back.
+    pub teams_status: Option<TeamsStatus>,
     /// Real attempts.
     pub attempts: i32,
     /// A lookup found nothing where a write of unknown outcome may still
@@ -51,10 +55,19 @@ impl Progress {
             written_back_now: false,
             status_written_back: c.status_written_back.clone(),
             status_written_back_now: false,
+            teams_status: c.teams_status,
             attempts: c.claim.attempts,
             unlisted_for: None,
             duplicates: Vec::new(),
         }
+    }
+
+    /// The status the platform was last told (none told: the registration
+    /// it made), and the status it should hold now (none read back: the
+    /// registration regsync made).
+    fn statuses(&self) -> (&str, &'static str) {
+        let told = self.status_written_back.as_deref().unwrap_or(REGISTERED);
+        (told, self.teams_status.map_or(REGISTERED, TeamsStatus::as_str))
     }
 
     /// What the platform is told: the join link (meeting registration) or
@@ -62,7 +75,7 @@ impl Progress {
     pub fn value_to_write_back(&self, target: Target) -> Option<&str> {
         match target {
             Target::MeetingRegistration => self.join_web_url.as_deref(),
-            Target::VirtualEventWebinar => self.registrant_id.as_deref(),
+            Target::VirtualEventWebinar | Target::VirtualEventTownhall => self.registrant_id.as_deref(),
         }
     }
 }
@@ -84,7 +97,8 @@ pub enum Step {
     Remove(RegistrantsAt),
     /// Tell the platform the join link or registration id.
     WriteBack,
-    /// Graph deleted the registrant with its registration: forget it, no call.
+    /// Graph deleted the registrant with its registration, or Teams ended
+    /// it: forget it, no call.
     Forget,
     /// Cancel a duplicate registration of the person there (webinar).
     CancelDuplicate(RegistrantsAt, String),
@@ -118,8 +132,8 @@ fn wanted(c: &ClaimedRegistrant, target: Target) -> Result<Option<RegistrantsAt>
     if meeting.desired != Desired::Registered {
         return Ok(None);
     }
-    match target {
-        Target::MeetingRegistration => match &meeting.registered {
+    let Some(kind) = target.event_kind() else {
+        return match &meeting.registered {
             Some((at, registration)) => Ok(Some(RegistrantsAt::Meeting(at.clone(), registration.clone()))),
             None if meeting.state == RowState::Failed => Err(Step::Fail(
                 format!(
@@ -132,14 +146,22 @@ fn wanted(c: &ClaimedRegistrant, target: Target) -> Result<Option<RegistrantsAt>
             None => {
                 Err(Step::Wait(format!("waiting for meeting {:?} to be registered at Teams", c.meeting_external_id)))
             }
-        },
-        Target::VirtualEventWebinar => match meeting.online_meeting_id.as_deref().filter(|w| !w.is_empty()) {
-            Some(webinar) => Ok(Some(RegistrantsAt::Webinar(webinar.to_owned()))),
-            None => Err(Step::Fail(
-                format!("meeting {:?} names no webinar (source.fields.webinar_id)", c.meeting_external_id),
-                FailureCategory::PlatformData,
-            )),
-        },
+        };
+    };
+    match meeting.online_meeting_id.as_deref().filter(|w| !w.is_empty()) {
+        Some(id) => Ok(Some(RegistrantsAt::Event(VirtualEvent { kind, id: id.to_owned() }))),
+        None => Err(Step::Fail(
+            format!(
+                "meeting {:?} names no {} (source.fields.{})",
+                c.meeting_external_id,
+                kind.noun(),
+                match kind {
+                    EventKind::Webinar => "webinar_id",
+                    EventKind::Townhall => "townhall_id",
+                }
+            ),
+            FailureCategory::PlatformData,
+        )),
     }
 }
 
@@ -160,6 +182,22 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
             return Step::Forget;
         }
     }
+    // A registration Teams ended (the person cancelled, the organizer
+    // rejected) is not undone: the platform is told, and nothing is sent to
+    // Graph — unless the platform changed the registrant after the change
+    // in Teams was seen, and wants them registered: the later change wins.
+    if let (Some(ended), Some(_)) = (progress.teams_status.filter(|s| s.is_ended()), &progress.enrolled_at) {
+        let (told, now) = progress.statuses();
+        if write_back.status && told != now {
+            return Step::WriteStatus(ended.as_str());
+        }
+        return match (c.desired, c.teams_change_is_latest) {
+            (Desired::Registered, true) => Step::Done,
+            // Cancelled on the platform too (Teams cancelled it already), or
+            // registered again there since: a new registration.
+            _ => Step::Forget,
+        };
+    }
     let wanted = match wanted(c, target) {
         Ok(wanted) => wanted,
         // Not knowing where it belongs is no reason to keep it elsewhere
@@ -169,7 +207,7 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
     if let Some(enrolled) = &progress.enrolled_at {
         // A 204 carries no id: find it by listing, before anything that
         // needs it (a cancel does).
-        if target == Target::VirtualEventWebinar && progress.registrant_id.is_none() {
+        if target.event_kind().is_some() && progress.registrant_id.is_none() {
             return Step::Lookup(enrolled.clone());
         }
         if Some(enrolled) != wanted.as_ref() {
@@ -182,9 +220,10 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
             _ if write_back.link && progress.written_back_value.as_deref() != progress.value_to_write_back(target) => {
                 Step::WriteBack
             }
-            // Told it was cancelled, enrolled again: tell it so.
-            _ if write_back.status && progress.status_written_back.as_deref().is_some_and(|s| s != REGISTERED) => {
-                Step::WriteStatus(REGISTERED)
+            // Told it was cancelled, enrolled again; or its status changed in
+            // Teams (approved, waitlisted, off the waitlist): tell it so.
+            _ if write_back.status && progress.statuses().0 != progress.statuses().1 => {
+                Step::WriteStatus(progress.statuses().1)
             }
             _ => Step::Done,
         };
@@ -201,7 +240,7 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
         return Step::WriteStatus(CANCELLED);
     }
     match wanted {
-        Some(RegistrantsAt::Webinar(_)) if c.external_id.chars().count() > MAX_REGISTRATION_ID_CHARS => Step::Fail(
+        Some(RegistrantsAt::Event(_)) if c.external_id.chars().count() > MAX_REGISTRATION_ID_CHARS => Step::Fail(
             format!(
                 "the platform's registrant id is {} characters; a webinar registration's external id takes at most {}",
                 c.external_id.chars().count(),
@@ -227,13 +266,13 @@ pub fn plan(c: &ClaimedRegistrant, progress: &Progress, target: Target, write_ba
     }
 }
 
-/// What a webinar lookup that found the person's live registrations `live`
+/// What a lookup on a webinar or town hall that found the person's live registrations `live`
 /// means: the one kept (the one the platform was told of, else the first
 /// made) is where they are, the others are duplicates to cancel. Found
 /// nowhere while a create's outcome is unknown and younger than `settle`
 /// (Graph's list lags behind its writes): possibly registered, looked for
 /// again. `Err`: Graph accepted a registration it does not list yet.
-pub fn after_webinar_lookup(
+pub fn after_event_lookup(
     p: &mut Progress,
     mut live: Vec<String>,
     at: &RegistrantsAt,
@@ -255,7 +294,7 @@ pub fn after_webinar_lookup(
     if found.is_none() && p.enrolled_at.is_some() {
         // Never register again on that: look again later.
         let place = match at {
-            RegistrantsAt::Webinar(webinar) => format!("webinar {webinar}"),
+            RegistrantsAt::Event(event) => event.to_string(),
             RegistrantsAt::Meeting(location, _) => format!("the registration of {}", location.meeting),
         };
         return Err(format!("{place} does not list the registration it accepted yet"));

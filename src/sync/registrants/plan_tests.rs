@@ -1,7 +1,7 @@
 //! Tests of the registrant state machine.
 
 use super::*;
-use crate::domain::{Location, OnlineMeetingId, OrganizerId, Person, RegistrationId};
+use crate::domain::{EventKind, Location, OnlineMeetingId, OrganizerId, Person, RegistrationId, VirtualEvent};
 use crate::store::registrants::MeetingView;
 
 fn registrant(desired: Desired, meeting_registered: bool) -> ClaimedRegistrant {
@@ -22,6 +22,9 @@ fn registrant(desired: Desired, meeting_registered: bool) -> ClaimedRegistrant {
         written_back_value: None,
         status_written_back: None,
         intent_age: None,
+        teams_status: None,
+        teams_change_is_latest: false,
+        answers: Default::default(),
         meeting: Some(MeetingView {
             desired: Desired::Registered,
             state: if meeting_registered { RowState::Synced } else { RowState::Pending },
@@ -103,14 +106,14 @@ fn a_cancelled_registrant_or_meeting_is_removed_and_never_enrolled() {
 #[test]
 fn a_webinar_registration_without_an_id_is_found_by_listing_and_long_ids_are_refused() {
     let mut c = registrant(Desired::Registered, true);
-    let webinar = RegistrantsAt::Webinar("w".into());
+    let webinar = RegistrantsAt::Event(VirtualEvent { kind: EventKind::Webinar, id: "w".into() });
     assert_eq!(plan(&c, &Progress::default(), Target::VirtualEventWebinar, LINK), Step::Enrol(webinar.clone()));
     let sent = Progress { enrolled_at: Some(webinar.clone()), ..Progress::default() };
     assert_eq!(plan(&c, &sent, Target::VirtualEventWebinar, LINK), Step::Lookup(webinar));
     c.desired = Desired::Unregistered;
     assert_eq!(
         plan(&c, &sent, Target::VirtualEventWebinar, LINK),
-        Step::Lookup(RegistrantsAt::Webinar("w".into())),
+        Step::Lookup(RegistrantsAt::Event(VirtualEvent { kind: EventKind::Webinar, id: "w".into() })),
         "a cancel needs the id: look it up first"
     );
     c.desired = Desired::Registered;
@@ -124,7 +127,7 @@ fn a_webinar_registration_without_an_id_is_found_by_listing_and_long_ids_are_ref
 #[test]
 fn duplicates_a_lookup_found_are_cancelled_before_anything_else_but_a_pending_lookup() {
     let c = registrant(Desired::Registered, true);
-    let webinar = RegistrantsAt::Webinar("w".into());
+    let webinar = RegistrantsAt::Event(VirtualEvent { kind: EventKind::Webinar, id: "w".into() });
     let p = Progress {
         enrolled_at: Some(webinar.clone()),
         registrant_id: Some("kept".into()),
@@ -160,21 +163,21 @@ fn a_cancelled_meetings_registrant_is_told_cancelled_once_and_registered_again_o
 
 #[test]
 fn a_webinar_lookup_keeps_the_registration_the_platform_knows_and_waits_out_a_lagging_list() {
-    let webinar = RegistrantsAt::Webinar("w".into());
+    let webinar = RegistrantsAt::Event(VirtualEvent { kind: EventKind::Webinar, id: "w".into() });
     let settle = std::time::Duration::from_secs(300);
     let mut p = Progress { registrant_id: Some("told".into()), ..Progress::default() };
     let live = vec!["first".into(), "told".into(), "third".into()];
-    assert_eq!(after_webinar_lookup(&mut p, live, &webinar, None, settle), Ok(()));
+    assert_eq!(after_event_lookup(&mut p, live, &webinar, None, settle), Ok(()));
     assert_eq!(p.registrant_id.as_deref(), Some("told"));
     assert_eq!(p.duplicates, ["first", "third"]);
     assert_eq!(p.enrolled_at, Some(webinar.clone()));
 
     let mut unknown = Progress { needs_lookup: true, ..Progress::default() };
     let young = Some(std::time::Duration::from_secs(10));
-    assert_eq!(after_webinar_lookup(&mut unknown, Vec::new(), &webinar, young, settle), Ok(()));
+    assert_eq!(after_event_lookup(&mut unknown, Vec::new(), &webinar, young, settle), Ok(()));
     assert_eq!(unknown.unlisted_for, Some(std::time::Duration::from_secs(290)), "possibly registered: look again");
     assert_eq!(unknown.enrolled_at, None);
 
     let mut accepted = Progress { enrolled_at: Some(webinar.clone()), ..Progress::default() };
-    assert!(after_webinar_lookup(&mut accepted, Vec::new(), &webinar, None, settle).is_err(), "never register again");
+    assert!(after_event_lookup(&mut accepted, Vec::new(), &webinar, None, settle).is_err(), "never register again");
 }

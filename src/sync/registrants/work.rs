@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::super::engine::{self, crash_point, Failure};
 use super::super::sign_ins::TokenError;
 use super::super::{throttle, Ctx, SyncError};
-use super::plan::{after_webinar_lookup, plan, Progress, Step, WriteBacks};
+use super::plan::{after_event_lookup, plan, Progress, Step, WriteBacks};
 use super::Done;
 use crate::config::Target;
 use crate::domain::RowState;
@@ -35,6 +35,8 @@ pub(super) struct Work<'a> {
     pub(super) acting: OrganizerId,
     /// A 401 was answered with a fresh token once already.
     pub(super) reauthorized: bool,
+    /// The answers to the event's registration questions, for its enrolment.
+    pub(super) answers: Vec<crate::domain::QuestionAnswer>,
 }
 
 pub(super) type Flow = ControlFlow<Result<Done, SyncError>>;
@@ -43,7 +45,16 @@ pub(super) async fn reconcile(ctx: &Ctx, claimed: ClaimedRegistrant) -> Result<D
     let progress = Progress::from_claim(&claimed);
     let acting = OrganizerId(claimed.meeting.as_ref().and_then(|m| m.organizer_id.clone()).unwrap_or_default());
     engine::drive(
-        Work { ctx, claimed, progress, calls: Vec::new(), done: Done::default(), acting, reauthorized: false },
+        Work {
+            ctx,
+            claimed,
+            progress,
+            calls: Vec::new(),
+            done: Done::default(),
+            acting,
+            reauthorized: false,
+            answers: Vec::new(),
+        },
         MAX_STEPS,
     )
     .await
@@ -106,15 +117,13 @@ impl Work<'_> {
             Step::WriteStatus(status) => self.write_status(status).await,
             Step::Forget => {
                 let p = &mut self.progress;
-                (p.enrolled_at, p.registrant_id, p.join_web_url) = (None, None, None);
+                (p.enrolled_at, p.registrant_id, p.join_web_url, p.teams_status) = (None, None, None, None);
                 ControlFlow::Continue(())
             }
             Step::Lookup(at) => self.graph_step(Step::Lookup(at.clone()), at, None).await,
             Step::Enrol(at) => {
-                if let RegistrantsAt::Webinar(webinar) = &at {
-                    if let ControlFlow::Break(done) = self.check_published(webinar).await {
-                        return ControlFlow::Break(done);
-                    }
+                if let RegistrantsAt::Event(event) = &at {
+                    self.answers = self.prepare_registration(event).await?;
                 }
                 let key = at.key();
                 self.graph_step(Step::Enrol(at.clone()), at, Some(key)).await
@@ -188,14 +197,14 @@ impl Work<'_> {
         // removal under a previous organizer's registration uses theirs.
         let acting = match &at {
             RegistrantsAt::Meeting(location, _) => location.organizer.clone(),
-            RegistrantsAt::Webinar(_) => self.meeting_organizer(),
+            RegistrantsAt::Event(_) => self.meeting_organizer(),
         };
         let permit = self.take_permit(acting).await?;
         // A write waits for the deployment's budget unclaimed: a row held
         // while the budget is spent would lose its lease (and the place it
         // then took), and the queue's order decides who goes when it frees.
         let _paced = match (is_write, &at) {
-            (true, RegistrantsAt::Webinar(_)) => match self.ctx.virtual_event_writes.take(&self.ctx.pool).await {
+            (true, RegistrantsAt::Event(_)) => match self.ctx.virtual_event_writes.take(&self.ctx.pool).await {
                 Ok(Ok(place)) => Some(place),
                 Ok(Err(wait)) => {
                     let why = format!(
@@ -221,7 +230,7 @@ impl Work<'_> {
             Ok(()) if self.progress.unlisted_for.is_some() => {
                 let remaining = self.progress.unlisted_for.take().unwrap_or_default();
                 let why = format!(
-                    "the webinar does not list the registration whose create answer was lost; looking again for \
+                    "the event does not list the registration whose create answer was lost; looking again for \
                      up to {:.0} s more (graph.list_settle_secs) before registering again",
                     remaining.as_secs_f64()
                 );
@@ -276,11 +285,11 @@ impl Work<'_> {
                 p.registrant_id = exists.then(|| c.external_id.clone());
                 p.join_web_url = None;
             }
-            (Step::Lookup(_), RegistrantsAt::Webinar(webinar)) => {
+            (Step::Lookup(_), RegistrantsAt::Event(event)) => {
                 let email = c.person.email.as_deref();
-                let live = graph.find_webinar_registrations(permit, webinar, &c.external_id, email, calls).await?;
+                let live = graph.find_event_registrations(permit, event, &c.external_id, email, calls).await?;
                 let settle = settings.graph.list_settle();
-                after_webinar_lookup(p, live, at, c.intent_age, settle).map_err(|detail| graph::Error::Transient {
+                after_event_lookup(p, live, at, c.intent_age, settle).map_err(|detail| graph::Error::Transient {
                     status: None,
                     may_have_acted: false,
                     detail,
@@ -299,15 +308,16 @@ impl Work<'_> {
                 p.join_web_url = Some(enrolled.join_web_url);
                 self.done.enrolled = true;
             }
-            (Step::Enrol(_), RegistrantsAt::Webinar(webinar)) => {
-                let registration = graph::WebinarRegistration {
+            (Step::Enrol(_), RegistrantsAt::Event(event)) => {
+                let registration = graph::EventRegistration {
                     external_id: &c.external_id,
                     person: &c.person,
                     default_timezone: &settings.registrants.default_timezone,
                     default_language: &settings.registrants.default_language,
+                    answers: &self.answers,
                 };
                 // 204: registered, its id found by the lookup that follows.
-                p.registrant_id = graph.register_for_webinar(permit, webinar, registration, calls).await?;
+                p.registrant_id = graph.register_for_event(permit, event, registration, calls).await?;
                 p.enrolled_at = Some(at.clone());
                 self.done.enrolled = true;
             }
@@ -317,24 +327,20 @@ impl Work<'_> {
                         let id = id.unwrap_or_else(|| c.external_id.clone());
                         graph.unenrol(permit, location, &id, calls).await?
                     }
-                    (RegistrantsAt::Webinar(webinar), Some(id)) => {
-                        graph.cancel_webinar_registration(permit, webinar, &id, calls).await?
+                    (RegistrantsAt::Event(event), Some(id)) => {
+                        graph.cancel_event_registration(permit, event, &id, calls).await?
                     }
                     // No id known: nothing regsync could cancel.
-                    (RegistrantsAt::Webinar(_), None) => Deleted::AlreadyGone,
+                    (RegistrantsAt::Event(_), None) => Deleted::AlreadyGone,
                 };
                 self.done.removed |= removed == Deleted::Removed;
                 p.enrolled_at = None;
                 p.registrant_id = None;
                 p.join_web_url = None;
             }
-            (Step::CancelDuplicate(_, id), RegistrantsAt::Webinar(webinar)) => {
-                let cancelled = graph.cancel_webinar_registration(permit, webinar, id, calls).await?;
-                tracing::warn!(
-                    registrant = c.external_id,
-                    duplicate = id,
-                    "cancelled a duplicate webinar registration"
-                );
+            (Step::CancelDuplicate(_, id), RegistrantsAt::Event(event)) => {
+                let cancelled = graph.cancel_event_registration(permit, event, id, calls).await?;
+                tracing::warn!(registrant = c.external_id, duplicate = id, "cancelled a duplicate registration");
                 self.done.removed |= cancelled == Deleted::Removed;
                 p.duplicates.retain(|d| d != id);
                 return Ok(());

@@ -44,6 +44,7 @@ impl Work<'_> {
             join_web_url: self.progress.join_web_url.as_deref(),
             registration_id: self.progress.registrant_id.as_deref(),
             status,
+            extra: &[],
         };
         crash_point("registrant-before-writeback");
         // Only the lease holder tells the platform: one that stalled past its

@@ -85,7 +85,66 @@ impl Sim {
         self.lock().people.list_lag = lag;
     }
 
-    /// Webinar `id` as Graph holds it.
+    /// Creates (or changes the status of) town hall `id`.
+    pub fn put_townhall(&self, id: &str, status: &str) {
+        let mut s = self.lock();
+        let townhall = s.people.webinars.entry(id.to_owned()).or_default();
+        townhall.townhall = true;
+        townhall.status = status.to_owned();
+    }
+
+    /// Adds a registration question to event `id`.
+    pub fn put_question(&self, id: &str, question: super::SimQuestion) {
+        self.lock().people.webinars.entry(id.to_owned()).or_default().questions.push(question);
+    }
+
+    /// Sets event `id`'s capacity, waitlist and approval.
+    pub fn configure_registration(&self, id: &str, config: super::RegistrationConfig) {
+        self.lock().people.webinars.entry(id.to_owned()).or_default().config = config;
+    }
+
+    /// A change made in Teams: the registration of `external_id` in event
+    /// `id` takes `status` (`canceled` by the person, `registered` on
+    /// approval or when the waitlist moves, `rejectedByOrganizer`).
+    /// Returns whether there was one.
+    pub fn change_registration_in_teams(&self, id: &str, external_id: &str, status: &str) -> bool {
+        let mut s = self.lock();
+        let found = s.people.webinars.get_mut(id).and_then(|w| {
+            w.registrations.iter_mut().rev().find(|r| r.external_id == external_id && r.status != "canceled")
+        });
+        match found {
+            Some(r) => {
+                r.status = status.to_owned();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds an attendance report to the event or online meeting `id`, listed
+    /// `ready_in` from now (reports are ready some time after the end);
+    /// returns its id.
+    pub fn put_attendance_report(&self, id: &str, ready_in: Duration, records: Vec<super::SimAttendee>) -> String {
+        let mut s = self.lock();
+        let n = s.people.next_id();
+        let report = super::SimReport {
+            id: format!("report-{n:06}"),
+            ready_at: tokio::time::Instant::now() + ready_in,
+            records,
+        };
+        let report_id = report.id.clone();
+        s.people.attendance.entry(id.to_owned()).or_default().push(report);
+        report_id
+    }
+
+    /// The registration id Graph gave `external_id` in event `id`.
+    pub fn registration_id(&self, id: &str, external_id: &str) -> Option<String> {
+        let s = self.lock();
+        let w = s.people.webinars.get(id)?;
+        w.registrations.iter().rev().find(|r| r.external_id == external_id).map(|r| r.id.clone())
+    }
+
+    /// Webinar (or town hall) `id` as Graph holds it.
     pub fn webinar(&self, id: &str) -> Option<SimWebinar> {
         self.lock().people.webinars.get(id).cloned()
     }
@@ -113,6 +172,7 @@ impl Sim {
             external_id: external_id.to_owned(),
             email: email.to_owned(),
             status: "registered".into(),
+            answers: Vec::new(),
             arrived: true,
             listed_from: tokio::time::Instant::now(),
         };

@@ -40,14 +40,21 @@ use tokio::time::Instant;
 use super::graph::{graph_error, unauthenticated};
 use super::{DropConnection, Fault, State};
 
+mod attendance;
 mod beta;
 mod knobs;
 mod listing;
+mod questions;
 mod webinar;
 
+use attendance::*;
 use beta::*;
 use listing::*;
+use questions::*;
 use webinar::*;
+
+pub use attendance::{SimAttendee, SimReport};
+pub use questions::{RegistrationConfig, SimQuestion};
 
 type Shared = Arc<Mutex<State>>;
 
@@ -82,6 +89,9 @@ pub struct SimRegistrant {
     /// RFC 3339: when the platform last changed them.
     #[serde(default = "first_listed")]
     pub updated_at: String,
+    /// The rest of the item: answers to the platform's registration form.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub form: serde_json::Map<String, Value>,
 }
 
 fn first_listed() -> String {
@@ -108,7 +118,14 @@ impl SimRegistrant {
             tenant_id: None,
             user_id: None,
             updated_at: first_listed(),
+            form: serde_json::Map::new(),
         }
+    }
+
+    /// The same person with `field` of their registration form answered.
+    pub fn answering(mut self, field: &str, value: Value) -> Self {
+        self.form.insert(field.to_owned(), value);
+        self
     }
 }
 
@@ -136,11 +153,17 @@ pub struct GraphRegistrant {
     pub join_web_url: String,
 }
 
-/// A webinar and its registrations.
+/// A webinar or town hall and its registrations.
 #[derive(Debug, Clone, Default)]
 pub struct SimWebinar {
+    /// A town hall (`/solutions/virtualEvents/townhalls`), not a webinar.
+    pub townhall: bool,
     /// `draft`, `published` or `canceled`.
     pub status: String,
+    /// Capacity, waitlist and approval.
+    pub config: RegistrationConfig,
+    /// Its registration questions.
+    pub questions: Vec<SimQuestion>,
     /// Its registrations, in order.
     pub registrations: Vec<WebinarRegistration>,
 }
@@ -154,8 +177,11 @@ pub struct WebinarRegistration {
     pub external_id: String,
     /// E-mail.
     pub email: String,
-    /// `registered` or `canceled`.
+    /// `registered`, `canceled`, `waitlisted`, `pendingApproval` or
+    /// `rejectedByOrganizer`.
     pub status: String,
+    /// The `registrationQuestionAnswers` it was created with.
+    pub answers: Vec<Value>,
     /// Whether Teams has it (a registration made while the webinar was a
     /// draft never arrives).
     pub arrived: bool,
@@ -186,6 +212,8 @@ pub(crate) struct People {
     pub(crate) write_back_faults: VecDeque<u16>,
     pub(crate) registrants: HashMap<(String, String), BTreeMap<String, GraphRegistrant>>,
     pub(crate) webinars: HashMap<String, SimWebinar>,
+    /// Attendance reports by event or online meeting id, oldest first.
+    pub(crate) attendance: HashMap<String, Vec<SimReport>>,
     pub(crate) log: Vec<PeopleRequest>,
     /// How long a new webinar registration stays out of the list.
     pub(crate) list_lag: Duration,
@@ -203,6 +231,17 @@ pub(crate) struct People {
     next: u64,
 }
 
+impl SimWebinar {
+    /// Its collection under `/solutions/virtualEvents`.
+    pub fn collection(&self) -> &'static str {
+        if self.townhall {
+            "townhalls"
+        } else {
+            "webinars"
+        }
+    }
+}
+
 impl People {
     fn next_id(&mut self) -> u64 {
         self.next += 1;
@@ -213,13 +252,14 @@ impl People {
 pub(super) fn routes() -> Router<Shared> {
     let registrants = "/graph/beta/users/{organizer}/onlineMeetings/{meeting}/registration/registrants";
     let mine = "/graph/beta/me/onlineMeetings/{meeting}/registration/registrants";
-    let webinar = "/graph/v1.0/solutions/virtualEvents/webinars/{webinar}";
+    let webinar = "/graph/v1.0/solutions/virtualEvents/{collection}/{webinar}";
     Router::new()
         .route("/platform/meetings/{meeting}/registrants", get(list_meeting))
         .route("/platform/registrants", get(list_all))
         .route("/platform/meetings/{meeting}/registrants/{registrant}", get(get_registrant))
         .route("/platform/meetings/{meeting}/registrants/{registrant}/join-link", any(write_back))
         .route("/platform/meetings/{meeting}/registrants/{registrant}/status", any(write_back))
+        .route("/platform/meetings/{meeting}/registrants/{registrant}/attendance", any(write_back))
         .route(registrants, get(list_registrants).post(enrol))
         .route(&format!("{registrants}/{{registrant}}"), get(no_get_of_one).delete(remove_registrant))
         .route(mine, get(list_mine).post(enrol_mine))
@@ -227,6 +267,19 @@ pub(super) fn routes() -> Router<Shared> {
         .route(webinar, get(get_webinar))
         .route(&format!("{webinar}/registrations"), get(list_registrations).post(register))
         .route(&format!("{webinar}/{{key}}"), get(get_registration_by_key))
+        .route(&format!("{webinar}/registrationConfiguration"), get(get_configuration))
+        .route(&format!("{webinar}/registrationConfiguration/questions"), get(list_questions))
+        .route(&format!("{webinar}/sessions"), get(list_sessions))
+        .route(&format!("{webinar}/sessions/{{session}}/attendanceReports"), get(list_event_reports))
+        .route(
+            &format!("{webinar}/sessions/{{session}}/attendanceReports/{{report}}/attendanceRecords"),
+            get(list_event_records),
+        )
+        .route("/graph/beta/users/{organizer}/onlineMeetings/{meeting}/attendanceReports", get(list_meeting_reports))
+        .route(
+            "/graph/beta/users/{organizer}/onlineMeetings/{meeting}/attendanceReports/{report}/attendanceRecords",
+            get(list_meeting_records),
+        )
         .route(&format!("{webinar}/registrations/{{registration}}/cancel"), post(cancel))
 }
 

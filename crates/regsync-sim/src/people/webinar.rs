@@ -1,5 +1,6 @@
-//! Graph's webinar registrations (v1.0): the webinar, register, list, get by
-//! alternate key, cancel, and the write limit.
+//! Graph's virtual-event registrations (v1.0), for webinars and town halls
+//! alike: the event, register (with answers to its registration
+//! questions), list, get by alternate key, cancel, and the write limit.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxumState};
@@ -12,9 +13,19 @@ use tokio::time::Instant;
 
 use super::*;
 
+/// The event `id` in `collection` (`webinars` or `townhalls`): a town
+/// hall's id under webinars is not found, as at Graph.
+pub(super) fn event<'a>(people: &'a People, collection: &str, id: &str) -> Option<&'a SimWebinar> {
+    people.webinars.get(id).filter(|w| w.collection() == collection)
+}
+
+pub(super) fn event_mut<'a>(people: &'a mut People, collection: &str, id: &str) -> Option<&'a mut SimWebinar> {
+    people.webinars.get_mut(id).filter(|w| w.collection() == collection)
+}
+
 pub(super) async fn get_webinar(
     AxumState(state): AxumState<Shared>,
-    Path(webinar): Path<String>,
+    Path((collection, webinar)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let held = lock(&state).people.held_status.get(&webinar).cloned();
@@ -26,7 +37,7 @@ pub(super) async fn get_webinar(
     if let Err(refused) = before(&mut s, &headers, None, "-") {
         return *refused;
     }
-    let answer = match s.people.webinars.get(&webinar) {
+    let answer = match event(&s.people, &collection, &webinar) {
         Some(w) => Json(json!({"id": webinar, "status": w.status, "displayName": "Simulated webinar"})).into_response(),
         None => error(404, "itemNotFound", "The webinar was not found."),
     };
@@ -59,7 +70,7 @@ pub(super) fn over_write_limit(s: &mut State) -> Option<Response> {
 pub(super) async fn register(
     AxumState(state): AxumState<Shared>,
     Extension(drop_connection): Extension<DropConnection>,
-    Path(webinar): Path<String>,
+    Path((collection, webinar)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -83,20 +94,25 @@ pub(super) async fn register(
         } else {
             let n = s.people.next_id();
             let listed_from = Instant::now() + s.people.list_lag;
-            match s.people.webinars.get_mut(&webinar) {
+            match event_mut(&mut s.people, &collection, &webinar) {
                 None => error(404, "itemNotFound", "The webinar was not found."),
-                Some(w) => {
-                    let arrived = w.status == "published";
-                    w.registrations.push(WebinarRegistration {
-                        id: format!("reg-{n:06}"),
-                        external_id: external_id.to_owned(),
-                        email: parsed["email"].as_str().unwrap_or_default().to_owned(),
-                        status: "registered".into(),
-                        arrived,
-                        listed_from,
-                    });
-                    StatusCode::NO_CONTENT.into_response()
-                }
+                Some(w) => match check_answers(w, &parsed) {
+                    Err(why) => error(400, "BadRequest", &why),
+                    Ok(()) => {
+                        let arrived = w.status == "published";
+                        let status = status_of_new(w).to_owned();
+                        w.registrations.push(WebinarRegistration {
+                            id: format!("reg-{n:06}"),
+                            external_id: external_id.to_owned(),
+                            email: parsed["email"].as_str().unwrap_or_default().to_owned(),
+                            status,
+                            answers: parsed["registrationQuestionAnswers"].as_array().cloned().unwrap_or_default(),
+                            arrived,
+                            listed_from,
+                        });
+                        StatusCode::NO_CONTENT.into_response()
+                    }
+                },
             }
         };
         let acted = answer.status() == StatusCode::NO_CONTENT;
@@ -110,7 +126,7 @@ pub(super) async fn register(
 /// metadata declares. The list's lag applies to it too.
 pub(super) async fn get_registration_by_key(
     AxumState(state): AxumState<Shared>,
-    Path((webinar, key)): Path<(String, String)>,
+    Path((collection, webinar, key)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let mut s = lock(&state);
@@ -119,7 +135,7 @@ pub(super) async fn get_registration_by_key(
     }
     let email =
         key.strip_prefix("registrations(email='").and_then(|k| k.strip_suffix("')")).map(|e| e.replace("''", "'"));
-    let answer = match (email, s.people.webinars.get(&webinar)) {
+    let answer = match (email, event(&s.people, &collection, &webinar)) {
         (None, _) => error(400, "BadRequest", "Resource not found for the segment."),
         (Some(_), _) if s.people.refuse_get_by_key => error(403, "Forbidden", "Insufficient privileges."),
         (Some(_), None) => error(404, "itemNotFound", "The webinar was not found."),
@@ -128,7 +144,7 @@ pub(super) async fn get_registration_by_key(
             let visible = w.registrations.iter().filter(|r| r.arrived && r.listed_from <= now);
             let mine: Vec<&WebinarRegistration> = visible.filter(|r| r.email.eq_ignore_ascii_case(&email)).collect();
             // The live one if there is one, else the latest.
-            match mine.iter().find(|r| r.status == "registered").or(mine.last()) {
+            match mine.iter().find(|r| r.status != "canceled").or(mine.last()) {
                 Some(r) => Json(json!({"id": r.id, "email": r.email, "status": r.status,
                     "externalRegistrationInformation": {"referrer": null, "registrationId": r.external_id}}))
                 .into_response(),
@@ -148,7 +164,7 @@ pub(super) struct SkipQuery {
 
 pub(super) async fn list_registrations(
     AxumState(state): AxumState<Shared>,
-    Path(webinar): Path<String>,
+    Path((collection, webinar)): Path<(String, String)>,
     Query(q): Query<SkipQuery>,
     uri: axum::http::Uri,
     headers: HeaderMap,
@@ -157,7 +173,7 @@ pub(super) async fn list_registrations(
     if let Err(refused) = before(&mut s, &headers, None, "-") {
         return *refused;
     }
-    let answer = match s.people.webinars.get(&webinar) {
+    let answer = match event(&s.people, &collection, &webinar) {
         None => error(404, "itemNotFound", "The webinar was not found."),
         Some(w) => {
             let visible: Vec<Value> = w
@@ -178,7 +194,7 @@ pub(super) async fn list_registrations(
 
 pub(super) async fn cancel(
     AxumState(state): AxumState<Shared>,
-    Path((webinar, registration)): Path<(String, String)>,
+    Path((collection, webinar, registration)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let mut s = lock(&state);
@@ -194,7 +210,8 @@ pub(super) async fn cancel(
         .people
         .webinars
         .get_mut(&webinar)
-        .and_then(|w| w.registrations.iter_mut().find(|r| r.id == registration && r.status == "registered"));
+        .filter(|w| w.collection() == collection)
+        .and_then(|w| w.registrations.iter_mut().find(|r| r.id == registration && r.status != "canceled"));
     let answer = match found {
         Some(r) => {
             r.status = "canceled".into();
