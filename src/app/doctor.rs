@@ -141,6 +141,11 @@ pub async fn doctor(config: Option<&Path>, options: DoctorOptions) -> Report {
     };
     if let Some(kind) = settings.graph.target.event_kind() {
         let event = meeting.map(|m| VirtualEvent { kind, id: m.0 });
+        if let Some(event) = &event {
+            for (name, verdict) in super::doctor_events::event_checks(&ctx, &organizer, event, &mut calls).await {
+                report.add(name, verdict);
+            }
+        }
         report.add("registration lookup", event_lookup(&ctx, &organizer, kind, event.as_ref(), &mut calls).await);
         report.add("clock", clock(&calls));
         return report;
@@ -280,24 +285,7 @@ fn permissions(settings: &Settings, claims: &TokenClaims) -> Verdict {
             ))
         };
     }
-    let has = |role: &str| claims.roles.iter().any(|r| r.eq_ignore_ascii_case(role));
-    let mut missing = Vec::new();
-    if !has("OnlineMeetings.ReadWrite.All") {
-        missing.push("OnlineMeetings.ReadWrite.All");
-    }
-    if !settings.source.fields.organizer_upn.is_empty() && !has("User.Read.All") && !has("User.ReadBasic.All") {
-        missing.push("User.Read.All");
-    }
-    if missing.is_empty() {
-        Verdict::Ok(format!("application permissions {}", claims.roles.join(", ")))
-    } else {
-        Verdict::Fail(format!(
-            "the app's token lacks the application permission(s) {}: add them under API permissions (Microsoft \
-             Graph, Application; https://learn.microsoft.com/graph/permissions-reference) and have an admin grant \
-             consent",
-            missing.join(", ")
-        ))
-    }
+    super::doctor_events::app_permissions(settings, claims)
 }
 
 /// Tokens of one cloud are refused by another's Graph.

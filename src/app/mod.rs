@@ -6,6 +6,7 @@ mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
+mod doctor_events;
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -104,6 +104,9 @@ impl Settings {
         if let Some(path) = &self.graph.client_secret_file {
             self.graph.client_secret = Some(read("graph.client_secret_file", path)?);
         }
+        if let Some(path) = &self.notifications.client_state_file {
+            self.notifications.client_state = Some(read("notifications.client_state_file", path)?);
+        }
         if let Some(path) = &self.hooks.secret_file {
             self.hooks.secret = Some(read("hooks.secret_file", path)?);
         }

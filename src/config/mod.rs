@@ -14,6 +14,7 @@ mod attendance;
 mod graph;
 mod hooks;
 mod load;
+mod notifications;
 mod registrants;
 mod source;
 mod validate;
@@ -22,6 +23,7 @@ mod validate_platform;
 pub use attendance::{AttendanceSettings, AttendanceWriteback};
 pub use graph::{Cloud, GraphAuth, GraphSettings, Target};
 pub use hooks::HooksSettings;
+pub use notifications::NotificationsSettings;
 pub use registrants::{RegistrantFields, RegistrantsSettings, WritebackSettings};
 pub use source::{FieldPointers, Paging, SourceAuth, SourceSettings, TimeFormat};
 
@@ -99,6 +101,8 @@ pub struct Settings {
     pub hooks: HooksSettings,
     /// Attendance read after each event and written back.
     pub attendance: AttendanceSettings,
+    /// Graph's change notifications on registrations.
+    pub notifications: NotificationsSettings,
 }
 
 /// `[security]`

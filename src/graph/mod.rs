@@ -23,6 +23,7 @@ use crate::domain::FailureCategory;
 pub use attendance::AttendanceAt;
 pub use auth::refresh_in as token_refresh_in;
 pub use client::{Client, Permit, TokenClaims};
+pub use questions::RegistrationConfiguration;
 pub use registrants::Enrolled;
 pub use sign_in::{DeviceCode, SignInError, UserTokens};
 pub use virtual_events::{EventRegistration, ListedRegistration, MAX_REGISTRATION_ID_CHARS};

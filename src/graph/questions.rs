@@ -1,6 +1,8 @@
-//! A virtual event's registration questions: predefined ones (a `label`,
-//! answered with text) and custom ones (an `answerInputType`, choices).
-//! Application permission `VirtualEvent.Read.All` with the access policy.
+//! A virtual event's registration configuration — capacity, waitlist,
+//! manual approval, which explain the statuses Teams answers with — and its
+//! registration questions: predefined ones (a `label`, answered with text)
+//! and custom ones (an `answerInputType`, choices). Application permission
+//! `VirtualEvent.Read.All` with the access policy.
 //! <https://learn.microsoft.com/graph/api/virtualeventregistrationconfiguration-list-questions>
 
 use serde::Deserialize;
@@ -46,7 +48,50 @@ impl Question {
     }
 }
 
+/// How an event takes registrations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistrationConfiguration {
+    /// How many may register; `None`: no limit.
+    pub capacity: Option<u32>,
+    /// Registrations past the capacity wait.
+    pub waitlist: bool,
+    /// The organizer approves each registration.
+    pub manual_approval: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Configuration {
+    #[serde(default)]
+    capacity: Option<u32>,
+    #[serde(default)]
+    is_waitlist_enabled: Option<bool>,
+    #[serde(default)]
+    is_manual_approval_enabled: Option<bool>,
+}
+
 impl Client {
+    /// The event's registration configuration.
+    ///
+    /// # Errors
+    /// Classified failures.
+    pub async fn registration_configuration(
+        &self,
+        permit: Permit,
+        event: &VirtualEvent,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<RegistrationConfiguration, Error> {
+        let path = format!("{}/registrationConfiguration", event_path(event)?);
+        let (status, bytes) = self.send(permit, reqwest::Method::GET, path, None, calls).await?;
+        let c: Configuration =
+            serde_json::from_slice(&bytes).map_err(|e| super::answer::unexpected(status, &e.to_string()))?;
+        Ok(RegistrationConfiguration {
+            capacity: c.capacity.filter(|n| *n > 0),
+            waitlist: c.is_waitlist_enabled.unwrap_or(false),
+            manual_approval: c.is_manual_approval_enabled.unwrap_or(false),
+        })
+    }
+
     /// The event's registration questions.
     ///
     /// # Errors

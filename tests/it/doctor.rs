@@ -178,3 +178,45 @@ async fn the_webinar_target_says_which_lookup_of_a_lost_registration_this_app_ma
     assert!(success, "{lines:#?}");
     assert!(line(&lines, "registration lookup").contains("found by listing"), "{lines:#?}");
 }
+
+#[tokio::test]
+async fn the_town_hall_target_checks_each_features_permission_the_event_its_configuration_and_cancel() {
+    let (db, sim) = deployment().await;
+    let v1 = sim.endpoints().graph.replace("/beta", "/v1.0");
+    let townhall = SimMeeting::generated(1).online_meeting_id;
+    sim.put_townhall(&townhall, "published");
+    sim.configure_registration(
+        &townhall,
+        regsync_sim::RegistrationConfig { capacity: 500, waitlist: true, manual_approval: false },
+    );
+    let env = [
+        ("REGSYNC__GRAPH__TARGET", "virtual_event_townhall"),
+        ("REGSYNC__GRAPH__BASE_URL", v1.as_str()),
+        ("REGSYNC__SOURCE__FIELDS__TOWNHALL_ID", "/online_meeting_id"),
+        ("REGSYNC__SOURCE__FIELDS__ENDS_AT", "/ends_at"),
+        ("REGSYNC__REGISTRANTS__ENABLED", "true"),
+        ("REGSYNC__ATTENDANCE__ENABLED", "true"),
+    ];
+    let args = ["--meeting", townhall.as_str()];
+
+    let (lines, success, stderr) = doctor(&db, &sim, &args, &env).await;
+    assert!(success, "{lines:#?} {stderr}");
+    assert!(line(&lines, "event").contains(&format!("town hall {townhall} is published")), "{lines:#?}");
+    let configuration = line(&lines, "registration configuration");
+    assert!(configuration.contains("capacity 500, waitlist on"), "{lines:#?}");
+    assert!(line(&lines, "cancel").contains("may cancel"), "{lines:#?}");
+    assert!(line(&lines, "attendance").starts_with("ok"), "{lines:#?}");
+    assert!(line(&lines, "registration lookup").starts_with("ok"), "{lines:#?}");
+
+    // An app consented for registrations only, with a draft town hall.
+    sim.grant_roles(&["VirtualEventRegistration-Anon.ReadWrite.All"]);
+    sim.put_townhall(&townhall, "draft");
+    let (lines, success, _) = doctor(&db, &sim, &args, &env).await;
+    assert!(!success, "{lines:#?}");
+    let permissions = line(&lines, "permissions");
+    assert!(
+        permissions.starts_with("FAIL") && permissions.contains("OnlineMeetingArtifact.Read.All (attendance)"),
+        "{lines:#?}"
+    );
+    assert!(line(&lines, "event").starts_with("FAIL") && line(&lines, "event").contains("publish it"), "{lines:#?}");
+}
