@@ -253,6 +253,9 @@ async fn follow_ups(ctx: Arc<Ctx>) {
                 if let Err(e) = sync::readback::when_due(&ctx).await {
                     tracing::warn!(error = %e, "status read-back failed; trying again at its next period");
                 }
+                if let Err(e) = sync::notifications::when_due(&ctx).await {
+                    tracing::warn!(error = %e, "keeping the Graph subscriptions failed; trying again at its next period");
+                }
                 if let Err(e) = sync::attendance::when_due(&ctx).await {
                     tracing::warn!(error = %e, "attendance failed; trying again at its next period");
                 }

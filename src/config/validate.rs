@@ -34,11 +34,49 @@ impl Settings {
         self.check_sync(&mut bad);
         if scope == Scope::Everything {
             self.check_hooks(&mut bad);
+            self.check_notifications(&mut bad);
         }
         if bad.is_empty() {
             Ok(())
         } else {
             Err(Error::Invalid(bad))
+        }
+    }
+
+    /// Graph's change notifications: a URL Graph can reach, a secret, a
+    /// listener, and a target that has them.
+    fn check_notifications(&self, bad: &mut Vec<String>) {
+        let n = &self.notifications;
+        if !n.enabled() {
+            return;
+        }
+        if let Err(why) = crate::http::credentials_may_go_to(&n.public_url) {
+            bad.push(format!("notifications.public_url {why}"));
+        }
+        if !self.hooks.enabled() {
+            bad.push(
+                "notifications.public_url needs hooks.listen: Graph's notifications arrive at POST /hooks/graph on \
+                 that listener (behind the public URL)"
+                    .into(),
+            );
+        }
+        match n.client_state.as_ref().map(|s| s.expose_secret().len()) {
+            None | Some(0) => bad.push(
+                "notifications.client_state is required with notifications.public_url \
+                 (REGSYNC__NOTIFICATIONS__CLIENT_STATE or REGSYNC__NOTIFICATIONS__CLIENT_STATE_FILE)"
+                    .into(),
+            ),
+            Some(len) if !(16..=128).contains(&len) => bad.push(format!(
+                "notifications.client_state is {len} bytes; Graph takes at most 128, and fewer than 16 are guessable"
+            )),
+            Some(_) => {}
+        }
+        if self.graph.target.event_kind().is_none() {
+            bad.push(
+                "notifications.public_url is set, but only webinars and town halls have registration notifications: \
+                 graph.target is \"meeting_registration\""
+                    .into(),
+            );
         }
     }
 
@@ -56,6 +94,8 @@ impl Settings {
             bad.push("hooks.listen must differ from server.listen: /metrics stays private".into());
         }
         match h.secret.as_ref().map(|s| s.expose_secret().len()) {
+            // Graph's notifications alone need no platform secret.
+            None if self.notifications.enabled() => {}
             None | Some(0) => bad.push(
                 "hooks.secret is required with hooks.listen (REGSYNC__HOOKS__SECRET or REGSYNC__HOOKS__SECRET_FILE)"
                     .into(),

@@ -13,6 +13,7 @@ mod lookup;
 mod questions;
 mod registrants;
 mod sign_in;
+mod subscriptions;
 mod virtual_events;
 mod wire;
 
@@ -26,6 +27,7 @@ pub use client::{Client, Permit, TokenClaims};
 pub use questions::RegistrationConfiguration;
 pub use registrants::Enrolled;
 pub use sign_in::{DeviceCode, SignInError, UserTokens};
+pub use subscriptions::{registrations_resource, GraphSubscription};
 pub use virtual_events::{EventRegistration, ListedRegistration, MAX_REGISTRATION_ID_CHARS};
 
 /// What a delete found.

@@ -30,6 +30,7 @@ pub mod retention;
 pub mod runs;
 pub mod send;
 pub mod sign_ins;
+pub mod subscriptions;
 pub mod throttle;
 pub mod watermarks;
 

@@ -119,3 +119,16 @@ pub async fn claim_job(pool: &PgPool, name: &str, every: Duration) -> Result<boo
     .map_err(query_error("claim a periodic job"))?;
     Ok(claimed.rows_affected() == 1)
 }
+
+/// The organizer of `meeting`, whose token reads its event.
+///
+/// # Errors
+/// The statement failed.
+pub async fn organizer_of(pool: &PgPool, meeting: &str) -> Result<Option<String>, Error> {
+    sqlx::query_scalar("SELECT organizer_id FROM meetings WHERE external_id = $1")
+        .bind(meeting)
+        .fetch_optional(pool)
+        .await
+        .map(Option::flatten)
+        .map_err(query_error("find a meeting's organizer"))
+}

@@ -7,6 +7,7 @@ pub mod attendance;
 mod engine;
 pub mod ingest;
 mod listing;
+pub mod notifications;
 mod plan;
 pub mod preview;
 pub mod push;

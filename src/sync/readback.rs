@@ -5,6 +5,7 @@
 //! writes it back (`writeback.status_*`). Reads are paced below Graph's
 //! 750 GETs per 30 s per app for virtual events.
 
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use crate::store::{self, readback::SeenStatus};
 const LISTS_PER_SECOND: u32 = 16;
 
 /// How long after an event ends its registrations still matter.
-const AFTER_END: Duration = Duration::from_secs(86_400);
+pub(super) const AFTER_END: Duration = Duration::from_secs(86_400);
 
 /// What one read-back saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,49 +51,78 @@ pub async fn when_due(ctx: &Arc<Ctx>) -> Result<Option<ReadBack>, SyncError> {
     read_back(ctx).await.map(Some)
 }
 
-/// Reads every event's registration statuses once.
+/// Reads every event's registration statuses once — but for events a live
+/// change-notification subscription covers, whose changes are announced.
 ///
 /// # Errors
 /// The database failed.
 pub async fn read_back(ctx: &Arc<Ctx>) -> Result<ReadBack, SyncError> {
     let mut report = ReadBack::default();
     let Some(kind) = ctx.settings.graph.target.event_kind() else { return Ok(report) };
+    let subscribed: HashSet<String> = if ctx.settings.notifications.enabled() {
+        let now = chrono::Utc::now();
+        let live = store::subscriptions::all(&ctx.pool).await?.into_iter().filter(|s| s.expires_at > now);
+        live.map(|s| s.meeting_external_id).collect()
+    } else {
+        HashSet::new()
+    };
     let pace = RateLimiter::direct(Quota::per_second(NonZeroU32::new(LISTS_PER_SECOND).expect("not zero")));
     for event in store::readback::enrolled_events(&ctx.pool, AFTER_END).await? {
         if ctx.shutdown.is_cancelled() {
             break;
         }
+        if subscribed.contains(&event.meeting_external_id) {
+            continue;
+        }
         pace.until_ready().await;
-        let organizer = OrganizerId(event.organizer_id.clone().unwrap_or_default());
         let at = VirtualEvent { kind, id: event.event_id.clone() };
-        let listed = match ctx.permit(&organizer).await {
-            Err(e) => Err(e.to_string()),
-            Ok(permit) => {
-                let slot = ctx.throttle.slot().await;
-                let mut calls = Vec::new();
-                let result = ctx.graph.list_event_registrations(permit, &at, &mut calls).await;
-                ctx.throttle.answered(&ctx.pool, &result, false, Call::Other).await;
-                drop(slot);
-                result.map_err(|e| e.to_string())
+        match read_event(ctx, &event.meeting_external_id, &at, event.organizer_id.as_deref()).await? {
+            Ok(changed) => {
+                report.changed += changed;
+                report.events += 1;
             }
-        };
-        let listed = match listed {
-            Ok(listed) => listed,
             Err(why) => {
                 report.failed += 1;
                 tracing::warn!(meeting = event.meeting_external_id, %at, error = why, "cannot read back statuses");
-                continue;
             }
-        };
-        let seen: Vec<SeenStatus<'_>> = listed
-            .iter()
-            .map(|r| SeenStatus { id: &r.id, external_id: &r.external_id, status: r.status.as_str() })
-            .collect();
-        report.changed += store::readback::record_statuses(&ctx.pool, &event.meeting_external_id, &seen).await?;
-        report.events += 1;
+        }
     }
     if report.changed > 0 || report.failed > 0 {
         tracing::info!(events = report.events, changed = report.changed, failed = report.failed, "status read-back");
     }
     Ok(report)
+}
+
+/// Reads one event's registration statuses and records them: how many
+/// changed, or why Graph could not be read.
+///
+/// # Errors
+/// The database failed.
+pub async fn read_event(
+    ctx: &Arc<Ctx>,
+    meeting: &str,
+    event: &VirtualEvent,
+    organizer: Option<&str>,
+) -> Result<Result<u64, String>, SyncError> {
+    let organizer = OrganizerId(organizer.unwrap_or_default().to_owned());
+    let listed = match ctx.permit(&organizer).await {
+        Err(e) => Err(e.to_string()),
+        Ok(permit) => {
+            let slot = ctx.throttle.slot().await;
+            let mut calls = Vec::new();
+            let result = ctx.graph.list_event_registrations(permit, event, &mut calls).await;
+            ctx.throttle.answered(&ctx.pool, &result, false, Call::Other).await;
+            drop(slot);
+            result.map_err(|e| e.to_string())
+        }
+    };
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(why) => return Ok(Err(why)),
+    };
+    let seen: Vec<SeenStatus<'_>> = listed
+        .iter()
+        .map(|r| SeenStatus { id: &r.id, external_id: &r.external_id, status: r.status.as_str() })
+        .collect();
+    Ok(Ok(store::readback::record_statuses(&ctx.pool, meeting, &seen).await?))
 }

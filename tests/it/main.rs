@@ -24,6 +24,7 @@ mod lifecycle;
 mod listing;
 mod network;
 mod nightly;
+mod notifications;
 mod operations;
 mod paging;
 mod priority;

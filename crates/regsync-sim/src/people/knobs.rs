@@ -112,13 +112,12 @@ impl Sim {
         let found = s.people.webinars.get_mut(id).and_then(|w| {
             w.registrations.iter_mut().rev().find(|r| r.external_id == external_id && r.status != "canceled")
         });
-        match found {
-            Some(r) => {
-                r.status = status.to_owned();
-                true
-            }
-            None => false,
-        }
+        let Some(r) = found else { return false };
+        r.status = status.to_owned();
+        let registration = r.id.clone();
+        drop(s);
+        self.announce_registration_change(id, &registration);
+        true
     }
 
     /// Adds an attendance report to the event or online meeting `id`, listed

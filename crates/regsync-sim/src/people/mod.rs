@@ -45,6 +45,7 @@ mod beta;
 mod knobs;
 mod listing;
 mod questions;
+mod subscriptions;
 mod webinar;
 
 use attendance::*;
@@ -55,6 +56,7 @@ use webinar::*;
 
 pub use attendance::{SimAttendee, SimReport};
 pub use questions::{RegistrationConfig, SimQuestion};
+pub use subscriptions::{SentNotification, SimSubscription};
 
 type Shared = Arc<Mutex<State>>;
 
@@ -214,6 +216,10 @@ pub(crate) struct People {
     pub(crate) webinars: HashMap<String, SimWebinar>,
     /// Attendance reports by event or online meeting id, oldest first.
     pub(crate) attendance: HashMap<String, Vec<SimReport>>,
+    /// Change-notification subscriptions, and what was sent.
+    pub(crate) subscriptions: Vec<SimSubscription>,
+    pub(crate) notifications: Vec<SentNotification>,
+    pub(crate) lose_notifications: bool,
     pub(crate) log: Vec<PeopleRequest>,
     /// How long a new webinar registration stays out of the list.
     pub(crate) list_lag: Duration,
@@ -274,6 +280,11 @@ pub(super) fn routes() -> Router<Shared> {
         .route(
             &format!("{webinar}/sessions/{{session}}/attendanceReports/{{report}}/attendanceRecords"),
             get(list_event_records),
+        )
+        .route("/graph/v1.0/subscriptions", get(subscriptions::list).post(subscriptions::create))
+        .route(
+            "/graph/v1.0/subscriptions/{id}",
+            axum::routing::patch(subscriptions::renew).delete(subscriptions::remove),
         )
         .route("/graph/beta/users/{organizer}/onlineMeetings/{meeting}/attendanceReports", get(list_meeting_reports))
         .route(

@@ -1,4 +1,5 @@
-//! `POST /hooks/platform` on a listener of its own (`hooks.listen`): the
+//! The listener of its own (`hooks.listen`) for changes pushed to regsync:
+//! Graph's change notifications (`graph`), and `POST /hooks/platform`: the
 //! platform's webhook names a meeting or registrant, or carries it, signed
 //! with a shared secret. Checks run cheapest first, so a flood or a forgery
 //! costs nothing else: the client's rate (429), the size (413), the
@@ -20,6 +21,8 @@ use ring::hmac;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+mod graph;
 
 use crate::domain::RejectedItem;
 use crate::store;
@@ -46,9 +49,20 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
     let hooks = Hooks {
         key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
         clients: governor::RateLimiter::keyed(governor::Quota::per_second(rate)),
-        ctx,
+        ctx: ctx.clone(),
     };
-    Router::new().route("/hooks/platform", post(deliver)).with_state(Arc::new(hooks))
+    // The platform's endpoint only with its secret; Graph's only when
+    // subscriptions are made.
+    let platform = settings.secret.is_some();
+    let graph = ctx.settings.notifications.enabled();
+    let mut router = Router::new();
+    if graph {
+        router = router.merge(graph::router(ctx.clone()));
+    }
+    if platform {
+        router = router.merge(Router::new().route("/hooks/platform", post(deliver)).with_state(Arc::new(hooks)));
+    }
+    router
 }
 
 /// A delivery's body.
