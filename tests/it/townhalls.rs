@@ -95,6 +95,9 @@ async fn registered_once_with_answers(app: TestApp, m: SimMeeting) {
     assert!(error.contains("\"Job title\" requires an answer"), "the reason names the question: {error}");
     let synced = app.scalar("SELECT count(*) FROM ops.registrant_status WHERE state = 'synced'").await;
     assert_eq!(synced, 3);
+    assert!(app.sim.log().is_empty(), "no meeting-level registration call for a virtual event: {:?}", app.sim.log());
+    let meeting_synced = app.scalar("SELECT count(*) FROM ops.meeting_status WHERE state = 'synced'").await;
+    assert_eq!(meeting_synced, 1, "the event is the meeting: nothing to enable");
 }
 
 #[tokio::test]

@@ -104,8 +104,8 @@ impl Work<'_> {
     /// Plans the next step and carries it out: through the gate, to Graph,
     /// and what its answer means.
     async fn step(&mut self) -> Step {
-        if self.ctx.settings.graph.target == crate::config::Target::VirtualEventWebinar {
-            // A webinar is the meeting: nothing to enable; its registrants
+        if self.ctx.settings.graph.target.event_kind().is_some() {
+            // A webinar or town hall is the meeting: nothing to enable; its registrants
             // carry the work.
             return ControlFlow::Break(self.record(RowState::Synced, None).await);
         }
