@@ -1,7 +1,9 @@
 //! Tests of the registrant state machine.
 
 use super::*;
-use crate::domain::{EventKind, Location, OnlineMeetingId, OrganizerId, Person, RegistrationId, VirtualEvent};
+use crate::domain::{
+    EventKind, Location, OnlineMeetingId, OrganizerId, Person, RegistrationId, TeamsStatus, VirtualEvent,
+};
 use crate::store::registrants::MeetingView;
 
 fn registrant(desired: Desired, meeting_registered: bool) -> ClaimedRegistrant {
@@ -180,4 +182,41 @@ fn a_webinar_lookup_keeps_the_registration_the_platform_knows_and_waits_out_a_la
 
     let mut accepted = Progress { enrolled_at: Some(webinar.clone()), ..Progress::default() };
     assert!(after_event_lookup(&mut accepted, Vec::new(), &webinar, None, settle).is_err(), "never register again");
+}
+
+#[test]
+fn a_status_changed_in_teams_is_told_once_and_an_ended_registration_is_not_undone_unless_the_platform_changed_later() {
+    let both = WriteBacks { link: true, status: true };
+    let town_hall = RegistrantsAt::Event(VirtualEvent { kind: EventKind::Townhall, id: "w".into() });
+    let mut c = registrant(Desired::Registered, true);
+    let enrolled = |status: Option<TeamsStatus>, told: Option<&str>| Progress {
+        enrolled_at: Some(town_hall.clone()),
+        registrant_id: Some("reg-1".into()),
+        written_back_value: Some("reg-1".into()),
+        teams_status: status,
+        status_written_back: told.map(str::to_owned),
+        ..Progress::default()
+    };
+    let target = Target::VirtualEventTownhall;
+    // Nothing told, registered in Teams: the platform knows already.
+    assert_eq!(plan(&c, &enrolled(Some(TeamsStatus::Registered), None), target, both), Step::Done);
+    // Waitlisted, then off the waitlist: each told once.
+    let waitlisted = enrolled(Some(TeamsStatus::Waitlisted), None);
+    assert_eq!(plan(&c, &waitlisted, target, both), Step::WriteStatus("waitlisted"));
+    assert_eq!(plan(&c, &enrolled(Some(TeamsStatus::Waitlisted), Some("waitlisted")), target, both), Step::Done);
+    let moved = enrolled(Some(TeamsStatus::Registered), Some("waitlisted"));
+    assert_eq!(plan(&c, &moved, target, both), Step::WriteStatus("registered"));
+    // Cancelled in Teams: told, then left alone while the platform keeps
+    // its older registration.
+    let cancelled = enrolled(Some(TeamsStatus::Cancelled), None);
+    assert_eq!(plan(&c, &cancelled, target, both), Step::WriteStatus("cancelled"));
+    c.teams_change_is_latest = true;
+    assert_eq!(plan(&c, &enrolled(Some(TeamsStatus::Cancelled), Some("cancelled")), target, both), Step::Done);
+    // The platform cancels too: nothing to cancel at Teams.
+    c.desired = Desired::Unregistered;
+    assert_eq!(plan(&c, &enrolled(Some(TeamsStatus::Cancelled), Some("cancelled")), target, both), Step::Forget);
+    // The platform registers them again after the change in Teams: anew.
+    c.desired = Desired::Registered;
+    c.teams_change_is_latest = false;
+    assert_eq!(plan(&c, &enrolled(Some(TeamsStatus::Rejected), Some("rejected")), target, both), Step::Forget);
 }
