@@ -41,6 +41,9 @@ pub struct DemoSummary {
     pub figures: store::demo::DemoFigures,
     /// POSTs the simulator saw while a registration existed (must be 0).
     pub duplicate_posts: u64,
+    /// The second act (with registrants): webinars, changes made in Teams,
+    /// attendance.
+    pub successor: Option<store::demo::SuccessorFigures>,
 }
 
 /// Runs the demo and returns the summary it printed.
@@ -91,7 +94,12 @@ pub async fn demo(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bar.finish_and_clear();
-    let summary = summarize(&pool, &sim).await?;
+    let mut summary = summarize(&pool, &sim).await?;
+    if options.registrants > 0 {
+        eprintln!("second act: webinars that ended, changes made in Teams, attendance...");
+        let successor_url = sibling_database(&url, "regsync_demo_successor").await?;
+        summary.successor = Some(super::demo_successor::act(&successor_url).await?);
+    }
     println!("{}", super::summary(&report).lines().next().unwrap_or_default());
     println!("{}", render(&summary));
     if options.keep_running {
@@ -170,15 +178,24 @@ pub fn simulator_settings(sim: &Sim, url: &str) -> Settings {
 }
 
 async fn fresh_demo_database(url: &str) -> anyhow::Result<String> {
+    sibling_database(url, "regsync_demo").await.context("DATABASE_URL")
+}
+
+/// A new, empty database `name` on the server of `url`; its URL.
+async fn sibling_database(url: &str, name: &str) -> anyhow::Result<String> {
     use sqlx::ConnectOptions as _;
-    let options: sqlx::postgres::PgConnectOptions = url.parse().context("DATABASE_URL is not a valid Postgres URL")?;
-    let mut admin = options.clone().connect().await.context("cannot connect to DATABASE_URL")?;
-    store::recreate_database(&mut admin, "regsync_demo").await?;
-    Ok(options.database("regsync_demo").to_url_lossy().to_string())
+    let options: sqlx::postgres::PgConnectOptions = url.parse().context("not a valid Postgres URL")?;
+    let mut admin = options.clone().connect().await.context("cannot connect to the database server")?;
+    store::recreate_database(&mut admin, name).await?;
+    Ok(options.database(name).to_url_lossy().to_string())
 }
 
 async fn summarize(pool: &sqlx::PgPool, sim: &Sim) -> anyhow::Result<DemoSummary> {
-    Ok(DemoSummary { figures: store::demo::figures(pool).await?, duplicate_posts: sim.stats().posts_while_registered })
+    Ok(DemoSummary {
+        figures: store::demo::figures(pool).await?,
+        duplicate_posts: sim.stats().posts_while_registered,
+        successor: None,
+    })
 }
 
 /// The summary as a table.
@@ -202,6 +219,16 @@ pub fn render(summary: &DemoSummary) -> String {
         row("join links written back", s.written_back.to_string());
     }
     row("duplicate POSTs at Graph", summary.duplicate_posts.to_string());
+    if let Some(v1) = &summary.successor {
+        row("-- v1.0 webinars, ended --", String::new());
+        row("webinar registrations", v1.registered.to_string());
+        row("cancelled in Teams", v1.cancelled_in_teams.to_string());
+        row("awaiting approval in Teams", v1.awaiting_approval.to_string());
+        row("statuses told the platform", v1.statuses_told.to_string());
+        row("attendance written back", v1.attendance_written_back.to_string());
+        row("  of whom attended", v1.attended.to_string());
+        row("walk-ins (unmatched)", v1.unmatched.to_string());
+    }
     let _ = writeln!(out, "+------------------------------+--------+");
     for (id, reason) in &s.failed {
         let _ = writeln!(out, "failed {id}: {reason}");

@@ -5,6 +5,8 @@
 mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
+mod demo_successor;
 pub mod doctor;
 mod doctor_events;
 

@@ -71,3 +71,53 @@ pub async fn figures(pool: &PgPool) -> Result<DemoFigures, Error> {
         registrants: counts.try_get("registrants").map_err(query_error(op))?,
     })
 }
+
+/// The figures of the demo's second act, on the v1.0 webinar target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SuccessorFigures {
+    /// Webinar registrations regsync made and keeps.
+    pub registered: i64,
+    /// Registrations cancelled in Teams.
+    pub cancelled_in_teams: i64,
+    /// Registrations awaiting the organizer's approval.
+    pub awaiting_approval: i64,
+    /// Registrants the platform was told a status from Teams.
+    pub statuses_told: i64,
+    /// Registrants whose attendance the platform acknowledged.
+    pub attendance_written_back: i64,
+    /// Of those, the ones who attended.
+    pub attended: i64,
+    /// Attendees no registrant matches.
+    pub unmatched: i64,
+}
+
+/// Reads the second act's figures.
+///
+/// # Errors
+/// The statement failed.
+pub async fn successor_figures(pool: &PgPool) -> Result<SuccessorFigures, Error> {
+    let row = sqlx::query(
+        r#"
+        SELECT (SELECT count(*) FROM registrants WHERE registrant_id IS NOT NULL) AS registered,
+               (SELECT count(*) FROM registrants WHERE teams_status = 'cancelled') AS cancelled_in_teams,
+               (SELECT count(*) FROM registrants WHERE teams_status = 'pending_approval') AS awaiting_approval,
+               (SELECT count(*) FROM registrants WHERE status_written_back_at IS NOT NULL) AS statuses_told,
+               (SELECT count(*) FROM attendance WHERE written_back = figures) AS attendance_written_back,
+               (SELECT count(*) FROM attendance WHERE written_back = figures AND attended) AS attended,
+               (SELECT count(*) FROM unmatched_attendees) AS unmatched
+        "#,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(query_error("read the demo's second act"))?;
+    let get = |name: &str| row.try_get::<i64, _>(name).map_err(query_error("read the demo's second act"));
+    Ok(SuccessorFigures {
+        registered: get("registered")?,
+        cancelled_in_teams: get("cancelled_in_teams")?,
+        awaiting_approval: get("awaiting_approval")?,
+        statuses_told: get("statuses_told")?,
+        attendance_written_back: get("attendance_written_back")?,
+        attended: get("attended")?,
+        unmatched: get("unmatched")?,
+    })
+}

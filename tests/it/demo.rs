@@ -30,4 +30,13 @@ async fn the_demo_syncs_every_valid_meeting_and_its_registrants_and_reports_the_
     assert!(posts_201 <= 180, "never more creates than meetings: {:?}", figures.graph_calls);
     // The people, through the same faults: each enrolled, each link written back.
     assert_eq!((figures.registrants, figures.enrolled, figures.written_back), (40, 40, 40));
+    // The second act: 3 webinars of 4 people; in Teams one cancels, and of
+    // the approval-gated webinar's 4 one is approved.
+    let v1 = summary.successor.expect("with registrants, the successor's act runs");
+    assert_eq!(v1.registered, 12);
+    assert_eq!((v1.cancelled_in_teams, v1.awaiting_approval), (1, 3));
+    // Told: the cancellation, the approval, and three awaiting approval.
+    assert_eq!(v1.statuses_told, 5);
+    // Every registrant's attendance, 9 of them attended; a walk-in each.
+    assert_eq!((v1.attendance_written_back, v1.attended, v1.unmatched), (12, 9, 3));
 }
