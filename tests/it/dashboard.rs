@@ -67,7 +67,15 @@ async fn a_database_in_every_state(app: &TestApp) {
              VALUES ('org-x', 'sign_in_refused', 'invalid_grant: AADSTS50173; have organizer org-x run `regsync login`');
          INSERT INTO registrants (external_id, meeting_external_id, desired, state, last_error, last_error_category)
              VALUES ('p-1', 'evt-00003', 'registered', 'synced', NULL, NULL),
-                    ('p-2', 'evt-00003', 'registered', 'failed', 'the platform refused the write-back', 'writeback');",
+                    ('p-2', 'evt-00003', 'registered', 'failed', 'the platform refused the write-back', 'writeback');
+         UPDATE registrants SET registrant_id = 'reg-1', teams_status = 'cancelled', teams_status_at = now(),
+             status_written_back = 'cancelled', status_written_back_at = now() WHERE external_id = 'p-1';
+         INSERT INTO attendance (meeting_external_id, registrant_external_id, attended, total_seconds, figures,
+                                 written_back, written_back_at)
+             VALUES ('evt-00003', 'p-1', TRUE, 1800, 'f', 'f', now()),
+                    ('evt-00003', 'p-2', FALSE, 0, 'g', NULL, NULL);
+         INSERT INTO unmatched_attendees (meeting_external_id, email, display_name, total_seconds)
+             VALUES ('evt-00003', 'walk-in@guest.example', 'A Guest', 600);",
     )
     .execute(&app.pool)
     .await
