@@ -23,6 +23,9 @@ CREATE TABLE attendance (
     read_at                TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (meeting_external_id, registrant_external_id)
 );
+-- Ended events are found by their end.
+CREATE INDEX meetings_ends_at_idx ON meetings (ends_at) WHERE ends_at IS NOT NULL;
+
 CREATE INDEX attendance_due_idx ON attendance (next_attempt_at)
     WHERE written_back IS DISTINCT FROM figures AND refused IS DISTINCT FROM figures;
 

@@ -250,15 +250,7 @@ async fn follow_ups(ctx: Arc<Ctx>) {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = every.tick() => {
-                if let Err(e) = sync::readback::when_due(&ctx).await {
-                    tracing::warn!(error = %e, "status read-back failed; trying again at its next period");
-                }
-                if let Err(e) = sync::notifications::when_due(&ctx).await {
-                    tracing::warn!(error = %e, "keeping the Graph subscriptions failed; trying again at its next period");
-                }
-                if let Err(e) = sync::attendance::when_due(&ctx).await {
-                    tracing::warn!(error = %e, "attendance failed; trying again at its next period");
-                }
+                sync::follow_ups(&ctx).await;
             }
         }
     }

@@ -110,6 +110,9 @@ pub async fn once(settings: Settings) -> anyhow::Result<TickReport> {
     if let Some(error) = &report.error {
         anyhow::bail!("the cycle could not call Graph: {error}");
     }
+    // What a deployment that runs `once` on its own schedule needs too.
+    sync::follow_ups(&ctx).await;
+    sync::reconcile_due(&ctx).await?;
     Ok(report)
 }
 

@@ -20,13 +20,22 @@ pub struct AttendanceSettings {
     pub delay_secs: u64,
     /// Stop looking for (and re-reading) a report this long after the end.
     pub give_up_after_secs: u64,
+    /// The shortest wait before an event's reports are read again (no
+    /// report yet, or a report that may still change).
+    pub reread_secs: u64,
     /// The call that writes one registrant's attendance back.
     pub writeback: AttendanceWriteback,
 }
 
 impl Default for AttendanceSettings {
     fn default() -> Self {
-        Self { enabled: false, delay_secs: 600, give_up_after_secs: 86_400, writeback: AttendanceWriteback::default() }
+        Self {
+            enabled: false,
+            delay_secs: 600,
+            give_up_after_secs: 86_400,
+            reread_secs: 300,
+            writeback: AttendanceWriteback::default(),
+        }
     }
 }
 
@@ -34,6 +43,11 @@ impl AttendanceSettings {
     /// The wait after an event's end.
     pub fn delay(&self) -> Duration {
         Duration::from_secs(self.delay_secs)
+    }
+
+    /// The shortest wait before an event is read again.
+    pub fn reread(&self) -> Duration {
+        Duration::from_secs(self.reread_secs.max(1))
     }
 
     /// How long after the end reports are looked for.

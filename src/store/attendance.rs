@@ -42,7 +42,7 @@ pub async fn due_events(
                coalesce(m.registered_organizer_id, m.organizer_id) AS organizer_id,
                coalesce(m.registered_meeting_id, m.online_meeting_id) AS online_meeting_id, m.ends_at
         FROM meetings m LEFT JOIN attendance_reads a ON a.meeting_external_id = m.external_id
-        WHERE m.ends_at + make_interval(secs => $1) <= now() AND m.ends_at + make_interval(secs => $2) > now()
+        WHERE m.ends_at <= now() - make_interval(secs => $1) AND m.ends_at > now() - make_interval(secs => $2)
           AND m.desired = 'registered' AND coalesce(m.registered_meeting_id, m.online_meeting_id) IS NOT NULL
           AND (a.next_read_at IS NULL OR a.next_read_at <= now())
         ORDER BY m.ends_at LIMIT $3

@@ -178,6 +178,22 @@ impl Ctx {
     }
 }
 
+/// The periodic work beside the engine — the Graph subscriptions, the
+/// status read-back, the attendance reads — each run when its period has
+/// come, by one replica of the deployment. A failure is logged and tried
+/// again at its next period; the others run regardless.
+pub async fn follow_ups(ctx: &Arc<Ctx>) {
+    if let Err(e) = notifications::when_due(ctx).await {
+        tracing::warn!(error = %e, "keeping the Graph subscriptions failed; trying again at its next period");
+    }
+    if let Err(e) = readback::when_due(ctx).await {
+        tracing::warn!(error = %e, "status read-back failed; trying again at its next period");
+    }
+    if let Err(e) = attendance::when_due(ctx).await {
+        tracing::warn!(error = %e, "attendance failed; trying again at its next period");
+    }
+}
+
 /// One pass: poll the platform, then reconcile everything due now, and close
 /// the cycle's `sync_runs` row. The scheduler only triggers ticks; tests call
 /// this directly.

@@ -120,6 +120,7 @@ pub async fn read_event(
         Ok(listed) => listed,
         Err(why) => return Ok(Err(why)),
     };
+    super::engine::crash_point("readback-after-list");
     let seen: Vec<SeenStatus<'_>> = listed
         .iter()
         .map(|r| SeenStatus { id: &r.id, external_id: &r.external_id, status: r.status.as_str() })

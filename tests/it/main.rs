@@ -9,6 +9,8 @@ mod cli;
 mod commands;
 #[cfg(feature = "failpoints")]
 mod crash;
+#[cfg(feature = "failpoints")]
+mod crash_successor;
 mod credentials;
 mod daemon;
 mod dashboard;

@@ -4,7 +4,8 @@
 //! (`matching`), and stores every registrant's figures; then each figure
 //! that changed is written back once (`attendance.writeback`), a 5xx
 //! retried, a 4xx kept as the reason until the figures change. An event is
-//! read again on a lengthening interval until `attendance.give_up_after_secs`
+//! read again on a lengthening interval (from `attendance.reread_secs`, half
+//! the time since its end, up to 6 hours) until `attendance.give_up_after_secs`
 //! after its end — reports list only the 50 most recent, so they are read
 //! while they are recent.
 
@@ -25,15 +26,15 @@ use crate::store::{self, attendance::Sent};
 
 pub use matching::match_attendees;
 
-/// How often the deployment looks for events due a read.
+/// The longest the deployment waits between looks for events due a read.
 const PERIOD: Duration = Duration::from_secs(30);
 /// Events read per run.
 const EVENTS_PER_RUN: i64 = 50;
 /// Write-backs claimed per batch, and how long a claim holds.
 const WRITEBACKS_PER_BATCH: i64 = 100;
 const WRITEBACK_LEASE: Duration = Duration::from_secs(120);
-/// The shortest and longest wait before an event is read again.
-const REREAD_MIN: Duration = Duration::from_secs(300);
+/// The longest wait before an event is read again (the shortest is
+/// `attendance.reread_secs`).
 const REREAD_MAX: Duration = Duration::from_secs(6 * 3600);
 
 /// What one run did.
@@ -54,7 +55,8 @@ pub struct AttendanceRun {
 /// # Errors
 /// The database failed.
 pub async fn when_due(ctx: &Arc<Ctx>) -> Result<Option<AttendanceRun>, SyncError> {
-    if !ctx.settings.attendance.enabled || !store::readback::claim_job(&ctx.pool, "attendance", PERIOD).await? {
+    let period = PERIOD.min(ctx.settings.attendance.reread());
+    if !ctx.settings.attendance.enabled || !store::readback::claim_job(&ctx.pool, "attendance", period).await? {
         return Ok(None);
     }
     run(ctx).await.map(Some)
@@ -66,6 +68,7 @@ pub async fn when_due(ctx: &Arc<Ctx>) -> Result<Option<AttendanceRun>, SyncError
 /// The database failed.
 pub async fn run(ctx: &Arc<Ctx>) -> Result<AttendanceRun, SyncError> {
     let settings = &ctx.settings.attendance;
+    let reread = settings.reread();
     let mut report = AttendanceRun::default();
     let due =
         store::attendance::due_events(&ctx.pool, settings.delay(), settings.give_up_after(), EVENTS_PER_RUN).await?;
@@ -76,7 +79,7 @@ pub async fn run(ctx: &Arc<Ctx>) -> Result<AttendanceRun, SyncError> {
         // Reports change as late peers report: read again, less often as
         // the end recedes.
         let since_end = (Utc::now() - event.ends_at).to_std().unwrap_or_default();
-        let again = (since_end / 2).clamp(REREAD_MIN, REREAD_MAX);
+        let again = (since_end / 2).clamp(reread, REREAD_MAX.max(reread));
         match read_event(ctx, &event).await {
             Ok(Some(records)) => {
                 let registrants = store::attendance::registrants_of(&ctx.pool, &event.meeting_external_id).await?;
@@ -85,14 +88,14 @@ pub async fn run(ctx: &Arc<Ctx>) -> Result<AttendanceRun, SyncError> {
                 report.read += 1;
             }
             Ok(None) => {
-                let soon = REREAD_MIN.min(again);
+                let soon = reread.min(again);
                 store::attendance::record_read(&ctx.pool, &event.meeting_external_id, None, soon, None).await?;
                 report.not_ready += 1;
             }
             Err(why) => {
                 tracing::warn!(meeting = event.meeting_external_id, error = why, "cannot read attendance");
                 let meeting = &event.meeting_external_id;
-                store::attendance::record_read(&ctx.pool, meeting, None, REREAD_MIN, Some(&why)).await?;
+                store::attendance::record_read(&ctx.pool, meeting, None, reread, Some(&why)).await?;
                 report.failed += 1;
             }
         }
@@ -161,7 +164,10 @@ async fn write_back(ctx: &Arc<Ctx>) -> Result<u64, SyncError> {
                 status: None,
                 extra: &extra,
             };
-            let sent = match ctx.source.write_back(&settings, values).await {
+            crate::sync::engine::crash_point("attendance-before-writeback");
+            let answer = ctx.source.write_back(&settings, values).await;
+            crate::sync::engine::crash_point("attendance-after-writeback");
+            let sent = match answer {
                 Ok(()) => {
                     acknowledged += 1;
                     Sent::Acknowledged
