@@ -95,16 +95,9 @@ pub(super) async fn list_sessions(
     Path((collection, event_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut s = lock(&state);
-    if let Err(refused) = before(&mut s, &headers, None, "-") {
-        return *refused;
-    }
-    let answer = match event(&s.people, &collection, &event_id) {
-        None => error(404, "itemNotFound", "The virtual event was not found."),
-        Some(_) => Json(json!({"value": [{"id": format!("{event_id}-session")}]})).into_response(),
-    };
-    log(&mut s, "GET sessions", answer.status(), false);
-    answer
+    read_event(&state, &headers, (&collection, &event_id), "GET sessions", |_, _| {
+        Json(json!({"value": [{"id": format!("{event_id}-session")}]})).into_response()
+    })
 }
 
 pub(super) async fn list_event_reports(
@@ -112,18 +105,12 @@ pub(super) async fn list_event_reports(
     Path((collection, event_id, session)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut s = lock(&state);
-    if let Err(refused) = before(&mut s, &headers, None, "-") {
-        return *refused;
-    }
-    let answer = match event(&s.people, &collection, &event_id) {
-        Some(_) if session == format!("{event_id}-session") => {
-            Json(reports_json(&ready(&s.people, &event_id))).into_response()
+    read_event(&state, &headers, (&collection, &event_id), "GET attendanceReports", |people, _| {
+        if session != format!("{event_id}-session") {
+            return error(404, "itemNotFound", "The session was not found.");
         }
-        _ => error(404, "itemNotFound", "The session was not found."),
-    };
-    log(&mut s, "GET attendanceReports", answer.status(), false);
-    answer
+        Json(reports_json(&ready(people, &event_id))).into_response()
+    })
 }
 
 pub(super) async fn list_event_records(
@@ -133,18 +120,12 @@ pub(super) async fn list_event_records(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    let mut s = lock(&state);
-    if let Err(refused) = before(&mut s, &headers, None, "-") {
-        return *refused;
-    }
-    let records = event(&s.people, &collection, &event_id)
-        .and_then(|_| records_json(&s.people, &event_id, &report, q.skip.unwrap_or(0), &headers, uri.path()));
-    let answer = match records {
-        Some(page) => Json(page).into_response(),
-        None => error(404, "itemNotFound", "The attendance report was not found."),
-    };
-    log(&mut s, "GET attendanceRecords", answer.status(), false);
-    answer
+    read_event(&state, &headers, (&collection, &event_id), "GET attendanceRecords", |people, _| {
+        match records_json(people, &event_id, &report, q.skip.unwrap_or(0), &headers, uri.path()) {
+            Some(page) => Json(page).into_response(),
+            None => error(404, "itemNotFound", "The attendance report was not found."),
+        }
+    })
 }
 
 pub(super) async fn list_meeting_reports(

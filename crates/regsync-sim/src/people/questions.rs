@@ -58,19 +58,12 @@ pub(super) async fn get_configuration(
     Path((collection, event_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut s = lock(&state);
-    if let Err(refused) = before(&mut s, &headers, None, "-") {
-        return *refused;
-    }
-    let answer = match event(&s.people, &collection, &event_id) {
-        None => error(404, "itemNotFound", "The virtual event was not found."),
-        Some(w) => Json(json!({"id": event_id, "capacity": w.config.capacity,
+    read_event(&state, &headers, (&collection, &event_id), "GET registrationConfiguration", |_, w| {
+        Json(json!({"id": event_id, "capacity": w.config.capacity,
             "isWaitlistEnabled": w.config.waitlist, "isManualApprovalEnabled": w.config.manual_approval,
             "registrationWebUrl": format!("https://events.teams.microsoft.com/event/{event_id}")}))
-        .into_response(),
-    };
-    log(&mut s, "GET registrationConfiguration", answer.status(), false);
-    answer
+        .into_response()
+    })
 }
 
 pub(super) async fn list_questions(
@@ -78,18 +71,9 @@ pub(super) async fn list_questions(
     Path((collection, event_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut s = lock(&state);
-    if let Err(refused) = before(&mut s, &headers, None, "-") {
-        return *refused;
-    }
-    let answer = match event(&s.people, &collection, &event_id) {
-        None => error(404, "itemNotFound", "The virtual event was not found."),
-        Some(w) => {
-            Json(json!({"value": w.questions.iter().map(SimQuestion::to_graph).collect::<Vec<_>>()})).into_response()
-        }
-    };
-    log(&mut s, "GET questions", answer.status(), false);
-    answer
+    read_event(&state, &headers, (&collection, &event_id), "GET questions", |_, w| {
+        Json(json!({"value": w.questions.iter().map(SimQuestion::to_graph).collect::<Vec<_>>()})).into_response()
+    })
 }
 
 /// Whether `body`'s `registrationQuestionAnswers` answer `w`'s questions:

@@ -23,6 +23,27 @@ pub(super) fn event_mut<'a>(people: &'a mut People, collection: &str, id: &str) 
     people.webinars.get_mut(id).filter(|w| w.collection() == collection)
 }
 
+/// A read about one event, logged as `call`: refused as any request is,
+/// 404 for an event not in `collection`, else what `answer` makes of it.
+pub(super) fn read_event(
+    state: &Shared,
+    headers: &HeaderMap,
+    (collection, id): (&str, &str),
+    call: &str,
+    answer: impl FnOnce(&People, &SimWebinar) -> Response,
+) -> Response {
+    let mut s = lock(state);
+    if let Err(refused) = before(&mut s, headers, None, "-") {
+        return *refused;
+    }
+    let answer = match event(&s.people, collection, id) {
+        None => error(404, "itemNotFound", "The virtual event was not found."),
+        Some(w) => answer(&s.people, w),
+    };
+    log(&mut s, call, answer.status(), false);
+    answer
+}
+
 pub(super) async fn get_webinar(
     AxumState(state): AxumState<Shared>,
     Path((collection, webinar)): Path<(String, String)>,
