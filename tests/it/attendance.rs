@@ -60,6 +60,22 @@ async fn a_webinars_attendance_is_written_back_once_per_registrant_again_only_wh
     let app = webinar_app(attendance).await;
     let m = app.listed(ended(1));
     app.sim.put_webinar(&m.online_meeting_id, "published");
+    written_back_once_again_only_when_the_report_changes(app, m).await;
+}
+
+#[tokio::test]
+async fn a_town_halls_attendance_is_written_back_once_per_registrant_again_only_when_the_report_changes() {
+    let app = spawn_app_with(|s| {
+        crate::townhalls::townhalls(s);
+        attendance(s);
+    })
+    .await;
+    let m = app.listed(ended(1));
+    app.sim.put_townhall(&m.online_meeting_id, "published");
+    written_back_once_again_only_when_the_report_changes(app, m).await;
+}
+
+async fn written_back_once_again_only_when_the_report_changes(app: TestApp, m: SimMeeting) {
     let people = app.sim.seed_registrants(std::slice::from_ref(&m), 3);
     cycle(&app).await;
     let first = app.sim.registration_id(&m.online_meeting_id, &people[0].id).expect("registered");

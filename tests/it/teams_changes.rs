@@ -102,3 +102,22 @@ async fn a_cancellation_an_approval_and_a_waitlist_move_made_in_teams_reach_the_
         .collect();
     assert_eq!(live.len(), 1, "{live:#?}");
 }
+
+#[tokio::test]
+async fn a_cancellation_made_in_teams_on_a_town_hall_reaches_the_platform_once() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        crate::townhalls::townhalls(s);
+        s.writeback.status_url = "/meetings/{meeting_id}/registrants/{registrant_id}/status".into();
+        s.registrants.status_readback_secs = 60;
+    })
+    .await;
+    let m = app.listed(crate::helpers::meeting(1));
+    app.sim.put_townhall(&m.online_meeting_id, "published");
+    let people = app.sim.seed_registrants(std::slice::from_ref(&m), 2);
+    cycle(&app).await;
+    assert!(app.sim.change_registration_in_teams(&m.online_meeting_id, &people[0].id, "canceled"));
+    read_back_and_cycle(&app).await;
+    read_back_and_cycle(&app).await;
+    assert_eq!(status_write_backs(&app), vec![(people[0].id.clone(), "cancelled".to_owned())]);
+    assert_eq!(calls(&app, "POST registration"), 2, "not undone");
+}
