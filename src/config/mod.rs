@@ -308,6 +308,13 @@ impl DatabaseSettings {
             .is_ok_and(|o| matches!(o.get_ssl_mode(), PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull))
     }
 
+    /// How long regsync waits for a statement's answer on its side: the
+    /// server's `statement_timeout` and a margin (the server cannot time a
+    /// statement out when it is gone).
+    pub fn client_deadline(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms) + Duration::from_secs(5)
+    }
+
     /// How long to wait for a pooled connection.
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)

@@ -125,6 +125,32 @@ pub(crate) fn row_state(text: &str) -> Result<crate::domain::RowState, sqlx::Err
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown row state {text:?}").into()))
 }
 
+/// Runs `statement` within `within` on this side of the connection. The
+/// server's `statement_timeout` cannot fire when the server is gone
+/// silently (a half-open connection: no reset, no answer, and no TCP
+/// keepalive in the driver): the engine's statements are bounded here, and
+/// a statement given up on is dropped with its connection. A timeout is a
+/// transient failure, like a lost connection.
+///
+/// # Errors
+/// The statement's, or the timeout.
+pub async fn bounded<T>(
+    within: std::time::Duration,
+    op: &'static str,
+    statement: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(within, statement).await {
+        Ok(done) => done,
+        Err(_) => Err(Error::Query {
+            op,
+            cause: sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the database did not answer within {} s; the connection is dropped", within.as_secs()),
+            )),
+        }),
+    }
+}
+
 /// Runs `write` until it succeeds, fails for good, or `give_up` has
 /// passed, retrying while the database is briefly away (backoff from
 /// 100 ms to 5 s): for writes whose loss would cost more than the wait, such

@@ -174,7 +174,11 @@ impl Ctx {
     where
         W: std::future::Future<Output = Result<bool, store::Error>>,
     {
-        store::with_retries(self.settings.sync.lease_ttl() / 2, write).await
+        let deadline = self.settings.database.client_deadline();
+        store::with_retries(self.settings.sync.lease_ttl() / 2, || {
+            store::bounded(deadline, "record an outcome", write())
+        })
+        .await
     }
 }
 

@@ -73,7 +73,8 @@ impl engine::Kind for Meetings {
 
     async fn claim(&self, ctx: &Ctx, want: u32) -> Result<Vec<Claimed>, SyncError> {
         let sync = &ctx.settings.sync;
-        Ok(store::claims::claim_due(&ctx.pool, want, sync.lease_ttl(), sync.max_attempts, ctx.replica).await?)
+        let claim = store::claims::claim_due(&ctx.pool, want, sync.lease_ttl(), sync.max_attempts, ctx.replica);
+        Ok(store::bounded(ctx.settings.database.client_deadline(), "claim due meetings", claim).await?)
     }
 
     const TABLE: store::claims::Table = store::claims::Table::Meetings;

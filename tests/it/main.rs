@@ -23,6 +23,7 @@ mod helpers;
 mod hooks;
 mod incremental;
 mod lifecycle;
+mod links;
 mod listing;
 mod network;
 mod nightly;

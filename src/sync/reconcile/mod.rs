@@ -185,8 +185,10 @@ impl Work<'_> {
             self.progress.actual.as_ref(),
             settings.sync.lease_ttl(),
             throttle::PROBE_TTL.min(settings.graph.timeout()),
-        )
-        .await;
+        );
+        // A gate given up on sends nothing: an intent it may have committed
+        // is looked up by the row's next owner.
+        let gate = store::bounded(settings.database.client_deadline(), "open the send gate", gate).await;
         let (held, probe) = match gate {
             Err(e) => return ControlFlow::Break(Err(e.into())),
             Ok(SendGate::LeaseLost) => {

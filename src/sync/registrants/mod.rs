@@ -85,7 +85,8 @@ impl engine::Kind for Registrants {
     async fn claim(&self, ctx: &Ctx, want: u32) -> Result<Vec<ClaimedRegistrant>, SyncError> {
         let sync = &ctx.settings.sync;
         let (ttl, max_attempts) = (sync.lease_ttl(), sync.max_attempts);
-        Ok(store::registrants::claim_due(&ctx.pool, want, ttl, max_attempts, ctx.replica, self.round).await?)
+        let claim = store::registrants::claim_due(&ctx.pool, want, ttl, max_attempts, ctx.replica, self.round);
+        Ok(store::bounded(ctx.settings.database.client_deadline(), "claim due registrants", claim).await?)
     }
 
     const TABLE: store::claims::Table = store::claims::Table::Registrants;

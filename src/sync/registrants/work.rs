@@ -167,8 +167,8 @@ impl Work<'_> {
             write_at.as_deref(),
             settings.sync.lease_ttl(),
             throttle::PROBE_TTL.min(settings.graph.timeout()),
-        )
-        .await;
+        );
+        let gate = store::bounded(settings.database.client_deadline(), "open the send gate", gate).await;
         match gate {
             Err(e) => ControlFlow::Break(Err(e.into())),
             Ok(Gate::Throttled(wait)) => {

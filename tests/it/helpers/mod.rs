@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod netns;
 mod process;
+pub mod relay;
 pub use process::*;
 
 struct Server {
