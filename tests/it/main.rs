@@ -18,6 +18,7 @@ mod delegated;
 #[cfg(feature = "demo")]
 mod demo;
 mod doctor;
+mod failover;
 mod faults;
 mod helpers;
 mod hooks;

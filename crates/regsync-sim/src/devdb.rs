@@ -119,6 +119,52 @@ impl Cluster {
         self.stop_server();
     }
 
+    /// A streaming standby of this cluster, in a directory and on a port of
+    /// its own, made from a base backup (`pg_basebackup -R`): it follows the
+    /// primary until promoted (`SELECT pg_promote()`). For tests of a
+    /// failover; make its commits wait for it with
+    /// `synchronous_standby_names` on the primary.
+    ///
+    /// # Errors
+    /// The base backup or the server failed.
+    pub fn standby(&self) -> Result<Self, Error> {
+        let dir = std::env::temp_dir().join(format!("regsync-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| step("create directory", e))?;
+        if let Some((uid, gid)) = self.account {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| step("chown directory", e))?;
+        }
+        let output = as_account(Command::new(self.bin.join("pg_basebackup")), self.account)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-R", "-X", "stream"])
+            .args(["--no-sync", "-c", "fast"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| step("pg_basebackup", e))?;
+        if !output.status.success() {
+            let detail = String::from_utf8_lossy(&output.stderr).into_owned();
+            return Err(Error::Step { step: "pg_basebackup", detail });
+        }
+        let mut standby = Self {
+            dir,
+            bin: self.bin.clone(),
+            account: self.account,
+            port: free_port().map_err(|e| step("pick a port", e))?,
+            server: None,
+            keeper: None,
+            url: String::new(),
+            tls: self.tls,
+        };
+        standby.spawn_server()?;
+        standby.url = format!("postgres://postgres@127.0.0.1:{}/postgres", standby.port);
+        Ok(standby)
+    }
+
+    /// The TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Stops (SIGSTOP) or continues (SIGCONT) the postmaster: a database that
     /// hangs new connections instead of refusing them.
     pub fn freeze(&self, frozen: bool) {
@@ -200,7 +246,8 @@ impl Cluster {
             // file a crashed one left behind.
             let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
             let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
-            if listening && pid.lines().any(|l| l.trim() == "ready") {
+            // A hot standby says "standby" where a primary says "ready".
+            if listening && pid.lines().any(|l| matches!(l.trim(), "ready" | "standby")) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));

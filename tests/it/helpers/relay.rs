@@ -37,6 +37,7 @@ pub struct Relay {
     /// Where clients connect.
     pub addr: SocketAddr,
     faults: Arc<Mutex<Faults>>,
+    upstream: Arc<Mutex<SocketAddr>>,
 }
 
 impl Relay {
@@ -45,10 +46,12 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let faults = Arc::new(Mutex::new(Faults::default()));
-        let shared = faults.clone();
+        let upstream = Arc::new(Mutex::new(upstream));
+        let (shared, target) = (faults.clone(), upstream.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(upstream).await else { continue };
+                let to = *target.lock().unwrap();
+                let Ok(server) = TcpStream::connect(to).await else { continue };
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
@@ -56,7 +59,13 @@ impl Relay {
                 tokio::spawn(forward(server_read, client_write, shared.clone(), |f| f.down));
             }
         });
-        Self { addr, faults }
+        Self { addr, faults, upstream }
+    }
+
+    /// New connections go to `upstream` from now on, as a service address
+    /// moves to a promoted standby; those open stay where they are.
+    pub fn retarget(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap() = upstream;
     }
 
     /// The URL of `url` with its host and port replaced by the relay's.
