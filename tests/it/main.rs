@@ -24,6 +24,7 @@ mod helpers;
 mod hooks;
 mod incremental;
 mod lifecycle;
+mod link_chaos;
 mod links;
 mod listing;
 mod network;
