@@ -57,6 +57,7 @@ use webinar::*;
 pub use attendance::{SimAttendee, SimReport};
 pub use questions::{RegistrationConfig, SimQuestion};
 pub use subscriptions::{SentNotification, SimSubscription};
+pub use webinar::{SimWebinar, WebinarRegistration};
 
 type Shared = Arc<Mutex<State>>;
 
@@ -155,43 +156,6 @@ pub struct GraphRegistrant {
     pub join_web_url: String,
 }
 
-/// A webinar or town hall and its registrations.
-#[derive(Debug, Clone, Default)]
-pub struct SimWebinar {
-    /// A town hall (`/solutions/virtualEvents/townhalls`), not a webinar.
-    pub townhall: bool,
-    /// `draft`, `published` or `canceled`.
-    pub status: String,
-    /// Capacity, waitlist and approval.
-    pub config: RegistrationConfig,
-    /// Its registration questions.
-    pub questions: Vec<SimQuestion>,
-    /// Its registrations, in order.
-    pub registrations: Vec<WebinarRegistration>,
-}
-
-/// One webinar registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebinarRegistration {
-    /// Graph's id.
-    pub id: String,
-    /// `externalRegistrationInformation.registrationId`.
-    pub external_id: String,
-    /// E-mail.
-    pub email: String,
-    /// `registered`, `canceled`, `waitlisted`, `pendingApproval` or
-    /// `rejectedByOrganizer`.
-    pub status: String,
-    /// The `registrationQuestionAnswers` it was created with.
-    pub answers: Vec<Value>,
-    /// Whether Teams has it (a registration made while the webinar was a
-    /// draft never arrives).
-    pub arrived: bool,
-    /// When the webinar's list starts to show it (the list lags behind
-    /// creates: Graph is eventually consistent).
-    pub listed_from: Instant,
-}
-
 /// One request about people at Graph, as the simulator saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeopleRequest {
@@ -235,17 +199,6 @@ pub(crate) struct People {
     /// Status reads that arrived and are held.
     pub(crate) held_arrivals: u64,
     next: u64,
-}
-
-impl SimWebinar {
-    /// Its collection under `/solutions/virtualEvents`.
-    pub fn collection(&self) -> &'static str {
-        if self.townhall {
-            "townhalls"
-        } else {
-            "webinars"
-        }
-    }
 }
 
 impl People {

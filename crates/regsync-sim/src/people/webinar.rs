@@ -13,6 +13,54 @@ use tokio::time::Instant;
 
 use super::*;
 
+/// A webinar or town hall and its registrations.
+#[derive(Debug, Clone, Default)]
+pub struct SimWebinar {
+    /// A town hall (`/solutions/virtualEvents/townhalls`), not a webinar.
+    pub townhall: bool,
+    /// `draft`, `published` or `canceled`.
+    pub status: String,
+    /// Capacity, waitlist and approval.
+    pub config: RegistrationConfig,
+    /// Its registration questions.
+    pub questions: Vec<SimQuestion>,
+    /// Its registrations, in order.
+    pub registrations: Vec<WebinarRegistration>,
+}
+
+/// One webinar registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebinarRegistration {
+    /// Graph's id.
+    pub id: String,
+    /// `externalRegistrationInformation.registrationId`.
+    pub external_id: String,
+    /// E-mail.
+    pub email: String,
+    /// `registered`, `canceled`, `waitlisted`, `pendingApproval` or
+    /// `rejectedByOrganizer`.
+    pub status: String,
+    /// The `registrationQuestionAnswers` it was created with.
+    pub answers: Vec<Value>,
+    /// Whether Teams has it (a registration made while the webinar was a
+    /// draft never arrives).
+    pub arrived: bool,
+    /// When the webinar's list starts to show it (the list lags behind
+    /// creates: Graph is eventually consistent).
+    pub listed_from: Instant,
+}
+
+impl SimWebinar {
+    /// Its collection under `/solutions/virtualEvents`.
+    pub fn collection(&self) -> &'static str {
+        if self.townhall {
+            "townhalls"
+        } else {
+            "webinars"
+        }
+    }
+}
+
 /// The event `id` in `collection` (`webinars` or `townhalls`): a town
 /// hall's id under webinars is not found, as at Graph.
 pub(super) fn event<'a>(people: &'a People, collection: &str, id: &str) -> Option<&'a SimWebinar> {
