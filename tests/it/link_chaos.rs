@@ -2,7 +2,8 @@
 //! simulator (platform, identity platform, Graph) and PostgreSQL through
 //! relays of its own (`helpers::relay`), while a seeded schedule makes the
 //! links lie — latency and jitter up to seconds, one-way and two-way cuts,
-//! half-open links — and kills replicas. After the faults heal, judged from
+//! half-open links — kills replicas, and crashes PostgreSQL (a cluster of
+//! the run's own) and starts it again. After the faults heal, judged from
 //! the books: every meeting and every person converged, no create while a
 //! registration existed, no request inside a Retry-After window, no
 //! registration left for a cancelled meeting, no replica panicked.
@@ -14,11 +15,12 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+use regsync_sim::devdb::Cluster;
 use regsync_sim::{FaultRates, Sim, SimMeeting, SimRegistrant};
 
 use crate::chaos::{open_meetings, Replica};
+use crate::helpers::eventually;
 use crate::helpers::relay::Relay;
-use crate::helpers::{eventually, fresh_database};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -59,7 +61,10 @@ fn strike(rng: &mut rand::rngs::StdRng, link: &Relay) -> &'static str {
 async fn run(seconds: u64, meetings: usize, people: usize) {
     let seed = env_number("REGSYNC_LINK_SEED", 7);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let db = fresh_database().await;
+    // A PostgreSQL of the run's own: it crashes.
+    let mut cluster = tokio::task::spawn_blocking(Cluster::start).await.expect("joined").expect("own PostgreSQL");
+    let db = cluster.url().to_owned();
+    let pg_port = cluster.port();
     let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
     let all: Vec<SimMeeting> = (1..=meetings).map(SimMeeting::generated).collect();
     for m in &all {
@@ -84,7 +89,7 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
     let mut replicas = Vec::new();
     for i in 0..3 {
         let internet = Relay::start(sim.addr()).await;
-        let database = Relay::start("127.0.0.1:5432".parse().expect("PostgreSQL")).await;
+        let database = Relay::start(([127, 0, 0, 1], pg_port).into()).await;
         let mut replica = Replica::new(logs.join(format!("replica-{i}.log")));
         let at = sim.endpoints();
         replica.extra_env.extend(
@@ -110,13 +115,29 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
     let working = eventually(Duration::from_secs(30), async || sim.stats().tokens_issued > 0).await;
     assert!(working, "no replica reached the simulator: see {}", logs.display());
     let started = Instant::now();
-    let (mut faults, mut kills) = (0, 0);
+    let (mut faults, mut kills, mut db_crashes) = (0, 0, 0);
+    let mut not_ready_during_outage = Vec::new();
     let cancelled: Vec<&SimMeeting> = open.iter().take(3).collect();
     let mut cancelled_midway = false;
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_000))).await;
         let i = rng.random_range(0..replicas.len());
-        match rng.random_range(0..10) {
+        match rng.random_range(0..12) {
+            11 => {
+                cluster.crash();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_500))).await;
+                // /readyz tells the truth while the database is down.
+                let listen = replicas[i].listen.clone();
+                let ready = reqwest::get(format!("http://{listen}/readyz")).await.ok().map(|r| r.status().as_u16());
+                not_ready_during_outage.push(ready);
+                cluster = tokio::task::spawn_blocking(move || {
+                    cluster.start_again().expect("PostgreSQL back");
+                    cluster
+                })
+                .await
+                .expect("joined");
+                db_crashes += 1;
+            }
             0 => {
                 replicas[i].kill();
                 tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
@@ -127,10 +148,11 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
                 strike(&mut rng, &links[i].internet);
                 faults += 1;
             }
-            _ => {
+            6..=10 => {
                 strike(&mut rng, &links[i].database);
                 faults += 1;
             }
+            _ => unreachable!("drawn from 0..12"),
         }
         if !cancelled_midway && started.elapsed() > Duration::from_secs(seconds / 2) {
             cancelled_midway = true;
@@ -159,12 +181,19 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
     }
     let stats = sim.stats();
     println!(
-        "link chaos: seed {seed}, {seconds} s, {meetings} meetings, {} people, {faults} link faults, {kills} kills; {stats:?}",
+        "link chaos: seed {seed}, {seconds} s, {meetings} meetings, {} people, {faults} link faults, {kills} kills, \
+         {db_crashes} database crashes (/readyz during them: {not_ready_during_outage:?}); {stats:?}",
         people.len()
     );
     assert!(quiet, "not quiescent: meetings {:?}, people {:?}", open_meetings(&pool).await, open_people().await);
     assert_eq!(stats.posts_while_registered, 0, "a create while a registration existed");
     assert_eq!(stats.requests_inside_retry_after, 0, "a request inside a Retry-After window");
+    // A replica whose link was cut may not answer at all; one that answers
+    // says it is not ready.
+    assert!(
+        not_ready_during_outage.iter().all(|s| s.is_none_or(|s| s == 503)),
+        "/readyz said ready while the database was down: {not_ready_during_outage:?}"
+    );
     for m in &open {
         let held = sim.graph_registrants(&m.organizer_id, &m.online_meeting_id);
         if cancelled.iter().any(|c| c.id == m.id) {
