@@ -1,6 +1,5 @@
 //! The status read-back's storage: which events have registrations to read
-//! back, what each registration's status in Teams is, and the periodic
-//! jobs one replica runs at a time.
+//! back, and what each registration's status in Teams is.
 
 use std::time::Duration;
 
@@ -98,26 +97,6 @@ pub async fn record_statuses(pool: &PgPool, meeting: &str, seen: &[SeenStatus<'_
         super::push::notify_due(pool).await?;
     }
     Ok(u64::try_from(changed).unwrap_or_default())
-}
-
-/// Claims periodic job `name` for this run when it is due, and sets it due
-/// again `every` later: one replica of the deployment runs it per period.
-///
-/// # Errors
-/// The statement failed.
-pub async fn claim_job(pool: &PgPool, name: &str, every: Duration) -> Result<bool, Error> {
-    let claimed = sqlx::query(
-        r#"
-        INSERT INTO periodic_jobs AS j (name, next_run_at) VALUES ($1, now() + make_interval(secs => $2))
-        ON CONFLICT (name) DO UPDATE SET next_run_at = EXCLUDED.next_run_at WHERE j.next_run_at <= now()
-        "#,
-    )
-    .bind(name)
-    .bind(every.as_secs_f64())
-    .execute(pool)
-    .await
-    .map_err(query_error("claim a periodic job"))?;
-    Ok(claimed.rows_affected() == 1)
 }
 
 /// The organizer of `meeting`, whose token reads its event.

@@ -1,5 +1,7 @@
 //! Poll cycles: their rows (`sync_runs`), the platform items each rejected,
-//! and the poll lease that lets one replica poll per tick.
+//! the poll lease that lets one replica poll per tick, and the claims of
+//! the periodic jobs (read-back, attendance, subscriptions), one replica per
+//! period.
 
 use std::time::Duration;
 
@@ -110,6 +112,26 @@ pub async fn last_poll_at(pool: &PgPool) -> Result<Option<DateTime<Utc>>, Error>
         .fetch_one(pool)
         .await
         .map_err(query_error("read last poll"))
+}
+
+/// Claims periodic job `name` for this run when it is due, and sets it due
+/// again `every` later: one replica of the deployment runs it per period.
+///
+/// # Errors
+/// The statement failed.
+pub async fn claim_job(pool: &PgPool, name: &str, every: Duration) -> Result<bool, Error> {
+    let claimed = sqlx::query(
+        r#"
+        INSERT INTO periodic_jobs AS j (name, next_run_at) VALUES ($1, now() + make_interval(secs => $2))
+        ON CONFLICT (name) DO UPDATE SET next_run_at = EXCLUDED.next_run_at WHERE j.next_run_at <= now()
+        "#,
+    )
+    .bind(name)
+    .bind(every.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(query_error("claim a periodic job"))?;
+    Ok(claimed.rows_affected() == 1)
 }
 
 /// Takes the deployment's poll lease for `window` if no replica holds it,

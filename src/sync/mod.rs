@@ -152,6 +152,28 @@ impl Ctx {
         Ok(permit.acting_for(organizer))
     }
 
+    /// One Graph read beside the engine (the status read-back, attendance):
+    /// the organizer's permit, a throttle slot, the read, and its answer
+    /// told to the throttle. Its audit rows are not kept: no row owns it.
+    ///
+    /// # Errors
+    /// No permit, or the read's failure.
+    pub async fn read_beside<T, F>(
+        &self,
+        organizer: &crate::domain::OrganizerId,
+        read: impl FnOnce(graph::Permit) -> F,
+    ) -> Result<T, sign_ins::TokenError>
+    where
+        F: std::future::Future<Output = Result<T, graph::Error>>,
+    {
+        let permit = self.permit(organizer).await?;
+        let slot = self.throttle.slot().await;
+        let result = read(permit).await;
+        self.throttle.answered(&self.pool, &result, false, throttle::Call::Other).await;
+        drop(slot);
+        result.map_err(sign_ins::TokenError::Graph)
+    }
+
     /// Graph answered 401 to `organizer`'s token: with delegated sign-in
     /// it is dropped (here and, compare-and-clear, in the database), so the
     /// next permit really refreshes. App tokens are dropped by the Graph

@@ -65,7 +65,7 @@ pub async fn when_due(ctx: &Arc<Ctx>) -> Result<Option<Maintained>, SyncError> {
     if !ctx.settings.notifications.enabled() || ctx.settings.graph.target.event_kind().is_none() {
         return Ok(None);
     }
-    if !store::readback::claim_job(&ctx.pool, "subscriptions", PERIOD).await? {
+    if !store::runs::claim_job(&ctx.pool, "subscriptions", PERIOD).await? {
         return Ok(None);
     }
     maintain(ctx).await.map(Some)

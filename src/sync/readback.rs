@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
 
-use super::throttle::Call;
 use super::{Ctx, SyncError};
 use crate::domain::{OrganizerId, VirtualEvent};
 use crate::store::{self, readback::SeenStatus};
@@ -45,7 +44,7 @@ pub async fn when_due(ctx: &Arc<Ctx>) -> Result<Option<ReadBack>, SyncError> {
     if every == 0 || ctx.settings.graph.target.event_kind().is_none() {
         return Ok(None);
     }
-    if !store::readback::claim_job(&ctx.pool, "status_readback", Duration::from_secs(every)).await? {
+    if !store::runs::claim_job(&ctx.pool, "status_readback", Duration::from_secs(every)).await? {
         return Ok(None);
     }
     read_back(ctx).await.map(Some)
@@ -105,20 +104,14 @@ pub async fn read_event(
     organizer: Option<&str>,
 ) -> Result<Result<u64, String>, SyncError> {
     let organizer = OrganizerId(organizer.unwrap_or_default().to_owned());
-    let listed = match ctx.permit(&organizer).await {
-        Err(e) => Err(e.to_string()),
-        Ok(permit) => {
-            let slot = ctx.throttle.slot().await;
-            let mut calls = Vec::new();
-            let result = ctx.graph.list_event_registrations(permit, event, &mut calls).await;
-            ctx.throttle.answered(&ctx.pool, &result, false, Call::Other).await;
-            drop(slot);
-            result.map_err(|e| e.to_string())
-        }
-    };
-    let listed = match listed {
+    let read = ctx
+        .read_beside(&organizer, |permit| async move {
+            ctx.graph.list_event_registrations(permit, event, &mut Vec::new()).await
+        })
+        .await;
+    let listed = match read {
         Ok(listed) => listed,
-        Err(why) => return Ok(Err(why)),
+        Err(why) => return Ok(Err(why.to_string())),
     };
     super::engine::crash_point("readback-after-list");
     let seen: Vec<SeenStatus<'_>> = listed

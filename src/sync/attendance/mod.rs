@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::retry::backoff;
-use super::throttle::Call;
+use super::sign_ins::TokenError;
 use super::{Ctx, SyncError};
 use crate::domain::{Location, OnlineMeetingId, OrganizerId, VirtualEvent};
 use crate::graph::AttendanceAt;
@@ -56,7 +56,7 @@ pub struct AttendanceRun {
 /// The database failed.
 pub async fn when_due(ctx: &Arc<Ctx>) -> Result<Option<AttendanceRun>, SyncError> {
     let period = PERIOD.min(ctx.settings.attendance.reread());
-    if !ctx.settings.attendance.enabled || !store::readback::claim_job(&ctx.pool, "attendance", period).await? {
+    if !ctx.settings.attendance.enabled || !store::runs::claim_job(&ctx.pool, "attendance", period).await? {
         return Ok(None);
     }
     run(ctx).await.map(Some)
@@ -118,14 +118,10 @@ async fn read_event(
         Some(kind) => AttendanceAt::Event(VirtualEvent { kind, id }),
         None => AttendanceAt::Meeting(Location { organizer: organizer.clone(), meeting: OnlineMeetingId(id) }),
     };
-    let permit = ctx.permit(&organizer).await.map_err(|e| e.to_string())?;
-    let slot = ctx.throttle.slot().await;
-    let mut calls = Vec::new();
-    let result = ctx.graph.attendance(permit, &at, &mut calls).await;
-    ctx.throttle.answered(&ctx.pool, &result, false, Call::Other).await;
-    drop(slot);
-    result.map_err(|e| match e {
-        crate::graph::Error::Rejected { status: 403, .. } => format!(
+    let read =
+        ctx.read_beside(&organizer, |permit| async move { ctx.graph.attendance(permit, &at, &mut Vec::new()).await });
+    read.await.map_err(|e| match e {
+        TokenError::Graph(e @ crate::graph::Error::Rejected { status: 403, .. }) => format!(
             "{e} Reading attendance needs the application permission OnlineMeetingArtifact.Read.All (admin consent) \
              and the application access policy granted to the organizer"
         ),
