@@ -26,7 +26,7 @@ use sqlx::ConnectOptions;
 
 use crate::helpers::{eventually, exit_within, free_port, send_signal, Signal};
 
-fn env_number(name: &str, default: u64) -> u64 {
+pub fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 

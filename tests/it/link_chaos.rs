@@ -18,13 +18,9 @@ use rand::{Rng, SeedableRng};
 use regsync_sim::devdb::Cluster;
 use regsync_sim::{FaultRates, Sim, SimMeeting, SimRegistrant};
 
-use crate::chaos::{open_meetings, Replica};
+use crate::chaos::{env_number, open_meetings, Replica};
 use crate::helpers::eventually;
 use crate::helpers::relay::Relay;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// A replica's two links: to the simulator and to PostgreSQL.
 struct Links {
