@@ -29,12 +29,14 @@ use serde_json::json;
 use sqlx::ConnectOptions as _;
 use tokio_util::sync::CancellationToken;
 
+mod batching;
 mod incremental;
 mod push;
+mod registrants;
 mod report;
 mod sim;
 use report::Report;
-use sim::{requests, serve_simulator, sim_stats, start_simulator, total_requests, SimProcess};
+use sim::{requests, serve_simulator, sim_stats, start_simulator, total_requests};
 
 /// Benchmarks regsync against bounds measured in the same run.
 #[derive(Parser, Debug, Clone)]
@@ -80,6 +82,10 @@ struct Args {
     /// Graph calls per registrant and the steady cycle (0: not measured).
     #[arg(long, default_value_t = 0)]
     registrants: usize,
+    /// Lookups sent one request each and in `$batch`es of 20, unpaced and at
+    /// regsync's default pace, to see whether batching pays (0: not measured).
+    #[arg(long, default_value_t = 150)]
+    batch_lookups: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -159,7 +165,7 @@ pub(crate) async fn new_ctx(settings: &Settings) -> anyhow::Result<Arc<Ctx>> {
 }
 
 /// Reconciles until every meeting is settled, waiting out holds and backoff.
-async fn drain(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+pub(crate) async fn drain(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3_600);
     loop {
         sync::reconcile_due(ctx).await?;
@@ -175,56 +181,6 @@ async fn drain(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "{open} meetings never settled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Registrants: the first enrolment (with write-backs) against the same
-/// bound as registrations, then a steady cycle.
-async fn bench_registrants(
-    args: &Args,
-    settings: &Settings,
-    http: &reqwest::Client,
-    sim: &SimProcess,
-) -> anyhow::Result<report::Registrants> {
-    let mut settings = settings.clone();
-    settings.registrants.enabled = true;
-    settings.registrants.path = "/registrants".into();
-    settings.writeback.url = "/meetings/{meeting_id}/registrants/{registrant_id}/join-link".into();
-    let ctx = new_ctx(&settings).await?;
-    let (run, _) = store::runs::start_run(&ctx.pool).await?;
-    sync::registrants::poll(&ctx, run).await?;
-    let before = sim_stats(http, &sim.base).await?;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(3_600);
-    loop {
-        sync::reconcile_due(&ctx).await?;
-        let open = store::registrants::open_count(&ctx.pool).await?;
-        if open == 0 {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{open} registrants never settled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let after = sim_stats(http, &sim.base).await?;
-    let enrolled = (after.registrants - before.registrants) as f64;
-    let latency = Duration::from_millis(args.graph_latency_ms.max(1)).as_secs_f64();
-    let concurrency_bound = args.concurrency as f64 / latency;
-    let bound =
-        if args.rate_limit == 0 { concurrency_bound } else { concurrency_bound.min(f64::from(args.rate_limit)) };
-    let calls = (after.people_requests - before.people_requests) as f64;
-    let write_backs = (after.write_backs - before.write_backs) as f64;
-    let steady_before = sim_stats(http, &sim.base).await?;
-    sync::tick(&ctx).await?;
-    let steady_after = sim_stats(http, &sim.base).await?;
-    Ok(report::Registrants {
-        enrolled,
-        rate: enrolled / secs,
-        bound,
-        calls_per_registrant: calls / enrolled.max(1.0),
-        write_backs_per_registrant: write_backs / enrolled.max(1.0),
-        steady_calls: (steady_after.people_requests - steady_before.people_requests)
-            + (steady_after.write_backs - steady_before.write_backs),
-    })
 }
 
 #[tokio::main]
@@ -362,7 +318,11 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
 
     let incremental = incremental::cycle(&settings, &http, &sim).await?;
     let registrants =
-        if args.registrants > 0 { Some(bench_registrants(&args, &settings, &http, &sim).await?) } else { None };
+        if args.registrants > 0 { Some(registrants::bench(&args, &settings, &http, &sim).await?) } else { None };
+    let batching = match args.batch_lookups {
+        0 => Vec::new(),
+        n => batching::measure(&http, &sim, n.min(args.meetings), args.concurrency).await?,
+    };
 
     // Throttled: new meetings registered under 20 % 429s.
     http.post(format!("{}/_sim/rates", sim.base))
@@ -426,6 +386,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         violations,
         registrants,
         push,
+        batching,
     };
     report.print();
     Ok(report.passes())

@@ -69,6 +69,8 @@ pub struct Report {
     pub registrants: Option<Registrants>,
     /// Pushed change → registration, with one replica and with three.
     pub push: Option<(crate::push::PushLatency, crate::push::PushLatency)>,
+    /// Lookups one request each and in `$batch`es (reported, not judged).
+    pub batching: Vec<crate::batching::Row>,
 }
 
 impl Report {
@@ -185,6 +187,10 @@ impl Report {
                 "throttle_window_violations": self.violations,
                 "push_p99_secs_one_replica": self.push.map(|(one, _)| one.p99),
                 "push_p99_secs_three_replicas": self.push.map(|(_, three)| three.p99),
+                "batching": self.batching.iter().map(|r| json!({
+                    "concurrency": r.concurrency, "pace_per_sec": r.pace, "lookups": r.lookups,
+                    "single_per_sec": r.single_rate, "batched_per_sec": r.batched_rate, "refused": r.refused,
+                })).collect::<Vec<_>>(),
             });
             println!("{value}");
             return;
@@ -323,6 +329,18 @@ impl Report {
                 p.p99 / bound,
                 bound,
                 mark(p.p99 <= bound)
+            );
+        }
+        for r in &self.batching {
+            println!(
+                "| lookups in $batch of 20 ÷ one request each ({} lookups, {} in flight, pace {}), lookups/s | {:.1} | {:.1} (one request each) | {:.2} | report{} |",
+                r.lookups,
+                r.concurrency,
+                if r.pace == 0 { "none".to_owned() } else { format!("{}/s", r.pace) },
+                r.batched_rate,
+                r.single_rate,
+                r.batched_rate / r.single_rate,
+                if r.refused > 0 { format!(", {} refused", r.refused) } else { String::new() }
             );
         }
     }

@@ -199,6 +199,7 @@ impl Sim {
             .merge(directory::routes())
             .merge(profiles::routes())
             .with_state(state.clone());
+        let router = graph::serve_batches(router);
         tokio::spawn(serve(listener, router, stop.clone()));
         Ok(Self { state, addr, _stop: Arc::new(stop.drop_guard()) })
     }

@@ -20,7 +20,10 @@ use tokio::time::Instant;
 
 use super::{DropConnection, Fault, State, Stats, RETRY_AFTER_TOLERANCE};
 
+mod batch;
 mod knobs;
+
+pub(crate) use batch::serve_batches;
 
 const EXTERNAL: &str = "#microsoft.graph.externalMeetingRegistration";
 
