@@ -165,6 +165,8 @@ pub(super) struct Sent<'a> {
     pub method: &'a Method,
     pub path: String,
     pub started: std::time::Instant,
+    pub sent_at: chrono::DateTime<chrono::Utc>,
+    pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
     pub client_request_id: uuid::Uuid,
     /// Whose token it carried.
     pub acting: Option<crate::domain::OrganizerId>,
@@ -181,6 +183,8 @@ impl Answer {
             path: sent.path,
             http_status: self.status,
             duration: sent.started.elapsed(),
+            sent_at: sent.sent_at,
+            lease_until: sent.lease_until,
             graph_request_id: self.headers.request_id,
             client_request_id: sent.client_request_id,
             inner_error,

@@ -29,6 +29,8 @@ pub(super) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.'
 pub struct Permit {
     pub(super) token: Arc<SecretString>,
     send_by: Option<Instant>,
+    /// The lease the request is sent under lasts at least until then.
+    lease_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Whose token it is, for the audit row.
     acting: Option<OrganizerId>,
 }
@@ -59,6 +61,11 @@ impl Permit {
     /// socket write; later it fails with [`Error::PermitExpired`], unsent.
     pub fn send_by(self, deadline: Instant) -> Self {
         Self { send_by: Some(deadline), ..self }
+    }
+
+    /// The row's lease lasts at least until `until` (recorded with the call).
+    pub fn under_lease(self, until: chrono::DateTime<chrono::Utc>) -> Self {
+        Self { lease_until: Some(until), ..self }
     }
 
     /// The request acts for `organizer` (recorded with the call).
@@ -153,7 +160,7 @@ impl Client {
         if let Some(pace) = &self.pace {
             pace.until_ready().await;
         }
-        Permit { token, send_by: None, acting: None }
+        Permit { token, send_by: None, lease_until: None, acting: None }
     }
 
     /// Whether calls act as signed-in organizers (`graph.auth = delegated`).
@@ -245,7 +252,7 @@ impl Client {
         body: Option<&serde_json::Value>,
         calls: &mut Vec<CallRecord>,
     ) -> Result<(StatusCode, bytes::Bytes), Error> {
-        let Permit { token, send_by, acting } = permit;
+        let Permit { token, send_by, lease_until, acting } = permit;
         let client_request_id = Uuid::new_v4();
         let mut request = self
             .http
@@ -264,13 +271,13 @@ impl Client {
         if send_by.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(Error::PermitExpired);
         }
-        let started = Instant::now();
+        let (started, sent_at) = (Instant::now(), chrono::Utc::now());
         let sent = request.send().await;
         // Crash-matrix hook: the request went out; its answer (or its
         // loss) is neither read nor recorded.
         fail_point!("after-send", |_| std::process::abort());
         let answer = Answer::read(sent).await;
-        let sent = Sent { method: &method, path, started, client_request_id, acting };
+        let sent = Sent { method: &method, path, started, sent_at, lease_until, client_request_id, acting };
         let (record, outcome) = answer.record(sent);
         calls.push(record);
         if let (Err(Error::Unauthorized), Some(tokens)) = (&outcome, &self.tokens) {

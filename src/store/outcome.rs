@@ -52,21 +52,22 @@ macro_rules! audit_sql {
             $owner,
             ", external_id, method, path, http_status, duration_ms,
                                  graph_request_id, client_request_id, error_code, outcome, inner_error,
-                                 response_date, ags_diagnostic, organizer_id)
+                                 response_date, ags_diagnostic, organizer_id, sent_at, lease_until)
         SELECT ",
             $id,
             ", ",
             $external_id,
             ", c.method, c.path, c.http_status, c.duration_ms, c.graph_request_id,
                c.client_request_id, c.error_code, c.outcome, c.inner_error::jsonb, c.response_date,
-               c.ags_diagnostic, c.organizer_id
+               c.ags_diagnostic, c.organizer_id, c.sent_at, c.lease_until
         FROM ",
             $from,
             ", jsonb_to_recordset(",
             $rows,
             ") AS c(method text, path text, http_status int4,
             duration_ms int4, graph_request_id text, client_request_id uuid, error_code text, outcome text,
-            inner_error text, response_date text, ags_diagnostic text, organizer_id text)
+            inner_error text, response_date text, ags_diagnostic text, organizer_id text, sent_at timestamptz,
+            lease_until timestamptz)
     )"
         )
     };
@@ -244,6 +245,8 @@ pub(super) struct AuditRow<'a> {
     response_date: Option<Cow<'a, str>>,
     ags_diagnostic: Option<Cow<'a, str>>,
     organizer_id: Option<&'a str>,
+    sent_at: chrono::DateTime<chrono::Utc>,
+    lease_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl<'a> From<&'a CallRecord> for AuditRow<'a> {
@@ -261,6 +264,8 @@ impl<'a> From<&'a CallRecord> for AuditRow<'a> {
             response_date: c.response_date.as_deref().map(super::storable),
             ags_diagnostic: c.ags_diagnostic.as_deref().map(super::storable),
             organizer_id: c.organizer.as_ref().map(|o| o.as_str()),
+            sent_at: c.sent_at,
+            lease_until: c.lease_until,
         }
     }
 }

@@ -313,6 +313,26 @@ pub(super) fn attempt(attempts_before: u32, policy: retry::Policy, retrying: Fai
     }
 }
 
+/// When a send gate opened, on both clocks. Its permit may be used for
+/// half the lease from then (monotonic: a pause counts), and the lease it
+/// renewed lasts at least the whole TTL from then (wall clock, recorded with
+/// the call so a reader can tell the write arrived while the row was ours).
+pub(super) struct GateOpened {
+    at: std::time::Instant,
+    wall: chrono::DateTime<chrono::Utc>,
+}
+
+impl GateOpened {
+    pub(super) fn now() -> Self {
+        Self { at: std::time::Instant::now(), wall: chrono::Utc::now() }
+    }
+
+    /// `permit`, bounded by the lease of `ttl` this gate renewed.
+    pub(super) fn bound(&self, permit: graph::Permit, ttl: Duration) -> graph::Permit {
+        permit.send_by(self.at + ttl / 2).under_lease(self.wall + ttl)
+    }
+}
+
 /// Another request's throttle hold, met at the gate: the row waits it out
 /// (with jitter, so the rows held do not return together) without an
 /// attempt and without touching the hold. When it is due again, and why.

@@ -37,17 +37,20 @@ pub struct Replica {
     pub log: PathBuf,
     pub starts: u32,
     pub extra_env: Vec<(String, String)>,
+    /// The address its server listens on (a port is picked at each start).
+    pub host: std::net::IpAddr,
 }
 
 impl Replica {
     pub fn new(log: PathBuf) -> Self {
-        Self { child: None, listen: format!("127.0.0.1:{}", free_port()), log, starts: 0, extra_env: Vec::new() }
+        let host = std::net::Ipv4Addr::LOCALHOST.into();
+        Self { child: None, listen: format!("{host}:{}", free_port()), log, starts: 0, extra_env: Vec::new(), host }
     }
 
     pub fn start(&mut self, db: &str, sim: &Sim) {
         // A fresh port each start: while a replica was down, its old port may
         // have been handed out as another connection's ephemeral port.
-        self.listen = format!("127.0.0.1:{}", free_port());
+        self.listen = format!("{}:{}", self.host, free_port());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_regsync"));
         let child = command

@@ -1,10 +1,15 @@
-//! The network-fault run: three `regsync run` replicas, each reaching the
-//! simulator (platform, identity platform, Graph) and PostgreSQL through
-//! relays of its own (`helpers::relay`), while a seeded schedule makes the
-//! links lie — latency and jitter up to seconds, one-way and two-way cuts,
-//! half-open links — kills replicas, and crashes PostgreSQL (a cluster of
-//! the run's own) and starts it again. After the faults heal, judged from
-//! the books: every meeting and every person converged, no create while a
+//! The network-fault run: three `regsync run` replicas, each in a network
+//! namespace of its own, and PostgreSQL (a primary and its streaming
+//! standby) with the simulator (platform, identity platform, Graph) in
+//! another (`helpers::lab`). Every byte between them crosses a veth pair
+//! and a relay on the router (`helpers::relay`), per replica and per link,
+//! while a seeded schedule makes the links lie — latency and jitter up to
+//! seconds, one-way and two-way cuts, half-open links, packets dropped at
+//! random by the router's packet filter — kills replicas, crashes
+//! PostgreSQL and starts it again, and fails it over once: the primary
+//! dies, the standby (synchronous) is promoted and the database's service
+//! address, the relays, moves to it. After the faults heal, judged from the
+//! books: every meeting and every person converged, no create while a
 //! registration existed, no request inside a Retry-After window, no
 //! registration left for a cancelled meeting, no replica panicked.
 //!
@@ -12,20 +17,31 @@
 //! `REGSYNC_LINK_SECS=600 REGSYNC_LINK_MEETINGS=2000 REGSYNC_LINK_PEOPLE=1000 \
 //!  cargo test --release --all-features --test it -- --include-ignored link_chaos`
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
 use regsync_sim::devdb::Cluster;
 use regsync_sim::{FaultRates, Sim, SimMeeting, SimRegistrant};
 
 use crate::chaos::{env_number, open_meetings, Replica};
 use crate::helpers::eventually;
+use crate::helpers::lab::{Inside, Lab};
 use crate::helpers::relay::Relay;
 
-/// A replica's two links: to the simulator and to PostgreSQL.
+/// The lab's namespace of PostgreSQL and the simulator; replicas are 1 to 3.
+const SERVICES: u8 = 0;
+
+/// A replica's two links through the router, to the simulator and to
+/// PostgreSQL, and the pipe on its own loopback that reaches the first (so
+/// regsync sends credentials over plain http only to a loopback address, as
+/// its configuration requires of a simulator).
 struct Links {
     internet: Relay,
     database: Relay,
+    _pipe: (Relay, Inside),
 }
 
 /// One fault on one link, drawn from `rng`.
@@ -54,14 +70,147 @@ fn strike(rng: &mut rand::rngs::StdRng, link: &Relay) -> &'static str {
     }
 }
 
+/// Each Graph call in regsync's books (when it left, how long its sender
+/// waited, the lease it was sent under, the row it was for) against when
+/// the simulator saw it arrive.
+#[derive(Default)]
+struct Timeliness {
+    /// Calls found in both books.
+    judged: usize,
+    /// Of those, calls given up on without an answer.
+    abandoned: usize,
+    /// Of those, how many the network still delivered after they were given
+    /// up (bytes already on the path: the wait before the lookup covers them).
+    delivered_after_giving_up: usize,
+    /// Requests given up on that arrived after a later request for the same
+    /// row had: regsync acted on that request's answer while the first was
+    /// still on its way.
+    late: Vec<String>,
+    /// Writes that arrived after the lease they were sent under.
+    after_lease: Vec<String>,
+    /// Requests that arrived with no record in regsync's books (their
+    /// sender died, or lost its database path, before writing it).
+    unrecorded: usize,
+}
+
+impl Timeliness {
+    fn summary(&self) -> String {
+        format!(
+            "{} calls in both books, {} given up on ({} still delivered after), {} late, {} after their lease, \
+             {} arrived unrecorded",
+            self.judged,
+            self.abandoned,
+            self.delivered_after_giving_up,
+            self.late.len(),
+            self.after_lease.len(),
+            self.unrecorded
+        )
+    }
+}
+
+struct Call {
+    id: String,
+    method: String,
+    sent_at: DateTime<Utc>,
+    gave_up: Option<DateTime<Utc>>,
+    lease_until: Option<DateTime<Utc>>,
+    arrived: DateTime<Utc>,
+}
+
+async fn timeliness(pool: &sqlx::PgPool, sim: &Sim) -> Timeliness {
+    type Row = (uuid::Uuid, String, DateTime<Utc>, i32, Option<i32>, Option<DateTime<Utc>>, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT client_request_id, method, sent_at, duration_ms, http_status, lease_until,
+                coalesce('meeting ' || meeting_id, 'registrant ' || registrant_id, 'other')
+         FROM graph_calls WHERE sent_at IS NOT NULL ORDER BY sent_at",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("the calls");
+    let mut arrivals: HashMap<String, DateTime<Utc>> =
+        sim.arrivals().into_iter().filter_map(|a| Some((a.client_request_id?, DateTime::<Utc>::from(a.at)))).collect();
+    let mut by_row: HashMap<String, Vec<Call>> = HashMap::new();
+    for (id, method, sent_at, duration_ms, status, lease_until, row) in rows {
+        let Some(arrived) = arrivals.remove(&id.to_string()) else { continue };
+        let gave_up = status.is_none().then(|| sent_at + chrono::Duration::milliseconds(duration_ms.into()));
+        by_row.entry(row).or_default().push(Call {
+            id: id.to_string(),
+            method,
+            sent_at,
+            gave_up,
+            lease_until,
+            arrived,
+        });
+    }
+    let mut books = Timeliness { unrecorded: arrivals.len(), ..Timeliness::default() };
+    for calls in by_row.values() {
+        for (n, call) in calls.iter().enumerate() {
+            books.judged += 1;
+            if let Some(lease) = call.lease_until.filter(|lease| call.arrived > *lease) {
+                let by = (call.arrived - lease).num_milliseconds();
+                books.after_lease.push(format!("{} {}: arrived {by} ms after its lease", call.method, call.id));
+            }
+            let Some(gave_up) = call.gave_up else { continue };
+            books.abandoned += 1;
+            books.delivered_after_giving_up += usize::from(call.arrived > gave_up);
+            if let Some(later) = calls[n + 1..].iter().find(|l| l.sent_at >= gave_up && l.arrived < call.arrived) {
+                books.late.push(format!(
+                    "{} {} arrived after {} {}, sent once it was given up",
+                    call.method, call.id, later.method, later.id
+                ));
+            }
+        }
+    }
+    books
+}
+
+/// PostgreSQL in the services' namespace, reachable from the router, and
+/// a synchronous streaming standby beside it.
+fn databases(lab: &Lab) -> (Cluster, Cluster) {
+    lab.within(SERVICES, || {
+        let mut primary = Cluster::start().expect("own PostgreSQL");
+        primary.serve_network("10.213.0.0/16").expect("PostgreSQL on the lab's network");
+        let standby = primary.standby().expect("a standby");
+        (primary, standby)
+    })
+}
+
+/// Commits on `primary` wait for its standby from now on.
+async fn synchronous(primary: &str) {
+    let admin = sqlx::PgPool::connect(primary).await.expect("the primary");
+    let streaming = eventually(Duration::from_secs(30), async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+            .fetch_one(&admin)
+            .await
+            .is_ok_and(|n| n == 1)
+    });
+    assert!(streaming.await, "the standby streams");
+    sqlx::query("ALTER SYSTEM SET synchronous_standby_names = '*'").execute(&admin).await.expect("synchronous");
+    sqlx::query("SELECT pg_reload_conf()").execute(&admin).await.expect("reloaded");
+    admin.close().await;
+}
+
+/// `postgres://…` of a cluster in the services' namespace, as the router reaches it.
+fn url_of(cluster: &Cluster) -> String {
+    let mut url = reqwest::Url::parse(cluster.url()).expect("a URL");
+    url.set_ip_host(Lab::address(SERVICES)).expect("an IP host");
+    url.to_string()
+}
+
 async fn run(seconds: u64, meetings: usize, people: usize) {
     let seed = env_number("REGSYNC_LINK_SEED", 7);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    // A PostgreSQL of the run's own: it crashes.
-    let mut cluster = tokio::task::spawn_blocking(Cluster::start).await.expect("joined").expect("own PostgreSQL");
-    let db = cluster.url().to_owned();
-    let pg_port = cluster.port();
-    let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("sim");
+    let lab = Lab::new(4);
+    let (mut cluster, standby) = tokio::task::block_in_place(|| databases(&lab));
+    let mut db = url_of(&cluster);
+    synchronous(&db).await;
+    let database_at = |cluster: &Cluster| SocketAddr::new(Lab::address(SERVICES), cluster.port());
+    let services = lab.runtime(SERVICES);
+    let sim = services
+        .spawn(Sim::start(SocketAddr::new(Lab::address(SERVICES), 0)))
+        .await
+        .expect("joined")
+        .expect("the simulator");
     let all: Vec<SimMeeting> = (1..=meetings).map(SimMeeting::generated).collect();
     for m in &all {
         sim.upsert_meeting(m.clone());
@@ -83,17 +232,20 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
     std::fs::create_dir_all(&logs).expect("log dir");
     let mut links = Vec::new();
     let mut replicas = Vec::new();
-    for i in 0..3 {
-        let internet = Relay::start(sim.addr()).await;
-        let database = Relay::start(([127, 0, 0, 1], pg_port).into()).await;
-        let mut replica = Replica::new(logs.join(format!("replica-{i}.log")));
+    for host in 1..=3 {
+        let internet = Relay::start_on(Lab::on_router(host, 0), sim.addr()).await;
+        let database = Relay::start_on(Lab::on_router(host, 0), database_at(&cluster)).await;
+        let inside = lab.runtime(host);
+        let pipe = inside.spawn(Relay::start(internet.addr)).await.expect("the pipe");
+        let mut replica = Replica::new(logs.join(format!("replica-{host}.log")));
+        replica.host = Lab::address(host);
         let at = sim.endpoints();
         replica.extra_env.extend(
             [
                 ("DATABASE_URL", database.url(&db)),
-                ("REGSYNC__SOURCE__BASE_URL", internet.url(&at.platform)),
-                ("REGSYNC__GRAPH__BASE_URL", internet.url(&at.graph)),
-                ("REGSYNC__GRAPH__AUTHORITY_URL", internet.url(&at.authority)),
+                ("REGSYNC__SOURCE__BASE_URL", pipe.url(&at.platform)),
+                ("REGSYNC__GRAPH__BASE_URL", pipe.url(&at.graph)),
+                ("REGSYNC__GRAPH__AUTHORITY_URL", pipe.url(&at.authority)),
                 ("REGSYNC__GRAPH__TIMEOUT_MS", "1000".into()),
                 ("REGSYNC__SYNC__LEASE_TTL_MS", "4000".into()),
                 ("REGSYNC__DATABASE__STATEMENT_TIMEOUT_MS", "2000".into()),
@@ -103,22 +255,24 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );
-        replica.start(&db, &sim);
+        lab.within(host, || replica.start(&db, &sim));
         replicas.push(replica);
-        links.push(Links { internet, database });
+        links.push(Links { internet, database, _pipe: (pipe, inside) });
     }
 
     let working = eventually(Duration::from_secs(30), async || sim.stats().tokens_issued > 0).await;
     assert!(working, "no replica reached the simulator: see {}", logs.display());
     let started = Instant::now();
-    let (mut faults, mut kills, mut db_crashes) = (0, 0, 0);
+    let (mut faults, mut losses, mut kills, mut db_crashes) = (0, 0, 0, 0);
     let mut not_ready_during_outage = Vec::new();
     let cancelled: Vec<&SimMeeting> = open.iter().take(3).collect();
     let mut cancelled_midway = false;
+    let mut standby = Some(standby);
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_000))).await;
         let i = rng.random_range(0..replicas.len());
-        match rng.random_range(0..12) {
+        let host = i as u8 + 1;
+        match rng.random_range(0..13) {
             11 => {
                 cluster.crash();
                 tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_500))).await;
@@ -126,18 +280,21 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
                 let listen = replicas[i].listen.clone();
                 let ready = reqwest::get(format!("http://{listen}/readyz")).await.ok().map(|r| r.status().as_u16());
                 not_ready_during_outage.push(ready);
-                cluster = tokio::task::spawn_blocking(move || {
-                    cluster.start_again().expect("PostgreSQL back");
-                    cluster
-                })
-                .await
-                .expect("joined");
+                tokio::task::block_in_place(|| lab.within(SERVICES, || cluster.start_again())).expect("back up");
                 db_crashes += 1;
+            }
+            12 => {
+                if rng.random_bool(0.5) {
+                    lab.lose_packets(host, rng.random_range(0.05..0.3));
+                } else {
+                    lab.no_loss(host);
+                }
+                losses += 1;
             }
             0 => {
                 replicas[i].kill();
                 tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
-                replicas[i].start(&db, &sim);
+                lab.within(host, || replicas[i].start(&db, &sim));
                 kills += 1;
             }
             1..=5 => {
@@ -148,7 +305,7 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
                 strike(&mut rng, &links[i].database);
                 faults += 1;
             }
-            _ => unreachable!("drawn from 0..12"),
+            _ => unreachable!("drawn from 0..13"),
         }
         if !cancelled_midway && started.elapsed() > Duration::from_secs(seconds / 2) {
             cancelled_midway = true;
@@ -156,10 +313,26 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
                 sim.update_meeting(&m.id, |m| m.status = "cancelled".into());
             }
         }
+        // The failover, once, two thirds in: the primary dies, the standby
+        // is promoted, the service address moves to it.
+        if started.elapsed() > Duration::from_secs(seconds * 2 / 3) {
+            if let Some(promoted) = standby.take() {
+                cluster.crash();
+                let admin = sqlx::PgPool::connect(&url_of(&promoted)).await.expect("the standby");
+                sqlx::query("SELECT pg_promote()").execute(&admin).await.expect("promoted");
+                admin.close().await;
+                for l in &links {
+                    l.database.retarget(database_at(&promoted));
+                }
+                cluster = promoted;
+                db = url_of(&cluster);
+            }
+        }
     }
-    for l in &links {
+    for (l, host) in links.iter().zip(1..) {
         l.internet.heal();
         l.database.heal();
+        lab.no_loss(host);
     }
     let pool = sqlx::PgPool::connect(&db).await.expect("db");
     let open_people = async || -> Option<i64> {
@@ -176,14 +349,21 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
         r.terminate();
     }
     let stats = sim.stats();
+    let books = timeliness(&pool, &sim).await;
     println!(
-        "link chaos: seed {seed}, {seconds} s, {meetings} meetings, {} people, {faults} link faults, {kills} kills, \
-         {db_crashes} database crashes (/readyz during them: {not_ready_during_outage:?}); {stats:?}",
-        people.len()
+        "link chaos: seed {seed}, {seconds} s, {meetings} meetings, {} people, {faults} link faults, \
+         {losses} packet-loss changes, {kills} kills, {db_crashes} database crashes (/readyz during them: \
+         {not_ready_during_outage:?}), failover: {}; {}; {stats:?}",
+        people.len(),
+        standby.is_none(),
+        books.summary()
     );
     assert!(quiet, "not quiescent: meetings {:?}, people {:?}", open_meetings(&pool).await, open_people().await);
     assert_eq!(stats.posts_while_registered, 0, "a create while a registration existed");
     assert_eq!(stats.requests_inside_retry_after, 0, "a request inside a Retry-After window");
+    assert!(books.late.is_empty(), "requests arrived after they were given up: {:?}", books.late);
+    assert!(books.after_lease.is_empty(), "writes arrived after their lease: {:?}", books.after_lease);
+    assert!(books.judged > 0, "no call found in both books");
     // A replica whose link was cut may not answer at all; one that answers
     // says it is not ready.
     assert!(

@@ -49,6 +49,8 @@ pub struct Cluster {
     keeper: Option<mpsc::Sender<()>>,
     url: String,
     tls: bool,
+    /// `listen_addresses`.
+    listen: String,
 }
 
 impl Cluster {
@@ -78,8 +80,17 @@ impl Cluster {
             if is_root { Some(account(if user_exists("postgres") { "postgres" } else { "nobody" })?) } else { None };
         let dir = std::env::temp_dir().join(format!("regsync-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(|e| step("create directory", e))?;
-        let mut cluster =
-            Self { dir, bin, account, port: 0, server: None, keeper: None, url: String::new(), tls: tls.is_some() };
+        let mut cluster = Self {
+            dir,
+            bin,
+            account,
+            port: 0,
+            server: None,
+            keeper: None,
+            url: String::new(),
+            tls: tls.is_some(),
+            listen: "127.0.0.1".into(),
+        };
         if let Some((uid, gid)) = account {
             std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid)).map_err(|e| step("chown directory", e))?;
         }
@@ -111,6 +122,23 @@ impl Cluster {
         cluster.spawn_server()?;
         cluster.url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
         Ok(cluster)
+    }
+
+    /// Restarts the server listening on every address of its network
+    /// namespace, trusting clients from `network` (CIDR) as from loopback:
+    /// for a lab whose clients reach it through a router. A standby made
+    /// afterwards does the same.
+    ///
+    /// # Errors
+    /// The configuration could not be written, or the server did not come up.
+    pub fn serve_network(&mut self, network: &str) -> Result<(), Error> {
+        let hba = self.dir.join("data").join("pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).map_err(|e| step("read pg_hba.conf", e))?;
+        rules.push_str(&format!("host all all {network} trust\nhost replication all {network} trust\n"));
+        std::fs::write(&hba, rules).map_err(|e| step("write pg_hba.conf", e))?;
+        self.listen = "*".into();
+        self.stop_server();
+        self.spawn_server()
     }
 
     /// Crashes the server (SIGQUIT, no clean shutdown) and leaves it down
@@ -154,6 +182,7 @@ impl Cluster {
             keeper: None,
             url: String::new(),
             tls: self.tls,
+            listen: self.listen.clone(),
         };
         standby.spawn_server()?;
         standby.url = format!("postgres://postgres@127.0.0.1:{}/postgres", standby.port);
@@ -193,7 +222,9 @@ impl Cluster {
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(&self.dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", "-c", "fsync=off"])
+            .arg("-c")
+            .arg(format!("listen_addresses={}", self.listen))
+            .args(["-c", "max_connections=300", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", if self.tls { "ssl=on" } else { "ssl=off" }])
             .stdin(Stdio::null())

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use directory::{join_url_of, upn_of, LookupRequest};
 pub use faults::{Fault, FaultRates, Retirement, TokenFault};
-pub use graph::{GraphRequest, Registration};
+pub use graph::{Arrival, GraphRequest, Registration};
 pub use identity::{DeviceAnswer, FEDERATED_AUDIENCE, FEDERATED_ISSUER, FEDERATED_SUBJECT, GRAPH_AUDIENCE};
 pub use people::{
     GraphRegistrant, PeopleRequest, RegistrationConfig, SimAttendee, SimQuestion, SimRegistrant, SimReport, SimWebinar,
@@ -64,6 +64,8 @@ pub const RETRY_AFTER_TOLERANCE: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) platform: platform::Listing,
+    /// Every Graph request, when it arrived, by its `client-request-id`.
+    pub(crate) arrivals: Vec<graph::Arrival>,
     /// Access tokens issued: `None` for the app, the user's `oid` for a
     /// signed-in user.
     pub(crate) tokens: HashMap<String, Option<String>>,
@@ -199,7 +201,8 @@ impl Sim {
             .merge(directory::routes())
             .merge(profiles::routes())
             .with_state(state.clone());
-        let router = graph::serve_batches(router);
+        let router = graph::serve_batches(router)
+            .layer(axum::middleware::from_fn_with_state(state.clone(), graph::record_arrival));
         tokio::spawn(serve(listener, router, stop.clone()));
         Ok(Self { state, addr, _stop: Arc::new(stop.drop_guard()) })
     }

@@ -15,7 +15,6 @@ mod resolve;
 pub use resolve::LookupsInFlight;
 
 use std::ops::ControlFlow;
-use std::time::Instant;
 
 use super::engine::{self, crash_point, Failure};
 use super::plan::{after_create, after_delete, after_lookup, plan, Plan, Progress};
@@ -176,7 +175,7 @@ impl Work<'_> {
         intent: Option<Intent<'_>>,
         permit: graph::Permit,
     ) -> ControlFlow<Result<Reconciled, SyncError>, Option<Cleared>> {
-        let gate_opened = Instant::now();
+        let gate_opened = engine::GateOpened::now();
         let settings = &self.ctx.settings;
         let gate = store::send::prepare_send(
             &self.ctx.pool,
@@ -216,7 +215,7 @@ impl Work<'_> {
             let (wait, failure) = engine::wait_out_throttle(wait);
             return ControlFlow::Break(self.record_at(RowState::Retrying, wait, Some(failure)).await);
         }
-        let permit = permit.send_by(gate_opened + settings.sync.lease_ttl() / 2);
+        let permit = gate_opened.bound(permit, settings.sync.lease_ttl());
         ControlFlow::Continue(Some(Cleared { permit, probe }))
     }
 

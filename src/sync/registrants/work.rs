@@ -159,7 +159,7 @@ impl Work<'_> {
         write_at: Option<String>,
         permit: graph::Permit,
     ) -> ControlFlow<Result<Done, SyncError>, Option<(graph::Permit, bool)>> {
-        let opened = std::time::Instant::now();
+        let opened = engine::GateOpened::now();
         let settings = &self.ctx.settings;
         let gate = store::registrants::prepare_send(
             &self.ctx.pool,
@@ -180,7 +180,7 @@ impl Work<'_> {
                     self.progress.needs_lookup = true;
                     self.progress.lookup_at = RegistrantsAt::from_key(&at);
                 }
-                let permit = permit.send_by(opened + settings.sync.lease_ttl() / 2);
+                let permit = opened.bound(permit, settings.sync.lease_ttl());
                 ControlFlow::Continue(Some((permit, probe)))
             }
             Ok(Gate::LeaseLost) => {

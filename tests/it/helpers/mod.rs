@@ -14,6 +14,7 @@ use regsync_sim::{GraphRequest, Sim, SimMeeting};
 use sqlx::{ConnectOptions, PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
+pub mod lab;
 pub mod netns;
 mod process;
 pub mod relay;

@@ -2,7 +2,9 @@
 //! relay in user space (this kernel has no `netem`) that forwards each
 //! direction of every connection with a latency and jitter of its own, and
 //! can be partitioned one way or both — the bytes then stop where they are,
-//! unread, as on a path that drops them; a half-open link keeps both
+//! unread, as on a path that drops them (those already read are sent on
+//! when it heals, as the sender's kernel would send them again, unless the
+//! sender has reset its connection meanwhile); a half-open link keeps both
 //! connections up and forwards nothing, without a reset. Every byte crosses
 //! real TCP connections on both sides.
 
@@ -43,7 +45,12 @@ pub struct Relay {
 impl Relay {
     /// Relays connections to `upstream`, faithfully until told otherwise.
     pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(([127, 0, 0, 1], 0).into(), upstream).await
+    }
+
+    /// The same, listening on `listen` (port 0: any).
+    pub async fn start_on(listen: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let faults = Arc::new(Mutex::new(Faults::default()));
         let upstream = Arc::new(Mutex::new(upstream));
@@ -96,6 +103,13 @@ impl Relay {
     }
 }
 
+/// Whether the sender reset its connection (a read fails; its bytes
+/// are not consumed).
+async fn reset(from: &mut tokio::net::tcp::OwnedReadHalf) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(tokio::time::timeout(Duration::from_millis(1), from.peek(&mut probe)).await, Ok(Err(_)))
+}
+
 /// Forwards `from` to `to`, each chunk when its direction lets it.
 async fn forward(
     mut from: tokio::net::tcp::OwnedReadHalf,
@@ -118,7 +132,13 @@ async fn forward(
         let w = way(&faults.lock().unwrap());
         let extra = w.jitter.mul_f64(rand::random::<f64>());
         tokio::time::sleep_until(read_at + w.latency + extra).await;
+        // Bytes on the path when it is cut are lost there; the sender's
+        // kernel sends them again once it heals, but only while its socket
+        // lives: one the sender reset (a request given up on) sends nothing.
         while way(&faults.lock().unwrap()).cut {
+            if reset(&mut from).await {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {

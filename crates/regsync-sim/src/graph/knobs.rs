@@ -110,6 +110,12 @@ impl Sim {
         self.lock().registrations.get(&(organizer.to_owned(), meeting.to_owned())).cloned()
     }
 
+    /// Every request to Graph so far (registrations, registrants, virtual
+    /// events, batches), when it arrived.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.lock().arrivals.clone()
+    }
+
     /// Every Graph registration request so far.
     pub fn log(&self) -> Vec<GraphRequest> {
         self.lock().log.clone()

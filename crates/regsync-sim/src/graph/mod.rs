@@ -20,9 +20,12 @@ use tokio::time::Instant;
 
 use super::{DropConnection, Fault, State, Stats, RETRY_AFTER_TOLERANCE};
 
+mod arrivals;
 mod batch;
 mod knobs;
 
+pub(crate) use arrivals::record_arrival;
+pub use arrivals::Arrival;
 pub(crate) use batch::serve_batches;
 
 const EXTERNAL: &str = "#microsoft.graph.externalMeetingRegistration";
