@@ -32,6 +32,7 @@ mod nightly;
 mod notifications;
 mod operations;
 mod paging;
+mod partition;
 mod priority;
 mod profiles;
 mod protocol;

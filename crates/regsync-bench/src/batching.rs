@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use regsync_sim::{SimMeeting, CLIENT_ID, CLIENT_SECRET, TENANT};
+use regsync_sim::SimMeeting;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
@@ -39,7 +38,7 @@ pub async fn measure(
     lookups: usize,
     concurrency: usize,
 ) -> anyhow::Result<Vec<Row>> {
-    let token = token(http, &sim.base).await?;
+    let token = regsync_sim::app_token(http, &sim.base).await?;
     let urls: Vec<String> = (1..=lookups)
         .map(|i| {
             let m = SimMeeting::generated(i);
@@ -60,23 +59,6 @@ pub async fn measure(
         });
     }
     Ok(rows)
-}
-
-async fn token(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let answer: Value = http
-        .post(format!("{base}/login/{TENANT}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    answer["access_token"].as_str().map(str::to_owned).context("the simulator issued no token")
 }
 
 /// The pace: each Graph request takes the next slot `1 / pace` after the

@@ -52,6 +52,28 @@ pub const CLIENT_ID: &str = "sim-client";
 /// See [`TENANT`].
 pub const CLIENT_SECRET: &str = "sim-client-secret-value";
 
+/// An app token from the simulator at `base` (`http://host:port`), as
+/// regsync's client credentials get one: for calling its Graph directly.
+///
+/// # Errors
+/// The token endpoint did not answer with a token.
+pub async fn app_token(http: &reqwest::Client, base: &str) -> reqwest::Result<String> {
+    let answer: serde_json::Value = http
+        .post(format!("{base}/login/{TENANT}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(answer["access_token"].as_str().unwrap_or_default().to_owned())
+}
+
 /// The platform app credentials the simulator's OAuth endpoint accepts.
 pub const PLATFORM_CLIENT_ID: &str = "sim-platform-app";
 /// See [`PLATFORM_CLIENT_ID`].

@@ -2,26 +2,8 @@
 //! inside is served and throttled on its own, a throttled one is a 429 inside
 //! the batch's 200, and a batch of more than 20 or with a repeated id is a 400.
 
-use regsync_sim::{Fault, Sim, SimMeeting, CLIENT_ID, CLIENT_SECRET, TENANT};
+use regsync_sim::{Fault, Sim, SimMeeting};
 use serde_json::{json, Value};
-
-async fn token(http: &reqwest::Client, base: &str) -> String {
-    let answer: Value = http
-        .post(format!("{base}/login/{TENANT}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("the token endpoint answers")
-        .json()
-        .await
-        .expect("JSON");
-    answer["access_token"].as_str().expect("a token").to_owned()
-}
 
 fn registration_url(i: usize) -> String {
     let m = SimMeeting::generated(i);
@@ -35,7 +17,7 @@ async fn each_request_in_a_batch_is_served_and_throttled_on_its_own_and_a_bad_ba
     sim.seed(3);
     let base = format!("http://{}", sim.addr());
     let http = reqwest::Client::new();
-    let token = token(&http, &base).await;
+    let token = regsync_sim::app_token(&http, &base).await.expect("a token");
     let create =
         json!({"@odata.type": "#microsoft.graph.externalMeetingRegistration", "allowedRegistrant": "everyone"});
     let batch = json!({"requests": [

@@ -40,6 +40,8 @@ pub struct Relay {
     pub addr: SocketAddr,
     faults: Arc<Mutex<Faults>>,
     upstream: Arc<Mutex<SocketAddr>>,
+    /// When bytes last went from a client to the server.
+    delivered: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Relay {
@@ -54,7 +56,8 @@ impl Relay {
         let addr = listener.local_addr().expect("addr");
         let faults = Arc::new(Mutex::new(Faults::default()));
         let upstream = Arc::new(Mutex::new(upstream));
-        let (shared, target) = (faults.clone(), upstream.clone());
+        let delivered = Arc::new(Mutex::new(None));
+        let (shared, target, stamp) = (faults.clone(), upstream.clone(), delivered.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let to = *target.lock().unwrap();
@@ -62,11 +65,11 @@ impl Relay {
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                tokio::spawn(forward(client_read, server_write, shared.clone(), |f| f.up));
-                tokio::spawn(forward(server_read, client_write, shared.clone(), |f| f.down));
+                tokio::spawn(forward(client_read, server_write, shared.clone(), |f| f.up, Some(stamp.clone())));
+                tokio::spawn(forward(server_read, client_write, shared.clone(), |f| f.down, None));
             }
         });
-        Self { addr, faults, upstream }
+        Self { addr, faults, upstream, delivered }
     }
 
     /// New connections go to `upstream` from now on, as a service address
@@ -97,6 +100,11 @@ impl Relay {
         f.down.cut = down;
     }
 
+    /// When bytes last went from a client to the server.
+    pub fn last_delivered(&self) -> Option<Instant> {
+        *self.delivered.lock().unwrap()
+    }
+
     /// Everything passes again, at once.
     pub fn heal(&self) {
         *self.faults.lock().unwrap() = Faults::default();
@@ -116,6 +124,7 @@ async fn forward(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     faults: Arc<Mutex<Faults>>,
     way: fn(&Faults) -> Way,
+    delivered: Option<Arc<Mutex<Option<Instant>>>>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -143,6 +152,9 @@ async fn forward(
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
+        }
+        if let Some(stamp) = &delivered {
+            *stamp.lock().unwrap() = Some(Instant::now());
         }
     }
     let _ = to.shutdown().await;
