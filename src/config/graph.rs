@@ -152,6 +152,10 @@ pub struct GraphSettings {
     pub max_concurrency: usize,
     /// Total time allowed for one request.
     pub timeout_ms: u64,
+    /// The longest the path to Graph can still hold a request's bytes after
+    /// regsync gave up on it and aborted its connection (a buffering proxy);
+    /// 0 for a direct path, where the abort leaves nothing to deliver.
+    pub max_network_delay_ms: u64,
     /// Requests per second this process sends at most; 0 for no pacing.
     pub max_requests_per_second: u32,
     /// While the registration API refuses every call, how long between
@@ -187,6 +191,7 @@ impl Default for GraphSettings {
             scope: "https://graph.microsoft.com/.default".into(),
             max_concurrency: 4,
             timeout_ms: 30_000,
+            max_network_delay_ms: 0,
             // Graph publishes no limit for onlineMeetings; the nearest one
             // is the Teams service limit for writes: 30 per second per app
             // per tenant.
@@ -206,6 +211,13 @@ impl GraphSettings {
     /// Per-request timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// How long after a write with an unknown outcome its lookup waits: the
+    /// write may still reach Graph until its timeout, plus what the path
+    /// can hold after it; a lookup sooner could miss it and write again.
+    pub fn unknown_outcome_settle(&self) -> Duration {
+        self.timeout() + Duration::from_millis(self.max_network_delay_ms)
     }
 
     /// How long a resolution is trusted (`resolution_max_age_secs`).

@@ -34,14 +34,16 @@ use crate::helpers::relay::Relay;
 /// The lab's namespace of PostgreSQL and the simulator; replicas are 1 to 3.
 const SERVICES: u8 = 0;
 
-/// A replica's two links through the router, to the simulator and to
-/// PostgreSQL, and the pipe on its own loopback that reaches the first (so
-/// regsync sends credentials over plain http only to a loopback address, as
-/// its configuration requires of a simulator).
+/// A replica's three links through the router — to Graph (and the identity
+/// platform), to the event platform, to PostgreSQL — and the pipes on its
+/// own loopback that reach the first two (regsync sends credentials over
+/// plain http only to a loopback address, as its configuration requires of
+/// a simulator).
 struct Links {
-    internet: Relay,
+    graph: Relay,
+    platform: Relay,
     database: Relay,
-    _pipe: (Relay, Inside),
+    _pipes: (Relay, Relay, Inside),
 }
 
 /// One fault on one link, drawn from `rng`.
@@ -233,21 +235,36 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
     let mut links = Vec::new();
     let mut replicas = Vec::new();
     for host in 1..=3 {
-        let internet = Relay::start_on(Lab::on_router(host, 0), sim.addr()).await;
+        let graph = Relay::start_on(Lab::on_router(host, 0), sim.addr()).await;
+        let platform = Relay::start_on(Lab::on_router(host, 0), sim.addr()).await;
+        // The internet holds nothing longer than its longest latency (2.8 s):
+        // bytes a cut keeps longer are lost, and their connection reset. The
+        // database links hold until healed, so a half-open one stays silent.
+        for link in [&graph, &platform] {
+            link.hold_at_most(Duration::from_secs(3));
+        }
         let database = Relay::start_on(Lab::on_router(host, 0), database_at(&cluster)).await;
         let inside = lab.runtime(host);
-        let pipe = inside.spawn(Relay::start(internet.addr)).await.expect("the pipe");
+        let to_graph = inside.spawn(Relay::start(graph.addr)).await.expect("a pipe");
+        let to_platform = inside.spawn(Relay::start(platform.addr)).await.expect("a pipe");
         let mut replica = Replica::new(logs.join(format!("replica-{host}.log")));
         replica.host = Lab::address(host);
         let at = sim.endpoints();
         replica.extra_env.extend(
             [
                 ("DATABASE_URL", database.url(&db)),
-                ("REGSYNC__SOURCE__BASE_URL", pipe.url(&at.platform)),
-                ("REGSYNC__GRAPH__BASE_URL", pipe.url(&at.graph)),
-                ("REGSYNC__GRAPH__AUTHORITY_URL", pipe.url(&at.authority)),
+                ("REGSYNC__SOURCE__BASE_URL", to_platform.url(&at.platform)),
+                ("REGSYNC__GRAPH__BASE_URL", to_graph.url(&at.graph)),
+                ("REGSYNC__GRAPH__AUTHORITY_URL", to_graph.url(&at.authority)),
                 ("REGSYNC__GRAPH__TIMEOUT_MS", "1000".into()),
-                ("REGSYNC__SYNC__LEASE_TTL_MS", "4000".into()),
+                // What a path can hold after regsync gave up (the links'
+                // bound, above): a lookup waits that long too.
+                ("REGSYNC__GRAPH__MAX_NETWORK_DELAY_MS", "3000".into()),
+                // A request may leave up to half a lease after its gate and
+                // is given up on a timeout later; what it sent may then
+                // spend up to 3 s on the path and must still arrive inside
+                // the lease: 6 + 1 + 3 < 12 s.
+                ("REGSYNC__SYNC__LEASE_TTL_MS", "12000".into()),
                 ("REGSYNC__DATABASE__STATEMENT_TIMEOUT_MS", "2000".into()),
                 ("REGSYNC__REGISTRANTS__ENABLED", "true".into()),
                 ("REGSYNC__REGISTRANTS__PATH", "/registrants".into()),
@@ -257,7 +274,7 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
         );
         lab.within(host, || replica.start(&db, &sim));
         replicas.push(replica);
-        links.push(Links { internet, database, _pipe: (pipe, inside) });
+        links.push(Links { graph, platform, database, _pipes: (to_graph, to_platform, inside) });
     }
 
     let working = eventually(Duration::from_secs(30), async || sim.stats().tokens_issued > 0).await;
@@ -297,8 +314,12 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
                 lab.within(host, || replicas[i].start(&db, &sim));
                 kills += 1;
             }
-            1..=5 => {
-                strike(&mut rng, &links[i].internet);
+            1..=3 => {
+                strike(&mut rng, &links[i].graph);
+                faults += 1;
+            }
+            4..=5 => {
+                strike(&mut rng, &links[i].platform);
                 faults += 1;
             }
             6..=10 => {
@@ -330,7 +351,8 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
         }
     }
     for (l, host) in links.iter().zip(1..) {
-        l.internet.heal();
+        l.graph.heal();
+        l.platform.heal();
         l.database.heal();
         lab.no_loss(host);
     }
@@ -370,6 +392,17 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
         not_ready_during_outage.iter().all(|s| s.is_none_or(|s| s == 503)),
         "/readyz said ready while the database was down: {not_ready_during_outage:?}"
     );
+    // None lost, no stray: a registration for each active meeting, none
+    // for a cancelled one.
+    let wrong: Vec<String> = all
+        .iter()
+        .filter_map(|m| {
+            let wanted = m.status == "active" && !cancelled.iter().any(|c| c.id == m.id);
+            let held = sim.registration(&m.organizer_id, &m.online_meeting_id).is_some();
+            (wanted != held).then(|| format!("{}: wanted {wanted}, held {held}", m.id))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "registrations lost or stray: {wrong:?}");
     for m in &open {
         let held = sim.graph_registrants(&m.organizer_id, &m.online_meeting_id);
         if cancelled.iter().any(|c| c.id == m.id) {

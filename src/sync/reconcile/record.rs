@@ -16,11 +16,11 @@ use crate::sync::{Ctx, SyncError};
 
 /// Model step \[S9\] (model/exactly_once.pml).
 ///
-/// How long the lookup of an unknown outcome must wait: a write Graph may
-/// still be working on finishes within the request timeout.
+/// How long the lookup of an unknown outcome must wait: until the write can
+/// no longer reach Graph.
 fn lookup_settle(ctx: &Ctx, progress: &Progress) -> Duration {
     if progress.write_unsettled {
-        ctx.settings.graph.timeout()
+        ctx.settings.graph.unknown_outcome_settle()
     } else {
         Duration::ZERO
     }

@@ -73,7 +73,7 @@ impl Work<'_> {
             next_attempt_in: delay,
             // A write still in progress at Graph may land until its request
             // times out: no lookup before then, whatever makes it due.
-            lookup_settle: self.ctx.settings.graph.timeout(),
+            lookup_settle: self.ctx.settings.graph.unknown_outcome_settle(),
             last_error,
             last_http_status,
             error_category,
