@@ -122,9 +122,10 @@ inline act(op, l)
 /* [S5] Graph's answer to one request, chosen when it arrives (ans/ans_id):
  * act and answer, act and lose the answer, fail without acting (a 5xx or a
  * 401), or, for a write, act only after the client gave up -- but before
- * graph.timeout_ms has passed ([S9] waits for it): the client's
- * TCP_USER_TIMEOUT aborts a connection whose bytes are not acknowledged by
- * then, so none can arrive later. */
+ * graph.timeout_ms plus graph.max_network_delay_ms has passed ([S9] waits
+ * for both): the client's TCP_USER_TIMEOUT aborts a connection whose bytes
+ * are not acknowledged by the timeout, and what a path (a proxy) still
+ * holds then it delivers within max_network_delay_ms or never. */
 inline graph_answers(op, l)
 {
     if

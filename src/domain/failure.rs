@@ -19,8 +19,9 @@ pub struct CallRecord {
     pub duration: Duration,
     /// When it left (this host's clock).
     pub sent_at: chrono::DateTime<chrono::Utc>,
-    /// A write's lease held at least until then: the gate renewed it for
-    /// `sync.lease_ttl_ms` from a moment after this one's start.
+    /// For a request sent past a send gate: the row's lease held at least
+    /// until then (the gate renewed it for `sync.lease_ttl_ms` from a
+    /// moment after this one).
     pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Graph's `request-id` response header.
     pub graph_request_id: Option<String>,
