@@ -18,6 +18,7 @@ pub mod lab;
 pub mod netns;
 mod process;
 pub mod relay;
+pub mod timeliness;
 pub use process::*;
 
 struct Server {
