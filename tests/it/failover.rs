@@ -29,6 +29,24 @@ async fn a_failover_with_asynchronous_replication_may_repeat_a_lost_write_but_cr
     eprintln!("creates repeated after intents lost in the failover: {repeated}");
 }
 
+/// Waits until the primary at `primary` streams to its standby; with
+/// `synchronous`, its commits wait for the standby from then on.
+pub async fn standby_streams(primary: &str, synchronous: bool) {
+    let admin = sqlx::PgPool::connect(primary).await.expect("the primary");
+    let streaming = crate::helpers::eventually(Duration::from_secs(30), async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+            .fetch_one(&admin)
+            .await
+            .is_ok_and(|n| n == 1)
+    });
+    assert!(streaming.await, "the standby streams");
+    if synchronous {
+        sqlx::query("ALTER SYSTEM SET synchronous_standby_names = '*'").execute(&admin).await.expect("synchronous");
+        sqlx::query("SELECT pg_reload_conf()").execute(&admin).await.expect("reloaded");
+    }
+    admin.close().await;
+}
+
 /// A failover mid-work; how many creates met a registration that existed.
 async fn failover(synchronous: bool) -> u64 {
     let primary = tokio::task::spawn_blocking(Cluster::start).await.expect("joined").expect("a primary");
@@ -41,20 +59,7 @@ async fn failover(synchronous: bool) -> u64 {
             .expect("joined")
             .expect("a standby")
     };
-    let admin = sqlx::PgPool::connect(&primary_url).await.expect("the primary");
-    let streaming = crate::helpers::eventually(Duration::from_secs(30), async || {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-            .fetch_one(&admin)
-            .await
-            .is_ok_and(|n| n == 1)
-    });
-    assert!(streaming.await, "the standby streams");
-    if synchronous {
-        // Commits wait until the standby has them.
-        sqlx::query("ALTER SYSTEM SET synchronous_standby_names = '*'").execute(&admin).await.expect("synchronous");
-        sqlx::query("SELECT pg_reload_conf()").execute(&admin).await.expect("reloaded");
-    }
-    admin.close().await;
+    standby_streams(&primary_url, synchronous).await;
 
     let primary_port = primary.lock().unwrap().port();
     let service = Relay::start(([127, 0, 0, 1], primary_port).into()).await;

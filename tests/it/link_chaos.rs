@@ -82,21 +82,6 @@ fn databases(lab: &Lab) -> (Cluster, Cluster) {
     })
 }
 
-/// Commits on `primary` wait for its standby from now on.
-async fn synchronous(primary: &str) {
-    let admin = sqlx::PgPool::connect(primary).await.expect("the primary");
-    let streaming = eventually(Duration::from_secs(30), async || {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-            .fetch_one(&admin)
-            .await
-            .is_ok_and(|n| n == 1)
-    });
-    assert!(streaming.await, "the standby streams");
-    sqlx::query("ALTER SYSTEM SET synchronous_standby_names = '*'").execute(&admin).await.expect("synchronous");
-    sqlx::query("SELECT pg_reload_conf()").execute(&admin).await.expect("reloaded");
-    admin.close().await;
-}
-
 /// `postgres://…` of a cluster in the services' namespace, as the router reaches it.
 fn url_of(cluster: &Cluster) -> String {
     let mut url = reqwest::Url::parse(cluster.url()).expect("a URL");
@@ -110,7 +95,8 @@ async fn run(seconds: u64, meetings: usize, people: usize) {
     let lab = Lab::new(4);
     let (mut cluster, standby) = tokio::task::block_in_place(|| databases(&lab));
     let mut db = url_of(&cluster);
-    synchronous(&db).await;
+    // Commits wait for the standby: the failover loses none.
+    crate::failover::standby_streams(&db, true).await;
     let database_at = |cluster: &Cluster| SocketAddr::new(Lab::address(SERVICES), cluster.port());
     let services = lab.runtime(SERVICES);
     let sim = services

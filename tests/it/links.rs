@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use regsync_sim::Sim;
+use regsync_sim::{Sim, SimMeeting};
 
 use crate::helpers::relay::Relay;
 use crate::helpers::{fresh_database, meeting, spawn_app_against, TestApp};
@@ -27,12 +27,18 @@ async fn behind_relay(timeout_ms: u64) -> (TestApp, Relay) {
     (app, relay)
 }
 
-/// Every listed meeting registered once, and no create sent while a
-/// registration existed.
-fn registered_once(app: &TestApp, meetings: usize) {
+/// Once the path heals and the app settles: every meeting synced and
+/// registered once, and no create sent while a registration existed.
+async fn heal_and_register_once(app: &TestApp, relay: &Relay, meetings: &[SimMeeting]) {
+    relay.heal();
+    app.settle().await;
+    for m in meetings {
+        let status = app.status(&m.id).await;
+        assert_eq!(status.state, "synced", "{}: {:?}", m.id, status.last_error);
+    }
     let stats = app.sim.stats();
     assert_eq!(stats.posts_while_registered, 0, "a create while a registration existed: {stats:?}");
-    assert_eq!(stats.registrations, meetings, "{stats:?}");
+    assert_eq!(stats.registrations, meetings.len(), "{stats:?}");
 }
 
 #[tokio::test]
@@ -45,13 +51,7 @@ async fn latency_of_2s_to_graph_with_a_1s_timeout_produces_no_duplicate() {
         app.tick().await;
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    relay.heal();
-    app.settle().await;
-    for m in &meetings {
-        let status = app.status(&m.id).await;
-        assert_eq!(status.state, "synced", "{}: {:?}", m.id, status.last_error);
-    }
-    registered_once(&app, meetings.len());
+    heal_and_register_once(&app, &relay, &meetings).await;
 }
 
 #[tokio::test]
@@ -64,12 +64,7 @@ async fn a_path_to_graph_cut_with_requests_in_flight_resolves_every_unknown_outc
     app.reconcile().await;
     let unknown = app.scalar("SELECT count(*) FROM meetings WHERE needs_lookup").await;
     assert!(unknown > 0, "writes whose outcome is unknown");
-    relay.heal();
-    app.settle().await;
-    for m in &meetings {
-        assert_eq!(app.status(&m.id).await.state, "synced", "{}", m.id);
-    }
-    registered_once(&app, meetings.len());
+    heal_and_register_once(&app, &relay, &meetings).await;
     let lookups = app.sim.log().iter().filter(|r| r.method == "GET").count();
     assert!(lookups >= usize::try_from(unknown).unwrap(), "each unknown outcome looked up: {lookups} < {unknown}");
 }
@@ -84,19 +79,14 @@ async fn a_half_open_path_to_graph_is_given_up_on_within_the_timeout_and_nothing
     let started = std::time::Instant::now();
     app.reconcile().await;
     assert!(started.elapsed() < Duration::from_secs(30), "a half-open path holds a reconcile {:?}", started.elapsed());
-    relay.heal();
-    app.settle().await;
-    for m in &meetings {
-        assert_eq!(app.status(&m.id).await.state, "synced", "{}", m.id);
-    }
-    registered_once(&app, meetings.len());
+    heal_and_register_once(&app, &relay, &meetings).await;
 }
 
 #[tokio::test]
 async fn a_half_open_path_to_postgresql_is_given_up_on_in_bounded_time_and_nothing_reaches_graph_meanwhile() {
     let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("the simulator");
     let db = fresh_database().await;
-    let relay = Relay::start("127.0.0.1:5432".parse().expect("PostgreSQL's address")).await;
+    let relay = Relay::to_server_of(&db).await;
     let through_relay = relay.url(&db);
     let app = spawn_app_against(sim, through_relay, |s| {
         s.database.statement_timeout_ms = 1_000;
@@ -106,7 +96,7 @@ async fn a_half_open_path_to_postgresql_is_given_up_on_in_bounded_time_and_nothi
     let first = app.listed(meeting(1));
     app.tick().await;
     assert_eq!(app.status(&first.id).await.state, "synced");
-    let second = app.listed(meeting(2));
+    let meetings = [first, app.listed(meeting(2))];
     regsync::sync::ingest::poll(&app.ctx).await.expect("listed while the path is whole");
     let sent_before = app.sim.log().len();
 
@@ -127,8 +117,5 @@ async fn a_half_open_path_to_postgresql_is_given_up_on_in_bounded_time_and_nothi
     assert!(bounded.is_ok() && took < Duration::from_secs(20), "a reconcile waited {took:?} on a silent database");
     assert_eq!(app.sim.log().len(), sent_before, "nothing sent to Graph without its intent committed");
 
-    relay.heal();
-    app.settle().await;
-    assert_eq!(app.status(&second.id).await.state, "synced");
-    registered_once(&app, 2);
+    heal_and_register_once(&app, &relay, &meetings).await;
 }

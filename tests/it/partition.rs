@@ -21,8 +21,7 @@ async fn a_replica_partitioned_from_postgresql_mid_send_stops_within_its_permit_
     let sim = Sim::start(([127, 0, 0, 1], 0).into()).await.expect("the simulator");
     sim.set_rates(FaultRates { latency: Duration::from_millis(400), ..FaultRates::default() });
     let db = fresh_database().await;
-    let options: sqlx::postgres::PgConnectOptions = db.parse().expect("a Postgres URL");
-    let database = Relay::start(([127, 0, 0, 1], options.get_port()).into()).await;
+    let database = Relay::to_server_of(&db).await;
     let graph = Relay::start(sim.addr()).await;
     let direct_graph = sim.endpoints().graph;
     let lease = Duration::from_millis(4_000);

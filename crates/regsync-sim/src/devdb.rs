@@ -53,6 +53,16 @@ pub struct Cluster {
     listen: String,
 }
 
+/// A fresh directory for a cluster, owned by the account that runs it.
+fn new_dir(account: Option<(u32, u32)>) -> Result<PathBuf, Error> {
+    let dir = std::env::temp_dir().join(format!("regsync-pg-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| step("create directory", e))?;
+    if let Some((uid, gid)) = account {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| step("chown directory", e))?;
+    }
+    Ok(dir)
+}
+
 impl Cluster {
     /// Creates and starts a cluster in a fresh temporary directory, listening
     /// on a free loopback port, tuned for speed over durability.
@@ -78,8 +88,7 @@ impl Cluster {
         let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
         let account =
             if is_root { Some(account(if user_exists("postgres") { "postgres" } else { "nobody" })?) } else { None };
-        let dir = std::env::temp_dir().join(format!("regsync-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).map_err(|e| step("create directory", e))?;
+        let dir = new_dir(account)?;
         let mut cluster = Self {
             dir,
             bin,
@@ -91,9 +100,6 @@ impl Cluster {
             tls: tls.is_some(),
             listen: "127.0.0.1".into(),
         };
-        if let Some((uid, gid)) = account {
-            std::os::unix::fs::chown(&cluster.dir, Some(uid), Some(gid)).map_err(|e| step("chown directory", e))?;
-        }
         let data = cluster.dir.join("data");
         let output = as_account(Command::new(cluster.bin.join("initdb")), account)
             .arg("-D")
@@ -156,11 +162,7 @@ impl Cluster {
     /// # Errors
     /// The base backup or the server failed.
     pub fn standby(&self) -> Result<Self, Error> {
-        let dir = std::env::temp_dir().join(format!("regsync-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).map_err(|e| step("create directory", e))?;
-        if let Some((uid, gid)) = self.account {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| step("chown directory", e))?;
-        }
+        let dir = new_dir(self.account)?;
         let output = as_account(Command::new(self.bin.join("pg_basebackup")), self.account)
             .arg("-D")
             .arg(dir.join("data"))

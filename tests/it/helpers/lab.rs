@@ -15,17 +15,17 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 
+use super::netns::{enter, ip};
+
 /// The namespaces, their veth pairs and their reaper.
 pub struct Lab {
     names: Vec<String>,
     /// The packet loss set on each pair, to take it off again.
     loss: std::sync::Mutex<Vec<Option<f64>>>,
+    /// Kills what is left in the namespaces, deletes them (the veth pairs go
+    /// with them) and the lab's packet rules: run on drop, or by the reaper.
+    cleanup: String,
     reaper: Child,
-}
-
-fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().expect("the `ip` command (iproute2)");
-    assert!(status.success(), "ip {}: {status} (the lab runs as root)", args.join(" "));
 }
 
 /// Drops packets on a veth pair's router end at random (`iptables`'
@@ -46,16 +46,15 @@ impl Lab {
     pub fn new(hosts: u8) -> Self {
         let pid = std::process::id();
         let names: Vec<String> = (0..hosts).map(|h| format!("regsync-lab{pid}-{h}")).collect();
-        // The reaper: once this process is gone, kill what is left in the
-        // namespaces and delete them (the veth pairs go with them).
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; for ns in {all}; do \
+        let cleanup = format!(
+            "for ns in {all}; do \
              for p in $(ip netns pids $ns 2>/dev/null); do kill -9 $p; done; ip netns del $ns 2>/dev/null; done; \
              iptables -w -S | grep -F 'rl{pid}h' | sed 's/^-A/-D/' | while read -r rule; do iptables -w $rule; done",
             all = names.join(" ")
         );
+        // The reaper cleans up once this process is gone, however it ended.
         let reaper = Command::new("setsid")
-            .args(["sh", "-c", &script])
+            .args(["sh", "-c", &format!("while kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -73,7 +72,7 @@ impl Lab {
             ip(&["netns", "exec", name, "ip", "link", "set", "lo", "up"]);
         }
         let loss = std::sync::Mutex::new(vec![None; names.len()]);
-        Self { names, loss, reaper }
+        Self { names, loss, cleanup, reaper }
     }
 
     fn interface_of(host: u8) -> String {
@@ -98,12 +97,11 @@ impl Lab {
     /// Runs `f` on a thread that joined namespace `host`: a process it
     /// starts, and a socket it opens, are in that namespace.
     pub fn within<T: Send>(&self, host: u8, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.names[usize::from(host)]);
+        let name = &self.names[usize::from(host)];
         std::thread::scope(|scope| {
             scope
                 .spawn(move || {
-                    let namespace = std::fs::File::open(&path).expect("the namespace");
-                    nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).expect("join the namespace");
+                    enter(name);
                     f()
                 })
                 .join()
@@ -163,17 +161,8 @@ impl Drop for Inside {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for h in 0..self.names.len() {
-            self.no_loss(h as u8);
-        }
-        for name in &self.names {
-            let pids = Command::new("ip").args(["netns", "pids", name]).output().map(|o| o.stdout).unwrap_or_default();
-            for pid in String::from_utf8_lossy(&pids).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
         let _ = self.reaper.kill();
         let _ = self.reaper.wait();
+        let _ = Command::new("sh").args(["-c", &self.cleanup]).stderr(Stdio::null()).status();
     }
 }

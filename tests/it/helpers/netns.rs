@@ -15,9 +15,17 @@ pub struct Netns {
     name: String,
 }
 
-fn ip(args: &[&str]) {
+/// Runs `ip` with `args`; a failure fails the test.
+pub(super) fn ip(args: &[&str]) {
     let status = Command::new("ip").args(args).status().expect("the `ip` command (iproute2)");
     assert!(status.success(), "ip {}: {status} (the network tests run as root)", args.join(" "));
+}
+
+/// Moves the calling thread into namespace `name` (`ip netns add`): the
+/// sockets it opens, the threads and processes it starts, are there.
+pub(super) fn enter(name: &str) {
+    let namespace = std::fs::File::open(format!("/var/run/netns/{name}")).expect("the namespace");
+    nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).expect("join the namespace");
 }
 
 impl Netns {
@@ -39,10 +47,9 @@ impl Netns {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let path = format!("/var/run/netns/{}", self.name);
+        let name = self.name.clone();
         let inside = std::thread::spawn(move || {
-            let namespace = std::fs::File::open(&path).expect("the namespace");
-            nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).expect("join the namespace");
+            enter(&name);
             // Threads the runtime starts inherit the namespace from this one.
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");

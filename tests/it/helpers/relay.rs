@@ -58,6 +58,14 @@ impl Relay {
         Self::start_on(([127, 0, 0, 1], 0).into(), upstream).await
     }
 
+    /// Relays connections to the server of `url` (its host an IP address,
+    /// as the test servers' are): a database's, say.
+    pub async fn to_server_of(url: &str) -> Self {
+        let parsed = reqwest::Url::parse(url).expect("a URL");
+        let host = parsed.host_str().and_then(|h| h.parse().ok()).expect("an IP host");
+        Self::start(SocketAddr::new(host, parsed.port().expect("a port"))).await
+    }
+
     /// The same, listening on `listen` (port 0: any).
     pub async fn start_on(listen: SocketAddr, upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind(listen).await.expect("bind");
